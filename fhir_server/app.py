@@ -1,0 +1,46 @@
+"""The composition root: `create_app(settings)` wires store, engines and routes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import ORJSONResponse, Response
+
+from fhir_server.logs import RequestIdMiddleware
+from fhir_server.rest.http import install_fhir_routes
+from fhir_server.rest.services import Services
+from fhir_server.rest.search import FhirSearcher
+from fhir_server.settings import Settings
+from fhir_server.store.connection import open_database
+from fhir_server.store.resources import ResourceStore
+
+
+async def healthz(_request: Request) -> Response:
+    return ORJSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    services: Services = request.app.state.services
+    if await services.store.database.ping():
+        return ORJSONResponse({"status": "ready", "store": "ok"})
+    return ORJSONResponse({"status": "unavailable", "store": "unreachable"}, status_code=503)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_database(settings) as database:
+            store = ResourceStore(database)
+            await store.ensure_indexes()
+            searcher = FhirSearcher(store, settings)
+            app.state.services = Services(settings=settings, store=store, searcher=searcher)
+            yield
+
+    app = FastAPI(title="fhir-server", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(RequestIdMiddleware)
+    app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
+    install_fhir_routes(app)
+    return app

@@ -1,0 +1,21 @@
+"""Which FHIR resource types this server stores and serves."""
+
+from __future__ import annotations
+
+from typing import Final
+
+SERVED_TYPES: Final[tuple[str, ...]] = (
+    "Patient",
+    "Practitioner",
+    "PractitionerRole",
+    "Organization",
+    "Location",
+    "HealthcareService",
+    "Schedule",
+    "Slot",
+    "Appointment",
+    "AppointmentResponse",
+)
+
+# Served read-only from packaged files, not from the store.
+CONFORMANCE_TYPES: Final[tuple[str, ...]] = ("CodeSystem", "ValueSet", "StructureDefinition")

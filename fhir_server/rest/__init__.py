@@ -1,0 +1,1 @@
+"""The FHIR HTTP edge: requests in, OperationOutcome-or-resource responses out."""

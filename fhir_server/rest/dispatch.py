@@ -1,0 +1,105 @@
+"""Route a `FhirRequest` (from HTTP or from a Bundle entry) to its interaction."""
+
+from __future__ import annotations
+
+from fhir_server.fhir.errors import BadRequest, MethodNotAllowed, NotFound
+from fhir_server.fhir.resource_types import CONFORMANCE_TYPES, SERVED_TYPES
+from fhir_server.rest import interactions as i
+from fhir_server.rest.conformance import conformance_resources, read_conformance, search_conformance
+from fhir_server.rest.messages import FhirRequest, FhirResponse
+from fhir_server.rest.prefer import preference
+from fhir_server.rest.services import OperationKey, Services
+from fhir_server.store.unit_of_work import UnitOfWork
+
+_SERVED = frozenset(SERVED_TYPES)
+_CONFORMANCE = frozenset((*CONFORMANCE_TYPES, "OperationDefinition"))
+
+
+def _not_allowed(req: FhirRequest, what: str) -> MethodNotAllowed:
+    return MethodNotAllowed(f"{req.method} is not supported on {what}.")
+
+
+async def dispatch(services: Services, req: FhirRequest, uow: UnitOfWork | None = None) -> FhirResponse:
+    path, method = req.path, req.method
+    if not path:
+        raise BadRequest("Batch and transaction Bundles are handled by the system endpoint.")
+    head = path[0]
+    if head.startswith("$"):
+        return await _operation(services, req, OperationKey(head[1:]))
+    if head == "_history" and len(path) == 1:
+        if method != "GET":
+            raise _not_allowed(req, "system history")
+        return await i.history(services, req)
+    if head in _CONFORMANCE:
+        return _conformance(services, req)
+    if head not in _SERVED:
+        raise NotFound(f"Resource type {head!r:.40} is not served here.")
+    return await _on_type(services, req, head, path[1:], uow)
+
+
+async def _on_type(
+    services: Services, req: FhirRequest, rtype: str, rest: list[str], uow: UnitOfWork | None
+) -> FhirResponse:
+    method = req.method
+    if not rest:
+        if method == "GET":
+            return await _search(services, req, rtype)
+        if method == "POST":
+            return await i.create(services, req, rtype, uow)
+        if method == "PUT":
+            return await i.conditional_update(services, req, rtype, uow)
+        if method == "DELETE":
+            return await i.conditional_delete(services, req, rtype, uow)
+        raise _not_allowed(req, rtype)
+    first = rest[0]
+    if first == "_search" and len(rest) == 1:
+        if method != "POST":
+            raise _not_allowed(req, f"{rtype}/_search")
+        return await _search(services, req, rtype)
+    if first == "_history" and len(rest) == 1:
+        if method != "GET":
+            raise _not_allowed(req, f"{rtype}/_history")
+        return await i.history(services, req, rtype)
+    if first.startswith("$") and len(rest) == 1:
+        return await _operation(services, req, OperationKey(first[1:], rtype))
+    i.check_id(first)
+    if len(rest) == 1:
+        handler = {"GET": i.read, "PUT": i.update, "PATCH": i.patch, "DELETE": i.delete}.get(method)
+        if handler is None:
+            raise _not_allowed(req, f"{rtype}/[id]")
+        if handler is i.read:
+            return await i.read(services, req, rtype, first)
+        return await handler(services, req, rtype, first, uow)  # type: ignore[call-arg]
+    if rest[1].startswith("$") and len(rest) == 2:
+        return await _operation(services, req, OperationKey(rest[1][1:], rtype, instance=True))
+    if rest[1] == "_history" and method == "GET":
+        if len(rest) == 2:
+            return await i.history(services, req, rtype, first)
+        if len(rest) == 3:
+            return await i.vread(services, req, rtype, first, rest[2])
+    raise NotFound("No such endpoint.")
+
+
+async def _search(services: Services, req: FhirRequest, rtype: str) -> FhirResponse:
+    strict = preference(req.header("prefer"), "handling") == "strict"
+    return FhirResponse(200, await services.searcher.search_bundle(rtype, req.params, strict=strict))
+
+
+async def _operation(services: Services, req: FhirRequest, key: OperationKey) -> FhirResponse:
+    operation = services.operation(key)
+    if operation is None:
+        raise NotFound(f"Operation ${key.name} is not supported here.")
+    return await operation.handler(services, req)
+
+
+def _conformance(services: Services, req: FhirRequest) -> FhirResponse:
+    rtype = req.path[0]
+    if req.method != "GET" and not (req.method == "POST" and req.path[1:] == ["_search"]):
+        raise _not_allowed(req, f"{rtype} (read-only)")
+    definitions = [op.definition for op in services.operations]
+    resources = conformance_resources(rtype, {"OperationDefinition": definitions})
+    if len(req.path) == 2 and req.path[1] != "_search":
+        return FhirResponse(200, read_conformance(resources, rtype, req.path[1]))
+    if len(req.path) > 2:
+        raise NotFound("No such endpoint.")
+    return FhirResponse(200, search_conformance(resources, rtype, req.params, services.base_url))

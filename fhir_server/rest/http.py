@@ -1,0 +1,193 @@
+"""The HTTP face of the FHIR API: Starlette requests to `FhirRequest`s and back.
+
+This is the one place where errors become OperationOutcome responses.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fhir_server.fhir.errors import (
+    BadRequest,
+    FhirError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    operation_outcome,
+    Issue,
+)
+from fhir_server.fhir.jsonio import dumps
+from fhir_server.rest.bundles import process_bundle
+from fhir_server.rest.capability import capability_statement
+from fhir_server.rest.dispatch import dispatch
+from fhir_server.rest.messages import FhirRequest, FhirResponse
+from fhir_server.rest.services import Services
+from fhir_server.rest.shaping import FHIR_JSON, media_type, shape
+from fhir_server.store.clock import now_instant
+
+log = logging.getLogger("fhir_server.http")
+
+_BODY_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
+_PATCH_TYPES = {"application/json-patch+json"}
+_FORM = "application/x-www-form-urlencoded"
+_WITH_BODY = {"POST", "PUT", "PATCH"}
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def fhir_json_response(
+    status: int,
+    resource: dict[str, Any] | None,
+    headers: dict[str, str] | None = None,
+    *,
+    media: str = FHIR_JSON,
+    pretty: bool = False,
+) -> Response:
+    body = dumps(resource, pretty=pretty) if resource is not None else b""
+    return Response(
+        content=body,
+        status_code=status,
+        headers=headers,
+        media_type=f"{media}; charset=utf-8" if resource is not None else None,
+    )
+
+
+def error_response(error: FhirError) -> Response:
+    return fhir_json_response(error.status, error.outcome(), error.headers)
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"The request body is over the {limit}-byte limit.")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise PayloadTooLarge(f"The request body is over the {limit}-byte limit.")
+    return bytes(body)
+
+
+def _parse_body(method: str, content_type: str, raw: bytes) -> tuple[Any, list[tuple[str, str]]]:
+    """(JSON body, form parameters) according to the Content-Type."""
+    if content_type == _FORM:
+        return None, parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True)
+    if not raw:
+        if method == "POST":
+            return None, []
+        raise BadRequest("The request needs a body.")
+    allowed = _PATCH_TYPES | _BODY_TYPES if method == "PATCH" else _BODY_TYPES
+    if content_type and content_type not in allowed:
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type!r:.60} is not accepted; send application/fhir+json"
+            + (" or application/json-patch+json." if method == "PATCH" else ".")
+        )
+    try:
+        return orjson.loads(raw), []
+    except orjson.JSONDecodeError:
+        raise BadRequest("The request body is not valid JSON.") from None
+
+
+async def to_fhir_request(request: Request, path: list[str], limit: int) -> FhirRequest:
+    params = parse_qsl(request.url.query, keep_blank_values=True)
+    body: Any = None
+    if request.method in _WITH_BODY:
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body, form = _parse_body(request.method, content_type, await _read_body(request, limit))
+        params += form
+        if request.method != "POST" or path[-1:] != ["_search"]:
+            if body is not None and not isinstance(body, dict | list):
+                raise BadRequest("The request body must be a JSON object.")
+    return FhirRequest(
+        method=request.method,
+        path=path,
+        params=params,
+        headers={k.lower(): v for k, v in request.headers.items()},
+        body=body,
+    )
+
+
+def _respond(request: Request, result: FhirResponse, media: str) -> Response:
+    query = request.query_params
+    resource = result.resource
+    if resource is not None:
+        resource = shape(resource, query.get("_summary"), query.get("_elements"))
+    if request.method == "HEAD":
+        resource = None
+    pretty = query.get("_pretty") == "true"
+    return fhir_json_response(result.status, resource, result.headers, media=media, pretty=pretty)
+
+
+async def fhir_endpoint(request: Request) -> Response:
+    services = services_of(request)
+    try:
+        media = media_type(request.query_params.get("_format"), request.headers.get("accept"))
+        path = [p for p in request.url.path.split("/")[2:] if p]
+        method = "GET" if request.method == "HEAD" else request.method
+        req = await to_fhir_request(request, path, services.settings.max_body_bytes)
+        req.method = method
+        if not path:
+            result = await _system(services, req)
+        else:
+            result = await dispatch(services, req)
+        return _respond(request, result, media)
+    except FhirError as error:
+        return error_response(error)
+
+
+async def _system(services: Services, req: FhirRequest) -> FhirResponse:
+    if req.method == "POST":
+        if not isinstance(req.body, dict):
+            raise BadRequest("POST to the base URL takes a batch or transaction Bundle.")
+        return await process_bundle(services, req.body)
+    if req.method == "GET":
+        if req.param("_type") is None:
+            raise BadRequest("A system search needs _type.", expression=("_type",))
+        return FhirResponse(200, await services.searcher.search_bundle(None, req.params, strict=False))
+    raise MethodNotAllowed(f"{req.method} is not supported on the base URL.")
+
+
+async def metadata(request: Request) -> Response:
+    services = services_of(request)
+    try:
+        media = media_type(request.query_params.get("_format"), request.headers.get("accept"))
+    except FhirError as error:
+        return error_response(error)
+    statement = capability_statement(services, request.app.state.started_at)
+    return _respond(request, FhirResponse(200, statement), media)
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error %s in %s %s", type(exc).__name__, request.method, request.url.path)
+    outcome = operation_outcome([Issue("exception", "Internal Server Error")])
+    return fhir_json_response(500, outcome)
+
+
+async def _http_exception(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 404:
+        return error_response(NotFound("No such endpoint."))
+    if exc.status_code == 405:
+        return error_response(MethodNotAllowed("Method not allowed on this endpoint."))
+    outcome = operation_outcome([Issue("processing", str(exc.detail)[:200])])
+    return fhir_json_response(exc.status_code, outcome)
+
+
+def install_fhir_routes(app: FastAPI) -> None:
+    app.state.started_at = now_instant()
+    app.add_api_route("/fhir/metadata", metadata, methods=["GET"], include_in_schema=False)
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+    app.add_api_route("/fhir", fhir_endpoint, methods=methods, include_in_schema=False)
+    app.add_api_route("/fhir/{path:path}", fhir_endpoint, methods=methods, include_in_schema=False)
+    app.add_exception_handler(StarletteHTTPException, _http_exception)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unhandled)

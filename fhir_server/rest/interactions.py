@@ -1,0 +1,255 @@
+"""The FHIR RESTful interactions on stored resource types, one short function each.
+
+Each checks the request, calls the store (or the searcher) once or twice and
+returns a `FhirResponse`; failures are raised as `fhir.errors` and turned into
+an OperationOutcome in one place (`rest.http`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import jsonpatch
+
+from fhir_server.fhir.errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
+from fhir_server.fhir.validation import validate_resource
+from fhir_server.rest.bundles_common import bundle, full_url, history_entry
+from fhir_server.rest.messages import FhirRequest, FhirResponse
+from fhir_server.rest.prefer import preference
+from fhir_server.rest.services import Services
+from fhir_server.rest.versioning import not_modified, parse_etag, version_headers
+from fhir_server.store.clock import to_instant
+from fhir_server.store.resources import Version
+from fhir_server.store.unit_of_work import UnitOfWork
+
+_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+def check_id(rid: str) -> str:
+    if not _ID.match(rid):
+        raise BadRequest(
+            "A resource id is 1-64 letters, digits, '-' or '.'.", expression=("Resource.id",)
+        )
+    return rid
+
+
+def checked_body(req: FhirRequest, resource_type: str) -> dict[str, Any]:
+    """The request body as a resource of the URL's type, validated."""
+    body = req.body
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a FHIR resource (a JSON object).")
+    actual = body.get("resourceType")
+    if actual is None:
+        raise BadRequest("The resource has no resourceType.", expression=("resourceType",))
+    if actual != resource_type:
+        raise BadRequest(
+            f"The body is a {actual!s:.40} but the URL names {resource_type}.",
+            expression=("resourceType",),
+        )
+    validate_resource(body)
+    return body
+
+
+def _expected_version(req: FhirRequest) -> int | None:
+    value = req.header("if-match")
+    return parse_etag(value) if value else None
+
+
+def written(req: FhirRequest, services: Services, version: Version, status: int) -> FhirResponse:
+    """The answer to a successful write, shaped by `Prefer: return=`."""
+    headers = version_headers(version)
+    location = f"{full_url(services.base_url, version.resource_type, version.id)}/_history/{version.version}"
+    headers["Location" if status == 201 else "Content-Location"] = location
+    wanted = preference(req.header("prefer"), "return") or "representation"
+    if wanted == "minimal":
+        return FhirResponse(status, None, headers)
+    if wanted == "OperationOutcome":
+        outcome = {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "information", "code": "informational", "diagnostics": "Done."}],
+        }
+        return FhirResponse(status, outcome, headers)
+    return FhirResponse(status, version.resource, headers)
+
+
+async def read(services: Services, req: FhirRequest, rtype: str, rid: str) -> FhirResponse:
+    version = await services.store.read(rtype, rid)
+    if not_modified(version, req.header("if-none-match"), req.header("if-modified-since")):
+        return FhirResponse(304, None, version_headers(version))
+    return FhirResponse(200, version.resource, version_headers(version))
+
+
+async def vread(
+    services: Services, req: FhirRequest, rtype: str, rid: str, vid: str
+) -> FhirResponse:
+    if not vid.isdigit():
+        raise NotFound(f"{rtype}/{rid} has no version {vid!r:.20}.")
+    version = await services.store.vread(rtype, rid, int(vid))
+    return FhirResponse(200, version.resource, version_headers(version))
+
+
+async def _single_match(services: Services, rtype: str, query: str) -> str | None:
+    params = parse_qsl(query, keep_blank_values=True)
+    if not params:
+        raise BadRequest("A conditional request needs search parameters.")
+    ids = await services.searcher.matching_ids(rtype, params)
+    if len(ids) > 1:
+        raise PreconditionFailed("More than one resource matches the condition.")
+    return ids[0] if ids else None
+
+
+async def create(
+    services: Services, req: FhirRequest, rtype: str, uow: UnitOfWork | None = None
+) -> FhirResponse:
+    body = checked_body(req, rtype)
+    condition = req.header("if-none-exist")
+    if condition is not None:
+        existing = await _single_match(services, rtype, condition)
+        if existing is not None:
+            return written(req, services, await services.store.read(rtype, existing), 200)
+    version = await services.store.create(body, rid=req.assigned_id, uow=uow)
+    return written(req, services, version, 201)
+
+
+async def update(
+    services: Services, req: FhirRequest, rtype: str, rid: str, uow: UnitOfWork | None = None
+) -> FhirResponse:
+    check_id(rid)
+    body = checked_body(req, rtype)
+    if body.get("id") != rid:
+        raise BadRequest(
+            "The resource id must be present and equal the id in the URL.",
+            expression=(f"{rtype}.id",),
+        )
+    version, created = await services.store.update(
+        body, expected_version=_expected_version(req), uow=uow
+    )
+    return written(req, services, version, 201 if created else 200)
+
+
+async def conditional_update(
+    services: Services, req: FhirRequest, rtype: str, uow: UnitOfWork | None = None
+) -> FhirResponse:
+    match = await _single_match(services, rtype, _query_string(req))
+    body = checked_body(req, rtype)
+    if match is None:
+        if "id" in body:
+            return await update(services, req, rtype, body["id"], uow)
+        version = await services.store.create(body, uow=uow)
+        return written(req, services, version, 201)
+    if body.get("id", match) != match:
+        raise BadRequest(
+            "The resource id differs from the id of the matching resource.",
+            expression=(f"{rtype}.id",),
+        )
+    req.body = {**body, "id": match}
+    return await update(services, req, rtype, match, uow)
+
+
+async def patch(
+    services: Services, req: FhirRequest, rtype: str, rid: str, uow: UnitOfWork | None = None
+) -> FhirResponse:
+    if not isinstance(req.body, list):
+        raise BadRequest("A patch body must be a JSON Patch document (a JSON array).")
+    current = await services.store.read(rtype, rid)
+    expected = _expected_version(req)
+    if expected is not None and expected != current.version:
+        raise PreconditionFailed(f"{rtype}/{rid} is at version {current.version}, not {expected}.")
+    assert current.resource is not None
+    try:
+        patched = jsonpatch.apply_patch(current.resource, req.body)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError):
+        raise Unprocessable("The JSON Patch could not be applied to the resource.") from None
+    if patched.get("resourceType") != rtype or patched.get("id") != rid:
+        raise Unprocessable("A patch may not change the resource type or id.")
+    patched.pop("meta", None)
+    if "meta" in current.resource:
+        patched["meta"] = {
+            k: v for k, v in current.resource["meta"].items() if k not in ("versionId", "lastUpdated")
+        }
+    validate_resource(patched)
+    version, _ = await services.store.update(patched, expected_version=current.version, uow=uow)
+    return written(req, services, version, 200)
+
+
+async def delete(
+    services: Services, req: FhirRequest, rtype: str, rid: str, uow: UnitOfWork | None = None
+) -> FhirResponse:
+    if await services.store.current(rtype, rid) is None:
+        raise NotFound(f"{rtype}/{rid} is not known.")
+    version = await services.store.delete(rtype, rid, expected_version=_expected_version(req), uow=uow)
+    headers = {"ETag": version.etag} if version else {}
+    outcome = {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "information", "code": "informational", "diagnostics": "Deleted."}],
+    }
+    return FhirResponse(200, outcome, headers)
+
+
+async def conditional_delete(
+    services: Services, req: FhirRequest, rtype: str, uow: UnitOfWork | None = None
+) -> FhirResponse:
+    match = await _single_match(services, rtype, _query_string(req))
+    if match is None:
+        return FhirResponse(204)
+    return await delete(services, req, rtype, match, uow)
+
+
+def _query_string(req: FhirRequest) -> str:
+    return "&".join(f"{k}={v}" for k, v in req.params if not k.startswith("_format"))
+
+
+async def history(
+    services: Services, req: FhirRequest, rtype: str | None = None, rid: str | None = None
+) -> FhirResponse:
+    if rtype and rid and await services.store.current(rtype, rid) is None:
+        raise NotFound(f"{rtype}/{rid} is not known.")
+    count = _count(services, req.param("_count"))
+    since = _since(req.param("_since"))
+    before = _cursor(req.param("_before"))
+    rows, total = await services.store.history_page(
+        resource_type=rtype, rid=rid, since=since, before=before, count=count
+    )
+    path = "/".join(p for p in (rtype, rid) if p)
+    base = f"{services.base_url}/{path + '/' if path else ''}_history"
+    query = f"_count={count}" + (f"&_since={req.param('_since')}" if since else "")
+    links = [{"relation": "self", "url": f"{base}?{query}"}]
+    if len(rows) == count:
+        last = rows[-1]
+        cursor = f"{last.updated},{last.resource_type}/{last.id}/{last.version}"
+        links.append({"relation": "next", "url": f"{base}?{query}&_before={cursor}"})
+    entries = [history_entry(services.base_url, row) for row in rows]
+    return FhirResponse(200, bundle("history", entries, total=total, link=links))
+
+
+def _count(services: Services, raw: str | None) -> int:
+    if raw is None:
+        return services.settings.default_page_size
+    if not raw.isdigit():
+        raise BadRequest("_count must be a whole number.", expression=("_count",))
+    return max(1, min(int(raw), services.settings.max_page_size))
+
+
+def _since(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadRequest("_since must be a FHIR instant.", expression=("_since",)) from None
+    if moment.tzinfo is None:
+        raise BadRequest("_since must include a time zone.", expression=("_since",))
+    return to_instant(moment)
+
+
+def _cursor(raw: str | None) -> tuple[str, str] | None:
+    if raw is None:
+        return None
+    updated, sep, key = raw.partition(",")
+    if not sep or not key:
+        raise BadRequest("_before is not a paging cursor this server issued.", expression=("_before",))
+    return updated, key
+

@@ -1,0 +1,77 @@
+"""What an interaction needs, assembled once in `app.create_app` (the composition root)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from fhir_server.rest.messages import FhirRequest, FhirResponse
+from fhir_server.settings import Settings
+from fhir_server.store.resources import ResourceStore
+
+
+class Searcher(Protocol):
+    """The search engine as the REST edge sees it."""
+
+    async def search_bundle(
+        self, resource_type: str | None, params: list[tuple[str, str]], *, strict: bool
+    ) -> dict[str, Any]:
+        """A searchset Bundle for the parameters (paging links included)."""
+        ...
+
+    async def matching_ids(self, resource_type: str, params: list[tuple[str, str]]) -> list[str]:
+        """Ids of current resources matching a conditional-interaction query (at most 2)."""
+        ...
+
+    def capability(self, resource_type: str) -> dict[str, Any]:
+        """CapabilityStatement.rest.resource fields: searchParam, searchInclude, searchRevInclude."""
+        ...
+
+
+OperationHandler = Callable[["Services", FhirRequest], Awaitable[FhirResponse]]
+
+
+@dataclass(frozen=True)
+class OperationKey:
+    """Where an operation is invoked: system, type or instance level, and its name."""
+
+    name: str
+    resource_type: str | None = None
+    instance: bool = False
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A custom operation: its published OperationDefinition and its handler."""
+
+    definition: dict[str, Any]
+    handler: OperationHandler
+
+    def keys(self) -> list[OperationKey]:
+        name = self.definition["code"]
+        keys = [OperationKey(name)] if self.definition.get("system") else []
+        for rtype in self.definition.get("resource", []):
+            if self.definition.get("type"):
+                keys.append(OperationKey(name, rtype))
+            if self.definition.get("instance"):
+                keys.append(OperationKey(name, rtype, instance=True))
+        return keys
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: ResourceStore
+    searcher: Searcher
+    operations: list[Operation] = field(default_factory=list)
+
+    def operation(self, key: OperationKey) -> Operation | None:
+        for operation in self.operations:
+            if key in operation.keys():
+                return operation
+        return None
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url

@@ -1,0 +1,100 @@
+"""Output negotiation: `_format`, `Accept`, `_pretty`, `_summary`, `_elements`."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from fhir_server.fhir.definitions import top_level_elements
+from fhir_server.fhir.errors import BadRequest, NotAcceptable
+
+FHIR_JSON = "application/fhir+json"
+_JSON_TYPES = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
+_XML_TYPES = {"xml", "application/xml", "application/fhir+xml", "text/xml", "application/xml+fhir"}
+_SUBSETTED = {
+    "system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue",
+    "code": "SUBSETTED",
+}
+
+
+def media_type(format_param: str | None, accept: str | None) -> str:
+    """The JSON media type to answer with, or 406 for XML and other formats."""
+    if format_param is not None:
+        wanted = format_param.split(";")[0].strip().lower()
+        if wanted in _JSON_TYPES:
+            return "application/json" if wanted == "application/json" else FHIR_JSON
+        raise NotAcceptable(
+            "Only JSON is supported: use _format=json (XML is not implemented).",
+            expression=("_format",),
+        )
+    if not accept:
+        return FHIR_JSON
+    offered = [part.split(";")[0].strip().lower() for part in accept.split(",")]
+    if any(o in ("*/*", "application/*", FHIR_JSON, "application/json+fhir") for o in offered):
+        return FHIR_JSON
+    if "application/json" in offered:
+        return "application/json"
+    if any(o in _XML_TYPES for o in offered):
+        raise NotAcceptable("Only JSON is supported (XML is not implemented).")
+    return FHIR_JSON
+
+
+def _mark_subsetted(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = dict(resource.get("meta", {}))
+    meta["tag"] = [*meta.get("tag", []), _SUBSETTED]
+    return {**resource, "meta": meta}
+
+
+@cache
+def _kept(resource_type: str, mode: str) -> frozenset[str] | None:
+    elements = top_level_elements(resource_type)
+    if elements is None:
+        return None
+    if mode == "true":
+        return frozenset(n for n, (summary, _) in elements.items() if summary)
+    return frozenset(n for n, (_, required) in elements.items() if required) | {"text"}
+
+
+def _summarise(resource: dict[str, Any], mode: str) -> dict[str, Any]:
+    if mode == "data":
+        return _mark_subsetted({k: v for k, v in resource.items() if k != "text"})
+    kept = _kept(resource["resourceType"], mode)
+    if kept is None:
+        return resource
+    base = {"resourceType", "id", "meta"}
+    return _mark_subsetted({k: v for k, v in resource.items() if k in base or k in kept})
+
+
+def _select(resource: dict[str, Any], elements: frozenset[str]) -> dict[str, Any]:
+    elements_info = top_level_elements(resource["resourceType"]) or {}
+    required = {n for n, (_, req) in elements_info.items() if req}
+    keep = elements | required | {"resourceType", "id", "meta"}
+    return _mark_subsetted({k: v for k, v in resource.items() if k in keep})
+
+
+def shape(resource: dict[str, Any], summary: str | None, elements: str | None) -> dict[str, Any]:
+    """Apply `_summary`/`_elements` to a resource, or to each resource of a Bundle."""
+    if summary in (None, "false") and not elements:
+        return resource
+    if summary not in (None, "false", "true", "text", "data", "count"):
+        raise BadRequest("_summary must be true, text, data, count or false.", expression=("_summary",))
+    wanted = frozenset(e.strip() for e in elements.split(",") if e.strip()) if elements else None
+
+    def one(item: dict[str, Any]) -> dict[str, Any]:
+        if summary in ("true", "text", "data"):
+            return _summarise(item, summary)
+        if wanted:
+            return _select(item, wanted)
+        return item
+
+    if resource.get("resourceType") == "Bundle":
+        entries = [
+            {**e, "resource": one(e["resource"])}
+            if "resource" in e and e.get("search", {}).get("mode", "match") == "match"
+            else e
+            for e in resource.get("entry", [])
+        ]
+        return {**resource, "entry": entries}
+    if resource.get("resourceType") == "OperationOutcome":
+        return resource
+    return one(resource)

@@ -1,0 +1,22 @@
+"""Instants as the store writes them: fixed-width UTC strings.
+
+Fixed width (microseconds, `Z`) makes string order equal time order, which
+both MongoDB and the embedded server compare correctly, where the embedded
+server mis-orders BSON dates inside sub-documents.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def to_instant(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def now_instant() -> str:
+    return to_instant(datetime.now(UTC))
+
+
+def parse_instant(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))

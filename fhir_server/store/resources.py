@@ -1,0 +1,258 @@
+"""Versioned resource storage: current versions per type, every version in `history`.
+
+A write first inserts the history row keyed `Type/id/version` (its unique
+`_id` is the compare-and-set: two writers of the same version cannot both
+succeed), then replaces the current row on the condition that it still holds
+the previous version. Both writes run in one unit of work, so a failure
+leaves neither behind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from fhir_server.fhir.errors import Conflict, Gone, NotFound, PreconditionFailed
+from fhir_server.store.clock import now_instant
+from fhir_server.store.database import Database
+from fhir_server.store.unit_of_work import UnitOfWork, unit_of_work
+
+Indexer = Callable[[dict[str, Any]], dict[str, Any]]
+HISTORY = "history"
+_CURRENT_FIELDS = {"resource": 1, "version": 1, "updated": 1, "deleted": 1}
+
+
+def no_index(_resource: dict[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a resource as stored: the body is None for a deletion."""
+
+    resource_type: str
+    id: str
+    version: int
+    updated: str
+    deleted: bool
+    resource: dict[str, Any] | None
+    method: str = "PUT"
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+
+def _stamp(resource: dict[str, Any], rid: str, version: int, updated: str) -> dict[str, Any]:
+    meta = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": updated}
+    return {**resource, "id": rid, "meta": meta}
+
+
+def _from_current(resource_type: str, doc: dict[str, Any]) -> Version:
+    return Version(
+        resource_type=resource_type,
+        id=doc["_id"],
+        version=doc["version"],
+        updated=doc["updated"],
+        deleted=doc["deleted"],
+        resource=None if doc["deleted"] else doc["resource"],
+    )
+
+
+def _from_history(doc: dict[str, Any]) -> Version:
+    return Version(
+        resource_type=doc["type"],
+        id=doc["id"],
+        version=doc["version"],
+        updated=doc["updated"],
+        deleted=doc["deleted"],
+        resource=doc.get("resource"),
+        method=doc["method"],
+    )
+
+
+class ResourceStore:
+    def __init__(self, database: Database, indexer: Indexer = no_index) -> None:
+        self.database = database
+        self.indexer = indexer
+        self.history = database.db[HISTORY]
+
+    def unit_of_work(self) -> Any:
+        return unit_of_work(self.database)
+
+    def collection(self, resource_type: str) -> Any:
+        return self.database.db[resource_type]
+
+    async def ensure_indexes(self) -> None:
+        await self.history.create_index([("type", 1), ("updated", -1)])
+        await self.history.create_index([("updated", -1)])
+        await self.history.create_index([("type", 1), ("id", 1), ("version", -1)])
+
+    # -- reads -------------------------------------------------------------
+
+    async def current(self, resource_type: str, rid: str) -> Version | None:
+        """The current row, deleted or not; None when the id was never written."""
+        doc = await self.collection(resource_type).find_one({"_id": rid}, _CURRENT_FIELDS)
+        return _from_current(resource_type, doc) if doc else None
+
+    async def read(self, resource_type: str, rid: str) -> Version:
+        found = await self.current(resource_type, rid)
+        if found is None:
+            raise NotFound(f"{resource_type}/{rid} is not known.")
+        if found.deleted:
+            raise Gone(f"{resource_type}/{rid} has been deleted.")
+        return found
+
+    async def vread(self, resource_type: str, rid: str, version: int) -> Version:
+        doc = await self.history.find_one({"_id": f"{resource_type}/{rid}/{version}"})
+        if doc is None:
+            raise NotFound(f"{resource_type}/{rid} has no version {version}.")
+        found = _from_history(doc)
+        if found.deleted:
+            raise Gone(f"Version {version} of {resource_type}/{rid} is a deletion.")
+        return found
+
+    async def history_page(
+        self,
+        *,
+        resource_type: str | None = None,
+        rid: str | None = None,
+        since: str | None = None,
+        before: tuple[str, str] | None = None,
+        count: int = 20,
+    ) -> tuple[list[Version], int]:
+        """Newest first; `before` is the (updated, key) of the last row of the previous page."""
+        base: dict[str, Any] = {}
+        if resource_type:
+            base["type"] = {"$eq": resource_type}
+        if rid:
+            base["id"] = {"$eq": rid}
+        if since:
+            base["updated"] = {"$gte": since}
+        query = dict(base)
+        if before:
+            query["$or"] = [
+                {"updated": {"$lt": before[0]}},
+                {"updated": {"$eq": before[0]}, "_id": {"$lt": before[1]}},
+            ]
+        cursor = self.history.find(query).sort([("updated", -1), ("_id", -1)]).limit(count)
+        rows = [_from_history(doc) async for doc in cursor]
+        total = await self.history.count_documents(base)
+        return rows, total
+
+    # -- writes ------------------------------------------------------------
+
+    async def create(
+        self, resource: dict[str, Any], *, rid: str | None = None, uow: UnitOfWork | None = None
+    ) -> Version:
+        return await self._write(
+            resource["resourceType"], rid or str(uuid.uuid4()), resource, None, "POST", uow
+        )
+
+    async def update(
+        self,
+        resource: dict[str, Any],
+        *,
+        expected_version: int | None = None,
+        uow: UnitOfWork | None = None,
+    ) -> tuple[Version, bool]:
+        """Replace (or create, for a new client-chosen id); returns (version, created)."""
+        rtype, rid = resource["resourceType"], resource["id"]
+        previous = await self._raw_current(rtype, rid, uow)
+        current_version = previous["version"] if previous else None
+        if expected_version is not None and expected_version != current_version:
+            raise PreconditionFailed(
+                f"{rtype}/{rid} is at version {current_version}, not {expected_version}."
+            )
+        created = previous is None or previous["deleted"]
+        return await self._write(rtype, rid, resource, previous, "PUT", uow), created
+
+    async def delete(
+        self,
+        resource_type: str,
+        rid: str,
+        *,
+        expected_version: int | None = None,
+        uow: UnitOfWork | None = None,
+    ) -> Version | None:
+        """Logical delete; None when there was nothing to delete."""
+        previous = await self._raw_current(resource_type, rid, uow)
+        if previous is None or previous["deleted"]:
+            return None
+        if expected_version is not None and expected_version != previous["version"]:
+            raise PreconditionFailed(
+                f"{resource_type}/{rid} is at version {previous['version']}, "
+                f"not {expected_version}."
+            )
+        return await self._write(resource_type, rid, None, previous, "DELETE", uow)
+
+    async def _raw_current(
+        self, resource_type: str, rid: str, uow: UnitOfWork | None
+    ) -> dict[str, Any] | None:
+        session = uow.session if uow else None
+        doc: dict[str, Any] | None = await self.collection(resource_type).find_one(
+            {"_id": rid}, session=session
+        )
+        return doc
+
+    async def _write(
+        self,
+        rtype: str,
+        rid: str,
+        body: dict[str, Any] | None,
+        previous: dict[str, Any] | None,
+        method: str,
+        uow: UnitOfWork | None,
+    ) -> Version:
+        if uow is None:
+            async with self.unit_of_work() as own:
+                return await self._write(rtype, rid, body, previous, method, own)
+        version = (previous["version"] if previous else 0) + 1
+        updated = now_instant()
+        stored = _stamp(body, rid, version, updated) if body is not None else None
+        key = f"{rtype}/{rid}/{version}"
+        history_row = {
+            "_id": key,
+            "type": rtype,
+            "id": rid,
+            "version": version,
+            "updated": updated,
+            "deleted": stored is None,
+            "method": method,
+            "resource": stored,
+        }
+        current_row = {
+            "_id": rid,
+            "resource": stored if stored is not None else previous and previous["resource"],
+            "version": version,
+            "updated": updated,
+            "deleted": stored is None,
+            "idx": self.indexer(stored) if stored is not None else {},
+        }
+        collection = self.collection(rtype)
+        try:
+            await self.history.insert_one(history_row, session=uow.session)
+            uow.on_failure(lambda: self.history.delete_one({"_id": key}))
+            if previous is None:
+                await collection.insert_one(current_row, session=uow.session)
+                uow.on_failure(lambda: collection.delete_one({"_id": rid, "version": version}))
+            else:
+                result = await collection.replace_one(
+                    {"_id": rid, "version": previous["version"]}, current_row, session=uow.session
+                )
+                if result.matched_count != 1:
+                    raise Conflict(f"{rtype}/{rid} was changed by another request; retry.")
+                uow.on_failure(
+                    lambda: collection.replace_one({"_id": rid, "version": version}, previous)
+                )
+        except DuplicateKeyError:
+            raise Conflict(f"{rtype}/{rid} was changed by another request; retry.") from None
+        except OperationFailure as exc:
+            if exc.has_error_label("TransientTransactionError") or exc.code == 112:
+                raise Conflict(f"{rtype}/{rid} was changed by another request; retry.") from None
+            raise
+        return Version(rtype, rid, version, updated, stored is None, stored, method)

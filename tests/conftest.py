@@ -1,0 +1,71 @@
+"""Shared fixtures: one real MongoDB-wire server for the session, a fresh database per module.
+
+By default the embedded server (nx-27017) is started in a temporary
+directory; set FHIR_TEST_MONGODB_URI to run the same suite against a real
+MongoDB.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_server.app import create_app
+from fhir_server.settings import Settings
+from fhir_server.store import embedded
+
+BASE = "http://testserver/fhir"
+FHIR_JSON = "application/fhir+json"
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("FHIR_TEST_MONGODB_URI")
+    if configured:
+        yield configured
+        return
+    data_dir = tmp_path_factory.mktemp("embedded-store")
+    server = embedded.start(data_dir)
+    try:
+        yield server.uri
+    finally:
+        embedded.stop(server, data_dir)
+
+
+@pytest.fixture(scope="session")
+def settings_factory(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "mongodb_uri": mongo_uri,
+            "database": f"t{uuid.uuid4().hex[:12]}",
+            "public_base_url": BASE,
+            "data_dir": Path(tmp_path_factory.mktemp("data")),
+            "log_level": "WARNING",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
+    app = create_app(settings_factory())
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def patient(family: str = "Doe", given: str = "Jane", **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Patient",
+        "name": [{"family": family, "given": [given]}],
+        "gender": "female",
+        "birthDate": "1990-04-02",
+        **extra,
+    }
