@@ -14,8 +14,8 @@ from functools import cache
 from typing import Any
 
 import fhirpathpy
-from fhirpathpy.models import models as fhirpath_models
 import orjson
+from fhirpathpy.models import models as fhirpath_models
 
 from fhir_server.fhir.datafiles import data_dir
 

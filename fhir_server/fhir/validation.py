@@ -96,7 +96,9 @@ def _walk(node: dict[str, Any], rule: ElementRule, expression: str, issues: list
             continue
         if result == [False]:
             issues.append(
-                Issue("invariant", f"{constraint.key}: {constraint.human}", expression=(expression,))
+                Issue(
+                    "invariant", f"{constraint.key}: {constraint.human}", expression=(expression,)
+                )
             )
     for name, child in rule.children.items():
         key = _choice_key(node, child) if name.endswith("[x]") else name
@@ -153,7 +155,11 @@ def _period_issues(resource: dict[str, Any]) -> list[Issue]:
     start_at, end_at = _instant(start), _instant(end)
     if start_at and end_at and end_at <= start_at:
         kind = resource["resourceType"]
-        return [Issue("invariant", f"{kind}.end must be after {kind}.start.", expression=(f"{kind}.end",))]
+        return [
+            Issue(
+                "invariant", f"{kind}.end must be after {kind}.start.", expression=(f"{kind}.end",)
+            )
+        ]
     return []
 
 

@@ -36,7 +36,9 @@ def _entry_request(entry: dict[str, Any], index: int, base_url: str) -> FhirRequ
         raise BadRequest("Each entry needs request.method and request.url.", expression=(where,))
     method = str(request["method"]).upper()
     if method not in _ORDER:
-        raise BadRequest(f"Unsupported entry method {method!r:.10}.", expression=(f"{where}.method",))
+        raise BadRequest(
+            f"Unsupported entry method {method!r:.10}.", expression=(f"{where}.method",)
+        )
     url = str(request["url"])
     if url.startswith(base_url):
         url = url[len(base_url) :]
@@ -66,11 +68,15 @@ def _entry_request(entry: dict[str, Any], index: int, base_url: str) -> FhirRequ
 def _json_patch_from_binary(body: Any, where: str) -> Any:
     """A JSON Patch travels in a Bundle as a Binary (contentType application/json-patch+json)."""
     if not (isinstance(body, dict) and body.get("resourceType") == "Binary"):
-        raise BadRequest("A PATCH entry carries its JSON Patch in a Binary resource.", expression=(where,))
+        raise BadRequest(
+            "A PATCH entry carries its JSON Patch in a Binary resource.", expression=(where,)
+        )
     try:
         return orjson.loads(base64.b64decode(body.get("data", ""), validate=True))
     except (binascii.Error, orjson.JSONDecodeError):
-        raise BadRequest("The Binary data is not a base64 JSON Patch.", expression=(where,)) from None
+        raise BadRequest(
+            "The Binary data is not a base64 JSON Patch.", expression=(where,)
+        ) from None
 
 
 def _response_entry(response: FhirResponse) -> dict[str, Any]:
@@ -117,7 +123,10 @@ def _entries(services: Services, body: dict[str, Any]) -> list[dict[str, Any]]:
 
 async def process_bundle(services: Services, body: dict[str, Any]) -> FhirResponse:
     if body.get("resourceType") != "Bundle":
-        raise BadRequest("POST to the base URL takes a batch or transaction Bundle.", expression=("resourceType",))
+        raise BadRequest(
+            "POST to the base URL takes a batch or transaction Bundle.",
+            expression=("resourceType",),
+        )
     kind = body.get("type")
     if kind == "batch":
         return await _batch(services, _entries(services, body))
@@ -142,7 +151,9 @@ def _assign_ids(entries: list[dict[str, Any]]) -> dict[str, str]:
     ids: dict[str, str] = {}
     for entry in entries:
         resource = entry.get("resource")
-        if (entry.get("request") or {}).get("method", "").upper() != "POST" or not isinstance(resource, dict):
+        if (entry.get("request") or {}).get("method", "").upper() != "POST" or not isinstance(
+            resource, dict
+        ):
             continue
         new_id = str(uuid.uuid4())
         full = entry.get("fullUrl")
@@ -165,12 +176,16 @@ async def _transaction(services: Services, entries: list[dict[str, Any]]) -> Fhi
     async with services.store.unit_of_work() as uow:
         for index, req in order:
             results[index] = _response_entry(await _run(services, req, uow, index))
-    return FhirResponse(200, bundle("transaction-response", [results[i] for i in range(len(entries))]))
+    return FhirResponse(
+        200, bundle("transaction-response", [results[i] for i in range(len(entries))])
+    )
 
 
 async def _run(services: Services, req: FhirRequest, uow: UnitOfWork, index: int) -> FhirResponse:
     try:
         return await dispatch(services, req, uow)
     except FhirError as error:
-        error.issues = [replace(i, diagnostics=f"Entry {index}: {i.diagnostics}") for i in error.issues]
+        error.issues = [
+            replace(i, diagnostics=f"Entry {index}: {i.diagnostics}") for i in error.issues
+        ]
         raise

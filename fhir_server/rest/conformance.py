@@ -19,10 +19,14 @@ from fhir_server.rest.bundles_common import bundle, full_url
 
 @cache
 def _profiles() -> tuple[dict[str, Any], ...]:
-    return tuple(d for d in load_json_folder("profiles") if d.get("resourceType") == "StructureDefinition")
+    return tuple(
+        d for d in load_json_folder("profiles") if d.get("resourceType") == "StructureDefinition"
+    )
 
 
-def conformance_resources(resource_type: str, extra: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def conformance_resources(
+    resource_type: str, extra: dict[str, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
     if resource_type == "StructureDefinition":
         return list(_profiles())
     if resource_type in ("CodeSystem", "ValueSet"):
@@ -30,7 +34,9 @@ def conformance_resources(resource_type: str, extra: dict[str, list[dict[str, An
     return extra.get(resource_type, [])
 
 
-def read_conformance(resources: list[dict[str, Any]], resource_type: str, rid: str) -> dict[str, Any]:
+def read_conformance(
+    resources: list[dict[str, Any]], resource_type: str, rid: str
+) -> dict[str, Any]:
     for resource in resources:
         if resource.get("id") == rid:
             return resource
@@ -38,7 +44,10 @@ def read_conformance(resources: list[dict[str, Any]], resource_type: str, rid: s
 
 
 def search_conformance(
-    resources: list[dict[str, Any]], resource_type: str, params: list[tuple[str, str]], base_url: str
+    resources: list[dict[str, Any]],
+    resource_type: str,
+    params: list[tuple[str, str]],
+    base_url: str,
 ) -> dict[str, Any]:
     wanted = {k: v for k, v in params if k in ("url", "name", "_id")}
     field_of = {"_id": "id"}
@@ -48,7 +57,11 @@ def search_conformance(
         if all(r.get(field_of.get(k, k)) == v.split("|")[0] for k, v in wanted.items())
     ]
     entries = [
-        {"fullUrl": full_url(base_url, resource_type, r["id"]), "resource": r, "search": {"mode": "match"}}
+        {
+            "fullUrl": full_url(base_url, resource_type, r["id"]),
+            "resource": r,
+            "search": {"mode": "match"},
+        }
         for r in matches
     ]
     link = [{"relation": "self", "url": f"{base_url}/{resource_type}"}]

@@ -19,7 +19,9 @@ def _not_allowed(req: FhirRequest, what: str) -> MethodNotAllowed:
     return MethodNotAllowed(f"{req.method} is not supported on {what}.")
 
 
-async def dispatch(services: Services, req: FhirRequest, uow: UnitOfWork | None = None) -> FhirResponse:
+async def dispatch(
+    services: Services, req: FhirRequest, uow: UnitOfWork | None = None
+) -> FhirResponse:
     path, method = req.path, req.method
     if not path:
         raise BadRequest("Batch and transaction Bundles are handled by the system endpoint.")
@@ -82,7 +84,9 @@ async def _on_type(
 
 async def _search(services: Services, req: FhirRequest, rtype: str) -> FhirResponse:
     strict = preference(req.header("prefer"), "handling") == "strict"
-    return FhirResponse(200, await services.searcher.search_bundle(rtype, req.params, strict=strict))
+    return FhirResponse(
+        200, await services.searcher.search_bundle(rtype, req.params, strict=strict)
+    )
 
 
 async def _operation(services: Services, req: FhirRequest, key: OperationKey) -> FhirResponse:

@@ -17,12 +17,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fhir_server.fhir.errors import (
     BadRequest,
     FhirError,
+    Issue,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
     UnsupportedMediaType,
     operation_outcome,
-    Issue,
 )
 from fhir_server.fhir.jsonio import dumps
 from fhir_server.rest.bundles import process_bundle
@@ -154,7 +154,9 @@ async def _system(services: Services, req: FhirRequest) -> FhirResponse:
     if req.method == "GET":
         if req.param("_type") is None:
             raise BadRequest("A system search needs _type.", expression=("_type",))
-        return FhirResponse(200, await services.searcher.search_bundle(None, req.params, strict=False))
+        return FhirResponse(
+            200, await services.searcher.search_bundle(None, req.params, strict=False)
+        )
     raise MethodNotAllowed(f"{req.method} is not supported on the base URL.")
 
 

@@ -168,7 +168,9 @@ async def patch(
     patched.pop("meta", None)
     if "meta" in current.resource:
         patched["meta"] = {
-            k: v for k, v in current.resource["meta"].items() if k not in ("versionId", "lastUpdated")
+            k: v
+            for k, v in current.resource["meta"].items()
+            if k not in ("versionId", "lastUpdated")
         }
     validate_resource(patched)
     version, _ = await services.store.update(patched, expected_version=current.version, uow=uow)
@@ -180,7 +182,9 @@ async def delete(
 ) -> FhirResponse:
     if await services.store.current(rtype, rid) is None:
         raise NotFound(f"{rtype}/{rid} is not known.")
-    version = await services.store.delete(rtype, rid, expected_version=_expected_version(req), uow=uow)
+    version = await services.store.delete(
+        rtype, rid, expected_version=_expected_version(req), uow=uow
+    )
     headers = {"ETag": version.etag} if version else {}
     outcome = {
         "resourceType": "OperationOutcome",
@@ -250,6 +254,7 @@ def _cursor(raw: str | None) -> tuple[str, str] | None:
         return None
     updated, sep, key = raw.partition(",")
     if not sep or not key:
-        raise BadRequest("_before is not a paging cursor this server issued.", expression=("_before",))
+        raise BadRequest(
+            "_before is not a paging cursor this server issued.", expression=("_before",)
+        )
     return updated, key
-

@@ -77,7 +77,9 @@ def shape(resource: dict[str, Any], summary: str | None, elements: str | None) -
     if summary in (None, "false") and not elements:
         return resource
     if summary not in (None, "false", "true", "text", "data", "count"):
-        raise BadRequest("_summary must be true, text, data, count or false.", expression=("_summary",))
+        raise BadRequest(
+            "_summary must be true, text, data, count or false.", expression=("_summary",)
+        )
     wanted = frozenset(e.strip() for e in elements.split(",") if e.strip()) if elements else None
 
     def one(item: dict[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,9 @@ def version_headers(version: Version) -> dict[str, str]:
     return {"ETag": version.etag, "Last-Modified": http_date(version.updated)}
 
 
-def not_modified(version: Version, if_none_match: str | None, if_modified_since: str | None) -> bool:
+def not_modified(
+    version: Version, if_none_match: str | None, if_modified_since: str | None
+) -> bool:
     """True when a conditional read may answer 304."""
     if if_none_match:
         tags = {t.strip() for t in if_none_match.split(",")}
