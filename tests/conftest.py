@@ -47,6 +47,9 @@ def settings_factory(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -
             "public_base_url": BASE,
             "data_dir": Path(tmp_path_factory.mktemp("data")),
             "log_level": "WARNING",
+            # Tests of the REST core, search and scheduling run without tokens;
+            # the auth tests turn enforcement on explicitly.
+            "auth_enabled": False,
         }
         values.update(overrides)
         return Settings(**values)
