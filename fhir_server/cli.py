@@ -1,0 +1,172 @@
+"""The `fhir-server` command line: `serve` and `demo` (later issues add more).
+
+Without FHIR_MONGODB_URI the commands share one embedded store per data
+directory: `serve` starts it and keeps it up for its own lifetime, and every
+other command reuses it through the record in the data directory (or starts
+one for its own duration when none is running), so two processes never open
+the same data file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import signal
+import socket
+from collections.abc import Iterator
+from types import FrameType
+from typing import Annotated, Any, NoReturn
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+
+from fhir_server.app import create_app
+from fhir_server.demo import DemoSummary, load_demo
+from fhir_server.demo.clinic import CLINICIANS, practitioner_id
+from fhir_server.fhir.errors import ServiceUnavailable
+from fhir_server.logs import configure_logging
+from fhir_server.rest.services import Services
+from fhir_server.settings import Settings
+from fhir_server.store import embedded
+
+app = typer.Typer(
+    name="fhir-server",
+    help="FHIR R4 clinic booking server.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _fail(message: str) -> NoReturn:
+    typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"FHIR_{'_'.join(map(str, e['loc'])).upper() or 'settings'}: {e['msg']}"
+            for e in exc.errors()
+        )
+        _fail(f"Invalid settings: {problems}")
+
+
+def _redacted(uri: str) -> str:
+    """The URI without user name and password, fit to print."""
+    return re.sub(r"//[^@/]*@", "//***@", uri)
+
+
+@contextlib.contextmanager
+def _store(settings: Settings) -> Iterator[tuple[Settings, str]]:
+    """Settings that point at a reachable store for this command's lifetime, and where it is."""
+    if settings.mongodb_uri:
+        yield settings, f"MongoDB at {_redacted(settings.mongodb_uri)}"
+        return
+    try:
+        server = embedded.start(settings.data_dir)
+    except embedded.EmbeddedStoreError as exc:
+        _fail(str(exc))
+    whose = "started by this command" if server.owned else f"shared, pid {server.pid}"
+    where = (
+        f"embedded store (nx-27017) at {server.uri}, {whose}; data in {settings.data_dir.resolve()}"
+    )
+    try:
+        yield settings.model_copy(update={"mongodb_uri": server.uri}), where
+    finally:
+        embedded.stop(server, settings.data_dir)
+
+
+async def _load_demo(settings: Settings) -> DemoSummary:
+    """Load through the app's own store, so indexing is the same as for API writes."""
+    application = create_app(settings)
+    with typer.progressbar(length=1, label="Loading demo clinic") as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.length = total
+            bar.update(1)
+
+        async with application.router.lifespan_context(application):
+            services: Services = application.state.services
+            return await load_demo(services.store, progress)
+
+
+def _demo(settings: Settings) -> DemoSummary:
+    try:
+        return asyncio.run(_load_demo(settings))
+    except ServiceUnavailable:
+        _fail(
+            "The data store is not reachable. Check FHIR_MONGODB_URI, or unset it and "
+            "start the server with 'fhir-server serve' (which runs the embedded store)."
+        )
+
+
+def _describe(summary: DemoSummary, base_url: str) -> str:
+    counts = ", ".join(f"{n} {rtype}" for rtype, n in summary.by_type.items())
+    return (
+        f"Demo clinic: {summary.total} resources ({counts}).\n"
+        f"  {summary.created} created, {summary.updated} updated, "
+        f"{summary.unchanged} unchanged.\n"
+        f"  Try: curl {base_url}/Practitioner/{practitioner_id(CLINICIANS[0])}"
+    )
+
+
+def _check_port(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            _fail(
+                f"Cannot listen on {host}:{port} (in use or not a local address); "
+                "stop the other server or pass --host/--port."
+            )
+
+
+def _exit_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    """Uvicorn re-raises SIGTERM after its graceful shutdown; end through `finally` blocks."""
+    raise SystemExit(0)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind [FHIR_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [FHIR_PORT].")] = None,
+    demo: Annotated[bool, typer.Option("--demo", help="Load the demo clinic first.")] = False,
+) -> None:
+    """Run the FHIR server (starting the embedded store when FHIR_MONGODB_URI is unset)."""
+    settings = _settings(host=host, port=port)
+    configure_logging(settings.log_level)
+    _check_port(settings.host, settings.port)
+    with _store(settings) as (ready, where):
+        summary = _demo(ready) if demo else None
+        root = f"http://{settings.host}:{settings.port}"
+        typer.echo(f"FHIR server: {settings.base_url}  (health: {root}/healthz, {root}/readyz)")
+        typer.echo(f"Store: {where}; database '{settings.database}'")
+        if summary:
+            typer.echo(_describe(summary, settings.base_url))
+        typer.echo("Stop with Ctrl+C.")
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+        with contextlib.suppress(KeyboardInterrupt):
+            uvicorn.run(
+                create_app(ready),
+                host=settings.host,
+                port=settings.port,
+                loop="uvloop",
+                http="httptools",
+                log_config=None,
+                access_log=False,
+            )
+
+
+@app.command()
+def demo() -> None:
+    """Load the demo clinic; running it again changes nothing."""
+    settings = _settings()
+    with _store(settings) as (ready, where):
+        typer.echo(f"Store: {where}; database '{settings.database}'")
+        summary = _demo(ready)
+    typer.echo(_describe(summary, settings.base_url))
