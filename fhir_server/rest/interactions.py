@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import jsonpatch
 
@@ -213,20 +213,19 @@ async def history(
         raise NotFound(f"{rtype}/{rid} is not known.")
     count = _count(services, req.param("_count"))
     since = _since(req.param("_since"))
-    before = _cursor(req.param("_before"))
-    rows, total = await services.store.history_page(
-        resource_type=rtype, rid=rid, since=since, before=before, count=count
+    page = await services.store.history_page(
+        resource_type=rtype, rid=rid, since=since, before=req.param("_before"), count=count
     )
-    path = "/".join(p for p in (rtype, rid) if p)
-    base = f"{services.base_url}/{path + '/' if path else ''}_history"
-    query = f"_count={count}" + (f"&_since={req.param('_since')}" if since else "")
-    links = [{"relation": "self", "url": f"{base}?{query}"}]
-    if len(rows) == count:
-        last = rows[-1]
-        cursor = f"{last.updated},{last.resource_type}/{last.id}/{last.version}"
-        links.append({"relation": "next", "url": f"{base}?{query}&_before={cursor}"})
-    entries = [history_entry(services.base_url, row) for row in rows]
-    return FhirResponse(200, bundle("history", entries, total=total, link=links))
+    path = "/".join(p for p in (rtype, rid, "_history") if p)
+    query: list[tuple[str, str]] = [("_count", str(count))]
+    if since:
+        query.append(("_since", since))
+    links = [{"relation": "self", "url": f"{services.base_url}/{path}?{urlencode(query)}"}]
+    if page.next_cursor:
+        query.append(("_before", page.next_cursor))
+        links.append({"relation": "next", "url": f"{services.base_url}/{path}?{urlencode(query)}"})
+    entries = [history_entry(services.base_url, row) for row in page.rows]
+    return FhirResponse(200, bundle("history", entries, total=page.total, link=links))
 
 
 def _count(services: Services, raw: str | None) -> int:
@@ -238,23 +237,13 @@ def _count(services: Services, raw: str | None) -> int:
 
 
 def _since(raw: str | None) -> str | None:
+    """The `_since` instant as the store writes them; a `+` sent unencoded arrives as a space."""
     if raw is None:
         return None
     try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(raw.strip().replace(" ", "+").replace("Z", "+00:00"))
     except ValueError:
         raise BadRequest("_since must be a FHIR instant.", expression=("_since",)) from None
     if moment.tzinfo is None:
         raise BadRequest("_since must include a time zone.", expression=("_since",))
     return to_instant(moment)
-
-
-def _cursor(raw: str | None) -> tuple[str, str] | None:
-    if raw is None:
-        return None
-    updated, sep, key = raw.partition(",")
-    if not sep or not key:
-        raise BadRequest(
-            "_before is not a paging cursor this server issued.", expression=("_before",)
-        )
-    return updated, key

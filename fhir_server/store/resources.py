@@ -16,7 +16,7 @@ from typing import Any
 
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from fhir_server.fhir.errors import Conflict, Gone, NotFound, PreconditionFailed
+from fhir_server.fhir.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
 from fhir_server.store.clock import now_instant
 from fhir_server.store.database import Database
 from fhir_server.store.unit_of_work import UnitOfWork, unit_of_work
@@ -45,6 +45,33 @@ class Version:
     @property
     def etag(self) -> str:
         return f'W/"{self.version}"'
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    rows: list[Version]
+    total: int
+    next_cursor: str | None
+
+
+def order_key(instant: str) -> str:
+    """The digits of a stored instant: ordered like it, but not mistaken for a date.
+
+    The embedded server reads ISO-looking strings as dates and compares them to
+    the second only, so versions written within one second would tie (and
+    `_since`/paging would repeat rows). Digit strings compare exactly there,
+    and as plain strings on MongoDB.
+    """
+    return "".join(c for c in instant if c.isdigit())
+
+
+def _after_cursor(cursor: str) -> dict[str, Any]:
+    at, _, key = cursor.partition(",")
+    if not (at.isdigit() and key):
+        raise BadRequest(
+            "_before is not a paging cursor this server issued.", expression=("_before",)
+        )
+    return {"$or": [{"at": {"$lt": at}}, {"at": {"$eq": at}, "_id": {"$lt": key}}]}
 
 
 def _stamp(resource: dict[str, Any], rid: str, version: int, updated: str) -> dict[str, Any]:
@@ -88,8 +115,8 @@ class ResourceStore:
         return self.database.db[resource_type]
 
     async def ensure_indexes(self) -> None:
-        await self.history.create_index([("type", 1), ("updated", -1)])
-        await self.history.create_index([("updated", -1)])
+        await self.history.create_index([("type", 1), ("at", -1)])
+        await self.history.create_index([("at", -1)])
         await self.history.create_index([("type", 1), ("id", 1), ("version", -1)])
 
     # -- reads -------------------------------------------------------------
@@ -122,27 +149,30 @@ class ResourceStore:
         resource_type: str | None = None,
         rid: str | None = None,
         since: str | None = None,
-        before: tuple[str, str] | None = None,
+        before: str | None = None,
         count: int = 20,
-    ) -> tuple[list[Version], int]:
-        """Newest first; `before` is the (updated, key) of the last row of the previous page."""
+    ) -> HistoryPage:
+        """Newest first, from a stored instant `since` on, after the cursor `before`.
+
+        `before` is a `HistoryPage.next_cursor` from the previous page: paging
+        walks backwards from one point in time, so versions written meanwhile
+        never shift a page, and no row repeats.
+        """
         base: dict[str, Any] = {}
         if resource_type:
             base["type"] = {"$eq": resource_type}
         if rid:
             base["id"] = {"$eq": rid}
         if since:
-            base["updated"] = {"$gte": since}
-        query = dict(base)
-        if before:
-            query["$or"] = [
-                {"updated": {"$lt": before[0]}},
-                {"updated": {"$eq": before[0]}, "_id": {"$lt": before[1]}},
-            ]
-        cursor = self.history.find(query).sort([("updated", -1), ("_id", -1)]).limit(count)
-        rows = [_from_history(doc) async for doc in cursor]
+            base["at"] = {"$gte": order_key(since)}
+        query = {**base, **_after_cursor(before)} if before else base
+        cursor = self.history.find(query).sort([("at", -1), ("_id", -1)]).limit(count + 1)
+        docs = [doc async for doc in cursor]
+        more = len(docs) > count
+        rows = [_from_history(doc) for doc in docs[:count]]
         total = await self.history.count_documents(base)
-        return rows, total
+        next_cursor = f"{docs[count - 1]['at']},{docs[count - 1]['_id']}" if more else None
+        return HistoryPage(rows, total, next_cursor)
 
     # -- writes ------------------------------------------------------------
 
@@ -221,6 +251,7 @@ class ResourceStore:
             "id": rid,
             "version": version,
             "updated": updated,
+            "at": order_key(updated),
             "deleted": stored is None,
             "method": method,
             "resource": stored,
