@@ -15,6 +15,10 @@ SERVED_TYPES: Final[tuple[str, ...]] = (
     "Slot",
     "Appointment",
     "AppointmentResponse",
+    # Infrastructure types of the notifications (ARCHITECTURE.md): the outbox of
+    # messages as Communications, and the EHRs' rest-hook Subscriptions.
+    "Communication",
+    "Subscription",
 )
 
 # Served read-only from packaged files, not from the store.
