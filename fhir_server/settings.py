@@ -51,6 +51,43 @@ class Settings(BaseSettings):
         default="dev-insecure-secret-key-change-me",
         description="Secret for keys and tokens; must be set in production.",
     )
+    auth_enabled: bool = Field(
+        default=True,
+        description="Require SMART access tokens on the FHIR API (off only for local tests).",
+    )
+    access_token_lifetime: int = Field(
+        default=3600, description="Seconds an access token (a signed JWT) stays valid."
+    )
+    refresh_token_lifetime: int = Field(
+        default=30 * 24 * 3600, description="Seconds a refresh token stays valid."
+    )
+    authorization_code_lifetime: int = Field(
+        default=60, description="Seconds an authorization code may wait to be exchanged."
+    )
+    launch_lifetime: int = Field(
+        default=300, description="Seconds an EHR launch value may wait to be used."
+    )
+    patient_self_registration: bool = Field(
+        default=True, description="Let patients create their own account (and Patient)."
+    )
+    login_max_failures: int = Field(
+        default=5, description="Failed logins after which an account waits `login_lockout`."
+    )
+    login_lockout: int = Field(default=900, description="Seconds a locked account waits.")
+    rate_limit_per_minute: int = Field(
+        default=120, description="Requests per minute one IP may make to login and token endpoints."
+    )
+    smtp_host: str | None = Field(
+        default=None, description="SMTP server for password-reset mail; unset logs nothing sent."
+    )
+    smtp_port: int = Field(default=587, description="SMTP port.")
+    smtp_user: str | None = Field(default=None, description="SMTP login name.")
+    smtp_password: str | None = Field(default=None, description="SMTP password.")
+    smtp_starttls: bool = Field(default=True, description="Upgrade the SMTP connection (STARTTLS).")
+    smtp_ssl: bool = Field(default=False, description="Connect to SMTP over TLS from the start.")
+    smtp_from: str = Field(
+        default="clinic@localhost", description="Sender address of account e-mail."
+    )
 
     redis_url: str | None = Field(
         default=None,

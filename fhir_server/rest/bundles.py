@@ -29,7 +29,9 @@ _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _REASONS = {200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified"}
 
 
-def _entry_request(entry: dict[str, Any], index: int, base_url: str) -> FhirRequest:
+def _entry_request(
+    entry: dict[str, Any], index: int, base_url: str, auth: Any = None
+) -> FhirRequest:
     request = entry.get("request")
     where = f"Bundle.entry[{index}].request"
     if not isinstance(request, dict) or "method" not in request or "url" not in request:
@@ -62,6 +64,7 @@ def _entry_request(entry: dict[str, Any], index: int, base_url: str) -> FhirRequ
         params=parse_qsl(parts.query, keep_blank_values=True),
         headers=headers,
         body=body,
+        auth=auth,
     )
 
 
@@ -121,7 +124,9 @@ def _entries(services: Services, body: dict[str, Any]) -> list[dict[str, Any]]:
     return entries
 
 
-async def process_bundle(services: Services, body: dict[str, Any]) -> FhirResponse:
+async def process_bundle(
+    services: Services, body: dict[str, Any], auth: Any = None
+) -> FhirResponse:
     if body.get("resourceType") != "Bundle":
         raise BadRequest(
             "POST to the base URL takes a batch or transaction Bundle.",
@@ -129,17 +134,18 @@ async def process_bundle(services: Services, body: dict[str, Any]) -> FhirRespon
         )
     kind = body.get("type")
     if kind == "batch":
-        return await _batch(services, _entries(services, body))
+        return await _batch(services, _entries(services, body), auth)
     if kind == "transaction":
-        return await _transaction(services, _entries(services, body))
+        return await _transaction(services, _entries(services, body), auth)
     raise BadRequest("Bundle.type must be 'batch' or 'transaction'.", expression=("Bundle.type",))
 
 
-async def _batch(services: Services, entries: list[dict[str, Any]]) -> FhirResponse:
+async def _batch(services: Services, entries: list[dict[str, Any]], auth: Any) -> FhirResponse:
     results = []
     for index, entry in enumerate(entries):
         try:
-            response = await dispatch(services, _entry_request(entry, index, services.base_url))
+            req = _entry_request(entry, index, services.base_url, auth)
+            response = await dispatch(services, req)
             results.append(_response_entry(response))
         except FhirError as error:
             results.append({"response": {"status": str(error.status), "outcome": error.outcome()}})
@@ -163,11 +169,13 @@ def _assign_ids(entries: list[dict[str, Any]]) -> dict[str, str]:
     return ids
 
 
-async def _transaction(services: Services, entries: list[dict[str, Any]]) -> FhirResponse:
+async def _transaction(
+    services: Services, entries: list[dict[str, Any]], auth: Any
+) -> FhirResponse:
     ids = _assign_ids(entries)
     requests = []
     for index, entry in enumerate(entries):
-        req = _entry_request(entry, index, services.base_url)
+        req = _entry_request(entry, index, services.base_url, auth)
         req.body = _rewrite(req.body, ids)
         req.assigned_id = entry.get("_assigned")
         requests.append((index, req))

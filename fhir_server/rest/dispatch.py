@@ -22,6 +22,12 @@ def _not_allowed(req: FhirRequest, what: str) -> MethodNotAllowed:
 async def dispatch(
     services: Services, req: FhirRequest, uow: UnitOfWork | None = None
 ) -> FhirResponse:
+    if services.access is not None:
+        return await services.access.guard(services, req, lambda r: _route(services, r, uow))
+    return await _route(services, req, uow)
+
+
+async def _route(services: Services, req: FhirRequest, uow: UnitOfWork | None) -> FhirResponse:
     path, method = req.path, req.method
     if not path:
         raise BadRequest("Batch and transaction Bundles are handled by the system endpoint.")

@@ -137,7 +137,11 @@ async def fhir_endpoint(request: Request) -> Response:
         method = "GET" if request.method == "HEAD" else request.method
         req = await to_fhir_request(request, path, services.settings.max_body_bytes)
         req.method = method
-        if not path:
+        if services.access is not None:
+            req.auth = await services.access.authenticate(request.headers.get("authorization"))
+        if not path and services.access is not None:
+            result = await services.access.guard(services, req, lambda r: _system(services, r))
+        elif not path:
             result = await _system(services, req)
         else:
             result = await dispatch(services, req)
@@ -150,7 +154,7 @@ async def _system(services: Services, req: FhirRequest) -> FhirResponse:
     if req.method == "POST":
         if not isinstance(req.body, dict):
             raise BadRequest("POST to the base URL takes a batch or transaction Bundle.")
-        return await process_bundle(services, req.body)
+        return await process_bundle(services, req.body, req.auth)
     if req.method == "GET":
         if req.param("_type") is None:
             raise BadRequest("A system search needs _type.", expression=("_type",))

@@ -20,6 +20,9 @@ class FhirRequest:
     # In a transaction, the id given to a POSTed resource before it is written,
     # so that other entries' urn:uuid references can point at it.
     assigned_id: str | None = None
+    # The caller's validated access token (an `auth.policy.TokenContext`), carried
+    # from the HTTP request into every Bundle entry; None when auth is disabled.
+    auth: Any = None
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name)

@@ -32,6 +32,23 @@ class Searcher(Protocol):
 OperationHandler = Callable[["Services", FhirRequest], Awaitable[FhirResponse]]
 
 
+class AccessGuard(Protocol):
+    """The access policy at the edge (`auth.access.Access`); absent when auth is off."""
+
+    async def authenticate(self, authorization: str | None) -> Any:
+        """The token context for an Authorization header; raises Unauthorized."""
+        ...
+
+    async def guard(
+        self,
+        services: Any,
+        req: FhirRequest,
+        run: Callable[[FhirRequest], Awaitable[FhirResponse]],
+    ) -> FhirResponse:
+        """Run the interaction if the token allows it, narrowed and filtered as needed."""
+        ...
+
+
 @dataclass(frozen=True)
 class OperationKey:
     """Where an operation is invoked: system, type or instance level, and its name."""
@@ -65,6 +82,7 @@ class Services:
     store: ResourceStore
     searcher: Searcher
     operations: list[Operation] = field(default_factory=list)
+    access: AccessGuard | None = None
 
     def operation(self, key: OperationKey) -> Operation | None:
         for operation in self.operations:

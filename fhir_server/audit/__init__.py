@@ -1,0 +1,1 @@
+"""Security audit trail recorded as FHIR AuditEvent resources."""

@@ -1,0 +1,1 @@
+"""SMART App Launch 2 authorization server, accounts and the access policy."""

@@ -1,0 +1,169 @@
+"""SMART App Launch scopes, v1 and v2, parsed into values the policy can reason about.
+
+Grammar (SMART App Launch 2.2, "Scopes for requesting clinical data"):
+``(patient|user|system)/(Type|*).(permissions)[?param=value&...]`` where the
+permissions are v1 ``read`` / ``write`` / ``*`` or v2 letters from ``cruds`` in
+that order. v1 ``read`` means v2 ``rs`` and ``write`` means ``cud`` (the IG's
+own v1-to-v2 table).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+CONTEXTS = ("patient", "user", "system")
+LETTERS = "cruds"
+_V1 = {"read": "rs", "write": "cud", "*": "cruds"}
+_RESOURCE = re.compile(
+    r"^(patient|user|system)/([A-Z][A-Za-z]+|\*)\.(read|write|\*|c?r?u?d?s?)(?:\?(.+))?$"
+)
+# Scopes that are not about clinical data: identity, launch context and refresh.
+NON_RESOURCE = frozenset(
+    {
+        "openid",
+        "fhirUser",
+        "profile",
+        "launch",
+        "launch/patient",
+        "launch/encounter",
+        "offline_access",
+        "online_access",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ResourceScope:
+    """One clinical-data scope: who it is for, which type, what may be done, and filters."""
+
+    context: str
+    resource_type: str  # a type name or "*"
+    permissions: frozenset[str]
+    params: tuple[tuple[str, str], ...] = ()
+    v1: bool = False
+
+    def covers_type(self, resource_type: str) -> bool:
+        return self.resource_type in ("*", resource_type)
+
+    def allows(self, resource_type: str, permission: str) -> bool:
+        return self.covers_type(resource_type) and permission in self.permissions
+
+    def text(self) -> str:
+        """The scope string, v1 spelling kept when it was asked for that way."""
+        letters = "".join(c for c in LETTERS if c in self.permissions)
+        if self.v1:
+            letters = next((k for k, v in _V1.items() if v == letters), letters)
+        query = "&".join(f"{k}={v}" for k, v in self.params)
+        base = f"{self.context}/{self.resource_type}.{letters}"
+        return f"{base}?{query}" if query else base
+
+
+def parse_resource_scope(scope: str) -> ResourceScope | None:
+    """The parsed scope, or None when the string is not a clinical-data scope."""
+    match = _RESOURCE.match(scope)
+    if match is None:
+        return None
+    context, rtype, perms, query = match.groups()
+    if not perms:
+        return None
+    v1 = perms in _V1
+    letters = _V1.get(perms, perms)
+    params = tuple(parse_qsl(query, keep_blank_values=False)) if query else ()
+    if query and not params:
+        return None
+    return ResourceScope(context, rtype, frozenset(letters), params, v1)
+
+
+def is_known_scope(scope: str) -> bool:
+    return scope in NON_RESOURCE or parse_resource_scope(scope) is not None
+
+
+def split_scope(scope: str | None) -> list[str]:
+    """Scope strings of a space-separated `scope` value, in order, without repeats."""
+    seen: dict[str, None] = {}
+    for item in (scope or "").split():
+        seen.setdefault(item, None)
+    return list(seen)
+
+
+@dataclass(frozen=True)
+class ScopeSet:
+    """A granted scope value: its clinical-data scopes and its other scopes."""
+
+    resources: tuple[ResourceScope, ...] = ()
+    others: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def parse(cls, scope: str | None) -> ScopeSet:
+        resources: list[ResourceScope] = []
+        others: set[str] = set()
+        for item in split_scope(scope):
+            parsed = parse_resource_scope(item)
+            if parsed is not None:
+                resources.append(parsed)
+            elif item in NON_RESOURCE:
+                others.add(item)
+        return cls(tuple(resources), frozenset(others))
+
+    def matching(
+        self, resource_type: str, permission: str, contexts: Iterable[str] = CONTEXTS
+    ) -> list[ResourceScope]:
+        wanted = set(contexts)
+        return [
+            s for s in self.resources if s.context in wanted and s.allows(resource_type, permission)
+        ]
+
+    def has(self, name: str) -> bool:
+        return name in self.others
+
+
+def _grant_one(requested: ResourceScope, allowed: ResourceScope) -> ResourceScope | None:
+    """The part of `requested` that `allowed` permits, or None when nothing is left."""
+    if requested.context != allowed.context:
+        return None
+    if allowed.resource_type != "*" and requested.resource_type != allowed.resource_type:
+        return None
+    permissions = requested.permissions & allowed.permissions
+    if not permissions:
+        return None
+    params = requested.params + tuple(p for p in allowed.params if p not in requested.params)
+    v1 = requested.v1 and permissions == requested.permissions and not allowed.params
+    return ResourceScope(requested.context, requested.resource_type, permissions, params, v1)
+
+
+def narrow(requested: Iterable[str], allowed: Iterable[str]) -> list[str]:
+    """Requested scopes cut down to what `allowed` permits (never wider than either).
+
+    A requested clinical-data scope is granted with the permissions both sides
+    share and with every `?param=` restriction of either side; a scope that
+    nothing allows is dropped, as the IG lets a server grant less than asked.
+    """
+    allowed_list = list(allowed)
+    allowed_resources = [p for p in map(parse_resource_scope, allowed_list) if p is not None]
+    granted: dict[str, None] = {}
+    for item in requested:
+        parsed = parse_resource_scope(item)
+        if parsed is None:
+            if item in NON_RESOURCE and item in allowed_list:
+                granted.setdefault(item, None)
+            continue
+        for candidate in allowed_resources:
+            piece = _grant_one(parsed, candidate)
+            if piece is not None:
+                granted.setdefault(piece.text(), None)
+                break
+    return list(granted)
+
+
+def only_contexts(scopes: Iterable[str], contexts: Iterable[str]) -> list[str]:
+    """Keep non-resource scopes and the clinical-data scopes of the given contexts."""
+    wanted = set(contexts)
+    out = []
+    for item in scopes:
+        parsed = parse_resource_scope(item)
+        if parsed is None or parsed.context in wanted:
+            out.append(item)
+    return out
