@@ -110,8 +110,23 @@ async def create(
         existing = await _single_match(services, rtype, condition)
         if existing is not None:
             return written(req, services, await services.store.read(rtype, existing), 200)
-    version = await services.store.create(body, rid=req.assigned_id, uow=uow)
+    hooked = await _hooked(services, req, body, None, uow)
+    version = (
+        hooked[0] if hooked else await services.store.create(body, rid=req.assigned_id, uow=uow)
+    )
     return written(req, services, version, 201)
+
+
+async def _hooked(
+    services: Services,
+    req: FhirRequest,
+    body: dict[str, Any],
+    expected: int | None,
+    uow: UnitOfWork | None,
+) -> tuple[Version, bool] | None:
+    """The write as done by a domain engine registered for the type (booking), if any."""
+    hook = services.write_hooks.get(body["resourceType"])
+    return await hook(services, req, body, expected, uow) if hook else None
 
 
 async def update(
@@ -124,8 +139,10 @@ async def update(
             "The resource id must be present and equal the id in the URL.",
             expression=(f"{rtype}.id",),
         )
-    version, created = await services.store.update(
-        body, expected_version=_expected_version(req), uow=uow
+    expected = _expected_version(req)
+    hooked = await _hooked(services, req, body, expected, uow)
+    version, created = hooked or await services.store.update(
+        body, expected_version=expected, uow=uow
     )
     return written(req, services, version, 201 if created else 200)
 
@@ -173,7 +190,10 @@ async def patch(
             if k not in ("versionId", "lastUpdated")
         }
     validate_resource(patched)
-    version, _ = await services.store.update(patched, expected_version=current.version, uow=uow)
+    hooked = await _hooked(services, req, patched, current.version, uow)
+    version, _ = hooked or await services.store.update(
+        patched, expected_version=current.version, uow=uow
+    )
     return written(req, services, version, 200)
 
 

@@ -8,7 +8,8 @@ from typing import Any, Protocol
 
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.settings import Settings
-from fhir_server.store.resources import ResourceStore
+from fhir_server.store.resources import ResourceStore, Version
+from fhir_server.store.unit_of_work import UnitOfWork
 
 
 class Searcher(Protocol):
@@ -30,6 +31,14 @@ class Searcher(Protocol):
 
 
 OperationHandler = Callable[["Services", FhirRequest], Awaitable[FhirResponse]]
+
+# A domain engine that takes over create/update writes of one resource type (the
+# booking engine for Appointment): given the validated body and expected version,
+# it returns (version, created), or None to let the plain store write happen.
+WriteHook = Callable[
+    ["Services", FhirRequest, dict[str, Any], int | None, UnitOfWork | None],
+    Awaitable[tuple[Version, bool] | None],
+]
 
 
 class AccessGuard(Protocol):
@@ -83,6 +92,7 @@ class Services:
     searcher: Searcher
     operations: list[Operation] = field(default_factory=list)
     access: AccessGuard | None = None
+    write_hooks: dict[str, WriteHook] = field(default_factory=dict)
 
     def operation(self, key: OperationKey) -> Operation | None:
         for operation in self.operations:
