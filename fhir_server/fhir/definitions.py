@@ -24,11 +24,25 @@ from fhir_server.fhir.datafiles import data_dir
 _SKIPPED_CONSTRAINT_PREFIXES = ("ele-", "dom-", "ext-")
 
 
+# The elements each booking-relevant invariant is about, read from the constraint
+# text in the R4 definitions (hl7.org/fhir/R4/appointment.html#invs and friends),
+# so that an OperationOutcome points at them rather than at the whole resource.
+_INVARIANT_ELEMENTS: dict[str, tuple[str, ...]] = {
+    "app-1": ("type", "actor"),
+    "app-2": ("start", "end"),
+    "app-3": ("start", "end"),
+    "app-4": ("cancelationReason",),
+    "apr-1": ("participantType", "actor"),
+    "pat-1": ("name", "telecom", "address", "organization"),
+}
+
+
 @dataclass(frozen=True)
 class Constraint:
     key: str
     human: str
-    check: Callable[[Any], list[Any]]
+    check: Callable[..., list[Any]]
+    elements: tuple[str, ...] = ()
 
 
 @dataclass
@@ -50,7 +64,12 @@ def _structure_definitions() -> dict[str, dict[str, Any]]:
 
 def _compile_constraint(raw: dict[str, Any]) -> Constraint:
     compiled = fhirpathpy.compile(raw["expression"], model=fhirpath_models["r4"])
-    return Constraint(key=raw["key"], human=raw.get("human", raw["key"]), check=compiled)
+    return Constraint(
+        key=raw["key"],
+        human=raw.get("human", raw["key"]),
+        check=compiled,
+        elements=_INVARIANT_ELEMENTS.get(raw["key"], ()),
+    )
 
 
 def _rule_from_element(element: dict[str, Any]) -> ElementRule:

@@ -19,6 +19,20 @@ from fhir_server.fhir.definitions import ElementRule, datatype_rules, resource_r
 from fhir_server.fhir.errors import Issue, Unprocessable
 from fhir_server.fhir.terminology import valueset_codes
 
+# pydantic error types whose message may quote the submitted value: replaced by a
+# fixed text, since diagnostics never echo resource content.
+_OPAQUE_ERRORS = {"value_error", "assertion_error"}
+# FHIR JSON representation of primitives (hl7.org/fhir/R4/json.html#primitive):
+# booleans and numbers are JSON booleans and numbers, every other primitive a
+# string. The models coerce "yes" to true and "3" to 3, so this is checked here.
+_JSON_PRIMITIVES: dict[str, tuple[type, ...]] = {
+    "boolean": (bool,),
+    "integer": (int,),
+    "positiveInt": (int,),
+    "unsignedInt": (int,),
+    "decimal": (int, float),
+}
+
 
 def _loc_to_expression(resource_type: str, loc: tuple[int | str, ...]) -> str:
     expr = resource_type
@@ -30,21 +44,20 @@ def _loc_to_expression(resource_type: str, loc: tuple[int | str, ...]) -> str:
     return expr
 
 
+def _model_issue(resource_type: str, err: Any) -> Issue:
+    expression = (_loc_to_expression(resource_type, tuple(err["loc"])),)
+    if err["type"] == "extra_forbidden":
+        return Issue("structure", "Unknown element.", expression=expression)
+    message = "Invalid value." if err["type"] in _OPAQUE_ERRORS else f"Invalid value: {err['msg']}."
+    return Issue("value", message, expression=expression)
+
+
 def _model_issues(resource: dict[str, Any]) -> list[Issue]:
     resource_type = resource["resourceType"]
     try:
         get_fhir_model_class(resource_type).model_validate(resource)
     except ValidationError as exc:
-        issues = []
-        for err in exc.errors():
-            expression = _loc_to_expression(resource_type, tuple(err["loc"]))
-            if err["type"] == "extra_forbidden":
-                issues.append(Issue("structure", "Unknown element.", expression=(expression,)))
-            else:
-                issues.append(
-                    Issue("value", f"Invalid value: {err['msg']}.", expression=(expression,))
-                )
-        return issues
+        return [_model_issue(resource_type, err) for err in exc.errors()]
     return []
 
 
@@ -55,12 +68,13 @@ def _present(node: dict[str, Any], key: str) -> Any:
     return value
 
 
-def _choice_key(node: dict[str, Any], rule: ElementRule) -> str | None:
+def _choice_key(node: dict[str, Any], rule: ElementRule) -> tuple[str, str] | None:
+    """(JSON key, type code) of the choice element present in the node."""
     base = rule.name[:-3]
     for t in rule.types:
         key = base + t[0].upper() + t[1:]
         if key in node:
-            return key
+            return key, t
     return None
 
 
@@ -88,23 +102,70 @@ def _code_issue(item: Any, rule: ElementRule, expression: str) -> Issue | None:
     )
 
 
-def _walk(node: dict[str, Any], rule: ElementRule, expression: str, issues: list[Issue]) -> None:
+def _json_type_issue(item: Any, type_code: str | None, expression: str) -> Issue | None:
+    """A primitive sent as the wrong JSON type (`"yes"` for a boolean, `"3"` for an integer)."""
+    if type_code is None or not type_code[0].islower():
+        return None
+    kinds = _JSON_PRIMITIVES.get(type_code, (str,))
+    if isinstance(item, kinds) and (type_code == "boolean" or not isinstance(item, bool)):
+        return None
+    return Issue(
+        "value", f"Expected a JSON {kinds[0].__name__} ({type_code}).", expression=(expression,)
+    )
+
+
+def _constraint_issues(node: dict[str, Any], rule: ElementRule, expression: str) -> list[Issue]:
+    issues = []
     for constraint in rule.constraints:
         try:
             result = constraint.check(node)
         except Exception:  # an expression fhirpathpy cannot evaluate is not the client's fault
             continue
         if result == [False]:
+            where = tuple(f"{expression}.{e}" for e in constraint.elements) or (expression,)
             issues.append(
-                Issue(
-                    "invariant", f"{constraint.key}: {constraint.human}", expression=(expression,)
-                )
+                Issue("invariant", f"{constraint.key}: {constraint.human}", expression=where)
             )
+    return issues
+
+
+def _element(node: dict[str, Any], name: str, rule: ElementRule) -> tuple[str, str | None, Any]:
+    """(JSON key, type code, value) of a child element; the value is None when absent."""
+    type_code: str | None = rule.types[0] if len(rule.types) == 1 else None
+    key = name
+    if name.endswith("[x]"):
+        found = _choice_key(node, rule)
+        if found is None:
+            return name, None, None
+        key, type_code = found
+    value = _present(node, key)
+    if value is None and _present(node, "_" + key) is not None:
+        return key, None, node["_" + key]  # only a primitive extension: no value to type-check
+    return key, type_code, value
+
+
+def _item_issues(
+    item: Any, rule: ElementRule, key: str, type_code: str | None, expr: str
+) -> list[Issue]:
+    issues = [
+        issue
+        for issue in (
+            _json_type_issue(item, type_code, expr),
+            _code_issue(item, rule, expr) if rule.valueset is not None else None,
+        )
+        if issue is not None
+    ]
+    if isinstance(item, dict):
+        sub_rule = rule if rule.children else _datatype_rule(rule, key)
+        if sub_rule is not None:
+            _walk(item, sub_rule, expr, issues)
+    return issues
+
+
+def _walk(node: dict[str, Any], rule: ElementRule, expression: str, issues: list[Issue]) -> None:
+    issues += _constraint_issues(node, rule, expression)
     for name, child in rule.children.items():
-        key = _choice_key(node, child) if name.endswith("[x]") else name
-        value = _present(node, key) if key else None
-        if value is None and key and _present(node, "_" + key) is not None:
-            value = node["_" + key]
+        key, type_code, value = _element(node, name, child)
         items = value if isinstance(value, list) else ([] if value is None else [value])
         if len(items) < child.min:
             issues.append(
@@ -116,14 +177,7 @@ def _walk(node: dict[str, Any], rule: ElementRule, expression: str, issues: list
             )
         for i, item in enumerate(items):
             item_expr = f"{expression}.{key}" + (f"[{i}]" if isinstance(value, list) else "")
-            if child.valueset is not None:
-                issue = _code_issue(item, child, item_expr)
-                if issue:
-                    issues.append(issue)
-            if isinstance(item, dict):
-                sub_rule = child if child.children else _datatype_rule(child, key or name)
-                if sub_rule is not None:
-                    _walk(item, sub_rule, item_expr, issues)
+            issues += _item_issues(item, child, key, type_code, item_expr)
 
 
 def _datatype_rule(rule: ElementRule, key: str) -> ElementRule | None:

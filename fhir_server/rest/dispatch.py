@@ -38,6 +38,8 @@ async def _route(services: Services, req: FhirRequest, uow: UnitOfWork | None) -
         if method != "GET":
             raise _not_allowed(req, "system history")
         return await i.history(services, req)
+    if head == "metadata":  # GET has its own route; any other method lands here
+        raise _not_allowed(req, "metadata")
     if head in _CONFORMANCE:
         return _conformance(services, req)
     if head not in _SERVED:
