@@ -10,9 +10,11 @@ from fastapi.responses import ORJSONResponse, Response
 
 from fhir_server.logs import RequestIdMiddleware
 from fhir_server.rest.http import install_fhir_routes
-from fhir_server.rest.services import Services
+from fhir_server.rest.scheduling_hooks import WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
+from fhir_server.rest.services import Services
 from fhir_server.settings import Settings
+from fhir_server.store import slots as slot_store
 from fhir_server.store.connection import open_database
 from fhir_server.store.resources import ResourceStore
 
@@ -35,7 +37,10 @@ def create_app(settings: Settings) -> FastAPI:
             store = ResourceStore(database)
             await store.ensure_indexes()
             searcher = FhirSearcher(store, settings)
-            app.state.services = Services(settings=settings, store=store, searcher=searcher)
+            await slot_store.ensure_indexes(store)
+            app.state.services = Services(
+                settings=settings, store=store, searcher=searcher, write_hooks=dict(WRITE_HOOKS)
+            )
             yield
 
     app = FastAPI(title="fhir-server", lifespan=lifespan, docs_url=None, redoc_url=None)

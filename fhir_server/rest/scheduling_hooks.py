@@ -1,0 +1,79 @@
+"""Appointment and AppointmentResponse writes routed through the booking engine.
+
+A plain `POST Appointment` that references Slots books them; a `PUT`/`PATCH`
+of a booked Appointment is a state transition (cancel, confirm, check-in,
+reschedule); a `POST AppointmentResponse` accepts or declines for its actor.
+Until the auth issue supplies the caller's role from the token, it is read
+from the `X-Actor-Role` header (patient, practitioner or staff; default patient).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from fhir_server.fhir.errors import BadRequest
+from fhir_server.rest.messages import FhirRequest
+from fhir_server.rest.services import Services, WriteHook
+from fhir_server.scheduling import booking
+from fhir_server.scheduling.idempotent import once
+from fhir_server.store.resources import Version
+from fhir_server.store.unit_of_work import UnitOfWork
+
+ROLE_HEADER = "x-actor-role"
+
+
+def caller_of(req: FhirRequest) -> booking.Caller:
+    role = (req.header(ROLE_HEADER) or "patient").strip().lower()
+    if role not in booking.ROLES:
+        raise BadRequest("X-Actor-Role must be patient, practitioner or staff.")
+    return booking.Caller(now=datetime.now(UTC), role=role)
+
+
+async def appointment_write(
+    services: Services,
+    req: FhirRequest,
+    body: dict[str, Any],
+    expected: int | None,
+    uow: UnitOfWork | None,
+) -> tuple[Version, bool] | None:
+    store = services.store
+    current = None if req.method == "POST" else await store.current("Appointment", body["id"])
+    if current is None or current.deleted:
+        if not body.get("slot"):
+            return None
+        rid = req.assigned_id if req.method == "POST" else body["id"]
+        caller = caller_of(req)
+        version, _ = await once(
+            store,
+            req.header("idempotency-key") if req.method == "POST" else None,
+            lambda: booking.book(store, body, caller, rid=rid, uow=uow),
+        )
+        return version, True
+    if not (body.get("slot") or (current.resource or {}).get("slot")):
+        return None
+    changed = await booking.change(
+        store, current, body, caller_of(req), expected_version=expected, uow=uow
+    )
+    return changed, False
+
+
+async def appointment_response_write(
+    services: Services,
+    req: FhirRequest,
+    body: dict[str, Any],
+    expected: int | None,
+    uow: UnitOfWork | None,
+) -> tuple[Version, bool] | None:
+    if req.method != "POST":
+        return None
+    store = services.store
+    async with booking.within(store, uow) as work:
+        await booking.respond(store, body, caller_of(req), uow=work)
+        return await store.create(body, rid=req.assigned_id, uow=work), True
+
+
+WRITE_HOOKS: dict[str, WriteHook] = {
+    "Appointment": appointment_write,
+    "AppointmentResponse": appointment_response_write,
+}

@@ -1,0 +1,52 @@
+"""Canonical URLs of the extensions this engine defines (published from `profiles/`).
+
+One place for the URLs so the booking rules, the generator and the published
+StructureDefinitions cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+BASE = "https://clinic-booking.example.org/fhir/StructureDefinition"
+
+SLOT_LENGTH = f"{BASE}/booking-slot-length"
+BUFFER = f"{BASE}/booking-buffer"
+APPOINTMENT_TYPE = f"{BASE}/booking-appointment-type"
+MINIMUM_NOTICE = f"{BASE}/booking-minimum-notice"
+MAXIMUM_DAYS_AHEAD = f"{BASE}/booking-maximum-days-ahead"
+CANCELLATION_CUTOFF = f"{BASE}/booking-cancellation-cutoff"
+PROVIDER_MUST_CONFIRM = f"{BASE}/booking-provider-must-confirm"
+CAPACITY = f"{BASE}/booking-capacity"
+HOLD_EXPIRES = f"{BASE}/booking-hold-expires"
+BOOKED_COUNT = f"{BASE}/booking-booked-count"
+OUTSIDE_AVAILABILITY = f"{BASE}/booking-outside-availability"
+
+TIMEZONE = "http://hl7.org/fhir/StructureDefinition/timezone"
+SLOT_KEY_SYSTEM = f"{BASE.rsplit('/', 1)[0]}/slot-key"
+
+
+def values(resource: dict[str, Any], url: str) -> list[dict[str, Any]]:
+    """All extensions of `resource` with this URL (top level only)."""
+    return [e for e in resource.get("extension", []) if e.get("url") == url]
+
+
+def first(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
+    found = values(resource, url)
+    return found[0] if found else None
+
+
+def without(resource: dict[str, Any], url: str) -> dict[str, Any]:
+    """A copy of the resource with the extensions of this URL removed."""
+    kept = [e for e in resource.get("extension", []) if e.get("url") != url]
+    out = {k: v for k, v in resource.items() if k != "extension"}
+    if kept:
+        out["extension"] = kept
+    return out
+
+
+def replaced(resource: dict[str, Any], extension: dict[str, Any]) -> dict[str, Any]:
+    """A copy with the one extension of `extension['url']` set to `extension`."""
+    out = without(resource, extension["url"])
+    out["extension"] = [*out.get("extension", []), extension]
+    return out
