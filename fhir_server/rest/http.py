@@ -30,7 +30,7 @@ from fhir_server.rest.capability import capability_statement
 from fhir_server.rest.dispatch import dispatch
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.services import Services
-from fhir_server.rest.shaping import FHIR_JSON, media_type, shape
+from fhir_server.rest.shaping import FHIR_JSON, Output, output_options, shape
 from fhir_server.store.clock import now_instant
 
 log = logging.getLogger("fhir_server.http")
@@ -106,9 +106,8 @@ async def to_fhir_request(request: Request, path: list[str], limit: int) -> Fhir
         content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         body, form = _parse_body(request.method, content_type, await _read_body(request, limit))
         params += form
-        if request.method != "POST" or path[-1:] != ["_search"]:
-            if body is not None and not isinstance(body, dict | list):
-                raise BadRequest("The request body must be a JSON object.")
+        if body is not None and not isinstance(body, dict | list):
+            raise BadRequest("The request body must be a JSON object.")
     return FhirRequest(
         method=request.method,
         path=path,
@@ -118,36 +117,41 @@ async def to_fhir_request(request: Request, path: list[str], limit: int) -> Fhir
     )
 
 
-def _respond(request: Request, result: FhirResponse, media: str) -> Response:
-    query = request.query_params
+def _respond(request: Request, result: FhirResponse, output: Output) -> Response:
     resource = result.resource
     if resource is not None:
-        resource = shape(resource, query.get("_summary"), query.get("_elements"))
+        resource = shape(resource, output)
     if request.method == "HEAD":
         resource = None
-    pretty = query.get("_pretty") == "true"
-    return fhir_json_response(result.status, resource, result.headers, media=media, pretty=pretty)
+    return fhir_json_response(
+        result.status, resource, result.headers, media=output.media, pretty=output.pretty
+    )
+
+
+def _internal_error(request: Request, exc: Exception) -> Response:
+    """A 500 says "Internal Server Error" and nothing more; the log names only the type."""
+    log.error("unhandled %s in %s %s", type(exc).__name__, request.method, request.url.path)
+    outcome = operation_outcome([Issue("exception", "Internal Server Error")])
+    return fhir_json_response(500, outcome)
+
+
+async def _handle(request: Request, services: Services) -> FhirResponse:
+    path = [p for p in request.url.path.split("/")[2:] if p]
+    req = await to_fhir_request(request, path, services.settings.max_body_bytes)
+    req.method = "GET" if request.method == "HEAD" else request.method
+    if not path:
+        return await _system(services, req)
+    return await dispatch(services, req)
 
 
 async def fhir_endpoint(request: Request) -> Response:
-    services = services_of(request)
     try:
-        media = media_type(request.query_params.get("_format"), request.headers.get("accept"))
-        path = [p for p in request.url.path.split("/")[2:] if p]
-        method = "GET" if request.method == "HEAD" else request.method
-        req = await to_fhir_request(request, path, services.settings.max_body_bytes)
-        req.method = method
-        if services.access is not None:
-            req.auth = await services.access.authenticate(request.headers.get("authorization"))
-        if not path and services.access is not None:
-            result = await services.access.guard(services, req, lambda r: _system(services, r))
-        elif not path:
-            result = await _system(services, req)
-        else:
-            result = await dispatch(services, req)
-        return _respond(request, result, media)
+        output = output_options(request.query_params, request.headers.get("accept"))
+        return _respond(request, await _handle(request, services_of(request)), output)
     except FhirError as error:
         return error_response(error)
+    except Exception as exc:  # the edge: anything unexpected becomes a bare 500
+        return _internal_error(request, exc)
 
 
 async def _system(services: Services, req: FhirRequest) -> FhirResponse:
@@ -165,19 +169,16 @@ async def _system(services: Services, req: FhirRequest) -> FhirResponse:
 
 
 async def metadata(request: Request) -> Response:
-    services = services_of(request)
     try:
-        media = media_type(request.query_params.get("_format"), request.headers.get("accept"))
+        output = output_options(request.query_params, request.headers.get("accept"))
     except FhirError as error:
         return error_response(error)
-    statement = capability_statement(services, request.app.state.started_at)
-    return _respond(request, FhirResponse(200, statement), media)
+    statement = capability_statement(services_of(request), request.app.state.started_at)
+    return _respond(request, FhirResponse(200, statement), output)
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
-    log.error("unhandled error %s in %s %s", type(exc).__name__, request.method, request.url.path)
-    outcome = operation_outcome([Issue("exception", "Internal Server Error")])
-    return fhir_json_response(500, outcome)
+    return _internal_error(request, exc)
 
 
 async def _http_exception(request: Request, exc: StarletteHTTPException) -> Response:
@@ -191,7 +192,7 @@ async def _http_exception(request: Request, exc: StarletteHTTPException) -> Resp
 
 def install_fhir_routes(app: FastAPI) -> None:
     app.state.started_at = now_instant()
-    app.add_api_route("/fhir/metadata", metadata, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/fhir/metadata", metadata, methods=["GET", "HEAD"], include_in_schema=False)
     methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
     app.add_api_route("/fhir", fhir_endpoint, methods=methods, include_in_schema=False)
     app.add_api_route("/fhir/{path:path}", fhir_endpoint, methods=methods, include_in_schema=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -72,31 +74,63 @@ def _select(resource: dict[str, Any], elements: frozenset[str]) -> dict[str, Any
     return _mark_subsetted({k: v for k, v in resource.items() if k in keep})
 
 
-def shape(resource: dict[str, Any], summary: str | None, elements: str | None) -> dict[str, Any]:
-    """Apply `_summary`/`_elements` to a resource, or to each resource of a Bundle."""
-    if summary in (None, "false") and not elements:
-        return resource
+@dataclass(frozen=True)
+class Output:
+    """How to render a response, read and checked before the request runs.
+
+    Checking first means a bad `_summary` or an XML `Accept` refuses the
+    request before anything is written.
+    """
+
+    media: str = FHIR_JSON
+    pretty: bool = False
+    summary: str | None = None
+    elements: frozenset[str] | None = None
+
+
+def output_options(query: Mapping[str, str], accept: str | None) -> Output:
+    summary = query.get("_summary")
     if summary not in (None, "false", "true", "text", "data", "count"):
         raise BadRequest(
             "_summary must be true, text, data, count or false.", expression=("_summary",)
         )
-    wanted = frozenset(e.strip() for e in elements.split(",") if e.strip()) if elements else None
+    raw = query.get("_elements")
+    elements = frozenset(e.strip() for e in raw.split(",") if e.strip()) if raw else None
+    return Output(
+        media=media_type(query.get("_format"), accept),
+        pretty=query.get("_pretty") == "true",
+        summary=None if summary == "false" else summary,
+        elements=elements or None,
+    )
 
-    def one(item: dict[str, Any]) -> dict[str, Any]:
-        if summary in ("true", "text", "data"):
-            return _summarise(item, summary)
-        if wanted:
-            return _select(item, wanted)
-        return item
 
-    if resource.get("resourceType") == "Bundle":
-        entries = [
-            {**e, "resource": one(e["resource"])}
-            if "resource" in e and e.get("search", {}).get("mode", "match") == "match"
-            else e
-            for e in resource.get("entry", [])
-        ]
-        return {**resource, "entry": entries}
-    if resource.get("resourceType") == "OperationOutcome":
+def _one(item: dict[str, Any], output: Output) -> dict[str, Any]:
+    if output.summary in ("true", "text", "data"):
+        return _summarise(item, output.summary)
+    if output.elements:
+        return _select(item, output.elements)
+    return item
+
+
+def _shape_bundle(bundle: dict[str, Any], output: Output) -> dict[str, Any]:
+    if output.summary == "count":
+        return {k: v for k, v in bundle.items() if k != "entry"}
+    entries = [
+        {**e, "resource": _one(e["resource"], output)}
+        if "resource" in e and e.get("search", {}).get("mode", "match") == "match"
+        else e
+        for e in bundle.get("entry", [])
+    ]
+    return {**bundle, "entry": entries}
+
+
+def shape(resource: dict[str, Any], output: Output) -> dict[str, Any]:
+    """Apply `_summary`/`_elements` to a resource, or to each resource of a Bundle."""
+    if output.summary is None and not output.elements:
         return resource
-    return one(resource)
+    kind = resource.get("resourceType")
+    if kind == "Bundle":
+        return _shape_bundle(resource, output)
+    if kind == "OperationOutcome" or output.summary == "count":
+        return resource
+    return _one(resource, output)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import orjson
 from fastapi.testclient import TestClient
@@ -199,31 +200,38 @@ def test_delete_with_stale_if_match_is_412(client: TestClient) -> None:
     assert store_state(client) == before
 
 
+def _round_trip(client: TestClient, resource: dict[str, Any]) -> str:
+    created = create(client, resource)
+    got = client.get(f"/fhir/{resource['resourceType']}/{created['id']}")
+    assert got.status_code == 200
+    assert got.json() == created
+    return str(created["id"])
+
+
 def test_every_served_type_round_trips(client: TestClient) -> None:
-    resources = [
-        {"resourceType": "Practitioner", "name": [{"family": "Who"}]},
+    doctor = _round_trip(client, {"resourceType": "Practitioner", "name": [{"family": "Who"}]})
+    actor = {"reference": f"Practitioner/{doctor}"}
+    for resource in (
         {"resourceType": "Organization", "name": "Clinic"},
         {"resourceType": "Location", "name": "Room 1", "status": "active"},
         {"resourceType": "PractitionerRole", "active": True},
         {"resourceType": "HealthcareService", "name": "Physio"},
-        {"resourceType": "Schedule", "actor": [{"display": "Dr A"}]},
-        {
-            "resourceType": "Slot",
-            "schedule": {"reference": "Schedule/x"},
-            "status": "free",
-            "start": "2030-01-07T09:00:00Z",
-            "end": "2030-01-07T09:30:00Z",
-        },
-        appointment(),
-        {
-            "resourceType": "AppointmentResponse",
-            "appointment": {"reference": "Appointment/x"},
-            "participantStatus": "accepted",
-            "actor": {"display": "Dr A"},
-        },
-    ]
-    for resource in resources:
-        created = create(client, resource)
-        got = client.get(f"/fhir/{resource['resourceType']}/{created['id']}")
-        assert got.status_code == 200
-        assert got.json()["resourceType"] == resource["resourceType"]
+    ):
+        _round_trip(client, resource)
+    schedule = _round_trip(client, {"resourceType": "Schedule", "actor": [{"display": "Dr A"}]})
+    slot = {
+        "resourceType": "Slot",
+        "schedule": {"reference": f"Schedule/{schedule}"},
+        "status": "free",
+        "start": "2030-01-07T09:00:00Z",
+        "end": "2030-01-07T09:30:00Z",
+    }
+    _round_trip(client, slot)
+    booked = _round_trip(client, appointment(participant=[{"actor": actor, "status": "accepted"}]))
+    response = {
+        "resourceType": "AppointmentResponse",
+        "appointment": {"reference": f"Appointment/{booked}"},
+        "participantStatus": "accepted",
+        "actor": actor,
+    }
+    _round_trip(client, response)
