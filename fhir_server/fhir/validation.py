@@ -92,7 +92,9 @@ def _code_issue(item: Any, rule: ElementRule, expression: str) -> Issue | None:
             expression=(expression,),
         )
     codings = item.get("coding", [item]) if isinstance(item, dict) else []
-    for coding in codings:
+    for coding in codings if isinstance(codings, list) else []:
+        if not isinstance(coding, dict):
+            continue
         if coding.get("code") in allowed.get(coding.get("system", ""), frozenset()):
             return None
     return Issue(
@@ -220,8 +222,10 @@ def _period_issues(resource: dict[str, Any]) -> list[Issue]:
 def validate_resource(resource: dict[str, Any]) -> None:
     """Raise Unprocessable listing every problem; return quietly when the resource is valid."""
     issues = _model_issues(resource)
-    if not issues:
-        _walk(resource, resource_rule(resource["resourceType"]), resource["resourceType"], issues)
-        issues += _period_issues(resource)
+    ours: list[Issue] = []
+    _walk(resource, resource_rule(resource["resourceType"]), resource["resourceType"], ours)
+    ours += _period_issues(resource)
+    reported = {e for issue in issues for e in issue.expression}
+    issues += [i for i in ours if not reported.intersection(i.expression)]
     if issues:
         raise Unprocessable("The resource is not valid.", issues=issues)
