@@ -1,0 +1,181 @@
+"""Many clients booking the same Slot through two server processes on one store.
+
+Two uvicorn processes share the embedded store (FHIR_MONGODB_URI), so no
+in-process lock can help: only the store-level compare-and-set on the Slot
+decides. Exactly one request may win; the Slot and the Appointments must agree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from fhir_server.settings import Settings
+from fhir_server.store.database import connect
+from fhir_server.store.resources import ResourceStore
+from fhir_server.store.slots import appointments_on_slot
+from tests.integration.scheduling_setup import appointment, hours_from_now, instant
+
+_SERVE = (
+    "import sys, uvicorn; from fhir_server.app import create_app; "
+    "from fhir_server.settings import Settings; "
+    "uvicorn.run(create_app(Settings()), host='127.0.0.1', port=int(sys.argv[1]), "
+    "log_level='warning')"
+)
+REQUESTS = 60
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "server process exited"
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("server did not start")
+
+
+@pytest.fixture(scope="module")
+def two_servers(settings_factory: Callable[..., Settings]) -> Iterator[tuple[list[str], Settings]]:
+    settings = settings_factory()
+    env = {
+        **os.environ,
+        "FHIR_MONGODB_URI": str(settings.mongodb_uri),
+        "FHIR_DATABASE": settings.database,
+        "FHIR_DATA_DIR": str(settings.data_dir),
+        "FHIR_LOG_LEVEL": "WARNING",
+    }
+    processes, urls = [], []
+    for _ in range(2):
+        port = _free_port()
+        process = subprocess.Popen([sys.executable, "-c", _SERVE, str(port)], env=env)
+        processes.append(process)
+        urls.append(f"http://127.0.0.1:{port}")
+    try:
+        for url, process in zip(urls, processes, strict=True):
+            _wait(url, process)
+        yield urls, settings
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def _post(url: str, resource: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(
+        f"{url}/fhir/{resource['resourceType']}",
+        json=resource,
+        headers={"content-type": "application/fhir+json"},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def _schedule(url: str) -> dict[str, Any]:
+    location = _post(url, {"resourceType": "Location", "name": "Clinic"})
+    actor = [{"reference": f"Location/{location['id']}"}]
+    return _post(url, {"resourceType": "Schedule", "active": True, "actor": actor})
+
+
+async def _race(urls: list[str], bodies: list[dict[str, Any]]) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as http:
+        return await asyncio.gather(
+            *(
+                http.post(
+                    f"{urls[n % 2]}/fhir/Appointment",
+                    json=body,
+                    headers={"content-type": "application/fhir+json"},
+                )
+                for n, body in enumerate(bodies)
+            )
+        )
+
+
+async def _appointments_holding(settings: Settings, slot_id: str) -> list[str]:
+    database = await connect(str(settings.mongodb_uri), settings.database)
+    try:
+        found = await appointments_on_slot(ResourceStore(database), f"Slot/{slot_id}")
+        return [a.id for a in found]
+    finally:
+        await database.close()
+
+
+def test_sixty_clients_on_two_processes_book_one_slot_once(
+    two_servers: tuple[list[str], Settings],
+) -> None:
+    urls, settings = two_servers
+    schedule = _schedule(urls[0])
+    start = hours_from_now(30)
+    slot = _post(
+        urls[1],
+        {
+            "resourceType": "Slot",
+            "schedule": {"reference": f"Schedule/{schedule['id']}"},
+            "status": "free",
+            "start": instant(start),
+            "end": instant(start + timedelta(minutes=30)),
+        },
+    )
+    patients = [
+        _post(urls[n % 2], {"resourceType": "Patient", "name": [{"family": f"P{n}"}]})["id"]
+        for n in range(REQUESTS)
+    ]
+    bodies = [appointment(pid, slot) for pid in patients]
+    responses = asyncio.run(_race(urls, bodies))
+
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(201) == 1, statuses
+    assert statuses.count(409) == REQUESTS - 1, statuses
+    for refused in (r for r in responses if r.status_code == 409):
+        assert refused.json()["resourceType"] == "OperationOutcome"
+    winner = next(r.json() for r in responses if r.status_code == 201)
+
+    assert httpx.get(f"{urls[0]}/fhir/Slot/{slot['id']}").json()["status"] == "busy"
+    holding = asyncio.run(_appointments_holding(settings, slot["id"]))
+    assert holding == [winner["id"]]
+
+
+def test_concurrent_bookings_of_distinct_slots_all_succeed(
+    two_servers: tuple[list[str], Settings],
+) -> None:
+    urls, _ = two_servers
+    schedule = _schedule(urls[0])
+    base = hours_from_now(60)
+    slots = []
+    for n in range(20):
+        start = base + timedelta(minutes=30 * n)
+        slot = {
+            "resourceType": "Slot",
+            "schedule": {"reference": f"Schedule/{schedule['id']}"},
+            "status": "free",
+            "start": instant(start),
+            "end": instant(start + timedelta(minutes=30)),
+        }
+        slots.append(_post(urls[n % 2], slot))
+    patients = [
+        _post(urls[0], {"resourceType": "Patient", "name": [{"family": f"D{n}"}]})["id"]
+        for n in range(len(slots))
+    ]
+    bodies = [appointment(pid, slot) for pid, slot in zip(patients, slots, strict=True)]
+    responses = asyncio.run(_race(urls, bodies))
+    assert [r.status_code for r in responses] == [201] * len(slots)
