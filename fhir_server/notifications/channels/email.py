@@ -1,0 +1,72 @@
+"""E-mail over SMTP: multipart text + HTML with an iCalendar invitation.
+
+The Message-ID is derived from the Communication id, so if a crash ever made
+a message go out twice, mail clients would still see one message.
+"""
+
+from __future__ import annotations
+
+import re
+import smtplib
+import ssl
+from email.message import EmailMessage
+
+from fhir_server.notifications.channels.base import DeliveryError, Rendered
+from fhir_server.settings import Settings
+
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
+
+
+def build_email(rendered: Rendered, sender: str) -> EmailMessage:
+    mail = EmailMessage()
+    mail["Subject"] = rendered.subject
+    mail["From"] = sender
+    mail["To"] = rendered.destination
+    mail["Message-ID"] = f"<{rendered.message_id}@fhir-server>"
+    mail.set_content(rendered.text)
+    mail.add_alternative(rendered.html, subtype="html")
+    if rendered.calendar is not None:
+        mail.add_attachment(
+            rendered.calendar,
+            maintype="text",
+            subtype="calendar",
+            filename="appointment.ics",
+            params={"method": rendered.calendar_method or "REQUEST"},
+        )
+    return mail
+
+
+def check_address(address: str) -> None:
+    if not _ADDRESS.match(address):
+        raise DeliveryError("The e-mail address is not valid.", permanent=True)
+
+
+def send_email(settings: Settings, mail: EmailMessage) -> None:
+    """Send through the configured SMTP server; raises DeliveryError."""
+    assert settings.smtp_host is not None
+    try:
+        if settings.smtp_ssl:
+            client: smtplib.SMTP = smtplib.SMTP_SSL(
+                settings.smtp_host,
+                settings.smtp_port,
+                timeout=10,
+                context=ssl.create_default_context(),
+            )
+        else:
+            client = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10)
+        with client:
+            if settings.smtp_starttls and not settings.smtp_ssl:
+                client.starttls(context=ssl.create_default_context())
+            if settings.smtp_user and settings.smtp_password:
+                client.login(settings.smtp_user, settings.smtp_password)
+            client.send_message(mail)
+    except smtplib.SMTPRecipientsRefused:
+        raise DeliveryError(
+            "The mail server refused the recipient address.", permanent=True
+        ) from None
+    except smtplib.SMTPResponseException as exc:
+        raise DeliveryError(
+            f"The mail server answered {exc.smtp_code}.", permanent=500 <= exc.smtp_code < 600
+        ) from None
+    except (smtplib.SMTPException, OSError):
+        raise DeliveryError("The mail server could not be reached.") from None

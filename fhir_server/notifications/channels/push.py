@@ -1,0 +1,83 @@
+"""Web push (RFC 8030 with VAPID, RFC 8292) to the browsers a person registered.
+
+VAPID keys are generated on first use and kept in the data dir
+(`vapid-private.pem`); the portal fetches the public key
+(`application_server_key`) to subscribe a browser. A push service answering
+404 or 410 means the browser subscription is gone: it is dropped.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from py_vapid import Vapid01
+from pywebpush import WebPushException, webpush
+
+from fhir_server.notifications.channels.base import DeliveryError
+from fhir_server.settings import Settings
+
+_lock = threading.Lock()
+
+
+def _key_path(settings: Settings) -> Path:
+    return settings.data_dir / "vapid-private.pem"
+
+
+def vapid_key(settings: Settings) -> Vapid01:
+    """The server's VAPID key pair, generated and saved on first start."""
+    path = _key_path(settings)
+    with _lock:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            key = Vapid01()
+            key.generate_keys()
+            key.save_key(str(path))
+            path.chmod(0o600)
+        return Vapid01.from_file(str(path))
+
+
+def application_server_key(settings: Settings) -> str:
+    """The public key as the browser's PushManager.subscribe wants it (base64url, raw point)."""
+    raw = vapid_key(settings).public_key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def subscription_key(info: dict[str, Any]) -> str:
+    """A stable id for one browser subscription (its endpoint is unique)."""
+    return hashlib.sha256(str(info.get("endpoint", "")).encode()).hexdigest()[:32]
+
+
+def check_subscription(info: dict[str, Any]) -> None:
+    keys = info.get("keys") or {}
+    if not str(info.get("endpoint", "")).startswith(("https://", "http://")) or not (
+        keys.get("p256dh") and keys.get("auth")
+    ):
+        raise ValueError("A push subscription needs an endpoint URL and keys p256dh and auth.")
+
+
+def send_push(settings: Settings, info: dict[str, Any], payload: str) -> bool:
+    """Send to one browser; False when the subscription is gone (drop it)."""
+    try:
+        webpush(
+            info,
+            data=payload,
+            vapid_private_key=vapid_key(settings),
+            vapid_claims={"sub": settings.push_contact},
+            timeout=10,
+            ttl=24 * 3600,
+        )
+    except WebPushException as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status in (404, 410):
+            return False
+        raise DeliveryError(f"The push service answered {status}.") from None
+    except Exception:  # requests' connection errors and the like
+        raise DeliveryError("The push service could not be reached.") from None
+    return True

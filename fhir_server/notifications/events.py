@@ -1,0 +1,207 @@
+"""The port the scheduling engine calls: an appointment event becomes stored messages.
+
+`record_event` runs inside the caller's unit of work, so the Communications
+(and reminder rows) are written together with the booking or not at all (a
+transactional outbox). Each message is keyed by (appointment, event,
+version, channel, recipient); its Communication id is derived from that key,
+so recording the same event twice stores nothing new. After the unit of work
+commits, the new messages are published to the broker; if that fails, the
+relay job publishes them later.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fhir_server.fhir.errors import FhirError
+from fhir_server.notifications import celery_app
+from fhir_server.notifications.codes import EVENTS, RESTHOOK
+from fhir_server.notifications.criteria import matches
+from fhir_server.notifications.message import Message
+from fhir_server.notifications.preferences import email_of, mobile_of, read_preferences
+from fhir_server.settings import Settings, get_settings
+from fhir_server.store.clock import parse_instant, to_instant
+from fhir_server.store.outbox_store import OutboxStore, ReminderRow
+from fhir_server.store.resources import ResourceStore
+from fhir_server.store.unit_of_work import UnitOfWork
+
+_PROVIDER_TYPES = ("Practitioner", "PractitionerRole")
+_REMINDER_EVENTS = ("booked", "confirmed", "rescheduled")
+
+
+@dataclass(frozen=True)
+class AppointmentEvent:
+    """Something that happened to an appointment, as the scheduling engine reports it.
+
+    `appointment` is the version just written (with `id` and `meta.versionId`);
+    for `rescheduled`, `previous` is the version (or the cancelled appointment)
+    it replaced; `cancelled_by` is `patient` or `clinic`; `offset_minutes` is
+    set for `reminder`.
+    """
+
+    kind: str
+    appointment: dict[str, Any]
+    previous: dict[str, Any] | None = None
+    cancelled_by: str | None = None
+    offset_minutes: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EVENTS:
+            raise ValueError(f"Unknown appointment event {self.kind!r}; expected one of {EVENTS}.")
+
+
+async def record_event(
+    store: ResourceStore,
+    uow: UnitOfWork,
+    event: AppointmentEvent,
+    *,
+    settings: Settings | None = None,
+    now: datetime | None = None,
+) -> list[str]:
+    """Store the event's messages in `uow` and enqueue them after commit; their ids."""
+    settings = settings or get_settings()
+    outbox = OutboxStore(store)
+    messages = await _messages(store, outbox, event, settings)
+    new_ids: list[str] = []
+    for message in messages:
+        if await store.current("Communication", message.id) is None:
+            await store.create(message.to_communication(), rid=message.id, uow=uow)
+            new_ids.append(message.id)
+    if event.kind in _REMINDER_EVENTS and event.appointment.get("status") == "booked":
+        rows = reminder_rows(event.appointment, settings, now or datetime.now(UTC))
+        await outbox.add_reminders(rows, uow)
+    if new_ids:
+
+        async def publish() -> None:
+            import asyncio
+
+            await asyncio.to_thread(celery_app.enqueue, new_ids)
+
+        uow.after_commit.append(publish)
+    return [m.id for m in messages]
+
+
+def reminder_rows(
+    appointment: dict[str, Any], settings: Settings, now: datetime
+) -> list[ReminderRow]:
+    """Rows for the reminder offsets still ahead of `now` (past ones are not sent late)."""
+    if not appointment.get("start"):
+        return []
+    start = parse_instant(appointment["start"])
+    rows = []
+    for offset in settings.notify_reminder_offsets:
+        due = start - timedelta(minutes=offset)
+        if due > now:
+            start_key = to_instant(start)
+            rows.append(
+                ReminderRow(
+                    key=f"{appointment['id']}|{start_key}|{offset}",
+                    appointment=appointment["id"],
+                    start=start_key,
+                    offset_minutes=offset,
+                    due=to_instant(due),
+                )
+            )
+    return rows
+
+
+def _event_code(event: AppointmentEvent) -> str:
+    return f"reminder-{event.offset_minutes}" if event.kind == "reminder" else event.kind
+
+
+async def _messages(
+    store: ResourceStore, outbox: OutboxStore, event: AppointmentEvent, settings: Settings
+) -> list[Message]:
+    appointment = event.appointment
+    version = appointment.get("meta", {}).get("versionId", "1")
+    appointment_ref = _versioned(appointment)
+    assert appointment_ref is not None
+    actors = [p.get("actor", {}).get("reference", "") for p in appointment.get("participant", [])]
+    patient = next((a for a in actors if a.startswith("Patient/")), None)
+    details = {
+        "event": event.kind,
+        "previousStart": (event.previous or {}).get("start"),
+        "replaces": _versioned(event.previous),
+        "cancelledBy": event.cancelled_by,
+        "offset": event.offset_minutes,
+        "attempts": 0,
+    }
+
+    def message(channel: str, recipient: str, **extra: Any) -> Message:
+        key = f"{appointment['id']}|{_event_code(event)}|{version}|{channel}|{recipient}"
+        return Message(
+            key=key,
+            event=event.kind,
+            channel=channel,
+            appointment=appointment_ref,
+            recipient=None if channel == RESTHOOK else recipient,
+            subject=patient,
+            details={**details, **extra},
+            subscription=recipient if channel == RESTHOOK else None,
+        )
+
+    out: list[Message] = []
+    if event.kind != "hold-expired":
+        for actor in actors:
+            person = await _person(store, actor)
+            if person is None:
+                continue
+            role = "patient" if actor.startswith("Patient/") else "provider"
+            prefs = read_preferences(person)
+            if prefs.opted_out:
+                continue
+            language = prefs.language or settings.notify_language
+            for channel in prefs.channels:
+                destination = _destination(person, channel, actor)
+                if destination:
+                    out.append(
+                        message(
+                            channel, actor, role=role, destination=destination, language=language
+                        )
+                    )
+    for subscription in await outbox.live_subscriptions("Appointment"):
+        if matches(subscription.get("criteria", ""), appointment):
+            out.append(
+                message(
+                    RESTHOOK,
+                    f"Subscription/{subscription['id']}",
+                    destination=subscription.get("channel", {}).get("endpoint"),
+                )
+            )
+    return out
+
+
+def _versioned(appointment: dict[str, Any] | None) -> str | None:
+    if not appointment:
+        return None
+    version = appointment.get("meta", {}).get("versionId", "1")
+    return f"Appointment/{appointment['id']}/_history/{version}"
+
+
+def _destination(person: dict[str, Any], channel: str, actor: str) -> str | None:
+    if channel == "email":
+        return email_of(person)
+    if channel == "sms":
+        return mobile_of(person)
+    return actor  # push: the person's registered browsers, looked up at send time
+
+
+async def _person(store: ResourceStore, reference: str) -> dict[str, Any] | None:
+    """The participant's resource with telecom: a PractitionerRole falls back to its Practitioner."""
+    rtype, _, rid = reference.partition("/")
+    if (rtype != "Patient" and rtype not in _PROVIDER_TYPES) or not rid:
+        return None
+    try:
+        found = (await store.read(rtype, rid)).resource
+    except FhirError:
+        return None
+    if found is None:
+        return None
+    if rtype == "PractitionerRole" and not found.get("telecom"):
+        practitioner = found.get("practitioner", {}).get("reference", "")
+        fallback = await _person(store, practitioner) if practitioner else None
+        if fallback:
+            return {**fallback, "extension": found.get("extension", fallback.get("extension", []))}
+    return found

@@ -1,0 +1,46 @@
+"""Beat job: move `requested` Subscriptions to `active`, or to `error` when unusable.
+
+R4 leaves activation to the server. A Subscription becomes active when its
+criteria can be evaluated and its channel is a rest-hook with an http(s)
+endpoint; otherwise it goes to `error` with the reason in `error`. (A first
+successful delivery also activates a requested Subscription.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fhir_server.fhir.errors import FhirError
+from fhir_server.notifications.criteria import CriteriaError, compile_criteria
+from fhir_server.notifications.delivery import Context
+
+
+def problem(subscription: dict[str, Any]) -> str | None:
+    channel = subscription.get("channel", {})
+    if channel.get("type") != "rest-hook":
+        return "Only the rest-hook channel is supported."
+    if not str(channel.get("endpoint", "")).startswith(("http://", "https://")):
+        return "A rest-hook Subscription needs an http(s) endpoint."
+    try:
+        compile_criteria(str(subscription.get("criteria", "")))
+    except CriteriaError as exc:
+        return str(exc)
+    return None
+
+
+async def activate(ctx: Context) -> dict[str, str]:
+    """Settle every requested Subscription; {id: new status}."""
+    settled: dict[str, str] = {}
+    for subscription in await ctx.outbox.live_subscriptions(None):
+        if subscription.get("status") != "requested":
+            continue
+        reason = problem(subscription)
+        updated = {**subscription, "status": "error" if reason else "active"}
+        if reason:
+            updated["error"] = reason
+        try:
+            await ctx.store.update(updated, expected_version=int(subscription["meta"]["versionId"]))
+        except FhirError:
+            continue
+        settled[subscription["id"]] = updated["status"]
+    return settled

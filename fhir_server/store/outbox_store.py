@@ -1,0 +1,134 @@
+"""Store-side queries of the notifications: pending messages, due reminders, subscriptions.
+
+Messages themselves are Communication resources written through the
+`ResourceStore`; this module only finds them (the relay's scan) and keeps two
+small bookkeeping collections that are not FHIR resources: reminder rows (one
+per appointment, start time and offset, so the every-minute scan is one
+indexed range query on a scalar) and browser push subscriptions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import ASCENDING
+from pymongo.errors import DuplicateKeyError
+
+from fhir_server.store.resources import ResourceStore
+from fhir_server.store.unit_of_work import UnitOfWork
+
+REMINDERS = "notification_reminders"
+PUSH_SUBSCRIPTIONS = "notification_push_subscriptions"
+_UNSENT = ["preparation", "in-progress"]
+
+
+@dataclass(frozen=True)
+class ReminderRow:
+    """A reminder due at `due` (UTC instant string) for an appointment starting at `start`."""
+
+    key: str
+    appointment: str
+    start: str
+    offset_minutes: int
+    due: str
+
+
+class OutboxStore:
+    def __init__(self, store: ResourceStore) -> None:
+        self.store = store
+        self.reminders = store.database.db[REMINDERS]
+        self.push = store.database.db[PUSH_SUBSCRIPTIONS]
+
+    async def ensure_indexes(self) -> None:
+        # Explicit names: the embedded server changes array matching for fields
+        # whose name ends an index name (see the brief's quirks).
+        await self.store.collection("Communication").create_index(
+            [("resource.status", ASCENDING), ("updated", ASCENDING)], name="outbox_scan"
+        )
+        await self.reminders.create_index(
+            [("state", ASCENDING), ("due", ASCENDING)], name="reminder_scan"
+        )
+        await self.push.create_index([("owner", ASCENDING)], name="push_by_owner")
+
+    # -- messages ----------------------------------------------------------
+
+    async def unsent_before(self, cutoff: str, limit: int = 500) -> list[dict[str, Any]]:
+        """Communications still `preparation`/`in-progress` whose last write is before cutoff."""
+        cursor = (
+            self.store.collection("Communication")
+            .find(
+                {
+                    "resource.status": {"$in": _UNSENT},
+                    "updated": {"$lt": cutoff},
+                    "deleted": {"$eq": False},
+                },
+                {"resource": 1},
+            )
+            .sort("updated", ASCENDING)
+            .limit(limit)
+        )
+        return [doc["resource"] async for doc in cursor]
+
+    async def live_subscriptions(self, resource_type: str | None) -> list[dict[str, Any]]:
+        """Subscriptions (requested or active) whose criteria name this type (None: all)."""
+        cursor = self.store.collection("Subscription").find(
+            {"resource.status": {"$in": ["requested", "active"]}, "deleted": {"$eq": False}},
+            {"resource": 1},
+        )
+        found = [doc["resource"] async for doc in cursor]
+        if resource_type is None:
+            return found
+        return [s for s in found if s.get("criteria", "").split("?")[0] == resource_type]
+
+    # -- reminders ---------------------------------------------------------
+
+    async def add_reminders(self, rows: list[ReminderRow], uow: UnitOfWork) -> None:
+        """Insert reminder rows (already known keys are kept as they are)."""
+        for row in rows:
+            doc = {
+                "_id": row.key,
+                "appointment": row.appointment,
+                "start": row.start,
+                "offset": row.offset_minutes,
+                "due": row.due,
+                "state": "pending",
+            }
+            try:
+                await self.reminders.insert_one(doc, session=uow.session)
+            except DuplicateKeyError:
+                continue
+            key = row.key
+            uow.on_failure(lambda key=key: self.reminders.delete_one({"_id": key}))
+
+    async def due_reminders(self, now: str, limit: int = 500) -> list[ReminderRow]:
+        cursor = (
+            self.reminders.find({"state": {"$eq": "pending"}, "due": {"$lte": now}})
+            .sort("due", ASCENDING)
+            .limit(limit)
+        )
+        return [
+            ReminderRow(d["_id"], d["appointment"], d["start"], d["offset"], d["due"])
+            async for d in cursor
+        ]
+
+    async def close_reminder(self, key: str, state: str) -> bool:
+        """Move a pending reminder to `state`; False when another scan already did."""
+        result = await self.reminders.update_one(
+            {"_id": key, "state": "pending"}, {"$set": {"state": state}}
+        )
+        return bool(result.modified_count == 1)
+
+    # -- browser push subscriptions -----------------------------------------
+
+    async def save_push_subscription(self, key: str, owner: str, info: dict[str, Any]) -> None:
+        await self.push.replace_one(
+            {"_id": key}, {"_id": key, "owner": owner, "subscription": info}, upsert=True
+        )
+
+    async def push_subscriptions(self, owner: str) -> list[dict[str, Any]]:
+        cursor = self.push.find({"owner": {"$eq": owner}})
+        return [doc["subscription"] async for doc in cursor]
+
+    async def drop_push_subscription(self, key: str) -> None:
+        await self.push.delete_one({"_id": key})
