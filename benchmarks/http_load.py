@@ -1,0 +1,104 @@
+"""A lean HTTP/1.1 keep-alive load generator on raw asyncio streams.
+
+The load generator shares the machine's cores with the server, so it does the
+least work it can per request: pre-built request bytes, one status-line and
+Content-Length parse, no HTTP library.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+RequestFactory = Callable[[int, int], bytes]
+"""(client number, request number) -> the raw request bytes."""
+
+
+def request(method: str, path: str, body: bytes = b"", content_type: str = "") -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: bench\r\n"
+    if body:
+        head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    errors: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    def percentile(self, q: float) -> float:
+        """Latency in milliseconds at quantile q (0-1)."""
+        if len(self.latencies) < 2:
+            return float("nan")
+        return statistics.quantiles(self.latencies, n=1000)[round(q * 1000) - 1] * 1000
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<8} {self.rate:9.0f} req/s   p50 {self.percentile(0.5):6.2f} ms   "
+            f"p99 {self.percentile(0.99):6.2f} ms   errors {self.errors}"
+        )
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> int:
+    writer.write(raw)
+    head = await reader.readuntil(b"\r\n\r\n")
+    status = int(head[9:12])
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+            break
+    if length:
+        await reader.readexactly(length)
+    return status
+
+
+async def run(
+    name: str,
+    host: str,
+    port: int,
+    make: RequestFactory,
+    *,
+    concurrency: int = 32,
+    seconds: float = 5.0,
+    warmup: float = 1.0,
+    expect: int = 200,
+) -> Result:
+    """Hit the server from `concurrency` keep-alive connections; measure after the warm-up."""
+    started = time.perf_counter()
+    measure_from = started + warmup
+    stop_at = measure_from + seconds
+    latencies: list[float] = []
+    errors = 0
+
+    async def client(number: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, port)
+        sent = 0
+        try:
+            while True:
+                raw = make(number, sent)
+                sent += 1
+                began = time.perf_counter()
+                if began >= stop_at:
+                    return
+                status = await _exchange(reader, writer, raw)
+                if began >= measure_from:
+                    latencies.append(time.perf_counter() - began)
+                    if status != expect:
+                        errors += 1
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(client(n) for n in range(concurrency)))
+    return Result(name, len(latencies), errors, seconds, latencies)

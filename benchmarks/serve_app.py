@@ -1,0 +1,72 @@
+"""The benchmark's server process: the real app plus the two ceiling routes B0 and B1.
+
+B0 returns the same ~1 KB Patient JSON from memory (serialised with orjson on
+each request); B1 does that after one `find_one` by `_id` on the same store.
+Both are added to the app that `create_app` builds and are served by the same
+uvicorn (uvloop, httptools) and middleware as the FHIR routes, so the ratios
+measure the FHIR code path and nothing else.
+
+Run: python -m benchmarks.serve_app --uri URI --database DB --port P --payload FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from fhir_server.app import create_app
+from fhir_server.logs import configure_logging
+from fhir_server.rest.services import Services
+from fhir_server.settings import Settings
+
+
+def build(settings: Settings, payload: dict[str, Any]) -> FastAPI:
+    app = create_app(settings)
+
+    async def b0(request: Request) -> Response:
+        return Response(orjson.dumps(payload), media_type="application/fhir+json")
+
+    async def b1(request: Request) -> Response:
+        services: Services = request.app.state.services
+        await services.store.collection("Patient").find_one({"_id": request.path_params["rid"]})
+        return Response(orjson.dumps(payload), media_type="application/fhir+json")
+
+    app.add_api_route("/bench/b0/{rid}", b0, methods=["GET"], include_in_schema=False)
+    app.add_api_route("/bench/b1/{rid}", b1, methods=["GET"], include_in_schema=False)
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--uri", required=True)
+    parser.add_argument("--database", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--payload", type=Path, required=True)
+    args = parser.parse_args()
+    settings = Settings(
+        mongodb_uri=args.uri,
+        database=args.database,
+        port=args.port,
+        log_level="WARNING",
+    )
+    configure_logging(settings.log_level)
+    app = build(settings, orjson.loads(args.payload.read_bytes()))
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=args.port,
+        loop="uvloop",
+        http="httptools",
+        log_config=None,
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()
