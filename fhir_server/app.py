@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import ORJSONResponse, Response
 
+from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
 from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.scheduling_hooks import WRITE_HOOKS
@@ -34,9 +35,10 @@ def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_database(settings) as database:
-            store = ResourceStore(database)
+            store = ResourceStore(database, indexer=ResourceIndexer(settings.base_url))
             await store.ensure_indexes()
             searcher = FhirSearcher(store, settings)
+            await searcher.ensure_indexes()
             await slot_store.ensure_indexes(store)
             app.state.services = Services(
                 settings=settings, store=store, searcher=searcher, write_hooks=dict(WRITE_HOOKS)

@@ -1,45 +1,153 @@
-"""Search as the REST edge serves it (minimal: `_id` and `_count`; issue 3 replaces it)."""
+"""Search as the REST edge serves it: searchset Bundles, paging links, capability entries.
+
+Parameters come from `fhir.search_params` (data), are parsed by
+`fhir.search_syntax` and run by `store.search_engine`; this module only
+shapes the answer. Paging links carry an opaque `_cursor` (the sort values
+and id of the edge row, see `store.search_engine`), never an offset.
+"""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
+from urllib.parse import urlencode
+
+import orjson
 
 from fhir_server.fhir.errors import BadRequest
+from fhir_server.fhir.search_params import search_params
+from fhir_server.fhir.search_syntax import ParsedSearch, SearchParser
 from fhir_server.rest.bundles_common import bundle, full_url
 from fhir_server.settings import Settings
 from fhir_server.store.resources import ResourceStore
+from fhir_server.store.search_engine import Found, SearchEngine, revinclude_names
+from fhir_server.store.search_query import sort_fields, sort_values
+
+
+def encode_cursor(forward: bool, values: list[Any]) -> str:
+    raw = orjson.dumps(["a" if forward else "b", values])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str, width: int) -> tuple[bool, list[Any]]:
+    try:
+        direction, values = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, binascii.Error, orjson.JSONDecodeError):
+        raise BadRequest(
+            "_cursor is not a paging cursor this server issued.", expression=("_cursor",)
+        ) from None
+    if direction not in ("a", "b") or not isinstance(values, list) or len(values) != width:
+        raise BadRequest("_cursor does not belong to this search.", expression=("_cursor",))
+    return direction == "a", values
+
+
+def _entry(base_url: str, found: Found, mode: str) -> dict[str, Any]:
+    return {
+        "fullUrl": full_url(base_url, found.resource_type, found.doc["_id"]),
+        "resource": found.doc["resource"],
+        "search": {"mode": mode},
+    }
 
 
 class FhirSearcher:
-    def __init__(self, store: ResourceStore, settings: Settings) -> None:
-        self.store = store
-        self.settings = settings
+    """The `Searcher` of `rest.services`, over the store's `idx` fields."""
 
-    async def _ids(self, resource_type: str, params: list[tuple[str, str]], limit: int) -> list[dict[str, Any]]:
-        query: dict[str, Any] = {"deleted": {"$eq": False}}
-        for name, value in params:
-            if name == "_id":
-                query["_id"] = {"$in": value.split(",")}
-            elif not name.startswith("_"):
-                raise BadRequest(f"Search parameter {name!r:.40} is not supported.", expression=(name,))
-        cursor = self.store.collection(resource_type).find(query, {"resource": 1}).sort("_id", 1).limit(limit)
-        return [doc async for doc in cursor]
+    def __init__(self, store: ResourceStore, settings: Settings) -> None:
+        self.base_url = settings.base_url
+        self.parser = SearchParser(
+            settings.base_url, settings.default_page_size, settings.max_page_size
+        )
+        self.engine = SearchEngine(store)
+
+    async def ensure_indexes(self) -> None:
+        await self.engine.ensure_indexes()
+
+    def _parse(
+        self, resource_type: str, params: list[tuple[str, str]], strict: bool
+    ) -> ParsedSearch:
+        search = self.parser.parse(resource_type, params)
+        if strict and search.unknown:
+            names = ", ".join(search.unknown)
+            raise BadRequest(
+                f"Unknown or unsupported search parameters: {names:.200}.",
+                expression=tuple(search.unknown),
+            )
+        return search
 
     async def search_bundle(
         self, resource_type: str | None, params: list[tuple[str, str]], *, strict: bool
     ) -> dict[str, Any]:
         if resource_type is None:
-            raise BadRequest("System search is not supported.")
-        docs = await self._ids(resource_type, params, self.settings.default_page_size)
-        base = self.settings.base_url
-        entries = [
-            {"fullUrl": full_url(base, resource_type, d["_id"]), "resource": d["resource"], "search": {"mode": "match"}}
-            for d in docs
-        ]
-        return bundle("searchset", entries, link=[{"relation": "self", "url": f"{base}/{resource_type}"}])
+            raise BadRequest(
+                "System-level search is not supported; search one type.", expression=("_type",)
+            )
+        search = self._parse(resource_type, params, strict)
+        filters = await self.engine.filters(resource_type, search.criteria)
+        fields = sort_fields(search.sort)
+        link = f"{self.base_url}/{resource_type}"
+        total = None
+        if search.total != "none" or search.summary == "count" or search.count == 0:
+            total = await self.engine.count(resource_type, filters)
+        if search.summary == "count" or search.count == 0:
+            self_url = f"{link}?{urlencode(search.kept)}" if search.kept else link
+            return bundle(
+                "searchset", [], total=total, link=[{"relation": "self", "url": self_url}]
+            )
+        forward, cursor = True, None
+        if search.cursor is not None:
+            forward, cursor = decode_cursor(search.cursor, len(fields))
+        page = await self.engine.page(
+            resource_type, filters, fields, cursor, forward=forward, count=search.count
+        )
+        included = await self.engine.included(page.rows, search.include, search.revinclude)
+        entries = [_entry(self.base_url, row, "match") for row in page.rows]
+        entries += [_entry(self.base_url, row, "include") for row in included]
+        extra: dict[str, Any] = {
+            "link": self._links(link, search, page.rows, fields, forward, page.more)
+        }
+        if total is not None:
+            extra["total"] = total
+        return bundle("searchset", entries, **extra)
+
+    def _links(
+        self,
+        link: str,
+        search: ParsedSearch,
+        rows: list[Found],
+        fields: list[tuple[str, int]],
+        forward: bool,
+        more: bool,
+    ) -> list[dict[str, str]]:
+        def url(cursor: str | None) -> str:
+            params = [*search.kept, *([("_cursor", cursor)] if cursor else [])]
+            return f"{link}?{urlencode(params)}" if params else link
+
+        links = [{"relation": "self", "url": url(search.cursor)}]
+        links.append({"relation": "first", "url": url(None)})
+        if rows:
+            last = sort_values(rows[-1].doc, fields)
+            first = sort_values(rows[0].doc, fields)
+            if more if forward else search.cursor is not None:
+                links.append({"relation": "next", "url": url(encode_cursor(True, last))})
+            if (search.cursor is not None) if forward else more:
+                links.append({"relation": "previous", "url": url(encode_cursor(False, first))})
+        return links
 
     async def matching_ids(self, resource_type: str, params: list[tuple[str, str]]) -> list[str]:
-        return [d["_id"] for d in await self._ids(resource_type, params, 2)]
+        """At most two ids; unknown parameters are refused so a typo cannot match everything."""
+        search = self._parse(resource_type, params, strict=True)
+        if not search.criteria:
+            raise BadRequest("A conditional request needs at least one search criterion.")
+        return await self.engine.ids(resource_type, search.criteria, 2)
 
     def capability(self, resource_type: str) -> dict[str, Any]:
-        return {"searchParam": [{"name": "_id", "type": "token"}]}
+        params = search_params(resource_type)
+        return {
+            "searchParam": [
+                {"name": p.code, "definition": p.url, "type": p.type} for p in params.values()
+            ],
+            "searchInclude": ["*"]
+            + [f"{resource_type}:{p.code}" for p in params.values() if p.type == "reference"],
+            "searchRevInclude": revinclude_names(resource_type),
+        }

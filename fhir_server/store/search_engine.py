@@ -1,0 +1,243 @@
+"""Running a parsed search: chains, `_has`, keyset pages, totals, `_include`/`_revinclude`.
+
+Pages are keyset pages: the cursor is the sort values and id of the last (or
+first) row shown, and the next page is "rows strictly after it in the sort
+order". Resources created or changed meanwhile therefore never shift a page:
+no row is skipped or repeated, unlike skip/limit over a moving set.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_server.fhir.errors import BadRequest
+from fhir_server.fhir.resource_types import SERVED_TYPES
+from fhir_server.fhir.search_params import SearchParam, reference_params, search_params
+from fhir_server.fhir.search_syntax import Criterion, Has, Include
+from fhir_server.store.resources import ResourceStore
+from fhir_server.store.search_query import (
+    INDEXES,
+    LIVE,
+    Clause,
+    after,
+    conjoin,
+    criterion_clause,
+    reference_clause,
+    sort_values,
+)
+
+# Most resources a chain or `_has` may match before the search is refused as too broad.
+CHAIN_LIMIT = 5000
+# Most resources `_revinclude` adds per page, and rounds of `:iterate`.
+REVINCLUDE_LIMIT = 1000
+_ITERATE_ROUNDS = 4
+_FIELDS = {"resource": 1, "idx": 1}
+
+
+@dataclass(frozen=True)
+class Found:
+    resource_type: str
+    doc: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.resource_type, self.doc["_id"]
+
+
+@dataclass
+class Page:
+    rows: list[Found]
+    more: bool  # there are rows beyond this page in the direction of travel
+
+
+def _compare(fields: list[tuple[str, int]], a: list[Any], b: list[Any]) -> int:
+    for (_, direction), x, y in zip(fields, a, b, strict=True):
+        if x != y:
+            return direction if x > y else -direction
+    return 0
+
+
+class SearchEngine:
+    def __init__(self, store: ResourceStore) -> None:
+        self.store = store
+
+    async def ensure_indexes(self) -> None:
+        for rtype, specs in INDEXES.items():
+            collection = self.store.collection(rtype)
+            for fields in specs:
+                await collection.create_index([(f, 1) for f in fields])
+
+    # -- criteria to filters -----------------------------------------------------
+
+    async def clause(self, rtype: str, criterion: Criterion | Has) -> Clause:
+        if isinstance(criterion, Has):
+            return Clause({"_id": {"$in": await self._has_ids(rtype, criterion)}})
+        if criterion.chain:
+            references = [
+                f"{target}/{rid}"
+                for target, sub in criterion.chain
+                for rid in await self.ids(target, [sub], CHAIN_LIMIT + 1)
+            ]
+            if len(references) > CHAIN_LIMIT:
+                raise BadRequest(
+                    f"The chained parameter {criterion.param.code} matches too many resources.",
+                    expression=(criterion.param.code,),
+                )
+            return reference_clause(criterion.param, references)
+        return criterion_clause(criterion)
+
+    async def _has_ids(self, rtype: str, has: Has) -> list[str]:
+        code = has.reference.code
+        prefix = f"{rtype}/"
+        cursor = self.store.collection(has.resource_type).find(
+            conjoin(LIVE, (await self.clause(has.resource_type, has.criterion)).plain),
+            {"idx": 1},
+        )
+        ids: set[str] = set()
+        async for doc in cursor.limit(CHAIN_LIMIT + 1):
+            ids.update(
+                r[len(prefix) :] for r in doc["idx"]["m"].get(code, []) if r.startswith(prefix)
+            )
+        return sorted(ids)
+
+    async def filters(self, rtype: str, criteria: list[Criterion | Has]) -> list[dict[str, Any]]:
+        """Disjoint filters whose union is the search (one, unless a clause has branches)."""
+        clauses = [await self.clause(rtype, c) for c in criteria]
+        branched = next((c for c in clauses if c.branches), None)
+        plains = [c.plain for c in clauses if c is not branched]
+        if branched is None:
+            return [conjoin(LIVE, *plains)]
+        return [conjoin(LIVE, branch, *plains) for branch in branched.branches]
+
+    # -- running -----------------------------------------------------------------
+
+    async def ids(self, rtype: str, criteria: list[Criterion | Has], limit: int) -> list[str]:
+        found: list[str] = []
+        for one in await self.filters(rtype, criteria):
+            cursor = self.store.collection(rtype).find(one, {"_id": 1}).limit(limit)
+            found += [doc["_id"] async for doc in cursor]
+        return sorted(set(found))[:limit]
+
+    async def count(self, rtype: str, filters: list[dict[str, Any]]) -> int:
+        collection = self.store.collection(rtype)
+        return sum([await collection.count_documents(one) for one in filters])
+
+    async def page(
+        self,
+        rtype: str,
+        filters: list[dict[str, Any]],
+        fields: list[tuple[str, int]],
+        cursor: list[Any] | None,
+        *,
+        forward: bool,
+        count: int,
+    ) -> Page:
+        """`count` rows after (forward) or before the cursor, in sort order."""
+        order = fields if forward else [(f, -d) for f, d in fields]
+        keysets = after(fields, cursor, forward=forward) if cursor is not None else [{}]
+        collection = self.store.collection(rtype)
+        docs: list[dict[str, Any]] = []
+        for one in filters:
+            taken: list[dict[str, Any]] = []
+            for keyset in keysets:
+                if len(taken) > count:
+                    break
+                query = collection.find(conjoin(one, keyset), _FIELDS).sort(order)
+                taken += [doc async for doc in query.limit(count + 1 - len(taken))]
+            docs += taken
+        if len(filters) > 1:
+
+            def compare(a: dict[str, Any], b: dict[str, Any]) -> int:
+                return _compare(order, sort_values(a, fields), sort_values(b, fields))
+
+            docs.sort(key=functools.cmp_to_key(compare))
+        more = len(docs) > count
+        docs = docs[:count]
+        if not forward:
+            docs.reverse()
+        return Page([Found(rtype, d) for d in docs], more)
+
+    # -- _include / _revinclude ------------------------------------------------------
+
+    async def included(
+        self, matches: list[Found], include: list[Include], revinclude: list[Include]
+    ) -> list[Found]:
+        seen = {m.key for m in matches}
+        out: list[Found] = []
+        frontier = matches
+        for round_ in range(_ITERATE_ROUNDS):
+            wanted_inc = [i for i in include if round_ == 0 or i.iterate]
+            wanted_rev = [i for i in revinclude if round_ == 0 or i.iterate]
+            if not frontier or not (wanted_inc or wanted_rev):
+                break
+            found = await self._forward(frontier, wanted_inc)
+            found += await self._reverse(frontier, wanted_rev)
+            fresh = []
+            for item in found:
+                if item.key not in seen:
+                    seen.add(item.key)
+                    fresh.append(item)
+            out += fresh
+            frontier = fresh
+        return out
+
+    async def _forward(self, sources: list[Found], include: list[Include]) -> list[Found]:
+        wanted: dict[str, set[str]] = {}
+        for item in sources:
+            for inc in include:
+                if inc.source_type not in ("*", item.resource_type):
+                    continue
+                params = [inc.param] if inc.param else reference_params(item.resource_type)
+                for param in params:
+                    for ref in _references(item, param):
+                        kind, _, rid = ref.partition("/")
+                        if kind in SERVED_TYPES and inc.target_type in (None, kind):
+                            wanted.setdefault(kind, set()).add(rid)
+        out: list[Found] = []
+        for kind, ids in wanted.items():
+            out += await self._by_ids(kind, ids)
+        return out
+
+    async def _by_ids(self, rtype: str, ids: Iterable[str]) -> list[Found]:
+        collection = self.store.collection(rtype)
+        out = []
+        for rid in sorted(ids):
+            doc = await collection.find_one({"_id": {"$eq": rid}, **LIVE}, _FIELDS)
+            if doc is not None:
+                out.append(Found(rtype, doc))
+        return out
+
+    async def _reverse(self, targets: list[Found], revinclude: list[Include]) -> list[Found]:
+        out: list[Found] = []
+        for inc in revinclude:
+            params = [inc.param] if inc.param else reference_params(inc.source_type)
+            for param in params:
+                refs = [
+                    f"{t.resource_type}/{t.doc['_id']}"
+                    for t in targets
+                    if not param.targets or t.resource_type in param.targets
+                ]
+                if not refs or inc.source_type not in SERVED_TYPES:
+                    continue
+                query = conjoin(LIVE, reference_clause(param, refs).plain)
+                cursor = self.store.collection(inc.source_type).find(query, _FIELDS)
+                out += [Found(inc.source_type, d) async for d in cursor.limit(REVINCLUDE_LIMIT)]
+        return out
+
+
+def _references(item: Found, param: SearchParam) -> list[str]:
+    values: list[str] = item.doc.get("idx", {}).get("m", {}).get(param.code, [])
+    return values
+
+
+def revinclude_names(rtype: str) -> list[str]:
+    """`Source:param` for every reference parameter that can point at `rtype`."""
+    return [
+        f"{source}:{p.code}"
+        for source in SERVED_TYPES
+        for p in search_params(source).values()
+        if p.type == "reference" and rtype in p.targets
+    ]

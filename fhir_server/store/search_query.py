@@ -1,0 +1,263 @@
+"""A parsed search as MongoDB filters over the `idx` sub-document (see `fhir.indexing`).
+
+Written to be correct on MongoDB and fast on the embedded server, whose
+quirks decide the shapes used here:
+
+- only scalar fields can be indexed there, and `$or`/`$in` turn into full
+  scans, so a criterion may offer `branches`: disjoint filters, each a plain
+  `$eq`/range on indexed scalars, whose union is the criterion. The engine
+  runs each branch as its own query and merges the results;
+- range operators do not match inside arrays, so multi-valued dates and
+  numbers use `$elemMatch` on `{lo, hi}` documents, strings `$elemMatch` with
+  `$regex`, tokens and references equality/`$in` (containment);
+- `$not` is not implemented there, so negation is `$nor`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from fhir_server.fhir.indexing import MANY, has_scalar
+from fhir_server.fhir.search_params import SearchParam
+from fhir_server.fhir.search_syntax import Criterion, Range, SortKey
+from fhir_server.fhir.search_values import shift
+
+LIVE: dict[str, Any] = {"deleted": {"$eq": False}}
+_ONE_SECOND = timedelta(seconds=1)
+# Largest number of values a criterion is split into indexable branches for.
+_MAX_BRANCH_VALUES = 4
+
+# Compound indexes on scalar `idx` fields for the booking searches (Slot by
+# schedule+status+start, Appointment by actor/patient + date, ...). Only
+# scalar fields: the embedded server cannot index arrays, and an index whose
+# name ends with an array field's name breaks containment matching there.
+INDEXES: dict[str, list[tuple[str, ...]]] = {
+    "Slot": [("idx.s.schedule", "idx.s.status", "idx.s.start.lo")],
+    "Appointment": [
+        ("idx.u.actor.Practitioner", "idx.s.date.lo"),
+        ("idx.u.actor.PractitionerRole", "idx.s.date.lo"),
+        ("idx.u.actor.Location", "idx.s.date.lo"),
+        ("idx.u.patient.Patient", "idx.s.date.lo"),
+        ("idx.u.slot.Slot",),
+    ],
+    "Schedule": [("idx.u.actor.Practitioner",), ("idx.u.actor.PractitionerRole",)],
+    "AppointmentResponse": [("idx.s.appointment",)],
+    "PractitionerRole": [("idx.u.practitioner.Practitioner",)],
+}
+
+
+@dataclass(frozen=True)
+class Clause:
+    """A criterion as one filter, and optionally as disjoint index-friendly branches."""
+
+    plain: dict[str, Any]
+    branches: tuple[dict[str, Any], ...] = ()
+
+
+def conjoin(*filters: dict[str, Any]) -> dict[str, Any]:
+    """AND of filters, merging operator documents on the same field ({$gte} + {$lt})."""
+    out: dict[str, Any] = {}
+    extra: list[dict[str, Any]] = []
+    for one in filters:
+        for key, value in one.items():
+            if key not in out:
+                out[key] = value
+            elif _mergeable(out[key], value):
+                out[key] = {**out[key], **value}
+            else:
+                extra.append({key: value})
+    if extra:
+        out["$and"] = [*out.get("$and", []), *extra] if "$and" not in extra[0] else extra
+    return out
+
+
+def _mergeable(a: Any, b: Any) -> bool:
+    return (
+        isinstance(a, dict)
+        and isinstance(b, dict)
+        and all(k.startswith("$") for k in (*a, *b))
+        and not set(a) & set(b)
+    )
+
+
+def _any_of(field: str, values: list[Any]) -> dict[str, Any]:
+    return {field: values[0]} if len(values) == 1 else {field: {"$in": values}}
+
+
+def _scalar_any_of(field: str, values: list[Any]) -> dict[str, Any]:
+    return {field: {"$eq": values[0]}} if len(values) == 1 else {field: {"$in": values}}
+
+
+def _either(filters: list[dict[str, Any]]) -> dict[str, Any]:
+    return filters[0] if len(filters) == 1 else {"$or": filters}
+
+
+def _regex(values: Iterable[str], *, anchored: bool) -> dict[str, Any]:
+    alternatives = "|".join(re.escape(v) for v in values)
+    return {"$regex": f"^(?:{alternatives})" if anchored else f"(?:{alternatives})"}
+
+
+# -- per type -------------------------------------------------------------------
+
+
+def _range_conditions(value: Range, *, instant: bool) -> dict[str, dict[str, Any]]:
+    """Conditions on a target's `lo`/`hi` for a prefixed value (R4 search, date and number)."""
+    lo, hi = value.lo, value.hi
+    conditions: dict[str, dict[str, Any]] = {
+        "eq": {"lo": {"$gte": lo}, "hi": {"$lte": hi}},
+        "ne": {"lo": {"$gte": lo}, "hi": {"$lte": hi}},
+        "gt": {"hi": {"$gt": hi}},
+        "lt": {"lo": {"$lt": lo}},
+        "ge": {"hi": {"$gte": lo}},
+        "le": {"lo": {"$lte": hi}},
+        "sa": {"lo": {"$gt": hi}},
+        "eb": {"hi": {"$lt": lo}},
+        "ap": {"lo": {"$lte": hi}, "hi": {"$gte": lo}},
+    }[value.prefix]
+    if instant and "lo" not in conditions:
+        # An instant covers at most one second (lo <= hi < lo + 1s), so a bound
+        # on `hi` implies one on `lo`: stating it lets the index on `lo` narrow
+        # the scan without changing the result.
+        ((operator, bound),) = conditions["hi"].items()
+        if operator in ("$gt", "$gte"):
+            conditions["lo"] = {"$gte": shift(str(bound), -_ONE_SECOND)}
+        else:
+            conditions["lo"] = {operator: bound}
+    return conditions
+
+
+def _range_clause(param: SearchParam, values: tuple[Any, ...]) -> dict[str, Any]:
+    scalar = has_scalar(param)
+    instant = scalar and param.element_type == "instant"
+    filters = []
+    for value in values:
+        conditions = _range_conditions(value, instant=instant)
+        if scalar:
+            one = {f"idx.s.{param.code}.{k}": v for k, v in conditions.items()}
+        else:
+            one = {f"idx.m.{param.code}": {"$elemMatch": conditions}}
+        filters.append({"$nor": [one]} if value.prefix == "ne" else one)
+    return _either(filters)
+
+
+def _token_clause(criterion: Criterion) -> dict[str, Any]:
+    param, modifier = criterion.param, criterion.modifier
+    values = [str(v) for v in criterion.values]
+    if modifier == "text":
+        return {f"idx.t.{param.code}": {"$elemMatch": _regex(values, anchored=True)}}
+    if param.code == "_id":
+        found = _scalar_any_of("_id", values)
+        return {"$nor": [found]} if modifier == "not" else found
+    if has_scalar(param) and modifier != "not":
+        return _scalar_any_of(f"idx.s.{param.code}", values)
+    found = _any_of(f"idx.m.{param.code}", values)
+    return {"$nor": [found]} if modifier == "not" else found
+
+
+def _string_clause(criterion: Criterion) -> dict[str, Any]:
+    code, values = criterion.param.code, [str(v) for v in criterion.values]
+    if criterion.modifier == "exact":
+        return _any_of(f"idx.x.{code}", values)
+    anchored = criterion.modifier != "contains"
+    return {f"idx.m.{code}": {"$elemMatch": _regex(values, anchored=anchored)}}
+
+
+def _uri_clause(criterion: Criterion) -> dict[str, Any]:
+    field, values = f"idx.m.{criterion.param.code}", [str(v) for v in criterion.values]
+    if criterion.modifier == "below":
+        return {field: {"$elemMatch": _regex(values, anchored=True)}}
+    if criterion.modifier == "above":
+        prefixes = {v[: i + 1] for v in values for i, c in enumerate(v) if c == "/"} | set(values)
+        return _any_of(field, sorted(prefixes))
+    return _any_of(field, values)
+
+
+def expand_references(param: SearchParam, values: Iterable[str]) -> list[str]:
+    """`*/id` (a bare id) becomes `Type/id` for every target type."""
+    out: list[str] = []
+    for value in values:
+        if value.startswith("*/"):
+            out += [f"{t}/{value[2:]}" for t in param.targets]
+        else:
+            out.append(value)
+    return out
+
+
+def reference_clause(param: SearchParam, references: list[str]) -> Clause:
+    """Resources whose `param` holds any of `references` (already `Type/id` or URLs)."""
+    code = param.code
+    if not references:
+        return Clause({"_id": {"$in": []}})
+    if has_scalar(param):
+        return Clause(_scalar_any_of(f"idx.s.{code}", references))
+    plain = _any_of(f"idx.m.{code}", references)
+    kinds = {r.split("/", 1)[0] for r in references if "/" in r and ":" not in r}
+    if len(kinds) != 1 or len(references) > _MAX_BRANCH_VALUES:
+        return Clause(plain)
+    (kind,) = kinds
+    sole = f"idx.u.{code}.{kind}"
+    typed = [r for r in references if r.startswith(f"{kind}/")]
+    branches: list[dict[str, Any]] = [{sole: {"$eq": r}} for r in typed]
+    branches.append({sole: {"$eq": MANY}, **_any_of(f"idx.m.{code}", typed)})
+    branches += [{f"idx.m.{code}": r} for r in references if r not in typed]
+    return Clause(plain, tuple(branches))
+
+
+def criterion_clause(criterion: Criterion) -> Clause:
+    """A non-chained criterion as a clause (chains and `_has` are resolved by the engine)."""
+    param, modifier = criterion.param, criterion.modifier
+    if modifier == "missing":
+        missing = criterion.values[0] is True
+        if param.code == "_id":
+            return Clause({"_id": {"$in": []}} if missing else {})
+        return Clause({f"idx.m.{param.code}": {"$exists": not missing}})
+    if param.type == "reference":
+        return reference_clause(param, expand_references(param, map(str, criterion.values)))
+    if param.type in ("date", "number"):
+        return Clause(_range_clause(param, criterion.values))
+    if param.type == "token":
+        return Clause(_token_clause(criterion))
+    if param.type == "string":
+        return Clause(_string_clause(criterion))
+    return Clause(_uri_clause(criterion))
+
+
+# -- order and keyset paging ------------------------------------------------------
+
+
+def sort_fields(keys: list[SortKey]) -> list[tuple[str, int]]:
+    """MongoDB sort for `_sort`, always ending with `_id` so the order is total."""
+    fields = [
+        ("_id" if k.code == "_id" else f"idx.o.{k.code}", -1 if k.descending else 1) for k in keys
+    ]
+    if not any(f == "_id" for f, _ in fields):
+        fields.append(("_id", 1))
+    return fields
+
+
+def sort_values(doc: dict[str, Any], fields: list[tuple[str, int]]) -> list[Any]:
+    order = doc.get("idx", {}).get("o", {})
+    return [doc["_id"] if f == "_id" else order.get(f[len("idx.o.") :], "") for f, _ in fields]
+
+
+def after(
+    fields: list[tuple[str, int]], values: list[Any], *, forward: bool
+) -> list[dict[str, Any]]:
+    """Disjoint filters for the rows strictly after (or before) `values` in `fields` order.
+
+    Listed most specific first, so their results, each in sort order, are
+    already in order when concatenated; each is a plain `$eq`/range filter
+    (no `$or`, which the embedded server cannot run on an index).
+    """
+    out = []
+    for i in range(len(fields) - 1, -1, -1):
+        field, direction = fields[i]
+        ascending = (direction == 1) == forward
+        branch = {fields[j][0]: {"$eq": values[j]} for j in range(i)}
+        branch[field] = {"$gt" if ascending else "$lt": values[i]}
+        out.append(branch)
+    return out
