@@ -139,6 +139,10 @@ async def _handle(request: Request, services: Services) -> FhirResponse:
     path = [p for p in request.url.path.split("/")[2:] if p]
     req = await to_fhir_request(request, path, services.settings.max_body_bytes)
     req.method = "GET" if request.method == "HEAD" else request.method
+    if services.access is not None:
+        req.auth = await services.access.authenticate(request.headers.get("authorization"))
+    if not path and services.access is not None:
+        return await services.access.guard(services, req, lambda r: _system(services, r))
     if not path:
         return await _system(services, req)
     return await dispatch(services, req)
