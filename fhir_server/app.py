@@ -8,6 +8,10 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import ORJSONResponse, Response
 
+from fhir_server.auth.bootstrap import build_auth
+from fhir_server.auth.cors import SmartCors
+from fhir_server.auth.discovery import capability_security
+from fhir_server.auth.routes import router as auth_router
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
 from fhir_server.rest.http import install_fhir_routes
@@ -43,11 +47,18 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.services = Services(
                 settings=settings, store=store, searcher=searcher, write_hooks=dict(WRITE_HOOKS)
             )
+            app.state.auth = None
+            if settings.auth_enabled:
+                app.state.auth = await build_auth(database, store, settings)
+                app.state.services.access = app.state.auth.access
+                app.state.services.security = capability_security(settings)
             yield
 
     app = FastAPI(title="fhir-server", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(SmartCors)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
+    app.include_router(auth_router)  # before the /fhir catch-all: it serves /fhir/.well-known/*
     install_fhir_routes(app)
     return app

@@ -51,9 +51,13 @@ class Access:
             raise Forbidden(decision.reason)
         interaction = classify(req)
         if interaction.rid and interaction.resource_type and decision.patient:
-            await self._check_current(services, ctx, decision, interaction.resource_type, interaction.rid)
+            await self._check_current(
+                services, ctx, decision, interaction.resource_type, interaction.rid
+            )
         if interaction.rid and interaction.resource_type and decision.scope_params:
-            await self._check_scope_filter(services, decision, interaction.resource_type, interaction.rid)
+            await self._check_scope_filter(
+                services, decision, interaction.resource_type, interaction.rid
+            )
         if decision.search_params:
             req = replace(req, params=[*req.params, *decision.search_params])
         response = await run(req)

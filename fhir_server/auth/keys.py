@@ -40,7 +40,9 @@ def seal(secret: str, data: dict[str, Any]) -> str:
 
 def unseal(secret: str, blob: str) -> dict[str, Any]:
     raw = base64.b64decode(blob)
-    opened: dict[str, Any] = orjson.loads(AESGCM(_sealing_key(secret)).decrypt(raw[:12], raw[12:], None))
+    opened: dict[str, Any] = orjson.loads(
+        AESGCM(_sealing_key(secret)).decrypt(raw[:12], raw[12:], None)
+    )
     return opened
 
 

@@ -167,3 +167,38 @@ def only_contexts(scopes: Iterable[str], contexts: Iterable[str]) -> list[str]:
         if parsed is None or parsed.context in wanted:
             out.append(item)
     return out
+
+
+_VERBS = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+_WHOSE = {
+    "patient": "the patient's",
+    "user": "all the",
+    "system": "all the",
+}
+_OTHER_WORDS = {
+    "openid": "Confirm who you are",
+    "fhirUser": "Know which patient or practitioner record is yours",
+    "profile": "Know which patient or practitioner record is yours",
+    "launch": "Open with the patient chosen in the clinic system",
+    "launch/patient": "Know which patient you are using it for",
+    "launch/encounter": "Know which visit you are using it for",
+    "offline_access": "Keep access after you close it, until you revoke it",
+    "online_access": "Keep access while you are using it",
+}
+
+
+def plain_words(scope: str) -> str:
+    """A scope explained to a person on the consent page."""
+    parsed = parse_resource_scope(scope)
+    if parsed is None:
+        return _OTHER_WORDS.get(scope, scope)
+    verbs = [_VERBS[c] for c in LETTERS if c in parsed.permissions]
+    what = (
+        "records of every kind"
+        if parsed.resource_type == "*"
+        else f"{parsed.resource_type} records"
+    )
+    text = f"{', '.join(verbs).capitalize()} {_WHOSE[parsed.context]} {what}"
+    if parsed.params:
+        text += " where " + " and ".join(f"{k} is {v}" for k, v in parsed.params)
+    return text

@@ -67,6 +67,8 @@ def capability_statement(services: Services, published_at: str) -> dict[str, Any
             {"code": "history-system"},
         ],
     }
+    if services.security:
+        rest["security"] = services.security
     system_operations = _operations(services, None)
     if system_operations:
         rest["operation"] = system_operations

@@ -92,6 +92,8 @@ class Services:
     searcher: Searcher
     operations: list[Operation] = field(default_factory=list)
     access: AccessGuard | None = None
+    # CapabilityStatement.rest.security (SMART service and oauth-uris), when auth is on.
+    security: dict[str, Any] | None = None
     write_hooks: dict[str, WriteHook] = field(default_factory=dict)
 
     def operation(self, key: OperationKey) -> Operation | None:

@@ -128,7 +128,9 @@ class AuthStore:
         return found
 
     async def save_refresh(self, token: str, doc: Doc) -> None:
-        await self.refresh.insert_one({**doc, "_id": digest(token), "used": False, "revoked": False})
+        await self.refresh.insert_one(
+            {**doc, "_id": digest(token), "used": False, "revoked": False}
+        )
 
     async def refresh_token(self, token: str) -> Doc | None:
         found: Doc | None = await self.refresh.find_one({"_id": digest(token)})
@@ -195,3 +197,7 @@ class AuthStore:
             return_document=ReturnDocument.AFTER,
         )
         return int(doc["count"]) if doc else 1
+
+    async def client_with_origin(self, origin: str) -> bool:
+        """Is `origin` the origin of some registered client's redirect URI (CORS)?"""
+        return await self.clients.find_one({"origins": origin}, {"_id": 1}) is not None

@@ -1,0 +1,80 @@
+"""Password reset by e-mail: a single-use token, stored hashed, valid 30 minutes.
+
+The request answers the same whether or not the address belongs to an account;
+the mail goes out through the SMTP settings (the notifications issue will route
+it through its e-mail channel). Setting a new password revokes the account's
+refresh tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import smtplib
+import ssl
+import time
+from email.message import EmailMessage
+
+import anyio.to_thread
+
+from fhir_server.auth.users import AccountError, Accounts, password_problem
+from fhir_server.settings import Settings
+from fhir_server.store.auth_store import AuthStore
+
+log = logging.getLogger("fhir_server.auth.resets")
+RESET_SECONDS = 30 * 60
+
+
+def send_mail(settings: Settings, to: str, subject: str, text: str) -> None:
+    """Send one plain-text message through the configured SMTP server (blocking)."""
+    if not settings.smtp_host:
+        log.warning("no SMTP host configured; password-reset mail not sent")
+        return
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = settings.smtp_from, to, subject
+    message.set_content(text)
+    context = ssl.create_default_context()
+    smtp_class = smtplib.SMTP_SSL if settings.smtp_ssl else smtplib.SMTP
+    kwargs = {"context": context} if settings.smtp_ssl else {}
+    with smtp_class(settings.smtp_host, settings.smtp_port, timeout=10, **kwargs) as smtp:
+        if settings.smtp_starttls and not settings.smtp_ssl:
+            smtp.starttls(context=context)
+        if settings.smtp_user and settings.smtp_password:
+            smtp.login(settings.smtp_user, settings.smtp_password)
+        smtp.send_message(message)
+
+
+class PasswordResets:
+    def __init__(self, store: AuthStore, accounts: Accounts, settings: Settings) -> None:
+        self.store = store
+        self.accounts = accounts
+        self.settings = settings
+
+    async def request(self, email: str, confirm_url: str) -> None:
+        doc = await self.store.user_by_email(email.strip()) if email.strip() else None
+        if doc is None or doc.get("disabled"):
+            return
+        token = secrets.token_urlsafe(32)
+        await self.store.save_reset(
+            token, {"username": doc["_id"], "expires_at": int(time.time()) + RESET_SECONDS}
+        )
+        text = (
+            "Someone asked to reset the password of your clinic account.\n"
+            f"To choose a new password, open this link within 30 minutes:\n{confirm_url}?token={token}\n"
+            "If it was not you, ignore this message."
+        )
+        try:
+            await anyio.to_thread.run_sync(
+                send_mail, self.settings, doc["email"], "Reset your password", text
+            )
+        except (OSError, smtplib.SMTPException):
+            log.warning("password-reset mail could not be sent")
+
+    async def confirm(self, token: str, password: str) -> None:
+        problem = password_problem(password)
+        if problem:
+            raise AccountError(problem)
+        doc = await self.store.claim_reset(token) if token else None
+        if doc is None or doc["expires_at"] < time.time():
+            raise AccountError("This link is not valid any more; ask for a new one.")
+        await self.accounts.set_password(doc["username"], password)

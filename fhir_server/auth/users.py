@@ -1,0 +1,181 @@
+"""User accounts: patients, practitioners and admins, each linked to a FHIR resource.
+
+Passwords are argon2id hashes (argon2-cffi); hashing runs in a worker thread
+so it never blocks the event loop. An account that fails `login_max_failures`
+times in a row is locked for `login_lockout` seconds; the failure counter is
+kept in the store so every replica sees it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pyotp
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from fhir_server.settings import Settings
+from fhir_server.store.auth_store import AuthStore
+
+ROLES = ("patient", "practitioner", "admin")
+MIN_LENGTH = 12
+_HASHER = PasswordHasher()
+
+
+class AccountError(ValueError):
+    """A request about an account that cannot be honoured; the message is safe to show."""
+
+
+@cache
+def common_passwords() -> frozenset[str]:
+    path = Path(__file__).parent / "data" / "common-passwords.txt"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return frozenset(x.strip().lower() for x in lines if x.strip() and not x.startswith("#"))
+
+
+def password_problem(password: str, username: str = "") -> str | None:
+    """Why a new password is refused, or None when it is acceptable."""
+    if len(password) < MIN_LENGTH:
+        return f"The password must have at least {MIN_LENGTH} characters."
+    if password.lower() in common_passwords():
+        return "This password is too common; choose another."
+    if username and username.lower() in password.lower():
+        return "The password must not contain the user name."
+    return None
+
+
+async def hash_secret(secret: str) -> str:
+    return await anyio.to_thread.run_sync(_HASHER.hash, secret)
+
+
+def verify_secret(hashed: str | None, secret: str) -> bool:
+    """Constant-time check of a secret against its argon2 hash (synchronous)."""
+    if not hashed:
+        return False
+    try:
+        return _HASHER.verify(hashed, secret)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    role: str
+    fhir_user: str | None
+    email: str | None = None
+
+    @classmethod
+    def of(cls, doc: dict[str, Any]) -> User:
+        return cls(doc["_id"], doc["role"], doc.get("fhir_user"), doc.get("email"))
+
+    @property
+    def patient_id(self) -> str | None:
+        if self.fhir_user and self.fhir_user.startswith("Patient/"):
+            return self.fhir_user.split("/", 1)[1]
+        return None
+
+
+class Accounts:
+    def __init__(self, store: AuthStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    async def add(
+        self,
+        username: str,
+        password: str,
+        role: str,
+        fhir_user: str | None = None,
+        email: str | None = None,
+    ) -> User:
+        if role not in ROLES:
+            raise AccountError(f"The role must be one of {', '.join(ROLES)}.")
+        if not username or len(username) > 100 or not username.isprintable():
+            raise AccountError("The user name must be 1 to 100 printable characters.")
+        problem = password_problem(password, username)
+        if problem:
+            raise AccountError(problem)
+        doc = {
+            "_id": username.lower(),
+            "role": role,
+            "fhir_user": fhir_user,
+            "email": email.lower() if email else None,
+            "password": await hash_secret(password),
+            "disabled": False,
+            "failures": 0,
+            "locked_until": 0,
+            "totp": None,
+            "created": int(time.time()),
+        }
+        if not await self.store.add_user(doc):
+            raise AccountError("That user name is taken.")
+        return User.of(doc)
+
+    async def login(self, username: str, password: str, totp: str | None = None) -> User | None:
+        """The user when the credentials are right and the account may log in now."""
+        doc = await self.store.user(username)
+        now = int(time.time())
+        if doc is None:
+            await anyio.to_thread.run_sync(verify_secret, _DUMMY, password)  # same timing
+            return None
+        if doc.get("disabled") or doc.get("locked_until", 0) > now:
+            return None
+        good = await anyio.to_thread.run_sync(verify_secret, doc.get("password"), password)
+        if good and doc.get("totp"):
+            good = bool(totp) and pyotp.TOTP(doc["totp"]).verify(totp or "", valid_window=1)
+        if not good:
+            failures = int(doc.get("failures", 0)) + 1
+            changes: dict[str, Any] = {"failures": failures}
+            if failures >= self.settings.login_max_failures:
+                changes = {"failures": 0, "locked_until": now + self.settings.login_lockout}
+            await self.store.update_user(doc["_id"], changes)
+            return None
+        if doc.get("failures"):
+            await self.store.update_user(doc["_id"], {"failures": 0})
+        return User.of(doc)
+
+    async def get(self, username: str) -> User | None:
+        doc = await self.store.user(username)
+        return None if doc is None or doc.get("disabled") else User.of(doc)
+
+    async def disable(self, username: str) -> bool:
+        changed = await self.store.update_user(username, {"disabled": True})
+        if changed:
+            await self.store.revoke_user_refresh(username.lower())
+        return changed
+
+    async def set_password(self, username: str, password: str) -> None:
+        problem = password_problem(password, username)
+        if problem:
+            raise AccountError(problem)
+        await self.store.update_user(
+            username, {"password": await hash_secret(password), "failures": 0, "locked_until": 0}
+        )
+        await self.store.revoke_user_refresh(username.lower())
+
+    async def enable_totp(self, username: str) -> str:
+        """Turn on the second factor; the secret to put in an authenticator app."""
+        secret = pyotp.random_base32()
+        if not await self.store.update_user(username, {"totp": secret}):
+            raise AccountError("No such user.")
+        return secret
+
+    async def list(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "username": d["_id"],
+                "role": d["role"],
+                "fhir_user": d.get("fhir_user"),
+                "disabled": bool(d.get("disabled")),
+            }
+            for d in await self.store.list_users()
+        ]
+
+
+_DUMMY = _HASHER.hash("timing-equaliser-not-a-password")
