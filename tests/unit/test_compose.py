@@ -108,7 +108,7 @@ def test_the_api_environment_is_accepted_by_settings(services: dict[str, Any]) -
         for key, value in services["api"]["environment"].items()
     }
     fields = {f"FHIR_{name.upper()}": name for name in Settings.model_fields}
-    settings = Settings(**{fields[k]: v for k, v in env.items() if k in fields})
+    settings = Settings.model_validate({fields[k]: v for k, v in env.items() if k in fields})
     assert settings.environment == "production"
     assert settings.base_url == "http://localhost:8000/fhir"
     assert settings.mongodb_uri == "mongodb://mongo:27017/?replicaSet=rs0"
