@@ -15,6 +15,7 @@ from fhir_server.auth.routes import router as auth_router
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
 from fhir_server.rest.http import install_fhir_routes
+from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
 from fhir_server.rest.scheduling_hooks import WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
 from fhir_server.rest.services import Services
@@ -45,7 +46,11 @@ def create_app(settings: Settings) -> FastAPI:
             await searcher.ensure_indexes()
             await slot_store.ensure_indexes(store)
             app.state.services = Services(
-                settings=settings, store=store, searcher=searcher, write_hooks=dict(WRITE_HOOKS)
+                settings=settings,
+                store=store,
+                searcher=searcher,
+                operations=list(SCHEDULING_OPERATIONS),
+                write_hooks=dict(WRITE_HOOKS),
             )
             app.state.auth = None
             if settings.auth_enabled:

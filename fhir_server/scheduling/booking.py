@@ -279,12 +279,15 @@ async def book(
     appointment: dict[str, Any],
     caller: Caller,
     *,
-    hold: timedelta | None = None,
+    hold: bool = False,
     rid: str | None = None,
     replacing: str | None = None,
     uow: UnitOfWork | None = None,
 ) -> Version:
     """Book (or hold) the Slots the Appointment references and store the Appointment.
+
+    A hold is a `pending` Appointment stating its expiry (the Schedule's hold
+    duration); its Slot is `busy-tentative` until booked, cancelled or expired.
 
     `replacing` is the id of an Appointment being rescheduled: it is not counted
     as an overlap, and it is cancelled in the same unit of work after the new
@@ -295,8 +298,8 @@ async def book(
     _check_rules(appointment, booking, caller)
     patient = patient_of(appointment)
     await _check_patient_free(store, patient, booking, {replacing} if replacing else set())
-    pending = hold is not None or booking.settings.provider_must_confirm
-    hold_until = caller.now + hold if hold is not None else None
+    pending = hold or booking.settings.provider_must_confirm
+    hold_until = caller.now + booking.settings.hold_duration if hold else None
     body = {
         **ext.without(appointment, ext.HOLD_EXPIRES),
         "status": "pending" if pending else "booked",

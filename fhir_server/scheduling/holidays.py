@@ -2,7 +2,7 @@
 
 The country and subdivision come from the Location's `address.country` and
 `address.state`, unless an override "CC" or "CC-SUBDIV" is given (the
-`FHIR_SCHEDULING_HOLIDAYS` setting; "none" switches holidays off). An unknown
+Schedule's holiday-calendar booking setting; "none" switches holidays off). An unknown
 subdivision falls back to the country's national holidays; an unknown country
 has none, so a typo never closes a clinic.
 """

@@ -2,7 +2,8 @@
 
 Each setting is an extension defined in `profiles/` so that clients can read
 and write them with plain FHIR; absent extensions fall back to the defaults
-below (a 15-minute slot, no buffer, one patient per slot, no confirmation).
+below (a 15-minute slot, no buffer, one patient per slot, no confirmation,
+10-minute holds, the public holidays of the Location's address).
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class BookingSettings:
     cancellation_cutoff: timedelta = timedelta(0)
     provider_must_confirm: bool = False
     capacity: int = 1
+    hold_duration: timedelta = timedelta(minutes=10)
+    holiday_calendar: str | None = None  # "CC" or "CC-SUBDIV" or "none"; else the Location's
 
     def offers(self, appointment_type: dict[str, Any] | None) -> bool:
         """Whether an Appointment.appointmentType is one this Schedule takes (any, if unset)."""
@@ -66,6 +69,7 @@ def booking_settings(schedule: dict[str, Any]) -> BookingSettings:
         (ext.BUFFER, "buffer"),
         (ext.MINIMUM_NOTICE, "minimum_notice"),
         (ext.CANCELLATION_CUTOFF, "cancellation_cutoff"),
+        (ext.HOLD_DURATION, "hold_duration"),
     ):
         item = ext.first(schedule, url)
         if item is not None:
@@ -79,6 +83,9 @@ def booking_settings(schedule: dict[str, Any]) -> BookingSettings:
     confirm = ext.first(schedule, ext.PROVIDER_MUST_CONFIRM)
     if confirm is not None:
         found["provider_must_confirm"] = bool(confirm.get("valueBoolean", False))
+    calendar = ext.first(schedule, ext.HOLIDAY_CALENDAR)
+    if calendar is not None:
+        found["holiday_calendar"] = str(calendar.get("valueString", "")) or None
     types = [
         (coding.get("system"), coding["code"])
         for item in ext.values(schedule, ext.APPOINTMENT_TYPE)

@@ -63,6 +63,7 @@ def two_servers(settings_factory: Callable[..., Settings]) -> Iterator[tuple[lis
         "FHIR_DATABASE": settings.database,
         "FHIR_DATA_DIR": str(settings.data_dir),
         "FHIR_LOG_LEVEL": "WARNING",
+        "FHIR_AUTH_ENABLED": "false",
     }
     processes, urls = [], []
     for _ in range(2):

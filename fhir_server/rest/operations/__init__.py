@@ -1,0 +1,1 @@
+"""Custom FHIR operations, one module each with its OperationDefinition beside its handler."""

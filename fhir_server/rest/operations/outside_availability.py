@@ -1,0 +1,41 @@
+"""`Appointment/$outside-availability`: booked Appointments the rules no longer cover.
+
+When hours shrink or a holiday or closure is added, slot generation flags the
+affected Appointments (never cancelling them); staff list them here to call
+the patients.
+"""
+
+from __future__ import annotations
+
+from fhir_server.rest.bundles_common import bundle, full_url
+from fhir_server.rest.messages import FhirRequest, FhirResponse
+from fhir_server.rest.operations.parameters import definition, param
+from fhir_server.rest.services import Operation, Services
+from fhir_server.scheduling.extensions import OUTSIDE_AVAILABILITY
+from fhir_server.store.slots import ACTIVE, appointments_with_extension
+
+DEFINITION = definition(
+    "outside-availability",
+    "Appointment",
+    "Lists active Appointments flagged (extension "
+    f"{OUTSIDE_AVAILABILITY}) because their time fell outside availability after a rule "
+    "change, for staff to follow up.",
+    [param("return", "out", "Bundle", min_=1, doc="Searchset of flagged Appointments.")],
+)
+
+
+async def handle(services: Services, req: FhirRequest) -> FhirResponse:
+    flagged = await appointments_with_extension(services.store, OUTSIDE_AVAILABILITY)
+    entries = [
+        {
+            "fullUrl": full_url(services.base_url, "Appointment", a.id),
+            "resource": a.resource,
+            "search": {"mode": "match"},
+        }
+        for a in flagged
+        if (a.resource or {}).get("status") in ACTIVE
+    ]
+    return FhirResponse(200, bundle("searchset", entries, total=len(entries)))
+
+
+OPERATION = Operation(DEFINITION, handle)
