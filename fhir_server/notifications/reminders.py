@@ -23,7 +23,16 @@ async def enqueue_due(ctx: Context, now: datetime | None = None) -> list[str]:
     """Record (and publish) the reminders due by `now`; the message ids."""
     now = now or datetime.now(UTC)
     sent: list[str] = []
-    for row in await ctx.outbox.due_reminders(to_instant(now)):
+    due = await ctx.outbox.due_reminders(to_instant(now))
+    nearest: dict[tuple[str, str], int] = {}
+    for row in due:
+        key = (row.appointment, row.start)
+        nearest[key] = min(nearest.get(key, row.offset_minutes), row.offset_minutes)
+    for row in due:
+        if row.offset_minutes != nearest[(row.appointment, row.start)]:
+            # A later reminder is due too (the scan was down): send only that one.
+            await ctx.outbox.close_reminder(row.key, "superseded")
+            continue
         try:
             appointment = (await ctx.store.read("Appointment", row.appointment)).resource
         except FhirError:

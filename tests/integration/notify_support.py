@@ -20,7 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from email import message_from_bytes
+from email import message_from_bytes, policy
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -81,7 +81,7 @@ class SmtpHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.received.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
+        self.received.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content, policy=policy.default)))
         return "250 Message accepted"
 
     def to(self, address: str) -> list[Message]:
@@ -112,7 +112,9 @@ class StandIns:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 outer.requests.append(
-                    HttpRecord("POST", self.path, dict(self.headers.items()), body)
+                    HttpRecord(
+                        "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
+                    )
                 )
                 code = next(
                     (c for p, c in outer.status.items() if self.path.startswith(p)), 201

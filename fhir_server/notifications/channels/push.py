@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from py_vapid import Vapid01
+from py_vapid import Vapid02
 from pywebpush import WebPushException, webpush
 
 from fhir_server.notifications.channels.base import DeliveryError
@@ -28,17 +28,17 @@ def _key_path(settings: Settings) -> Path:
     return settings.data_dir / "vapid-private.pem"
 
 
-def vapid_key(settings: Settings) -> Vapid01:
+def vapid_key(settings: Settings) -> Vapid02:
     """The server's VAPID key pair, generated and saved on first start."""
     path = _key_path(settings)
     with _lock:
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            key = Vapid01()
+            key = Vapid02()
             key.generate_keys()
             key.save_key(str(path))
             path.chmod(0o600)
-        return Vapid01.from_file(str(path))
+        return Vapid02.from_file(str(path))
 
 
 def application_server_key(settings: Settings) -> str:
