@@ -10,9 +10,9 @@ entry on its own and reports each result, error or not, in its entry.
 from __future__ import annotations
 
 import base64
-import binascii
 import uuid
 from dataclasses import replace
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -26,13 +26,18 @@ from fhir_server.rest.services import Services
 from fhir_server.store.unit_of_work import UnitOfWork
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
-_REASONS = {200: "OK", 201: "Created", 204: "No Content", 304: "Not Modified"}
+_CONDITIONAL_HEADERS = (
+    ("ifMatch", "if-match"),
+    ("ifNoneExist", "if-none-exist"),
+    ("ifNoneMatch", "if-none-match"),
+    ("ifModifiedSince", "if-modified-since"),
+)
 
 
 def _entry_request(
     entry: dict[str, Any], index: int, base_url: str, auth: Any = None
 ) -> FhirRequest:
-    request = entry.get("request")
+    request = entry.get("request") if isinstance(entry, dict) else None
     where = f"Bundle.entry[{index}].request"
     if not isinstance(request, dict) or "method" not in request or "url" not in request:
         raise BadRequest("Each entry needs request.method and request.url.", expression=(where,))
@@ -45,16 +50,7 @@ def _entry_request(
     if url.startswith(base_url):
         url = url[len(base_url) :]
     parts = urlsplit(url)
-    headers = {
-        name: request[key]
-        for key, name in (
-            ("ifMatch", "if-match"),
-            ("ifNoneExist", "if-none-exist"),
-            ("ifNoneMatch", "if-none-match"),
-            ("ifModifiedSince", "if-modified-since"),
-        )
-        if key in request
-    }
+    headers = {name: str(request[key]) for key, name in _CONDITIONAL_HEADERS if key in request}
     body = entry.get("resource")
     if method == "PATCH":
         body = _json_patch_from_binary(body, where)
@@ -76,22 +72,25 @@ def _json_patch_from_binary(body: Any, where: str) -> Any:
         )
     try:
         return orjson.loads(base64.b64decode(body.get("data", ""), validate=True))
-    except (binascii.Error, orjson.JSONDecodeError):
+    except (ValueError, TypeError):  # bad base64 (binascii.Error) or JSON, or no string
         raise BadRequest(
             "The Binary data is not a base64 JSON Patch.", expression=(where,)
         ) from None
 
 
+def _status(code: int) -> str:
+    return f"{code} {HTTPStatus(code).phrase}"
+
+
 def _response_entry(response: FhirResponse) -> dict[str, Any]:
-    reason = _REASONS.get(response.status, "")
-    out: dict[str, Any] = {"status": f"{response.status} {reason}".strip()}
+    out: dict[str, Any] = {"status": _status(response.status)}
     if "Location" in response.headers:
         out["location"] = response.headers["Location"]
     if "ETag" in response.headers:
         out["etag"] = response.headers["ETag"]
     entry: dict[str, Any] = {"response": out}
     if response.resource is not None:
-        if response.resource.get("resourceType") == "OperationOutcome" and response.status >= 400:
+        if response.resource.get("resourceType") == "OperationOutcome":
             out["outcome"] = response.resource
         else:
             entry["resource"] = response.resource
@@ -148,38 +147,49 @@ async def _batch(services: Services, entries: list[dict[str, Any]], auth: Any) -
             response = await dispatch(services, req)
             results.append(_response_entry(response))
         except FhirError as error:
-            results.append({"response": {"status": str(error.status), "outcome": error.outcome()}})
+            results.append(
+                {"response": {"status": _status(error.status), "outcome": error.outcome()}}
+            )
     return FhirResponse(200, bundle("batch-response", results))
 
 
-def _assign_ids(entries: list[dict[str, Any]]) -> dict[str, str]:
-    """Give each POSTed resource its id now, keyed by its `urn:uuid:` fullUrl."""
+def _assign_ids(entries: list[dict[str, Any]], requests: list[FhirRequest]) -> dict[str, str]:
+    """Give each POSTed resource its id now; returns `urn:` fullUrl -> `Type/id`."""
     ids: dict[str, str] = {}
-    for entry in entries:
-        resource = entry.get("resource")
-        if (entry.get("request") or {}).get("method", "").upper() != "POST" or not isinstance(
-            resource, dict
-        ):
+    for entry, req in zip(entries, requests, strict=True):
+        if req.method != "POST" or not isinstance(req.body, dict):
             continue
-        new_id = str(uuid.uuid4())
+        req.assigned_id = str(uuid.uuid4())
         full = entry.get("fullUrl")
         if isinstance(full, str) and full.startswith("urn:"):
-            ids[full] = f"{resource.get('resourceType')}/{new_id}"
-        entry["_assigned"] = new_id
+            ids[full] = f"{req.body.get('resourceType')}/{req.assigned_id}"
     return ids
+
+
+def _refuse_overlaps(requests: list[FhirRequest]) -> None:
+    """The spec fails a transaction whose writes name one resource twice."""
+    seen: set[tuple[str, ...]] = set()
+    for index, req in enumerate(requests):
+        if req.method == "GET" or len(req.path) != 2:
+            continue
+        target = tuple(req.path)
+        if target in seen:
+            raise BadRequest(
+                "Two entries of the transaction write the same resource.",
+                expression=(f"Bundle.entry[{index}].request.url",),
+            )
+        seen.add(target)
 
 
 async def _transaction(
     services: Services, entries: list[dict[str, Any]], auth: Any
 ) -> FhirResponse:
-    ids = _assign_ids(entries)
-    requests = []
-    for index, entry in enumerate(entries):
-        req = _entry_request(entry, index, services.base_url, auth)
+    requests = [_entry_request(e, i, services.base_url, auth) for i, e in enumerate(entries)]
+    _refuse_overlaps(requests)
+    ids = _assign_ids(entries, requests)
+    for req in requests:
         req.body = _rewrite(req.body, ids)
-        req.assigned_id = entry.get("_assigned")
-        requests.append((index, req))
-    order = sorted(requests, key=lambda pair: _ORDER[pair[1].method])
+    order = sorted(enumerate(requests), key=lambda pair: _ORDER[pair[1].method])
     results: dict[int, dict[str, Any]] = {}
     async with services.store.unit_of_work() as uow:
         for index, req in order:

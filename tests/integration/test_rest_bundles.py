@@ -64,8 +64,16 @@ def test_batch_entries_succeed_or_fail_independently(client: TestClient) -> None
     assert response.status_code == 200, response.text
     result = response.json()
     assert result["type"] == "batch-response"
-    statuses = [e["response"]["status"].split()[0] for e in result["entry"]]
-    assert statuses == ["201", "200", "422", "404", "200", "400"]
+    statuses = [e["response"]["status"] for e in result["entry"]]
+    assert statuses == [
+        "201 Created",
+        "200 OK",
+        "422 Unprocessable Entity",
+        "404 Not Found",
+        "200 OK",
+        "400 Bad Request",
+    ]
+    assert result["entry"][4]["response"]["outcome"]["resourceType"] == "OperationOutcome"
     created = result["entry"][0]
     assert created["resource"]["name"][0]["family"] == "Batch"
     assert created["response"]["location"].endswith("/_history/1")
@@ -139,6 +147,7 @@ def test_transaction_patch_entry_as_binary(client: TestClient) -> None:
 def test_failed_transaction_leaves_no_trace(client: TestClient) -> None:
     target = create(client)
     doomed = create(client)
+    other = create(client)
     before = store_state(client)
     history_before = _history_total(client)
     response = _post(
@@ -150,7 +159,7 @@ def test_failed_transaction_leaves_no_trace(client: TestClient) -> None:
             _entry("PUT", f"Patient/{target['id']}", {**target, "gender": "male"}),
             _entry(
                 "PATCH",
-                f"Patient/{target['id']}",
+                f"Patient/{other['id']}",
                 binary_patch([{"op": "replace", "path": "/gender", "value": "bogus"}]),
             ),
         ],
@@ -191,6 +200,12 @@ def test_malformed_bundles_are_400_and_write_nothing(client: TestClient) -> None
     assert_outcome(bad_method, 400, "Bundle.entry[0].request.method")
     bad_patch = _post(client, "transaction", [_entry("PATCH", "Patient/x", patient())])
     assert_outcome(bad_patch, 400, "Bundle.entry[0].request")
+    not_base64 = {"resourceType": "Binary", "contentType": "application/json-patch+json"}
+    for data in (5, "%%%", "bm90IGpzb24="):
+        binary = _entry("PATCH", "Patient/x", {**not_base64, "data": data})
+        assert_outcome(_post(client, "transaction", [binary]), 400, "Bundle.entry[0].request")
+    not_an_entry = _post(client, "transaction", ["Patient"])
+    assert_outcome(not_an_entry, 400, "Bundle.entry[0].request")
     wrong_type = _post(client, "collection", [])
     assert_outcome(wrong_type, 400, "Bundle.type")
     not_bundle = client.post("/fhir", content=orjson.dumps(patient()), headers=JSON_HEADERS)
@@ -202,3 +217,23 @@ def test_empty_transaction_is_fine(client: TestClient) -> None:
     response = _post(client, "transaction", [])
     assert response.status_code == 200
     assert response.json()["entry"] == []
+
+
+def test_transaction_writing_one_resource_twice_is_400(client: TestClient) -> None:
+    target = create(client)
+    before = store_state(client)
+    url = f"Patient/{target['id']}"
+    response = _post(
+        client,
+        "transaction",
+        [_entry("PUT", url, {**target, "gender": "male"}), _entry("DELETE", url)],
+    )
+    assert_outcome(response, 400, "Bundle.entry[1].request.url")
+    assert store_state(client) == before
+
+
+def test_batch_with_odd_entries_reports_each(client: TestClient) -> None:
+    response = _post(client, "batch", ["nonsense", _entry("GET", "Patient/x", ifMatch="5")])
+    assert response.status_code == 200
+    statuses = [e["response"]["status"] for e in response.json()["entry"]]
+    assert statuses == ["400 Bad Request", "404 Not Found"]
