@@ -40,7 +40,7 @@ from joserfc import jwk, jwt
 from joserfc.errors import JoseError
 
 from fhir_server.auth.clients import ASSERTION_METHOD, Client
-from fhir_server.auth.scopes import is_known_scope, narrow, split_scope
+from fhir_server.auth.scopes import is_known_scope, narrow, only_contexts, split_scope
 from fhir_server.auth.tokens import Tokens
 from fhir_server.fhir.errors import Unauthorized
 from fhir_server.settings import Settings
@@ -283,6 +283,21 @@ class SmartAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
             )
 
 
+def scope_for(subject: Subject, scope: str) -> str:
+    """The client-allowed scope cut to what this user may hold.
+
+    A patient account gets only `patient/` scopes (a `user/` scope would open
+    every patient's records); `patient/` scopes and `launch/patient` need a
+    patient in context; `system/` scopes are for backend services only.
+    """
+    granted = split_scope(scope)
+    contexts = ("patient",) if subject.role == "patient" else ("patient", "user")
+    if subject.patient is None:
+        contexts = tuple(c for c in contexts if c != "patient")
+        granted = [s for s in granted if s != "launch/patient"]
+    return " ".join(only_contexts(granted, contexts))
+
+
 def auth_base(settings: Settings) -> str:
     """The authorization server's base URL: `/auth` beside the FHIR base."""
     base = settings.base_url
@@ -344,7 +359,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             **subject.grant_fields(),
             "client_id": request.client.client_id,
             "redirect_uri": request.payload.redirect_uri,
-            "scope": request.scope,
+            "scope": scope_for(subject, request.scope),
             "code_challenge": data.get("code_challenge"),
             "code_challenge_method": data.get("code_challenge_method"),
             "nonce": data.get("nonce"),

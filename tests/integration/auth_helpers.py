@@ -1,0 +1,152 @@
+"""Shared helpers for the SMART authorization tests: an app with auth on, users, clients, flows."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from fastapi.testclient import TestClient
+
+from fhir_server.app import create_app
+from fhir_server.auth.bootstrap import AuthComponents
+from fhir_server.settings import Settings
+
+# authlib refuses plain http outside localhost; the TestClient talks http://testserver.
+os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
+
+BASE = "http://testserver/fhir"
+AUTH = "http://testserver/auth"
+REDIRECT = "http://app.example/callback"
+PASSWORD = "blue-harbour-lantern-42"
+
+
+def auth_app(settings_factory: Callable[..., Settings], **overrides: Any) -> Iterator[TestClient]:
+    with TestClient(create_app(settings_factory(auth_enabled=True, **overrides))) as client:
+        yield client
+
+
+def components(client: TestClient) -> AuthComponents:
+    auth: AuthComponents = client.app.state.auth  # type: ignore[attr-defined]
+    return auth
+
+
+def call(client: TestClient, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one of the app's coroutines on the app's own event loop."""
+    assert client.portal is not None
+
+    async def run() -> Any:
+        return await fn(*args, **kwargs)
+
+    return client.portal.call(run)
+
+
+def create(client: TestClient, resource: dict[str, Any]) -> str:
+    """Store a resource directly (setup, not under test); its id."""
+    version = call(client, client.app.state.services.store.create, resource)  # type: ignore[attr-defined]
+    return str(version.id)
+
+
+def new_patient(client: TestClient, family: str) -> str:
+    return create(
+        client,
+        {"resourceType": "Patient", "name": [{"family": family, "given": ["Test"]}], "gender": "other"},
+    )
+
+
+def add_user(client: TestClient, username: str, role: str, fhir_user: str | None, **kw: Any) -> None:
+    call(client, components(client).accounts.add, username, PASSWORD, role, fhir_user, **kw)
+
+
+def add_client(client: TestClient, client_id: str, kind: str, scope: str, **kw: Any) -> None:
+    if kind != "backend":
+        kw.setdefault("redirect_uris", [REDIRECT])
+    call(client, components(client).clients.add, client_id, client_id, kind, scope, **kw)
+
+
+def pkce() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    return verifier, challenge.decode()
+
+
+def authorize_params(client_id: str, scope: str, challenge: str | None, **extra: str) -> dict[str, str]:
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": REDIRECT,
+        "scope": scope,
+        "state": secrets.token_hex(8),
+        "aud": BASE,
+    }
+    if challenge is not None:
+        params |= {"code_challenge": challenge, "code_challenge_method": "S256"}
+    return params | extra
+
+
+def ticket_of(html: str) -> str:
+    found = re.search(r'name="ticket" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+def log_in_and_consent(
+    client: TestClient,
+    params: dict[str, str],
+    username: str,
+    *,
+    decision: str = "allow",
+    patient: str | None = None,
+    password: str = PASSWORD,
+) -> str:
+    """Drive the login and consent forms; the Location the browser is sent to."""
+    login_page = client.get(f"{AUTH}/authorize", params=params)
+    assert login_page.status_code == 200, login_page.text[:300]
+    assert 'name="username"' in login_page.text and 'name="password"' in login_page.text
+    consent = client.post(
+        f"{AUTH}/authorize",
+        data={**params, "step": "login", "username": username, "password": password},
+    )
+    assert consent.status_code == 200 and 'value="allow"' in consent.text, consent.text[:500]
+    form = {**params, "step": "consent", "ticket": ticket_of(consent.text), "decision": decision}
+    if patient:
+        form["patient"] = patient
+    done = client.post(f"{AUTH}/authorize", data=form, follow_redirects=False)
+    assert done.status_code == 302, done.text[:300]
+    return done.headers["location"]
+
+
+def code_of(location: str, state: str) -> str:
+    query = parse_qs(urlsplit(location).query)
+    assert query.get("state") == [state], location
+    assert "code" in query, location
+    return query["code"][0]
+
+
+def exchange(client: TestClient, code: str, client_id: str, verifier: str | None, **extra: Any) -> Any:
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
+    if verifier is not None:
+        data["code_verifier"] = verifier
+    if "auth" not in extra:
+        data["client_id"] = client_id
+    return client.post(f"{AUTH}/token", data=data | extra.pop("data", {}), **extra)
+
+
+def login_token(client: TestClient, client_id: str, username: str, scope: str, **kw: Any) -> dict[str, Any]:
+    """A full authorization-code + PKCE round; the token response."""
+    verifier, challenge = pkce()
+    params = authorize_params(client_id, scope, challenge)
+    location = log_in_and_consent(client, params, username, **kw)
+    response = exchange(client, code_of(location, params["state"]), client_id, verifier)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
