@@ -98,7 +98,13 @@ class FhirSearcher:
         if search.cursor is not None:
             forward, cursor = decode_cursor(search.cursor, len(fields))
         page = await self.engine.page(
-            resource_type, filters, fields, cursor, forward=forward, count=search.count
+            resource_type,
+            filters,
+            fields,
+            cursor,
+            forward=forward,
+            count=search.count,
+            whole_index=bool(search.include or search.revinclude),
         )
         included = await self.engine.included(page.rows, search.include, search.revinclude)
         entries = [_entry(self.base_url, row, "match") for row in page.rows]

@@ -25,6 +25,8 @@ from fhir_server.store.search_query import (
     after,
     conjoin,
     criterion_clause,
+    field_value,
+    projection,
     reference_clause,
     sort_values,
 )
@@ -134,18 +136,20 @@ class SearchEngine:
         *,
         forward: bool,
         count: int,
+        whole_index: bool = False,
     ) -> Page:
         """`count` rows after (forward) or before the cursor, in sort order."""
         order = fields if forward else [(f, -d) for f, d in fields]
         keysets = after(fields, cursor, forward=forward) if cursor is not None else [{}]
         collection = self.store.collection(rtype)
+        wanted = projection(fields, whole_index=whole_index)
         docs: list[dict[str, Any]] = []
         for one in filters:
             taken: list[dict[str, Any]] = []
             for keyset in keysets:
                 if len(taken) > count:
                     break
-                query = collection.find(conjoin(one, keyset), _FIELDS).sort(order)
+                query = collection.find(conjoin(one, keyset), wanted).sort(order)
                 taken += [doc async for doc in query.limit(count + 1 - len(taken))]
             docs += taken
         if len(filters) > 1:
@@ -229,7 +233,7 @@ class SearchEngine:
 
 
 def _references(item: Found, param: SearchParam) -> list[str]:
-    values: list[str] = item.doc.get("idx", {}).get("m", {}).get(param.code, [])
+    values: list[str] = field_value(item.doc, f"idx.m.{param.code}", [])
     return values
 
 

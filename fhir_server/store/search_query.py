@@ -118,16 +118,33 @@ def _range_conditions(value: Range, *, instant: bool) -> dict[str, dict[str, Any
         "eb": {"hi": {"$lt": lo}},
         "ap": {"lo": {"$lte": hi}, "hi": {"$gte": lo}},
     }[value.prefix]
-    if instant and "lo" not in conditions:
-        # An instant covers at most one second (lo <= hi < lo + 1s), so a bound
-        # on `hi` implies one on `lo`: stating it lets the index on `lo` narrow
-        # the scan without changing the result.
-        ((operator, bound),) = conditions["hi"].items()
-        if operator in ("$gt", "$gte"):
-            conditions["lo"] = {"$gte": shift(str(bound), -_ONE_SECOND)}
-        else:
-            conditions["lo"] = {operator: bound}
+    if instant:
+        return _on_low_end(conditions)
     return conditions
+
+
+def _on_low_end(conditions: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Conditions on an instant's `hi` restated on `lo`, which the indexes hold.
+
+    A stored instant's range [lo, hi] never crosses a whole second (it covers
+    one second, or a decimal fraction of one, aligned). So against a bound on
+    a second boundary (`...000000` from below, `...999999` from above)
+    `hi OP bound` is exactly `lo OP bound`; against other bounds the `hi`
+    condition stays and `lo` gets the implied one-second window.
+    """
+    if "hi" not in conditions:
+        return conditions
+    ((operator, bound),) = conditions["hi"].items()
+    bound = str(bound)
+    aligned = bound.endswith("000000") if operator in ("$gte", "$lt") else bound.endswith("999999")
+    out = {k: v for k, v in conditions.items() if k != "hi" or not aligned}
+    low = {operator: bound}
+    if not aligned and operator in ("$gt", "$gte"):
+        low = {"$gte": shift(bound, -_ONE_SECOND)}
+    elif not aligned:
+        low = {"$lte": bound}
+    out["lo"] = {**out.get("lo", {}), **low} if not set(low) & set(out.get("lo", {})) else out["lo"]
+    return out
 
 
 def _range_clause(param: SearchParam, values: tuple[Any, ...]) -> dict[str, Any]:
@@ -239,9 +256,27 @@ def sort_fields(keys: list[SortKey]) -> list[tuple[str, int]]:
     return fields
 
 
+def field_value(doc: dict[str, Any], path: str, default: Any = None) -> Any:
+    """A dotted field of a fetched row, nested (MongoDB) or flattened (embedded projection)."""
+    if path in doc:
+        return doc[path]
+    value: Any = doc
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return default
+        value = value[part]
+    return value
+
+
+def projection(fields: list[tuple[str, int]], *, whole_index: bool) -> dict[str, int]:
+    """What a page query fetches: the resource, and the sort keys (or all of `idx`)."""
+    if whole_index:
+        return {"resource": 1, "idx": 1}
+    return {"resource": 1, **{f: 1 for f, _ in fields if f != "_id"}}
+
+
 def sort_values(doc: dict[str, Any], fields: list[tuple[str, int]]) -> list[Any]:
-    order = doc.get("idx", {}).get("o", {})
-    return [doc["_id"] if f == "_id" else order.get(f[len("idx.o.") :], "") for f, _ in fields]
+    return [field_value(doc, f, "") for f, _ in fields]
 
 
 def after(

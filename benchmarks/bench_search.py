@@ -1,0 +1,253 @@
+"""Booking search latency and throughput at growing store sizes (issue 3).
+
+For each size (default 10,000, 100,000 and 1,000,000 stored Slots) it measures,
+over HTTP against the real app, in one run:
+- Slot search `schedule=X&status=free&start=ge..&start=lt..` (one-week window, `_count=20`);
+- Appointment search `patient=X&date=ge..`;
+- FHIR read `GET Slot/id`, the throughput the searches are compared with.
+Targets: Slot-search p99 at the largest size <= 1.5 x p99 at the smallest (the
+indexes are used, so the work per search does not grow with the store), and
+search throughput >= 0.5 x read throughput.
+
+The data keep the work per search constant: every Schedule holds 1,000 Slots
+(20 a day, 08:00-17:30 every 30 minutes, one in three busy), so a larger store
+has more Schedules, not fuller ones; every Patient has about 10 Appointments.
+Slots and Appointments are written straight into the store with `insert_many`
+(their `idx` computed by the server's own `ResourceIndexer`; no history rows,
+which search does not read). Nothing here asserts on time.
+
+Run: python -m benchmarks.bench_search [--sizes 10000,100000,1000000] [--seconds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks import http_load
+from benchmarks.bench_core import _server
+from fhir_server.fhir.indexing import ResourceIndexer
+from fhir_server.rest.search import FhirSearcher
+from fhir_server.settings import Settings
+from fhir_server.store import embedded
+from fhir_server.store.clock import to_instant
+from fhir_server.store.database import Database, connect
+from fhir_server.store.resources import ResourceStore
+
+DATABASE = "bench"
+SLOTS_PER_SCHEDULE = 1000
+SLOTS_PER_DAY = 20
+APPOINTMENTS_PER_SLOT = 0.1
+APPOINTMENTS_PER_PATIENT = 10
+FIRST_DAY = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+CONCURRENCY = 16
+BATCH = 5000
+
+
+def _slot(n: int) -> dict[str, Any]:
+    schedule, k = divmod(n, SLOTS_PER_SCHEDULE)
+    day, step = divmod(k, SLOTS_PER_DAY)
+    start = FIRST_DAY + timedelta(days=day, minutes=30 * step)
+    return {
+        "resourceType": "Slot",
+        "id": f"slot-{n:07d}",
+        "schedule": {"reference": f"Schedule/sch-{schedule:05d}"},
+        "status": "busy" if k % 3 == 0 else "free",
+        "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "serviceType": [{"coding": [{"system": "http://example.org/svc", "code": "gp"}]}],
+    }
+
+
+def _appointment(n: int, patients: int) -> dict[str, Any]:
+    start = FIRST_DAY + timedelta(days=n % 50, minutes=30 * (n % SLOTS_PER_DAY))
+    return {
+        "resourceType": "Appointment",
+        "id": f"appt-{n:07d}",
+        "status": "booked",
+        "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "end": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "participant": [
+            {"actor": {"reference": f"Patient/pat-{n % patients:06d}"}, "status": "accepted"},
+            {"actor": {"reference": f"Practitioner/pr-{n % 97:03d}"}, "status": "accepted"},
+        ],
+    }
+
+
+def _row(resource: dict[str, Any], indexer: ResourceIndexer, updated: str) -> dict[str, Any]:
+    stored = {**resource, "meta": {"versionId": "1", "lastUpdated": updated}}
+    return {
+        "_id": resource["id"],
+        "resource": stored,
+        "version": 1,
+        "updated": updated,
+        "deleted": False,
+        "idx": indexer(stored),
+    }
+
+
+async def _load(
+    store: ResourceStore, indexer: ResourceIndexer, rtype: str, make: Any, start: int, stop: int
+) -> None:
+    updated = to_instant(datetime.now(UTC))
+    began = time.perf_counter()
+    for first in range(start, stop, BATCH):
+        rows = [_row(make(n), indexer, updated) for n in range(first, min(first + BATCH, stop))]
+        await store.collection(rtype).insert_many(rows, ordered=False)
+        if sys.stdout.isatty():
+            print(f"\r  {rtype}: {min(first + BATCH, stop):,}/{stop:,}", end="", flush=True)
+    took = time.perf_counter() - began
+    print(f"\r  {rtype}: stored {stop - start:,} more ({stop:,} in all) in {took:.0f} s")
+
+
+def _slot_searches(schedules: int, rng: random.Random) -> list[bytes]:
+    out = []
+    for _ in range(2000):
+        day = rng.randrange(0, SLOTS_PER_SCHEDULE // SLOTS_PER_DAY - 7)
+        week = FIRST_DAY + timedelta(days=day)
+        query = (
+            f"schedule=sch-{rng.randrange(schedules):05d}&status=free"
+            f"&start=ge{week:%Y-%m-%d}&start=lt{week + timedelta(days=7):%Y-%m-%d}&_count=20"
+        )
+        out.append(http_load.request("GET", f"/fhir/Slot?{query}"))
+    return out
+
+
+def _appointment_searches(patients: int, rng: random.Random) -> list[bytes]:
+    return [
+        http_load.request(
+            "GET", f"/fhir/Appointment?patient=pat-{rng.randrange(patients):06d}&date=ge2026-01-20"
+        )
+        for _ in range(2000)
+    ]
+
+
+def _cycle(requests: list[bytes]) -> http_load.RequestFactory:
+    def make(client: int, number: int) -> bytes:
+        return requests[(client * 7919 + number * 31) % len(requests)]
+
+    return make
+
+
+async def _measure(port: int, slots: int, seconds: float) -> dict[str, http_load.Result]:
+    rng = random.Random(slots)
+    schedules = slots // SLOTS_PER_SCHEDULE
+    patients = max(1, int(slots * APPOINTMENTS_PER_SLOT) // APPOINTMENTS_PER_PATIENT)
+    plan = {
+        "slot": _cycle(_slot_searches(schedules, rng)),
+        "appt": _cycle(_appointment_searches(patients, rng)),
+        "read": _cycle(
+            [
+                http_load.request("GET", f"/fhir/Slot/slot-{rng.randrange(slots):07d}")
+                for _ in range(2000)
+            ]
+        ),
+    }
+    results = {}
+    for name, make in plan.items():
+        results[name] = await http_load.run(
+            name, "127.0.0.1", port, make, concurrency=CONCURRENCY, seconds=seconds
+        )
+        print("   ", results[name].line(), flush=True)
+    return results
+
+
+async def _open(uri: str, settings: Settings) -> tuple[Database, ResourceStore]:
+    database = await connect(uri, DATABASE)
+    store = ResourceStore(database, indexer=ResourceIndexer(settings.base_url))
+    await store.ensure_indexes()
+    await FhirSearcher(store, settings).ensure_indexes()
+    return database, store
+
+
+async def _explain(store: ResourceStore) -> str:
+    query = {
+        "deleted": {"$eq": False},
+        "idx.s.schedule": {"$eq": "Schedule/sch-00000"},
+        "idx.s.status": {"$eq": "free"},
+        "idx.s.start.lo": {"$gte": "20260105000000000000", "$lt": "20260112000000000000"},
+    }
+    plan = await store.collection("Slot").find(query).sort([("_id", 1)]).explain()
+    return str(plan.get("queryPlanner", {}).get("winningPlan", plan))[:200]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--sizes", default="10000,100000,1000000", help="stored Slot counts")
+    parser.add_argument("--seconds", type=float, default=3.0, help="seconds per measurement")
+    args = parser.parse_args(argv)
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    print(
+        f"bench_search: Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"concurrency {CONCURRENCY}, {args.seconds:.0f} s per measurement"
+    )
+    # The search path is measured, not SMART token checks (the server subprocess
+    # reads its settings from the environment).
+    os.environ["FHIR_AUTH_ENABLED"] = "false"
+    with tempfile.TemporaryDirectory(prefix="fhir-bench-search-") as tmp:
+        data_dir = Path(tmp)
+        store_server = embedded.start(data_dir)
+        try:
+            asyncio.run(_run(store_server.uri, data_dir, sizes, args.seconds))
+        finally:
+            embedded.stop(store_server, data_dir)
+
+
+async def _run(uri: str, data_dir: Path, sizes: list[int], seconds: float) -> None:
+    settings = Settings(mongodb_uri=uri, database=DATABASE)
+    database, store = await _open(uri, settings)
+    indexer = ResourceIndexer(settings.base_url)
+    payload = data_dir / "payload.json"
+    payload.write_bytes(orjson.dumps({"resourceType": "Patient"}))
+    figures: dict[int, dict[str, http_load.Result]] = {}
+    loaded_slots = loaded_appts = 0
+    with _server(uri, payload) as (port, _process):
+        for size in sizes:
+            print(f"{size:,} Slots:")
+            await _load(store, indexer, "Slot", _slot, loaded_slots, size)
+            patients = max(1, int(size * APPOINTMENTS_PER_SLOT) // APPOINTMENTS_PER_PATIENT)
+            appointments = int(size * APPOINTMENTS_PER_SLOT)
+
+            def appointment(n: int, patients: int = patients) -> dict[str, Any]:
+                return _appointment(n, patients)
+
+            await _load(store, indexer, "Appointment", appointment, loaded_appts, appointments)
+            loaded_slots, loaded_appts = size, appointments
+            figures[size] = await _measure(port, size, seconds)
+        print(f"  Slot query plan: {await _explain(store)}")
+    await database.close()
+    _summary(figures)
+
+
+def _summary(figures: dict[int, dict[str, http_load.Result]]) -> None:
+    smallest, largest = min(figures), max(figures)
+    print("Summary")
+    for name in ("slot", "appt"):
+        ratio = figures[largest][name].percentile(0.99) / figures[smallest][name].percentile(0.99)
+        met = "met" if ratio <= 1.5 else "NOT met"
+        print(f"  {name} p99 {largest:,} / {smallest:,} Slots: {ratio:5.2f} (target <= 1.5: {met})")
+    for size, results in figures.items():
+        read = results["read"].rate
+        for name in ("slot", "appt"):
+            share = results[name].rate / read
+            met = "met" if share >= 0.5 else "NOT met"
+            print(
+                f"  {size:>9,} Slots: {name} req/s / read req/s {share:5.2f} (target >= 0.5: {met})"
+            )
+
+
+if __name__ == "__main__":
+    main()
