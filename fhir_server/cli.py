@@ -14,9 +14,9 @@ import contextlib
 import re
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from types import FrameType
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 import uvicorn
@@ -30,6 +30,9 @@ from fhir_server.logs import configure_logging
 from fhir_server.rest.services import Services
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
+from fhir_server.store.database import connect
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="fhir-server",
@@ -94,9 +97,16 @@ async def _load_demo(settings: Settings) -> DemoSummary:
             return await load_demo(services.store, progress)
 
 
-def _demo(settings: Settings) -> DemoSummary:
+async def _probe(settings: Settings) -> None:
+    """Fail before the server starts, not in its lifespan, when the store cannot be reached."""
+    assert settings.mongodb_uri is not None
+    database = await connect(settings.mongodb_uri, settings.database)
+    await database.close()
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
     try:
-        return asyncio.run(_load_demo(settings))
+        return asyncio.run(work)
     except ServiceUnavailable:
         _fail(
             "The data store is not reachable. Check FHIR_MONGODB_URI, or unset it and "
@@ -142,7 +152,7 @@ def serve(
     configure_logging(settings.log_level)
     _check_port(settings.host, settings.port)
     with _store(settings) as (ready, where):
-        summary = _demo(ready) if demo else None
+        summary = _run(_load_demo(ready)) if demo else _run(_probe(ready))
         root = f"http://{settings.host}:{settings.port}"
         typer.echo(f"FHIR server: {settings.base_url}  (health: {root}/healthz, {root}/readyz)")
         typer.echo(f"Store: {where}; database '{settings.database}'")
@@ -168,5 +178,5 @@ def demo() -> None:
     settings = _settings()
     with _store(settings) as (ready, where):
         typer.echo(f"Store: {where}; database '{settings.database}'")
-        summary = _demo(ready)
+        summary = _run(_load_demo(ready))
     typer.echo(_describe(summary, settings.base_url))

@@ -28,11 +28,18 @@ from fhir_server.store.database import connect
 CLI = str(Path(sys.executable).with_name("fhir-server"))
 PRACTITIONER = "demo-practitioner-ada-okafor"
 TOTAL = len(demo_resources())
+DEMO_TYPES = sorted({r["resourceType"] for r in demo_resources()})
 
 
 def _env(data_dir: Path, database: str, **extra: str) -> dict[str, str]:
+    """A clean FHIR_* environment; SMART enforcement is off (the auth tests cover it)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_")}
-    env.update(FHIR_DATA_DIR=str(data_dir), FHIR_DATABASE=database, FHIR_LOG_LEVEL="WARNING")
+    env.update(
+        FHIR_DATA_DIR=str(data_dir),
+        FHIR_DATABASE=database,
+        FHIR_LOG_LEVEL="WARNING",
+        FHIR_AUTH_ENABLED="false",
+    )
     env.update(extra)
     return env
 
@@ -44,20 +51,16 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _snapshot(uri: str, database: str) -> dict[str, Any]:
-    """Every current row's (version, updated) per type, and the number of history rows."""
+    """Every demo type's current rows as (id, version, updated), and the history row count."""
 
     async def read() -> dict[str, Any]:
         db = await connect(uri, database)
         try:
             found: dict[str, Any] = {}
-            for name in sorted(await db.db.list_collection_names()):
-                if name == "history":
-                    found[name] = await db.db[name].count_documents({})
-                else:
-                    rows = db.db[name].find({}, {"version": 1, "updated": 1})
-                    found[name] = sorted(
-                        [(r["_id"], r["version"], r["updated"]) async for r in rows]
-                    )
+            for name in DEMO_TYPES:
+                rows = db.db[name].find({}, {"version": 1, "updated": 1})
+                found[name] = sorted([(r["_id"], r["version"], r["updated"]) async for r in rows])
+            found["history"] = await db.db["history"].count_documents({})
             return found
         finally:
             await db.close()
@@ -85,8 +88,7 @@ def test_demo_twice_changes_nothing(shared_store: tuple[Path, embedded.EmbeddedS
     assert f"shared, pid {server.pid}" in first.stdout
     assert f"{TOTAL} created, 0 updated, 0 unchanged" in first.stdout
     loaded = _snapshot(server.uri, database)
-    counts = {name: len(rows) for name, rows in loaded.items() if name != "history"}
-    assert {name: n for name, n in counts.items() if n} == {
+    assert {name: len(rows) for name, rows in loaded.items() if name != "history"} == {
         "HealthcareService": 3,
         "Location": 2,
         "Organization": 1,
@@ -125,11 +127,19 @@ def _closed_port() -> int:
 
 def test_unreachable_store_says_what_to_do(tmp_path: Path) -> None:
     uri = f"mongodb://127.0.0.1:{_closed_port()}/?directConnection=true"
-    result = _cli(_env(tmp_path, "fhir", FHIR_MONGODB_URI=uri), "demo")
-    assert result.returncode == 1
-    assert "not reachable" in result.stderr and "FHIR_MONGODB_URI" in result.stderr
-    assert "fhir-server serve" in result.stderr
-    assert "Traceback" not in result.stderr
+    env = _env(tmp_path, "fhir", FHIR_MONGODB_URI=uri)
+    commands = (["demo"], ["serve", "--port", str(_closed_port())])
+    running = [  # side by side: each waits out the driver's server-selection timeout
+        subprocess.Popen([CLI, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for args in commands
+    ]
+    for process in running:
+        _, err = process.communicate(timeout=60)
+        stderr = err.decode()
+        assert process.returncode == 1, stderr
+        assert "not reachable" in stderr and "FHIR_MONGODB_URI" in stderr
+        assert "fhir-server serve" in stderr
+        assert "Traceback" not in stderr
 
 
 def test_invalid_setting_names_the_variable(tmp_path: Path) -> None:
