@@ -77,9 +77,7 @@ async def _on_type(
         handler = {"GET": i.read, "PUT": i.update, "PATCH": i.patch, "DELETE": i.delete}.get(method)
         if handler is None:
             raise _not_allowed(req, f"{rtype}/[id]")
-        if handler is i.read:
-            return await i.read(services, req, rtype, first)
-        return await handler(services, req, rtype, first, uow)  # type: ignore[call-arg]
+        return await handler(services, req, rtype, first, uow)
     if rest[1].startswith("$") and len(rest) == 2:
         return await _operation(services, req, OperationKey(rest[1][1:], rtype, instance=True))
     if rest[1] == "_history" and method == "GET":

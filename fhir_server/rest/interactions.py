@@ -14,7 +14,14 @@ from urllib.parse import parse_qsl, urlencode
 
 import jsonpatch
 
-from fhir_server.fhir.errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
+from fhir_server.fhir.errors import (
+    BadRequest,
+    Issue,
+    NotFound,
+    PreconditionFailed,
+    Unprocessable,
+    operation_outcome,
+)
 from fhir_server.fhir.validation import validate_resource
 from fhir_server.rest.bundles_common import bundle, full_url, history_entry
 from fhir_server.rest.messages import FhirRequest, FhirResponse
@@ -58,25 +65,29 @@ def _expected_version(req: FhirRequest) -> int | None:
     return parse_etag(value) if value else None
 
 
+def _informational(text: str) -> dict[str, Any]:
+    return operation_outcome([Issue("informational", text, severity="information")])
+
+
 def written(req: FhirRequest, services: Services, version: Version, status: int) -> FhirResponse:
     """The answer to a successful write, shaped by `Prefer: return=`."""
     headers = version_headers(version)
-    location = f"{full_url(services.base_url, version.resource_type, version.id)}/_history/{version.version}"
-    headers["Location" if status == 201 else "Content-Location"] = location
+    url = full_url(services.base_url, version.resource_type, version.id)
+    headers["Location" if status == 201 else "Content-Location"] = (
+        f"{url}/_history/{version.version}"
+    )
     wanted = preference(req.header("prefer"), "return") or "representation"
     if wanted == "minimal":
         return FhirResponse(status, None, headers)
     if wanted == "OperationOutcome":
-        outcome = {
-            "resourceType": "OperationOutcome",
-            "issue": [{"severity": "information", "code": "informational", "diagnostics": "Done."}],
-        }
-        return FhirResponse(status, outcome, headers)
+        return FhirResponse(status, _informational("Done."), headers)
     return FhirResponse(status, version.resource, headers)
 
 
-async def read(services: Services, req: FhirRequest, rtype: str, rid: str) -> FhirResponse:
-    version = await services.store.read(rtype, rid)
+async def read(
+    services: Services, req: FhirRequest, rtype: str, rid: str, uow: UnitOfWork | None = None
+) -> FhirResponse:
+    version = await services.store.read(rtype, rid, uow)
     if not_modified(version, req.header("if-none-match"), req.header("if-modified-since")):
         return FhirResponse(304, None, version_headers(version))
     return FhirResponse(200, version.resource, version_headers(version))
@@ -91,8 +102,10 @@ async def vread(
     return FhirResponse(200, version.resource, version_headers(version))
 
 
-async def _single_match(services: Services, rtype: str, query: str) -> str | None:
-    params = parse_qsl(query, keep_blank_values=True)
+async def _single_match(
+    services: Services, rtype: str, params: list[tuple[str, str]]
+) -> str | None:
+    """The one current resource matching a conditional request's criteria, if any."""
     if not params:
         raise BadRequest("A conditional request needs search parameters.")
     ids = await services.searcher.matching_ids(rtype, params)
@@ -107,9 +120,17 @@ async def create(
     body = checked_body(req, rtype)
     condition = req.header("if-none-exist")
     if condition is not None:
-        existing = await _single_match(services, rtype, condition)
+        criteria = parse_qsl(condition, keep_blank_values=True)
+        existing = await _single_match(services, rtype, criteria)
         if existing is not None:
-            return written(req, services, await services.store.read(rtype, existing), 200)
+            return written(req, services, await services.store.read(rtype, existing, uow), 200)
+    return await _create(services, req, body, uow)
+
+
+async def _create(
+    services: Services, req: FhirRequest, body: dict[str, Any], uow: UnitOfWork | None
+) -> FhirResponse:
+    """A new resource with a server-assigned id (by the type's domain engine, if it has one)."""
     hooked = await _hooked(services, req, body, None, uow)
     version = (
         hooked[0] if hooked else await services.store.create(body, rid=req.assigned_id, uow=uow)
@@ -150,13 +171,12 @@ async def update(
 async def conditional_update(
     services: Services, req: FhirRequest, rtype: str, uow: UnitOfWork | None = None
 ) -> FhirResponse:
-    match = await _single_match(services, rtype, _query_string(req))
+    match = await _single_match(services, rtype, _criteria(req))
     body = checked_body(req, rtype)
     if match is None:
         if "id" in body:
-            return await update(services, req, rtype, body["id"], uow)
-        version = await services.store.create(body, uow=uow)
-        return written(req, services, version, 201)
+            return await update(services, req, rtype, check_id(str(body["id"])), uow)
+        return await _create(services, req, body, uow)
     if body.get("id", match) != match:
         raise BadRequest(
             "The resource id differs from the id of the matching resource.",
@@ -166,29 +186,38 @@ async def conditional_update(
     return await update(services, req, rtype, match, uow)
 
 
+def _apply_patch(current: Version, operations: list[Any]) -> dict[str, Any]:
+    """The patched resource, with the stored meta minus what the store stamps anew."""
+    assert current.resource is not None
+    try:
+        patched = jsonpatch.apply_patch(current.resource, operations)
+    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError):
+        raise Unprocessable("The JSON Patch could not be applied to the resource.") from None
+    identity = (current.resource_type, current.id)
+    if (
+        not isinstance(patched, dict)
+        or (patched.get("resourceType"), patched.get("id")) != identity
+    ):
+        raise Unprocessable("A patch may not change the resource type or id.")
+    meta = {
+        k: v
+        for k, v in current.resource.get("meta", {}).items()
+        if k not in ("versionId", "lastUpdated")
+    }
+    patched.pop("meta", None)
+    return {**patched, "meta": meta} if meta else patched
+
+
 async def patch(
     services: Services, req: FhirRequest, rtype: str, rid: str, uow: UnitOfWork | None = None
 ) -> FhirResponse:
     if not isinstance(req.body, list):
         raise BadRequest("A patch body must be a JSON Patch document (a JSON array).")
-    current = await services.store.read(rtype, rid)
+    current = await services.store.read(rtype, rid, uow)
     expected = _expected_version(req)
     if expected is not None and expected != current.version:
         raise PreconditionFailed(f"{rtype}/{rid} is at version {current.version}, not {expected}.")
-    assert current.resource is not None
-    try:
-        patched = jsonpatch.apply_patch(current.resource, req.body)
-    except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError, KeyError):
-        raise Unprocessable("The JSON Patch could not be applied to the resource.") from None
-    if patched.get("resourceType") != rtype or patched.get("id") != rid:
-        raise Unprocessable("A patch may not change the resource type or id.")
-    patched.pop("meta", None)
-    if "meta" in current.resource:
-        patched["meta"] = {
-            k: v
-            for k, v in current.resource["meta"].items()
-            if k not in ("versionId", "lastUpdated")
-        }
+    patched = _apply_patch(current, req.body)
     validate_resource(patched)
     hooked = await _hooked(services, req, patched, current.version, uow)
     version, _ = hooked or await services.store.update(
@@ -200,30 +229,31 @@ async def patch(
 async def delete(
     services: Services, req: FhirRequest, rtype: str, rid: str, uow: UnitOfWork | None = None
 ) -> FhirResponse:
-    if await services.store.current(rtype, rid) is None:
+    if await services.store.current(rtype, rid, uow) is None:
         raise NotFound(f"{rtype}/{rid} is not known.")
     version = await services.store.delete(
         rtype, rid, expected_version=_expected_version(req), uow=uow
     )
     headers = {"ETag": version.etag} if version else {}
-    outcome = {
-        "resourceType": "OperationOutcome",
-        "issue": [{"severity": "information", "code": "informational", "diagnostics": "Deleted."}],
-    }
-    return FhirResponse(200, outcome, headers)
+    return FhirResponse(200, _informational("Deleted."), headers)
 
 
 async def conditional_delete(
     services: Services, req: FhirRequest, rtype: str, uow: UnitOfWork | None = None
 ) -> FhirResponse:
-    match = await _single_match(services, rtype, _query_string(req))
+    match = await _single_match(services, rtype, _criteria(req))
     if match is None:
         return FhirResponse(204)
     return await delete(services, req, rtype, match, uow)
 
 
-def _query_string(req: FhirRequest) -> str:
-    return "&".join(f"{k}={v}" for k, v in req.params if not k.startswith("_format"))
+# Parameters that shape the answer rather than select the resource.
+_RESULT_PARAMETERS = frozenset({"_format", "_pretty", "_summary", "_elements"})
+
+
+def _criteria(req: FhirRequest) -> list[tuple[str, str]]:
+    """The search criteria of a conditional update or delete, still decoded as pairs."""
+    return [(k, v) for k, v in req.params if k not in _RESULT_PARAMETERS]
 
 
 async def history(

@@ -121,13 +121,21 @@ class ResourceStore:
 
     # -- reads -------------------------------------------------------------
 
-    async def current(self, resource_type: str, rid: str) -> Version | None:
-        """The current row, deleted or not; None when the id was never written."""
-        doc = await self.collection(resource_type).find_one({"_id": rid}, _CURRENT_FIELDS)
+    async def current(
+        self, resource_type: str, rid: str, uow: UnitOfWork | None = None
+    ) -> Version | None:
+        """The current row, deleted or not; None when the id was never written.
+
+        Inside a unit of work the read joins its session, so on a replica set a
+        transaction sees its own earlier writes.
+        """
+        doc = await self.collection(resource_type).find_one(
+            {"_id": rid}, _CURRENT_FIELDS, session=uow.session if uow else None
+        )
         return _from_current(resource_type, doc) if doc else None
 
-    async def read(self, resource_type: str, rid: str) -> Version:
-        found = await self.current(resource_type, rid)
+    async def read(self, resource_type: str, rid: str, uow: UnitOfWork | None = None) -> Version:
+        found = await self.current(resource_type, rid, uow)
         if found is None:
             raise NotFound(f"{resource_type}/{rid} is not known.")
         if found.deleted:

@@ -90,3 +90,51 @@ def test_prefer_applies_to_update_and_patch(client: TestClient) -> None:
     )
     assert patched.status_code == 200 and patched.content == b""
     assert patched.headers["etag"] == 'W/"3"'
+
+
+def test_conditional_create_returns_the_match(client: TestClient) -> None:
+    existing = create(client)
+    response = client.post(
+        "/fhir/Patient",
+        content=orjson.dumps(patient(family="Other")),
+        headers={**JSON_HEADERS, "if-none-exist": f"_id={existing['id']}"},
+    )
+    assert response.status_code == 200
+    assert response.json()["id"] == existing["id"]
+    assert response.json()["name"] == existing["name"]
+    fresh = client.post(
+        "/fhir/Patient",
+        content=orjson.dumps(patient()),
+        headers={**JSON_HEADERS, "if-none-exist": "_id=no-such-patient"},
+    )
+    assert fresh.status_code == 201
+
+
+def test_conditional_update_and_delete_by_criteria(client: TestClient) -> None:
+    existing = create(client)
+    changed = {k: v for k, v in existing.items() if k != "id"} | {"gender": "male"}
+    response = client.put(
+        "/fhir/Patient",
+        params={"_id": existing["id"], "_format": "json"},
+        content=orjson.dumps(changed),
+        headers=JSON_HEADERS,
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == existing["id"]
+    assert response.json()["meta"]["versionId"] == "2"
+    missing = client.put(
+        "/fhir/Patient",
+        params={"_id": "nobody-yet"},
+        content=orjson.dumps(patient()),
+        headers=JSON_HEADERS,
+    )
+    assert missing.status_code == 201
+    deleted = client.delete("/fhir/Patient", params={"_id": existing["id"]})
+    assert deleted.status_code == 200
+    assert client.get(f"/fhir/Patient/{existing['id']}").status_code == 410
+    assert client.delete("/fhir/Patient", params={"_id": "nobody"}).status_code == 204
+
+
+def test_conditional_update_without_criteria_is_400(client: TestClient) -> None:
+    response = client.put("/fhir/Patient", content=orjson.dumps(patient()), headers=JSON_HEADERS)
+    assert_outcome(response, 400)

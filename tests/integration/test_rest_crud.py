@@ -119,6 +119,8 @@ def test_patch_may_not_change_id_or_type(client: TestClient) -> None:
     url = f"/fhir/Patient/{created['id']}"
     before = store_state(client)
     for ops in (
+        [{"op": "replace", "path": "", "value": [1, 2]}],
+        [{"op": "replace", "path": "", "value": "Patient"}],
         [{"op": "replace", "path": "/id", "value": "other"}],
         [{"op": "replace", "path": "/resourceType", "value": "Practitioner"}],
         [{"op": "remove", "path": "/id"}],
