@@ -61,9 +61,7 @@ async def _related(store: ResourceStore, schedule: dict[str, Any]) -> set[str]:
     return refs
 
 
-async def _matching_schedules(
-    store: ResourceStore, query: FindQuery
-) -> dict[str, dict[str, Any]]:
+async def _matching_schedules(store: ResourceStore, query: FindQuery) -> dict[str, dict[str, Any]]:
     out = {}
     for version in await slot_queries.all_current(store, "Schedule"):
         schedule = version.resource or {}

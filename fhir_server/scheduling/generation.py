@@ -102,9 +102,7 @@ async def generate(
     report = GenerationReport()
     if window[1] <= window[0] or body.get("active") is False:
         return report
-    available = await open_for(
-        store, body, window, holidays_override or settings.holiday_calendar
-    )
+    available = await open_for(store, body, window, holidays_override or settings.holiday_calendar)
     wanted = {
         fhir_instant(span[0]): span for span in slot_times(available, settings) if span[0] >= now
     }
