@@ -150,3 +150,37 @@ def login_token(client: TestClient, client_id: str, username: str, scope: str, *
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def mint(
+    client: TestClient,
+    scope: str,
+    *,
+    patient: str | None = None,
+    fhir_user: str | None = None,
+    lifetime: int | None = None,
+) -> str:
+    """An access token issued and recorded the way the token endpoint does it."""
+    auth = components(client)
+    grant = {
+        "client_id": "test-client",
+        "sub": "tester",
+        "scope": scope,
+        "patient": patient,
+        "fhir_user": fhir_user,
+        "family": secrets.token_hex(8),
+    }
+    issued = auth.tokens.access_token(grant, lifetime)
+    call(client, auth.store.save_access, {**grant, "_id": issued.jti, "expires_at": issued.expires_at})
+    return issued.token
+
+
+def appointment(*patients: str, status: str = "booked") -> dict[str, Any]:
+    actors = [f"Patient/{p}" for p in patients] + ["Practitioner/dr-1"]
+    return {
+        "resourceType": "Appointment",
+        "status": status,
+        "start": "2030-01-02T09:00:00Z",
+        "end": "2030-01-02T09:30:00Z",
+        "participant": [{"actor": {"reference": a}, "status": "accepted"} for a in actors],
+    }
