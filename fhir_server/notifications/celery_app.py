@@ -77,7 +77,15 @@ def make_celery(settings: Settings, *, url: str | None = None) -> Celery:
         task_publish_retry=False,
         broker_connection_timeout=2,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600, "socket_timeout": 2},
+        broker_transport_options={
+            "visibility_timeout": 3600,
+            "socket_timeout": 2,
+            "socket_connect_timeout": 1,
+            # Publishing: one quick reconnect, then give up (the relay takes over).
+            "max_retries": 1,
+            "interval_start": 0,
+            "interval_step": 0.1,
+        },
         worker_hijack_root_logger=False,
         beat_schedule=BEAT_SCHEDULE,
         imports=("fhir_server.notifications.tasks",),

@@ -4,7 +4,8 @@ Rows are written with the booking (one per configured offset, only for
 offsets still ahead). When a row is due the appointment is read again: a
 cancelled appointment, or one that moved (its start differs from the row's),
 gets no reminder from this row; a moved appointment has rows for its new
-start. The message is recorded before the row is closed, and its key makes
+start. When several offsets of one appointment are due at once (the scan was
+down), only the nearest is sent. The message is recorded before the row is closed, and its key makes
 recording twice harmless, so a crash between the two neither loses nor
 doubles a reminder.
 """
