@@ -1,0 +1,132 @@
+"""Refresh rotation and reuse detection, narrowing, introspection and revocation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_server.settings import Settings
+from tests.integration.auth_helpers import (
+    AUTH,
+    BASE,
+    add_client,
+    add_user,
+    auth_app,
+    bearer,
+    login_token,
+    mint,
+    new_patient,
+)
+
+SCOPE = "launch/patient openid fhirUser offline_access patient/*.rs"
+
+
+@pytest.fixture(scope="module")
+def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
+    yield from auth_app(settings_factory)
+
+
+@pytest.fixture(scope="module")
+def carol(client: TestClient) -> str:
+    patient = new_patient(client, "Carol")
+    add_user(client, "carol", "patient", f"Patient/{patient}")
+    add_client(client, "app", "public", SCOPE)
+    add_client(client, "rs", "confidential", "user/*.rs", secret="resource-server-secret")
+    return patient
+
+
+def refresh(client: TestClient, token: str, **extra: str) -> Any:
+    return client.post(f"{AUTH}/token", data={"grant_type": "refresh_token", "refresh_token": token, "client_id": "app"} | extra)
+
+
+def introspect(client: TestClient, token: str) -> dict[str, Any]:
+    response = client.post(f"{AUTH}/introspect", data={"token": token}, auth=("rs", "resource-server-secret"))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_refresh_rotates_and_reuse_kills_the_family(client: TestClient, carol: str) -> None:
+    first = login_token(client, "app", "carol", SCOPE)
+    second = refresh(client, first["refresh_token"])
+    assert second.status_code == 200, second.text
+    body = second.json()
+    assert body["refresh_token"] != first["refresh_token"]
+    assert body["patient"] == carol and isinstance(body["expires_in"], int)
+    third = refresh(client, body["refresh_token"])  # clients refresh twice in a row
+    assert third.status_code == 200
+    latest = third.json()
+    replay = refresh(client, first["refresh_token"])
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    # the whole family is dead now: the newest refresh token and its access token too
+    assert refresh(client, latest["refresh_token"]).status_code == 400
+    assert client.get(f"{BASE}/Patient/{carol}", headers=bearer(latest["access_token"])).status_code == 401
+
+
+def test_refresh_may_narrow_never_widen(client: TestClient, carol: str) -> None:
+    first = login_token(client, "app", "carol", SCOPE)
+    narrower = refresh(client, first["refresh_token"], scope="patient/Patient.rs offline_access launch/patient")
+    assert narrower.status_code == 200, narrower.text
+    assert set(narrower.json()["scope"].split()) == {"patient/Patient.rs", "offline_access", "launch/patient"}
+    wider = refresh(client, narrower.json()["refresh_token"], scope="user/*.cruds")
+    assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
+
+
+def test_refresh_by_another_client_is_refused(client: TestClient, carol: str) -> None:
+    first = login_token(client, "app", "carol", SCOPE)
+    add_client(client, "other-app", "public", SCOPE)
+    stolen = client.post(f"{AUTH}/token", data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"], "client_id": "other-app"})
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+
+
+def test_introspection(client: TestClient, carol: str) -> None:
+    body = login_token(client, "app", "carol", SCOPE)
+    info = introspect(client, body["access_token"])
+    assert info["active"] is True
+    assert info["client_id"] == "app" and info["sub"] == "carol" and info["patient"] == carol
+    assert info["scope"] == body["scope"] and info["iss"] == BASE
+    assert info["fhirUser"] == f"{BASE}/Patient/{carol}" and isinstance(info["exp"], int)
+    assert introspect(client, body["refresh_token"])["active"] is True
+    assert introspect(client, "no-such-token") == {"active": False}
+
+
+def test_introspection_with_a_bearer_token(client: TestClient, carol: str) -> None:
+    body = login_token(client, "app", "carol", SCOPE)
+    caller = bearer(mint(client, "system/*.rs"))
+    response = client.post(f"{AUTH}/introspect", data={"token": body["access_token"]}, headers=caller)
+    assert response.status_code == 200 and response.json()["active"] is True
+    bad = client.post(f"{AUTH}/introspect", data={"token": body["access_token"]}, headers=bearer("junk"))
+    assert bad.status_code == 401
+    anonymous = client.post(f"{AUTH}/introspect", data={"token": body["access_token"]})
+    assert anonymous.status_code == 401
+
+
+def test_revocation_kills_access_and_refresh(client: TestClient, carol: str) -> None:
+    body = login_token(client, "app", "carol", SCOPE)
+    response = client.post(f"{AUTH}/revoke", data={"token": body["access_token"], "client_id": "app"})
+    assert response.status_code == 200
+    assert client.get(f"{BASE}/Patient/{carol}", headers=bearer(body["access_token"])).status_code == 401
+    assert introspect(client, body["access_token"]) == {"active": False}
+    assert introspect(client, body["refresh_token"]) == {"active": False}
+    assert refresh(client, body["refresh_token"]).status_code == 400
+
+
+def test_revoking_a_refresh_token_and_unknown_tokens(client: TestClient, carol: str) -> None:
+    body = login_token(client, "app", "carol", SCOPE)
+    ok = client.post(f"{AUTH}/revoke", data={"token": body["refresh_token"], "token_type_hint": "refresh_token", "client_id": "app"})
+    assert ok.status_code == 200
+    assert refresh(client, body["refresh_token"]).status_code == 400
+    unknown = client.post(f"{AUTH}/revoke", data={"token": "never-issued", "client_id": "app"})
+    assert unknown.status_code == 200
+
+
+def test_password_change_revokes_refresh_tokens(client: TestClient, carol: str) -> None:
+    from tests.integration.auth_helpers import call, components
+
+    body = login_token(client, "app", "carol", SCOPE)
+    call(client, components(client).accounts.set_password, "carol", "a-brand-new-passphrase-7")
+    assert refresh(client, body["refresh_token"]).status_code == 400
+    call(client, components(client).accounts.set_password, "carol", "blue-harbour-lantern-42")
