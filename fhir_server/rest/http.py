@@ -99,12 +99,16 @@ def _parse_body(method: str, content_type: str, raw: bytes) -> tuple[Any, list[t
         raise BadRequest("The request body is not valid JSON.") from None
 
 
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
 async def to_fhir_request(request: Request, path: list[str], limit: int) -> FhirRequest:
     params = parse_qsl(request.url.query, keep_blank_values=True)
     body: Any = None
     if request.method in _WITH_BODY:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        body, form = _parse_body(request.method, content_type, await _read_body(request, limit))
+        raw = await _read_body(request, limit)
+        body, form = _parse_body(request.method, _content_type(request), raw)
         params += form
         if body is not None and not isinstance(body, dict | list):
             raise BadRequest("The request body must be a JSON object.")
@@ -150,7 +154,9 @@ async def _handle(request: Request, services: Services) -> FhirResponse:
 
 async def fhir_endpoint(request: Request) -> Response:
     try:
-        output = output_options(request.query_params, request.headers.get("accept"))
+        output = output_options(
+            request.query_params, request.headers.get("accept"), _content_type(request)
+        )
         return _respond(request, await _handle(request, services_of(request)), output)
     except FhirError as error:
         return error_response(error)

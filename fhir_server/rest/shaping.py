@@ -19,8 +19,13 @@ _SUBSETTED = {
 }
 
 
-def media_type(format_param: str | None, accept: str | None) -> str:
-    """The JSON media type to answer with, or 406 for XML and other formats."""
+def media_type(format_param: str | None, accept: str | None, sent: str | None = None) -> str:
+    """The JSON media type to answer with, or 406 for XML and other formats.
+
+    `_format` wins, then the first JSON type the Accept header names; with no
+    preference (no Accept, or a wildcard) the type the client sent its body in
+    is echoed, so an `application/json` client gets `application/json` back.
+    """
     if format_param is not None:
         wanted = format_param.split(";")[0].strip().lower()
         if wanted in _JSON_TYPES:
@@ -29,16 +34,16 @@ def media_type(format_param: str | None, accept: str | None) -> str:
             "Only JSON is supported: use _format=json (XML is not implemented).",
             expression=("_format",),
         )
-    if not accept:
-        return FHIR_JSON
-    offered = [part.split(";")[0].strip().lower() for part in accept.split(",")]
-    if any(o in ("*/*", "application/*", FHIR_JSON, "application/json+fhir") for o in offered):
-        return FHIR_JSON
-    if "application/json" in offered:
-        return "application/json"
+    echoed = "application/json" if sent == "application/json" else FHIR_JSON
+    offered = [part.split(";")[0].strip().lower() for part in (accept or "").split(",")]
+    for option in offered:
+        if option in (FHIR_JSON, "application/json+fhir", "application/json"):
+            return "application/json" if option == "application/json" else FHIR_JSON
+        if option in ("*/*", "application/*"):
+            return echoed
     if any(o in _XML_TYPES for o in offered):
         raise NotAcceptable("Only JSON is supported (XML is not implemented).")
-    return FHIR_JSON
+    return echoed
 
 
 def _mark_subsetted(resource: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +93,7 @@ class Output:
     elements: frozenset[str] | None = None
 
 
-def output_options(query: Mapping[str, str], accept: str | None) -> Output:
+def output_options(query: Mapping[str, str], accept: str | None, sent: str | None = None) -> Output:
     summary = query.get("_summary")
     if summary not in (None, "false", "true", "text", "data", "count"):
         raise BadRequest(
@@ -97,7 +102,7 @@ def output_options(query: Mapping[str, str], accept: str | None) -> Output:
     raw = query.get("_elements")
     elements = frozenset(e.strip() for e in raw.split(",") if e.strip()) if raw else None
     return Output(
-        media=media_type(query.get("_format"), accept),
+        media=media_type(query.get("_format"), accept, sent),
         pretty=query.get("_pretty") == "true",
         summary=None if summary == "false" else summary,
         elements=elements or None,

@@ -72,6 +72,26 @@ def test_xml_accept_on_create_writes_nothing(client: TestClient) -> None:
     assert store_state(client) == before
 
 
+@pytest.mark.parametrize(
+    ("sent", "accept", "media"),
+    [
+        ("application/json", None, "application/json"),
+        ("application/json", "*/*", "application/json"),
+        ("application/json", FHIR_JSON, FHIR_JSON),
+        (FHIR_JSON, None, FHIR_JSON),
+        (FHIR_JSON, "application/json", "application/json"),
+        (FHIR_JSON, "application/json, application/fhir+json", "application/json"),
+    ],
+)
+def test_request_content_type_echoed_without_preference(
+    client: TestClient, sent: str, accept: str | None, media: str
+) -> None:
+    headers = {"content-type": sent, **({"accept": accept} if accept else {})}
+    response = client.post("/fhir/Patient", content=orjson.dumps(patient()), headers=headers)
+    assert response.status_code == 201
+    assert response.headers["content-type"] == f"{media}; charset=utf-8"
+
+
 def test_application_json_request_body_accepted(client: TestClient) -> None:
     response = client.post(
         "/fhir/Patient",
