@@ -408,3 +408,13 @@ def test_operation_input_errors_and_definitions(client: TestClient) -> None:
         "Schedule-generate-slots",
     ):
         assert client.get(f"/fhir/OperationDefinition/{code}").status_code == 200
+
+
+def test_every_booking_extension_is_published(client: TestClient) -> None:
+    urls = [v for k, v in vars(ext).items() if k.isupper() and str(v).startswith(ext.BASE + "/")]
+    assert len(urls) >= 13
+    for url in urls:
+        sid = url.rsplit("/", 1)[1]
+        response = client.get(f"/fhir/StructureDefinition/{sid}")
+        assert response.status_code == 200, sid
+        assert response.json()["url"] == url
