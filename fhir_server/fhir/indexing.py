@@ -31,6 +31,8 @@ from fhir_server.fhir.search_values import HIGHEST, LOWEST, date_range, fold
 PRIMITIVE_TOKEN_TYPES = frozenset({"code", "boolean", "id", "string", "uri"})
 MANY = "*"
 NO_NUMBER = -1e300
+# The `Type/id` at the end of any reference, ours or another server's.
+_TYPED_TAIL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
 _STRING_SKIPPED = frozenset({"use", "type", "period", "extension", "id", "system"})
 
 
@@ -125,7 +127,8 @@ class ResourceIndexer:
             if not isinstance(text, str) or text.startswith(("#", "urn:")):
                 continue
             ref = self.reference(text)
-            kind = ref.split("/", 1)[0] if "/" in ref and ":" not in ref else None
+            typed = _TYPED_TAIL.search(ref)
+            kind = typed.group(1) if typed else None
             if kind is None or not param.targets or kind in param.targets:
                 out.append(ref)
         return out

@@ -127,7 +127,10 @@ class SearchParser:
                 self._result(search, name, value)
                 search.kept.append((name, value))
                 continue
-            criterion = self._criterion(resource_type, name, value, search.unknown, depth=0)
+            try:
+                criterion = self._criterion(resource_type, name, value, search.unknown, depth=0)
+            except BadRequest as error:  # point at the whole parameter, not a link of a chain
+                raise BadRequest(error.diagnostics, expression=(name,)) from None
             if criterion is not None:
                 search.criteria.append(criterion)
                 search.kept.append((name, value))
