@@ -14,6 +14,7 @@ from fhir_server.auth.discovery import capability_security
 from fhir_server.auth.routes import router as auth_router
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
+from fhir_server.notifications import celery_app
 from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
 from fhir_server.rest.scheduling_hooks import WRITE_HOOKS
@@ -22,6 +23,7 @@ from fhir_server.rest.services import Services
 from fhir_server.settings import Settings
 from fhir_server.store import slots as slot_store
 from fhir_server.store.connection import open_database
+from fhir_server.store.outbox_store import OutboxStore
 from fhir_server.store.resources import ResourceStore
 
 
@@ -45,6 +47,8 @@ def create_app(settings: Settings) -> FastAPI:
             searcher = FhirSearcher(store, settings)
             await searcher.ensure_indexes()
             await slot_store.ensure_indexes(store)
+            await OutboxStore(store).ensure_indexes()
+            celery_app.configure(settings)  # booking events are published with these settings
             app.state.services = Services(
                 settings=settings,
                 store=store,

@@ -27,6 +27,7 @@ from fhir_server.demo import DemoSummary, load_demo
 from fhir_server.demo.clinic import CLINICIANS, practitioner_id
 from fhir_server.fhir.errors import ServiceUnavailable
 from fhir_server.logs import configure_logging
+from fhir_server.notifications import cli as notifications_cli
 from fhir_server.rest.services import Services
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
@@ -180,3 +181,8 @@ def demo() -> None:
         typer.echo(f"Store: {where}; database '{settings.database}'")
         summary = _run(_load_demo(ready))
     typer.echo(_describe(summary, settings.base_url))
+
+
+app.add_typer(notifications_cli.outbox_app)
+app.command()(notifications_cli.worker)
+app.command()(notifications_cli.beat)

@@ -40,8 +40,9 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
 }
 
 _embedded: dict[Path, Any] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()
 _current: Celery | None = None
+_configured: tuple[Settings, str | None] | None = None
 
 
 def embedded_redis_url(data_dir: Path) -> str:
@@ -93,16 +94,26 @@ def make_celery(settings: Settings, *, url: str | None = None) -> Celery:
     return app
 
 
-def configure(settings: Settings, *, url: str | None = None) -> Celery:
-    """Set this process's Celery app (the composition root calls it with its settings)."""
-    global _current
-    _current = make_celery(settings, url=url)
-    return _current
+def configure(settings: Settings, *, url: str | None = None) -> None:
+    """Set the settings this process publishes with (the composition root calls it).
+
+    The Celery app, and the embedded Redis when no URL is set, are made on
+    first use, so an API process that never publishes starts nothing.
+    """
+    global _current, _configured
+    with _lock:
+        _configured = (settings, url)
+        _current = None
 
 
 def current() -> Celery:
-    """This process's Celery app, made from the environment's settings if none was set."""
-    return _current if _current is not None else configure(get_settings())
+    """This process's Celery app (from the configured settings, else the environment's)."""
+    global _current
+    with _lock:
+        if _current is None:
+            settings, url = _configured or (get_settings(), None)
+            _current = make_celery(settings, url=url)
+        return _current
 
 
 def enqueue(ids: list[str], *, countdown: float | None = None) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from fhir_server.notifications.delivery import Context
+from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.settings import Settings, get_settings
 from fhir_server.store.connection import open_database
 from fhir_server.store.outbox_store import OutboxStore
@@ -34,7 +35,7 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 
 async def open_context(settings: Settings, stack: contextlib.AsyncExitStack) -> Context:
     database = await stack.enter_async_context(open_database(settings))
-    store = ResourceStore(database)
+    store = ResourceStore(database, indexer=ResourceIndexer(settings.base_url))
     outbox = OutboxStore(store)
     await outbox.ensure_indexes()
     return Context(settings=settings, store=store, outbox=outbox)

@@ -32,6 +32,7 @@ from aiosmtpd.controller import Controller
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.delivery import Context
 from fhir_server.notifications.events import AppointmentEvent, record_event
+from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.settings import Settings
 from fhir_server.store.connection import open_database
 from fhir_server.store.outbox_store import OutboxStore
@@ -216,7 +217,7 @@ class Rig:
 
         self._stack = contextlib.AsyncExitStack()
         database = await self._stack.enter_async_context(open_database(self.settings))
-        store = ResourceStore(database)
+        store = ResourceStore(database, indexer=ResourceIndexer(self.settings.base_url))
         outbox = OutboxStore(store)
         await outbox.ensure_indexes()
         await store.ensure_indexes()
