@@ -44,6 +44,8 @@ _TRANSITIONS: dict[str, frozenset[str]] = {
     "waitlist": frozenset({"cancelled", "entered-in-error"}),
 }
 _CLAIM_RETRIES = 5
+# Appointments longer than this are not seen by the patient-overlap check.
+_LONGEST_APPOINTMENT = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -195,7 +197,11 @@ async def _check_patient_free(
     store: ResourceStore, patient: str, booking: Booking, exclude: set[str]
 ) -> None:
     overlapping = await slot_queries.patient_appointments_overlapping(
-        store, patient, fhir_instant(booking.start), fhir_instant(booking.end)
+        store,
+        patient,
+        fhir_instant(booking.start),
+        fhir_instant(booking.end),
+        fhir_instant(booking.start - _LONGEST_APPOINTMENT),
     )
     if any(a.id not in exclude for a in overlapping):
         raise Conflict("The patient already has an appointment that overlaps this time.")

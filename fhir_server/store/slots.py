@@ -51,14 +51,19 @@ async def slots_between(
 
 
 async def patient_appointments_overlapping(
-    store: ResourceStore, patient_ref: str, start: str, end: str
+    store: ResourceStore, patient_ref: str, start: str, end: str, earliest_start: str
 ) -> list[Version]:
-    """The patient's active Appointments that overlap [start, end)."""
+    """The patient's active Appointments that overlap [start, end).
+
+    `earliest_start` bounds the scan on the indexed start (the longest
+    appointment considered is `start - earliest_start` long), so the check does
+    not slow down as Appointments accumulate.
+    """
     query = {
-        "resource.participant": {"$elemMatch": {"actor.reference": {"$eq": patient_ref}}},
-        "resource.status": {"$in": list(ACTIVE)},
-        "resource.start": {"$lt": end},
+        "resource.start": {"$gte": earliest_start, "$lt": end},
         "resource.end": {"$gt": start},
+        "resource.status": {"$in": list(ACTIVE)},
+        "resource.participant": {"$elemMatch": {"actor.reference": {"$eq": patient_ref}}},
     }
     return await _versions(store, "Appointment", query)
 
@@ -85,7 +90,14 @@ async def all_current(store: ResourceStore, resource_type: str) -> list[Version]
 
 
 async def ensure_indexes(store: ResourceStore) -> None:
-    """The scalar lookup behind slot queries, explicitly named (see the embedded-server note)."""
+    """Scalar lookups behind the slot and overlap queries.
+
+    Explicit names: on the embedded server an index name ending in `_<field>`
+    changes how that field's equality is evaluated.
+    """
     await store.collection("Slot").create_index(
         [("resource.schedule.reference", 1), ("resource.start", 1)], name="schedslotlookup"
+    )
+    await store.collection("Appointment").create_index(
+        [("resource.start", 1)], name="schedapptstart"
     )
