@@ -55,7 +55,10 @@ def create(client: TestClient, resource: dict[str, Any] | None = None) -> dict[s
 
 def put(client: TestClient, resource: dict[str, Any], **headers: str) -> Response:
     url = f"/fhir/{resource['resourceType']}/{resource['id']}"
-    return client.put(url, content=orjson.dumps(resource), headers={**JSON_HEADERS, **headers})
+    response: Response = client.put(
+        url, content=orjson.dumps(resource), headers={**JSON_HEADERS, **headers}
+    )
+    return response
 
 
 def assert_outcome(response: Response, status: int, *expressions: str) -> dict[str, Any]:

@@ -21,9 +21,10 @@ from tests.integration.rest_support import (
 URN_PATIENT = "urn:uuid:7f7a1c52-0d1e-4b5c-9b1e-0a0000000001"
 
 
-def _post(client: TestClient, kind: str, entries: list[dict[str, Any]]) -> Response:
+def _post(client: TestClient, kind: str, entries: list[Any]) -> Response:
     body = {"resourceType": "Bundle", "type": kind, "entry": entries}
-    return client.post("/fhir", content=orjson.dumps(body), headers=JSON_HEADERS)
+    response: Response = client.post("/fhir", content=orjson.dumps(body), headers=JSON_HEADERS)
+    return response
 
 
 def _entry(

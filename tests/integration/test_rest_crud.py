@@ -22,8 +22,11 @@ from tests.integration.rest_support import (
 PATCH_HEADERS = {"content-type": "application/json-patch+json"}
 
 
-def _patch(client: TestClient, url: str, ops: list[dict[str, object]], **headers: str) -> Response:
-    return client.patch(url, content=orjson.dumps(ops), headers={**PATCH_HEADERS, **headers})
+def _patch(client: TestClient, url: str, ops: list[Any], **headers: str) -> Response:
+    response: Response = client.patch(
+        url, content=orjson.dumps(ops), headers={**PATCH_HEADERS, **headers}
+    )
+    return response
 
 
 def test_create_assigns_id_and_version_headers(client: TestClient) -> None:
