@@ -16,6 +16,7 @@ from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
 from fhir_server.notifications import celery_app
 from fhir_server.rest.http import install_fhir_routes
+from fhir_server.rest.operations import push_subscription
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
 from fhir_server.rest.scheduling_hooks import WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
@@ -53,7 +54,7 @@ def create_app(settings: Settings) -> FastAPI:
                 settings=settings,
                 store=store,
                 searcher=searcher,
-                operations=list(SCHEDULING_OPERATIONS),
+                operations=[*SCHEDULING_OPERATIONS, push_subscription.OPERATION],
                 write_hooks=dict(WRITE_HOOKS),
             )
             app.state.auth = None

@@ -12,7 +12,9 @@ import typer
 from fhir_server.notifications.channels.outbox import list_outbox, outbox_dir
 from fhir_server.settings import Settings
 
-outbox_app = typer.Typer(name="outbox", help="Messages written to the local outbox.", no_args_is_help=True)
+outbox_app = typer.Typer(
+    name="outbox", help="Messages written to the local outbox.", no_args_is_help=True
+)
 
 
 def _celery_main(argv: list[str]) -> None:
@@ -26,7 +28,9 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
     """Run a Celery worker that sends notifications (broker: FHIR_REDIS_URL or embedded Redis)."""
-    _celery_main(["worker", "-Q", "notifications", f"--concurrency={concurrency}", f"--loglevel={loglevel}"])
+    _celery_main(
+        ["worker", "-Q", "notifications", f"--concurrency={concurrency}", f"--loglevel={loglevel}"]
+    )
 
 
 def beat(

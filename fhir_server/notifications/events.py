@@ -189,7 +189,7 @@ def _destination(person: dict[str, Any], channel: str, actor: str) -> str | None
 
 
 async def _person(store: ResourceStore, reference: str) -> dict[str, Any] | None:
-    """The participant's resource with telecom: a PractitionerRole falls back to its Practitioner."""
+    """The participant's resource with telecom (a PractitionerRole without: its Practitioner)."""
     rtype, _, rid = reference.partition("/")
     if (rtype != "Patient" and rtype not in _PROVIDER_TYPES) or not rid:
         return None

@@ -12,8 +12,8 @@ import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from fhir_server.notifications.delivery import Context
 from fhir_server.fhir.indexing import ResourceIndexer
+from fhir_server.notifications.delivery import Context
 from fhir_server.settings import Settings, get_settings
 from fhir_server.store.connection import open_database
 from fhir_server.store.outbox_store import OutboxStore

@@ -1,0 +1,120 @@
+"""The notification features an EHR or portal sees over the FHIR API (no worker needed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from fhir_server.notifications import subscriptions
+from fhir_server.notifications.codes import PREFERENCES_EXT
+from fhir_server.notifications.delivery import Context
+from fhir_server.notifications.preferences import preferences_extension, read_preferences
+from fhir_server.rest.services import Services
+from fhir_server.store.outbox_store import OutboxStore
+from tests.conftest import FHIR_JSON, patient
+
+HEADERS = {"Content-Type": FHIR_JSON}
+
+
+def _post(client: TestClient, body: dict[str, Any]) -> Any:
+    return client.post(f"/fhir/{body['resourceType']}", json=body, headers=HEADERS)
+
+
+def test_preferences_are_plain_fhir_an_ehr_can_read(client: TestClient) -> None:
+    body = patient(
+        extension=[preferences_extension(["sms", "email"], opted_out=False)],
+        communication=[
+            {
+                "language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "fr-CA"}]},
+                "preferred": True,
+            }
+        ],
+        telecom=[{"system": "email", "value": "a@example.org"}],
+    )
+    created = _post(client, body)
+    assert created.status_code == 201, created.text
+    stored = client.get(f"/fhir/Patient/{created.json()['id']}").json()
+    assert read_preferences(stored).channels == ("sms", "email")
+    assert read_preferences(stored).language == "fr"
+    definition = client.get("/fhir/StructureDefinition/notification-preferences").json()
+    assert definition["url"] == PREFERENCES_EXT
+    assert client.get("/fhir/StructureDefinition/notification-delivery").status_code == 200
+
+
+def test_subscription_is_validated_and_activated_or_put_in_error(client: TestClient) -> None:
+    missing_criteria = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "x",
+        "channel": {"type": "rest-hook"},
+    }
+    assert _post(client, missing_criteria).status_code == 422
+
+    def subscription(criteria: str, endpoint: str = "https://ehr.example.org/hook") -> str:
+        body = {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "sync",
+            "criteria": criteria,
+            "channel": {
+                "type": "rest-hook",
+                "endpoint": endpoint,
+                "payload": "application/fhir+json",
+            },
+        }
+        response = _post(client, body)
+        assert response.status_code == 201, response.text
+        return str(response.json()["id"])
+
+    good = subscription("Appointment?actor=Practitioner/123&status=booked")
+    bad_param = subscription("Appointment?reason-code=xyz")
+    bad_type = subscription("Observation?code=1234")
+    bad_endpoint = subscription("Appointment?actor=Practitioner/1", endpoint="ftp://nope")
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    ctx = Context(services.settings, services.store, OutboxStore(services.store))
+    settled = client.portal.call(subscriptions.activate, ctx)  # type: ignore[union-attr]
+    assert settled == {good: "active", bad_param: "error", bad_type: "error", bad_endpoint: "error"}
+    errors = {sid: client.get(f"/fhir/Subscription/{sid}").json().get("error") for sid in settled}
+    assert errors[good] is None
+    assert "reason-code" in errors[bad_param]
+    assert "Only Appointment" in errors[bad_type]
+    assert "endpoint" in errors[bad_endpoint]
+    assert client.portal.call(subscriptions.activate, ctx) == {}  # type: ignore[union-attr]
+
+
+def test_push_subscription_operation_gives_key_and_registers_a_browser(client: TestClient) -> None:
+    pid = _post(client, patient()).json()["id"]
+    key = client.get(f"/fhir/Patient/{pid}/$push-subscription").json()
+    assert key["parameter"][0]["name"] == "applicationServerKey"
+    assert len(key["parameter"][0]["valueString"]) == 87  # 65-byte P-256 point, base64url
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "endpoint", "valueUrl": "https://push.example.org/abc"},
+            {"name": "p256dh", "valueString": "BNc"},
+            {"name": "auth", "valueString": "tBH"},
+        ],
+    }
+    response = client.post(f"/fhir/Patient/{pid}/$push-subscription", json=params, headers=HEADERS)
+    assert response.status_code == 200, response.text
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    stored = client.portal.call(OutboxStore(services.store).push_subscriptions, f"Patient/{pid}")  # type: ignore[union-attr]
+    assert stored == [
+        {"endpoint": "https://push.example.org/abc", "keys": {"p256dh": "BNc", "auth": "tBH"}}
+    ]
+    # The same key on a second call: generated once, kept in the data dir.
+    assert client.get(f"/fhir/Patient/{pid}/$push-subscription").json() == key
+    no_keys = {"resourceType": "Parameters", "parameter": params["parameter"][:1]}
+    assert (
+        client.post(
+            f"/fhir/Patient/{pid}/$push-subscription", json=no_keys, headers=HEADERS
+        ).status_code
+        == 422
+    )
+    assert (
+        client.post(
+            "/fhir/Patient/unknown/$push-subscription", json=params, headers=HEADERS
+        ).status_code
+        == 404
+    )
