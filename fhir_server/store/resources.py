@@ -252,18 +252,7 @@ class ResourceStore:
         version = (previous["version"] if previous else 0) + 1
         updated = now_instant()
         stored = _stamp(body, rid, version, updated) if body is not None else None
-        key = f"{rtype}/{rid}/{version}"
-        history_row = {
-            "_id": key,
-            "type": rtype,
-            "id": rid,
-            "version": version,
-            "updated": updated,
-            "at": order_key(updated),
-            "deleted": stored is None,
-            "method": method,
-            "resource": stored,
-        }
+        row = Version(rtype, rid, version, updated, stored is None, stored, method)
         current_row = {
             "_id": rid,
             "resource": stored if stored is not None else previous and previous["resource"],
@@ -272,26 +261,55 @@ class ResourceStore:
             "deleted": stored is None,
             "idx": self.indexer(stored) if stored is not None else {},
         }
-        collection = self.collection(rtype)
         try:
-            await self.history.insert_one(history_row, session=uow.session)
-            uow.on_failure(lambda: self.history.delete_one({"_id": key}))
-            if previous is None:
-                await collection.insert_one(current_row, session=uow.session)
-                uow.on_failure(lambda: collection.delete_one({"_id": rid, "version": version}))
-            else:
-                result = await collection.replace_one(
-                    {"_id": rid, "version": previous["version"]}, current_row, session=uow.session
-                )
-                if result.matched_count != 1:
-                    raise Conflict(f"{rtype}/{rid} was changed by another request; retry.")
-                uow.on_failure(
-                    lambda: collection.replace_one({"_id": rid, "version": version}, previous)
-                )
+            await self._insert_history(row, uow)
+            await self._put_current(rtype, current_row, previous, uow)
         except DuplicateKeyError:
-            raise Conflict(f"{rtype}/{rid} was changed by another request; retry.") from None
+            raise _conflict(rtype, rid) from None
         except OperationFailure as exc:
             if exc.has_error_label("TransientTransactionError") or exc.code == 112:
-                raise Conflict(f"{rtype}/{rid} was changed by another request; retry.") from None
+                raise _conflict(rtype, rid) from None
             raise
-        return Version(rtype, rid, version, updated, stored is None, stored, method)
+        return row
+
+    async def _insert_history(self, row: Version, uow: UnitOfWork) -> None:
+        """The history row's unique `_id` (Type/id/version) is the compare-and-set."""
+        key = f"{row.resource_type}/{row.id}/{row.version}"
+        document = {
+            "_id": key,
+            "type": row.resource_type,
+            "id": row.id,
+            "version": row.version,
+            "updated": row.updated,
+            "at": order_key(row.updated),
+            "deleted": row.deleted,
+            "method": row.method,
+            "resource": row.resource,
+        }
+        await self.history.insert_one(document, session=uow.session)
+        uow.on_failure(lambda: self.history.delete_one({"_id": key}))
+
+    async def _put_current(
+        self,
+        rtype: str,
+        row: dict[str, Any],
+        previous: dict[str, Any] | None,
+        uow: UnitOfWork,
+    ) -> None:
+        """Insert or replace the current row, only if it still holds the previous version."""
+        collection = self.collection(rtype)
+        rid, version = row["_id"], row["version"]
+        if previous is None:
+            await collection.insert_one(row, session=uow.session)
+            uow.on_failure(lambda: collection.delete_one({"_id": rid, "version": version}))
+            return
+        result = await collection.replace_one(
+            {"_id": rid, "version": previous["version"]}, row, session=uow.session
+        )
+        if result.matched_count != 1:
+            raise _conflict(rtype, rid)
+        uow.on_failure(lambda: collection.replace_one({"_id": rid, "version": version}, previous))
+
+
+def _conflict(rtype: str, rid: str) -> Conflict:
+    return Conflict(f"{rtype}/{rid} was changed by another request; retry.")
