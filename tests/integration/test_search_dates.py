@@ -55,7 +55,9 @@ def test_partial_date_edges(
 
 def test_repeated_dates_are_and(client: TestClient, births: tuple[str, dict[str, str]]) -> None:
     mark, born = births
-    found = set(ids(search(client, "Patient", "birthdate=ge1990-05-01&birthdate=le1990-05-15", mark)))
+    found = set(
+        ids(search(client, "Patient", "birthdate=ge1990-05-01&birthdate=le1990-05-15", mark))
+    )
     # "may" (the whole month) reaches past the 15th from below: le needs lo <= the 15th, true.
     assert found == {born["may1"], born["may"], born["year"]}
 
@@ -80,9 +82,9 @@ def test_instants_across_dst_compare_in_utc(client: TestClient) -> None:
     after = tagged(
         client, mark, _appointment("2026-03-29T03:30:00+02:00", "2026-03-29T03:45:00+02:00")
     )["id"]  # 01:30Z
-    west = tagged(
-        client, mark, _appointment("2026-03-28T23:30:00-01:00", "2026-03-29T00:45:00Z")
-    )["id"]  # 00:30Z on the 29th although the local date is the 28th
+    west = tagged(client, mark, _appointment("2026-03-28T23:30:00-01:00", "2026-03-29T00:45:00Z"))[
+        "id"
+    ]  # 00:30Z on the 29th although the local date is the 28th
     east = tagged(
         client, mark, _appointment("2026-03-29T00:30:00+02:00", "2026-03-29T00:45:00+02:00")
     )["id"]  # 22:30Z on the 28th although the local date is the 29th
@@ -121,7 +123,7 @@ def test_periods_are_ranges(client: TestClient) -> None:
             "actor": [{"reference": "Practitioner/p"}],
             "planningHorizon": horizon,
         }
-        return tagged(client, mark, body)["id"]
+        return str(tagged(client, mark, body)["id"])
 
     march = schedule({"start": "2026-03-01", "end": "2026-03-31"})
     open_ended = schedule({"start": "2026-04-01T00:00:00Z"})

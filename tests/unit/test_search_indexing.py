@@ -57,7 +57,9 @@ def test_tokens_in_every_form() -> None:
             "communication": [
                 {
                     "language": {
-                        "coding": [{"system": "urn:ietf:bcp:47", "code": "de", "display": "German"}],
+                        "coding": [
+                            {"system": "urn:ietf:bcp:47", "code": "de", "display": "German"}
+                        ],
                         "text": "Deutsch",
                     }
                 }

@@ -98,7 +98,8 @@ def test_chains_and_has() -> None:
     (has,) = parse("Patient", ("_has:Appointment:patient:status", "booked")).criteria
     assert isinstance(has, Has) and has.resource_type == "Appointment"
     (nested,) = parse(
-        "Patient", ("_has:Appointment:patient:_has:AppointmentResponse:appointment:part-status", "x")
+        "Patient",
+        ("_has:Appointment:patient:_has:AppointmentResponse:appointment:part-status", "x"),
     ).criteria
     assert isinstance(nested, Has) and isinstance(nested.criterion, Has)
 
