@@ -60,13 +60,22 @@ def _evaluators() -> dict[str, tuple[Evaluator, ...]]:
             expressions[(base, parameter["code"])] = parameter.get("expression", "")
     out: dict[str, tuple[Evaluator, ...]] = {}
     for rtype, params in compartment_params().items():
-        compiled = []
+        compiled: list[Evaluator] = []
         for param in params:
             expression = expressions.get((rtype, param))
             if expression:
-                compiled.append(fhirpathpy.compile(_only(expression, rtype), models["r4"]))
+                compiled.append(_compile(_only(expression, rtype)))
         out[rtype] = tuple(compiled)
     return out
+
+
+def _compile(expression: str) -> Evaluator:
+    evaluate = fhirpathpy.compile(expression, models["r4"])
+
+    def run(resource: dict[str, Any]) -> list[Any]:
+        return list(evaluate(resource, None))
+
+    return run
 
 
 def _only(expression: str, rtype: str) -> str:

@@ -21,7 +21,10 @@ _OPEN = frozenset(
     }
 )
 _REGISTERED = ("/auth/token", "/auth/revoke", "/auth/introspect")
-_ALLOW_HEADERS = "Authorization, Content-Type, Accept, Prefer, If-Match, If-None-Match, If-None-Exist, If-Modified-Since"
+_ALLOW_HEADERS = (
+    "Authorization, Content-Type, Accept, Prefer, "
+    "If-Match, If-None-Match, If-None-Exist, If-Modified-Since"
+)
 _EXPOSE = "Location, ETag, Content-Location, Last-Modified, WWW-Authenticate"
 _METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fhir_server.auth.users import Accounts, AccountError, password_problem
+from fhir_server.auth.users import AccountError, Accounts, password_problem
 from fhir_server.fhir.errors import FhirError
 from fhir_server.fhir.validation import validate_resource
 from fhir_server.store.resources import ResourceStore

@@ -34,9 +34,12 @@ def send_mail(settings: Settings, to: str, subject: str, text: str) -> None:
     message["From"], message["To"], message["Subject"] = settings.smtp_from, to, subject
     message.set_content(text)
     context = ssl.create_default_context()
-    smtp_class = smtplib.SMTP_SSL if settings.smtp_ssl else smtplib.SMTP
-    kwargs = {"context": context} if settings.smtp_ssl else {}
-    with smtp_class(settings.smtp_host, settings.smtp_port, timeout=10, **kwargs) as smtp:
+    smtp: smtplib.SMTP
+    if settings.smtp_ssl:
+        smtp = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=10, context=context)
+    else:
+        smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10)
+    with smtp:
         if settings.smtp_starttls and not settings.smtp_ssl:
             smtp.starttls(context=context)
         if settings.smtp_user and settings.smtp_password:
@@ -60,7 +63,8 @@ class PasswordResets:
         )
         text = (
             "Someone asked to reset the password of your clinic account.\n"
-            f"To choose a new password, open this link within 30 minutes:\n{confirm_url}?token={token}\n"
+            "To choose a new password, open this link within 30 minutes:\n"
+            f"{confirm_url}?token={token}\n"
             "If it was not you, ignore this message."
         )
         try:

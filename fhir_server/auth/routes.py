@@ -22,7 +22,7 @@ import orjson
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from fhir_server.auth.bootstrap import AuthComponents
@@ -172,10 +172,10 @@ async def authorize(request: Request) -> Response:
     if data.get("launch"):
         launch = await auth.store.launch(data["launch"])
         if launch is None or launch["expires_at"] < time.time():
-            error = InvalidRequestError(
+            unknown = InvalidRequestError(
                 "The launch value is unknown or expired.", redirect_uri=grant.redirect_uri
             )
-            return _authorize_error(auth, oreq, error)
+            return _authorize_error(auth, oreq, unknown)
     client = grant.client
     view = {
         "action": f"{auth_base(auth.settings)}/authorize",
@@ -292,8 +292,7 @@ async def token(request: Request) -> Response:
         return limited
     oreq = await _oauth_request(request)
     result = await anyio.to_thread.run_sync(auth.server.create_token_response, oreq)
-    status, body, _headers = result
-    if status == 200:
+    if result[0] == 200:
         event = "token-refreshed" if oreq.payload.grant_type == "refresh_token" else "token-issued"
         who = getattr(oreq.user, "sub", None) if oreq.user else None
         await auth.audit.record(

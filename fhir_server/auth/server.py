@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import anyio.from_thread
 import httpx
@@ -52,7 +52,7 @@ MAX_ASSERTION_LIFETIME = 300
 _ALL_METHODS = ["client_secret_basic", "client_secret_post", ASSERTION_METHOD, "none"]
 
 
-def _wait(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+def _wait(fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
     """Run a store coroutine from authlib's worker thread on the event loop."""
     return anyio.from_thread.run(fn, *args)
 
@@ -181,7 +181,8 @@ class TokenRecord:
         return int(self.doc.get("expires_at", 0)) <= int(time.time())
 
     def is_revoked(self) -> bool:
-        return bool(self.doc.get("revoked")) or (self.kind == "refresh" and self.doc.get("used"))
+        used = self.kind == "refresh" and bool(self.doc.get("used"))
+        return bool(self.doc.get("revoked")) or used
 
 
 # -- the server ---------------------------------------------------------------------
@@ -291,7 +292,7 @@ def scope_for(subject: Subject, scope: str) -> str:
     patient in context; `system/` scopes are for backend services only.
     """
     granted = split_scope(scope)
-    contexts = ("patient",) if subject.role == "patient" else ("patient", "user")
+    contexts: tuple[str, ...] = ("patient",) if subject.role == "patient" else ("patient", "user")
     if subject.patient is None:
         contexts = tuple(c for c in contexts if c != "patient")
         granted = [s for s in granted if s != "launch/patient"]
@@ -312,8 +313,10 @@ class SmartPkce(CodeChallenge):  # type: ignore[misc]
     """PKCE as SMART 2 wants it: S256 only, and a verifier from every client."""
 
     DEFAULT_CODE_CHALLENGE_METHOD = "S256"
-    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
-    CODE_CHALLENGE_METHODS = {"S256": compare_s256_code_challenge}
+    SUPPORTED_CODE_CHALLENGE_METHOD: ClassVar[list[str]] = ["S256"]
+    CODE_CHALLENGE_METHODS: ClassVar[dict[str, Callable[[str, str], bool]]] = {
+        "S256": compare_s256_code_challenge
+    }
 
     def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
         data = grant.request.payload.data
@@ -427,7 +430,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
 
 
 class BackendGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
-    TOKEN_ENDPOINT_AUTH_METHODS = [ASSERTION_METHOD]
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = [ASSERTION_METHOD]
 
     def create_token_response(self) -> tuple[int, Any, Any]:
         scope = self.client.get_allowed_scope(self.request.payload.scope)
@@ -544,7 +547,11 @@ def describe(record: TokenRecord | None, settings: Settings) -> dict[str, Any]:
 
 
 class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
-    CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", ASSERTION_METHOD]
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = [
+        "client_secret_basic",
+        "client_secret_post",
+        ASSERTION_METHOD,
+    ]
 
     def query_token(self, token_string: str, token_type_hint: str | None) -> TokenRecord | None:
         return find_token(self.server, token_string, token_type_hint)

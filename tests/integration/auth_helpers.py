@@ -55,11 +55,17 @@ def create(client: TestClient, resource: dict[str, Any]) -> str:
 def new_patient(client: TestClient, family: str) -> str:
     return create(
         client,
-        {"resourceType": "Patient", "name": [{"family": family, "given": ["Test"]}], "gender": "other"},
+        {
+            "resourceType": "Patient",
+            "name": [{"family": family, "given": ["Test"]}],
+            "gender": "other",
+        },
     )
 
 
-def add_user(client: TestClient, username: str, role: str, fhir_user: str | None, **kw: Any) -> None:
+def add_user(
+    client: TestClient, username: str, role: str, fhir_user: str | None, **kw: Any
+) -> None:
     call(client, components(client).accounts.add, username, PASSWORD, role, fhir_user, **kw)
 
 
@@ -75,7 +81,9 @@ def pkce() -> tuple[str, str]:
     return verifier, challenge.decode()
 
 
-def authorize_params(client_id: str, scope: str, challenge: str | None, **extra: str) -> dict[str, str]:
+def authorize_params(
+    client_id: str, scope: str, challenge: str | None, **extra: str
+) -> dict[str, str]:
     params = {
         "response_type": "code",
         "client_id": client_id,
@@ -128,7 +136,9 @@ def code_of(location: str, state: str) -> str:
     return query["code"][0]
 
 
-def exchange(client: TestClient, code: str, client_id: str, verifier: str | None, **extra: Any) -> Any:
+def exchange(
+    client: TestClient, code: str, client_id: str, verifier: str | None, **extra: Any
+) -> Any:
     data = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
     if verifier is not None:
         data["code_verifier"] = verifier
@@ -137,10 +147,12 @@ def exchange(client: TestClient, code: str, client_id: str, verifier: str | None
     return client.post(f"{AUTH}/token", data=data | extra.pop("data", {}), **extra)
 
 
-def login_token(client: TestClient, client_id: str, username: str, scope: str, **kw: Any) -> dict[str, Any]:
+def login_token(
+    client: TestClient, client_id: str, username: str, scope: str, aud: str = BASE, **kw: Any
+) -> dict[str, Any]:
     """A full authorization-code + PKCE round; the token response."""
     verifier, challenge = pkce()
-    params = authorize_params(client_id, scope, challenge)
+    params = authorize_params(client_id, scope, challenge, aud=aud)
     location = log_in_and_consent(client, params, username, **kw)
     response = exchange(client, code_of(location, params["state"]), client_id, verifier)
     assert response.status_code == 200, response.text
@@ -171,7 +183,11 @@ def mint(
         "family": secrets.token_hex(8),
     }
     issued = auth.tokens.access_token(grant, lifetime)
-    call(client, auth.store.save_access, {**grant, "_id": issued.jti, "expires_at": issued.expires_at})
+    call(
+        client,
+        auth.store.save_access,
+        {**grant, "_id": issued.jti, "expires_at": issued.expires_at},
+    )
     return issued.token
 
 

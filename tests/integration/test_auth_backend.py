@@ -35,13 +35,25 @@ def new_key(alg: str) -> jwk.Key:
 def backend(request: pytest.FixtureRequest, client: TestClient) -> tuple[str, jwk.Key]:
     key = new_key(request.param)
     client_id = f"ehr-{request.param.lower()}"
-    add_client(client, client_id, "backend", "system/*.rs system/Slot.cruds", jwks={"keys": [key.as_dict(private=False)]})
+    add_client(
+        client,
+        client_id,
+        "backend",
+        "system/*.rs system/Slot.cruds",
+        jwks={"keys": [key.as_dict(private=False)]},
+    )
     return client_id, key
 
 
 def assertion(client_id: str, key: jwk.Key, **overrides: Any) -> str:
     now = int(time.time())
-    claims = {"iss": client_id, "sub": client_id, "aud": TOKEN_URL, "exp": now + 240, "jti": uuid.uuid4().hex}
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": TOKEN_URL,
+        "exp": now + 240,
+        "jti": uuid.uuid4().hex,
+    }
     claims.update(overrides.pop("claims", {}))
     header = {"alg": key.alg, "kid": key.kid, "typ": "JWT"} | overrides.pop("header", {})
     return jwt.encode(header, claims, key, algorithms=[header["alg"]])
@@ -67,7 +79,11 @@ def test_backend_token_reads_the_api(client: TestClient, backend: tuple[str, jwk
     assert "refresh_token" not in body
     assert response.headers["cache-control"] == "no-store"
     assert client.get(f"{BASE}/Slot", headers=bearer(body["access_token"])).status_code == 200
-    created = client.post(f"{BASE}/Schedule", content=b'{"resourceType":"Schedule","actor":[{"reference":"Practitioner/x"}]}', headers=bearer(body["access_token"]) | {"Content-Type": "application/fhir+json"})
+    created = client.post(
+        f"{BASE}/Schedule",
+        content=b'{"resourceType":"Schedule","actor":[{"reference":"Practitioner/x"}]}',
+        headers=bearer(body["access_token"]) | {"Content-Type": "application/fhir+json"},
+    )
     assert created.status_code == 403  # system/*.rs gives no create
 
 
@@ -88,13 +104,17 @@ def test_reused_jti_is_refused(client: TestClient, backend: tuple[str, jwk.Key])
         {"claims": {"iss": "someone-else"}},
     ],
 )
-def test_bad_assertion_claims_are_refused(client: TestClient, backend: tuple[str, jwk.Key], change: dict[str, Any]) -> None:
+def test_bad_assertion_claims_are_refused(
+    client: TestClient, backend: tuple[str, jwk.Key], change: dict[str, Any]
+) -> None:
     client_id, key = backend
     response = request_token(client, assertion(client_id, key, **change))
     assert response.status_code in (400, 401) and response.json()["error"] == "invalid_client"
 
 
-def test_assertion_signed_by_another_key_is_refused(client: TestClient, backend: tuple[str, jwk.Key]) -> None:
+def test_assertion_signed_by_another_key_is_refused(
+    client: TestClient, backend: tuple[str, jwk.Key]
+) -> None:
     client_id, key = backend
     stranger = new_key(key.alg or "RS384")
     stranger_with_kid = jwk.import_key(stranger.as_dict(private=True) | {"kid": key.kid})
@@ -102,7 +122,9 @@ def test_assertion_signed_by_another_key_is_refused(client: TestClient, backend:
     assert response.status_code in (400, 401) and response.json()["error"] == "invalid_client"
 
 
-def test_unsigned_and_symmetric_assertions_are_refused(client: TestClient, backend: tuple[str, jwk.Key]) -> None:
+def test_unsigned_and_symmetric_assertions_are_refused(
+    client: TestClient, backend: tuple[str, jwk.Key]
+) -> None:
     client_id, _ = backend
     import base64
 
@@ -111,7 +133,13 @@ def test_unsigned_and_symmetric_assertions_are_refused(client: TestClient, backe
     def b64(value: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(orjson.dumps(value)).rstrip(b"=").decode()
 
-    claims = {"iss": client_id, "sub": client_id, "aud": TOKEN_URL, "exp": int(time.time()) + 60, "jti": uuid.uuid4().hex}
+    claims = {
+        "iss": client_id,
+        "sub": client_id,
+        "aud": TOKEN_URL,
+        "exp": int(time.time()) + 60,
+        "jti": uuid.uuid4().hex,
+    }
     unsigned = f"{b64({'alg': 'none'})}.{b64(claims)}."
     assert request_token(client, unsigned).json()["error"] == "invalid_client"
     secret = jwk.OctKey.generate_key(256)
@@ -119,23 +147,35 @@ def test_unsigned_and_symmetric_assertions_are_refused(client: TestClient, backe
     assert request_token(client, hs).json()["error"] == "invalid_client"
 
 
-def test_client_id_must_match_the_assertion(client: TestClient, backend: tuple[str, jwk.Key]) -> None:
+def test_client_id_must_match_the_assertion(
+    client: TestClient, backend: tuple[str, jwk.Key]
+) -> None:
     client_id, key = backend
     response = request_token(client, assertion(client_id, key), client_id="other")
     assert response.json()["error"] == "invalid_client"
 
 
-def test_backend_client_cannot_use_the_authorize_endpoint(client: TestClient, backend: tuple[str, jwk.Key]) -> None:
+def test_backend_client_cannot_use_the_authorize_endpoint(
+    client: TestClient, backend: tuple[str, jwk.Key]
+) -> None:
     client_id, _ = backend
     response = client.get(
         f"{AUTH}/authorize",
-        params={"response_type": "code", "client_id": client_id, "redirect_uri": "http://x/cb", "scope": "system/*.rs", "aud": BASE},
+        params={
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": "http://x/cb",
+            "scope": "system/*.rs",
+            "aud": BASE,
+        },
         follow_redirects=False,
     )
     assert response.status_code == 400 and "location" not in response.headers
 
 
-def test_jwks_by_url_is_fetched(client: TestClient, settings_factory: Callable[..., Settings]) -> None:
+def test_jwks_by_url_is_fetched(
+    client: TestClient, settings_factory: Callable[..., Settings]
+) -> None:
     """A client registered with a JWKS URL: the key is fetched from that URL."""
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -163,7 +203,9 @@ def test_jwks_by_url_is_fetched(client: TestClient, settings_factory: Callable[.
         add_client(client, "by-url", "backend", "system/*.rs", jwks_uri=url)
         ok = request_token(client, assertion("by-url", key, header={"jku": url}))
         assert ok.status_code == 200, ok.text
-        wrong_jku = request_token(client, assertion("by-url", key, header={"jku": "http://evil.example/jwks"}))
+        wrong_jku = request_token(
+            client, assertion("by-url", key, header={"jku": "http://evil.example/jwks"})
+        )
         assert wrong_jku.json()["error"] == "invalid_client"
     finally:
         server.shutdown()

@@ -40,7 +40,14 @@ def alice(client: TestClient) -> str:
     patient_id = new_patient(client, "Alice")
     add_user(client, "alice", "patient", f"Patient/{patient_id}", email="alice@example.org")
     add_client(client, "portal", "public", SCOPE)
-    add_client(client, "legacy", "confidential", "launch/patient patient/*.read", secret="s3cret-value-123", require_pkce=False)
+    add_client(
+        client,
+        "legacy",
+        "confidential",
+        "launch/patient patient/*.read",
+        secret="s3cret-value-123",
+        require_pkce=False,
+    )
     return patient_id
 
 
@@ -66,14 +73,19 @@ def test_standalone_patient_launch(client: TestClient, alice: str) -> None:
 def test_token_response_is_not_cached(client: TestClient, alice: str) -> None:
     verifier, challenge = pkce()
     params = authorize_params("portal", "patient/Patient.rs launch/patient", challenge)
-    response = exchange(client, code_of(log_in_and_consent(client, params, "alice"), params["state"]), "portal", verifier)
+    response = exchange(
+        client,
+        code_of(log_in_and_consent(client, params, "alice"), params["state"]),
+        "portal",
+        verifier,
+    )
     assert response.headers["cache-control"] == "no-store"
     assert response.headers["pragma"] == "no-cache"
     assert "refresh_token" not in response.json()  # no offline_access / online_access asked
 
 
 def test_authorize_by_post(client: TestClient, alice: str) -> None:
-    verifier, challenge = pkce()
+    _, challenge = pkce()
     params = authorize_params("portal", "patient/Patient.rs launch/patient", challenge)
     page = client.post(f"{AUTH}/authorize", data=params)
     assert page.status_code == 200 and 'name="password"' in page.text
@@ -90,7 +102,10 @@ def test_deny_redirects_with_access_denied(client: TestClient, alice: str) -> No
 def test_wrong_password_shows_the_error_by_the_fields(client: TestClient, alice: str) -> None:
     _, challenge = pkce()
     params = authorize_params("portal", "patient/Patient.rs", challenge)
-    page = client.post(f"{AUTH}/authorize", data={**params, "step": "login", "username": "alice", "password": "not-the-password"})
+    page = client.post(
+        f"{AUTH}/authorize",
+        data={**params, "step": "login", "username": "alice", "password": "not-the-password"},
+    )
     assert 'role="alert"' in page.text and 'aria-describedby="login-error"' in page.text
     assert "ticket" not in page.text
 
@@ -98,7 +113,15 @@ def test_wrong_password_shows_the_error_by_the_fields(client: TestClient, alice:
 def test_consent_lists_scopes_in_plain_words(client: TestClient, alice: str) -> None:
     _, challenge = pkce()
     params = authorize_params("portal", "patient/Appointment.rs offline_access", challenge)
-    page = client.post(f"{AUTH}/authorize", data={**params, "step": "login", "username": "alice", "password": "blue-harbour-lantern-42"})
+    page = client.post(
+        f"{AUTH}/authorize",
+        data={
+            **params,
+            "step": "login",
+            "username": "alice",
+            "password": "blue-harbour-lantern-42",
+        },
+    )
     assert "Read, search the patient&#39;s Appointment records" in page.text
     assert "Keep access after you close it" in page.text
 
@@ -107,7 +130,9 @@ def test_consent_lists_scopes_in_plain_words(client: TestClient, alice: str) -> 
     ("verifier_kind", "error"),
     [("missing", "invalid_request"), ("wrong", "invalid_grant")],
 )
-def test_bad_pkce_verifier_is_refused(client: TestClient, alice: str, verifier_kind: str, error: str) -> None:
+def test_bad_pkce_verifier_is_refused(
+    client: TestClient, alice: str, verifier_kind: str, error: str
+) -> None:
     verifier, challenge = pkce()
     params = authorize_params("portal", "patient/Patient.rs", challenge)
     code = code_of(log_in_and_consent(client, params, "alice"), params["state"])
@@ -128,7 +153,9 @@ def test_bad_pkce_verifier_is_refused(client: TestClient, alice: str, verifier_k
         {"code_challenge": "", "code_challenge_method": "S256"},
     ],
 )
-def test_authorize_without_s256_pkce_is_refused(client: TestClient, alice: str, pkce_params: dict[str, str]) -> None:
+def test_authorize_without_s256_pkce_is_refused(
+    client: TestClient, alice: str, pkce_params: dict[str, str]
+) -> None:
     params = authorize_params("portal", "patient/Patient.rs", None, **pkce_params)
     response = client.get(f"{AUTH}/authorize", params=params, follow_redirects=False)
     assert response.status_code == 302
@@ -146,14 +173,20 @@ def test_legacy_confidential_client_without_pkce(client: TestClient, alice: str)
 
 def test_aud_mismatch_is_refused(client: TestClient, alice: str) -> None:
     _, challenge = pkce()
-    params = authorize_params("portal", "patient/Patient.rs", challenge, aud="https://other.example/fhir")
+    params = authorize_params(
+        "portal", "patient/Patient.rs", challenge, aud="https://other.example/fhir"
+    )
     response = client.get(f"{AUTH}/authorize", params=params, follow_redirects=False)
     assert response.status_code == 302
     assert parse_qs(urlsplit(response.headers["location"]).query)["error"] == ["invalid_request"]
 
 
-@pytest.mark.parametrize("redirect", ["http://evil.example/callback", REDIRECT + "/extra", REDIRECT.upper()])
-def test_unregistered_redirect_uri_gets_an_error_page(client: TestClient, alice: str, redirect: str) -> None:
+@pytest.mark.parametrize(
+    "redirect", ["http://evil.example/callback", REDIRECT + "/extra", REDIRECT.upper()]
+)
+def test_unregistered_redirect_uri_gets_an_error_page(
+    client: TestClient, alice: str, redirect: str
+) -> None:
     _, challenge = pkce()
     params = authorize_params("portal", "patient/Patient.rs", challenge, redirect_uri=redirect)
     response = client.get(f"{AUTH}/authorize", params=params, follow_redirects=False)

@@ -39,18 +39,44 @@ def world(client: TestClient) -> dict[str, str]:
         "bob": bob,
         "alice_appt": create(client, appointment(alice)),
         "bob_appt": create(client, appointment(bob)),
-        "free_slot": create(client, {"resourceType": "Slot", "status": "free", "schedule": {"reference": "Schedule/s"}, "start": "2030-01-02T09:00:00Z", "end": "2030-01-02T09:30:00Z"}),
-        "busy_slot": create(client, {"resourceType": "Slot", "status": "busy", "schedule": {"reference": "Schedule/s"}, "start": "2030-01-02T10:00:00Z", "end": "2030-01-02T10:30:00Z"}),
+        "free_slot": create(
+            client,
+            {
+                "resourceType": "Slot",
+                "status": "free",
+                "schedule": {"reference": "Schedule/s"},
+                "start": "2030-01-02T09:00:00Z",
+                "end": "2030-01-02T09:30:00Z",
+            },
+        ),
+        "busy_slot": create(
+            client,
+            {
+                "resourceType": "Slot",
+                "status": "busy",
+                "schedule": {"reference": "Schedule/s"},
+                "start": "2030-01-02T10:00:00Z",
+                "end": "2030-01-02T10:30:00Z",
+            },
+        ),
         "doctor": create(client, {"resourceType": "Practitioner", "name": [{"family": "Who"}]}),
     }
 
 
-def alice_token(client: TestClient, world: dict[str, str], scope: str = "patient/*.cruds") -> dict[str, str]:
-    return bearer(mint(client, scope, patient=world["alice"], fhir_user=f"Patient/{world['alice']}"))
+def alice_token(
+    client: TestClient, world: dict[str, str], scope: str = "patient/*.cruds"
+) -> dict[str, str]:
+    return bearer(
+        mint(client, scope, patient=world["alice"], fhir_user=f"Patient/{world['alice']}")
+    )
 
 
 def ids(bundle: dict[str, Any]) -> set[str]:
-    return {e["resource"]["id"] for e in bundle.get("entry", []) if e.get("search", {}).get("mode") != "outcome"}
+    return {
+        e["resource"]["id"]
+        for e in bundle.get("entry", [])
+        if e.get("search", {}).get("mode") != "outcome"
+    }
 
 
 # -- 401 ---------------------------------------------------------------------------
@@ -63,7 +89,9 @@ def test_no_token_is_401_with_bearer_challenge(client: TestClient, world: dict[s
     assert response.json()["resourceType"] == "OperationOutcome"
 
 
-@pytest.mark.parametrize("header", ["Bearer", "Bearer not-a-jwt", "Basic dXNlcjpwYXNz", "bearer a.b.c"])
+@pytest.mark.parametrize(
+    "header", ["Bearer", "Bearer not-a-jwt", "Basic dXNlcjpwYXNz", "bearer a.b.c"]
+)
 def test_malformed_tokens_are_401(client: TestClient, world: dict[str, str], header: str) -> None:
     response = client.get(f"{BASE}/Patient/{world['alice']}", headers={"Authorization": header})
     assert response.status_code == 401 and "Bearer" in response.headers["www-authenticate"]
@@ -72,7 +100,10 @@ def test_malformed_tokens_are_401(client: TestClient, world: dict[str, str], hea
 def test_expired_token_is_401(client: TestClient, world: dict[str, str]) -> None:
     token = mint(client, "user/*.rs", lifetime=-5)
     response = client.get(f"{BASE}/Patient/{world['alice']}", headers=bearer(token))
-    assert response.status_code == 401 and 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert (
+        response.status_code == 401
+        and 'error="invalid_token"' in response.headers["www-authenticate"]
+    )
 
 
 def test_tampered_token_is_401(client: TestClient, world: dict[str, str]) -> None:
@@ -81,7 +112,9 @@ def test_tampered_token_is_401(client: TestClient, world: dict[str, str]) -> Non
     claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     claims["patient"] = world["bob"]
     forged = base64.urlsafe_b64encode(orjson.dumps(claims)).rstrip(b"=").decode()
-    response = client.get(f"{BASE}/Patient/{world['bob']}", headers=bearer(f"{header}.{forged}.{signature}"))
+    response = client.get(
+        f"{BASE}/Patient/{world['bob']}", headers=bearer(f"{header}.{forged}.{signature}")
+    )
     assert response.status_code == 401
 
 
@@ -89,7 +122,11 @@ def test_token_of_another_issuer_is_401(client: TestClient, world: dict[str, str
     from joserfc import jwk, jwt
 
     key = jwk.RSAKey.generate_key(2048, parameters={"kid": "x"})
-    token = jwt.encode({"alg": "RS256", "kid": "x"}, {"iss": BASE, "aud": BASE, "exp": 4102444800, "jti": "j", "scope": "user/*.rs"}, key)
+    token = jwt.encode(
+        {"alg": "RS256", "kid": "x"},
+        {"iss": BASE, "aud": BASE, "exp": 4102444800, "jti": "j", "scope": "user/*.rs"},
+        key,
+    )
     assert client.get(f"{BASE}/Patient", headers=bearer(token)).status_code == 401
 
 
@@ -118,14 +155,20 @@ def test_revoked_token_is_401(client: TestClient, world: dict[str, str]) -> None
         ("patient/Patient.rs", "GET", 403),  # another type
     ],
 )
-def test_scope_mismatches(client: TestClient, world: dict[str, str], scope: str, method: str, status: int) -> None:
+def test_scope_mismatches(
+    client: TestClient, world: dict[str, str], scope: str, method: str, status: int
+) -> None:
     headers = alice_token(client, world, scope)
     if method == "GET":
         response = client.get(f"{BASE}/Appointment/{world['alice_appt']}", headers=headers)
     elif method == "SEARCH":
         response = client.get(f"{BASE}/Appointment", headers=headers)
     else:
-        response = client.post(f"{BASE}/Appointment", content=orjson.dumps(appointment(world["alice"])), headers=headers | FHIR)
+        response = client.post(
+            f"{BASE}/Appointment",
+            content=orjson.dumps(appointment(world["alice"])),
+            headers=headers | FHIR,
+        )
     assert response.status_code == status, response.text
     if status == 403:
         assert response.json()["resourceType"] == "OperationOutcome"
@@ -134,12 +177,21 @@ def test_scope_mismatches(client: TestClient, world: dict[str, str], scope: str,
 # -- the patient compartment -----------------------------------------------------------------
 
 
-def test_patient_cannot_read_another_patients_appointment(client: TestClient, world: dict[str, str]) -> None:
+def test_patient_cannot_read_another_patients_appointment(
+    client: TestClient, world: dict[str, str]
+) -> None:
     headers = alice_token(client, world)
-    assert client.get(f"{BASE}/Appointment/{world['alice_appt']}", headers=headers).status_code == 200
+    assert (
+        client.get(f"{BASE}/Appointment/{world['alice_appt']}", headers=headers).status_code == 200
+    )
     response = client.get(f"{BASE}/Appointment/{world['bob_appt']}", headers=headers)
     assert response.status_code == 404
-    assert client.get(f"{BASE}/Appointment/{world['bob_appt']}/_history/1", headers=headers).status_code == 404
+    assert (
+        client.get(
+            f"{BASE}/Appointment/{world['bob_appt']}/_history/1", headers=headers
+        ).status_code
+        == 404
+    )
     assert client.get(f"{BASE}/Patient/{world['bob']}", headers=headers).status_code == 404
 
 
@@ -149,9 +201,13 @@ def test_patient_search_is_filtered(client: TestClient, world: dict[str, str]) -
     assert found.status_code == 200, found.text
     assert world["alice_appt"] in ids(found.json())
     assert world["bob_appt"] not in ids(found.json())
-    asked = client.get(f"{BASE}/Appointment", params={"actor": f"Patient/{world['bob']}"}, headers=headers)
+    asked = client.get(
+        f"{BASE}/Appointment", params={"actor": f"Patient/{world['bob']}"}, headers=headers
+    )
     assert asked.status_code == 200 and ids(asked.json()) == set()
-    by_post = client.post(f"{BASE}/Appointment/_search", data={"_id": world["bob_appt"]}, headers=headers)
+    by_post = client.post(
+        f"{BASE}/Appointment/_search", data={"_id": world["bob_appt"]}, headers=headers
+    )
     assert by_post.status_code == 200 and ids(by_post.json()) == set()
     patients = client.get(f"{BASE}/Patient", headers=headers)
     assert ids(patients.json()) == {world["alice"]}
@@ -164,25 +220,49 @@ def test_patient_sees_the_public_directory(client: TestClient, world: dict[str, 
     assert slots.status_code == 200, slots.text
     assert world["free_slot"] in ids(slots.json()) and world["busy_slot"] not in ids(slots.json())
     assert client.get(f"{BASE}/Slot/{world['busy_slot']}", headers=headers).status_code == 404
-    assert client.put(f"{BASE}/Practitioner/{world['doctor']}", content=b"{}", headers=headers | FHIR).status_code == 403
+    assert (
+        client.put(
+            f"{BASE}/Practitioner/{world['doctor']}", content=b"{}", headers=headers | FHIR
+        ).status_code
+        == 403
+    )
 
 
 def test_patient_cannot_book_for_someone_else(client: TestClient, world: dict[str, str]) -> None:
     headers = alice_token(client, world) | FHIR
-    for_bob = client.post(f"{BASE}/Appointment", content=orjson.dumps(appointment(world["bob"])), headers=headers)
+    for_bob = client.post(
+        f"{BASE}/Appointment", content=orjson.dumps(appointment(world["bob"])), headers=headers
+    )
     assert for_bob.status_code == 403
-    for_both = client.post(f"{BASE}/Appointment", content=orjson.dumps(appointment(world["alice"], world["bob"])), headers=headers)
+    for_both = client.post(
+        f"{BASE}/Appointment",
+        content=orjson.dumps(appointment(world["alice"], world["bob"])),
+        headers=headers,
+    )
     assert for_both.status_code == 403
-    own = client.post(f"{BASE}/Appointment", content=orjson.dumps(appointment(world["alice"])), headers=headers)
+    own = client.post(
+        f"{BASE}/Appointment", content=orjson.dumps(appointment(world["alice"])), headers=headers
+    )
     assert own.status_code == 201, own.text
 
 
-def test_patient_cannot_change_or_delete_another_patients_appointment(client: TestClient, world: dict[str, str]) -> None:
+def test_patient_cannot_change_or_delete_another_patients_appointment(
+    client: TestClient, world: dict[str, str]
+) -> None:
     headers = alice_token(client, world) | FHIR
     body = appointment(world["alice"]) | {"id": world["bob_appt"]}
-    assert client.put(f"{BASE}/Appointment/{world['bob_appt']}", content=orjson.dumps(body), headers=headers).status_code == 404
-    assert client.delete(f"{BASE}/Appointment/{world['bob_appt']}", headers=headers).status_code == 404
-    still = client.get(f"{BASE}/Appointment/{world['bob_appt']}", headers=bearer(mint(client, "user/*.rs")))
+    assert (
+        client.put(
+            f"{BASE}/Appointment/{world['bob_appt']}", content=orjson.dumps(body), headers=headers
+        ).status_code
+        == 404
+    )
+    assert (
+        client.delete(f"{BASE}/Appointment/{world['bob_appt']}", headers=headers).status_code == 404
+    )
+    still = client.get(
+        f"{BASE}/Appointment/{world['bob_appt']}", headers=bearer(mint(client, "user/*.rs"))
+    )
     assert still.status_code == 200
 
 
@@ -194,20 +274,30 @@ def test_bundle_entries_are_each_checked(client: TestClient, world: dict[str, st
         "entry": [
             {"request": {"method": "GET", "url": f"Appointment/{world['alice_appt']}"}},
             {"request": {"method": "GET", "url": f"Appointment/{world['bob_appt']}"}},
-            {"request": {"method": "POST", "url": "Appointment"}, "resource": appointment(world["bob"])},
+            {
+                "request": {"method": "POST", "url": "Appointment"},
+                "resource": appointment(world["bob"]),
+            },
         ],
     }
     response = client.post(BASE, content=orjson.dumps(batch), headers=headers)
     assert response.status_code == 200, response.text
     statuses = [e["response"]["status"] for e in response.json()["entry"]]
-    assert statuses[0].startswith("200") and statuses[1].startswith("404") and statuses[2].startswith("403")
+    assert (
+        statuses[0].startswith("200")
+        and statuses[1].startswith("404")
+        and statuses[2].startswith("403")
+    )
     transaction = batch | {"type": "transaction", "entry": batch["entry"][2:]}
     refused = client.post(BASE, content=orjson.dumps(transaction), headers=headers)
     assert refused.status_code == 403
 
 
 def test_user_token_sees_everyone(client: TestClient, world: dict[str, str]) -> None:
-    found = client.get(f"{BASE}/Appointment", headers=bearer(mint(client, "user/Appointment.rs", fhir_user="Practitioner/dr-1")))
+    found = client.get(
+        f"{BASE}/Appointment",
+        headers=bearer(mint(client, "user/Appointment.rs", fhir_user="Practitioner/dr-1")),
+    )
     assert {world["alice_appt"], world["bob_appt"]} <= ids(found.json())
 
 

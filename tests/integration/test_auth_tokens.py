@@ -39,11 +39,16 @@ def carol(client: TestClient) -> str:
 
 
 def refresh(client: TestClient, token: str, **extra: str) -> Any:
-    return client.post(f"{AUTH}/token", data={"grant_type": "refresh_token", "refresh_token": token, "client_id": "app"} | extra)
+    return client.post(
+        f"{AUTH}/token",
+        data={"grant_type": "refresh_token", "refresh_token": token, "client_id": "app"} | extra,
+    )
 
 
 def introspect(client: TestClient, token: str) -> dict[str, Any]:
-    response = client.post(f"{AUTH}/introspect", data={"token": token}, auth=("rs", "resource-server-secret"))
+    response = client.post(
+        f"{AUTH}/introspect", data={"token": token}, auth=("rs", "resource-server-secret")
+    )
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -63,14 +68,23 @@ def test_refresh_rotates_and_reuse_kills_the_family(client: TestClient, carol: s
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
     # the whole family is dead now: the newest refresh token and its access token too
     assert refresh(client, latest["refresh_token"]).status_code == 400
-    assert client.get(f"{BASE}/Patient/{carol}", headers=bearer(latest["access_token"])).status_code == 401
+    assert (
+        client.get(f"{BASE}/Patient/{carol}", headers=bearer(latest["access_token"])).status_code
+        == 401
+    )
 
 
 def test_refresh_may_narrow_never_widen(client: TestClient, carol: str) -> None:
     first = login_token(client, "app", "carol", SCOPE)
-    narrower = refresh(client, first["refresh_token"], scope="patient/Patient.rs offline_access launch/patient")
+    narrower = refresh(
+        client, first["refresh_token"], scope="patient/Patient.rs offline_access launch/patient"
+    )
     assert narrower.status_code == 200, narrower.text
-    assert set(narrower.json()["scope"].split()) == {"patient/Patient.rs", "offline_access", "launch/patient"}
+    assert set(narrower.json()["scope"].split()) == {
+        "patient/Patient.rs",
+        "offline_access",
+        "launch/patient",
+    }
     wider = refresh(client, narrower.json()["refresh_token"], scope="user/*.cruds")
     assert wider.status_code == 400 and wider.json()["error"] == "invalid_scope"
 
@@ -78,7 +92,14 @@ def test_refresh_may_narrow_never_widen(client: TestClient, carol: str) -> None:
 def test_refresh_by_another_client_is_refused(client: TestClient, carol: str) -> None:
     first = login_token(client, "app", "carol", SCOPE)
     add_client(client, "other-app", "public", SCOPE)
-    stolen = client.post(f"{AUTH}/token", data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"], "client_id": "other-app"})
+    stolen = client.post(
+        f"{AUTH}/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first["refresh_token"],
+            "client_id": "other-app",
+        },
+    )
     assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
 
 
@@ -96,9 +117,13 @@ def test_introspection(client: TestClient, carol: str) -> None:
 def test_introspection_with_a_bearer_token(client: TestClient, carol: str) -> None:
     body = login_token(client, "app", "carol", SCOPE)
     caller = bearer(mint(client, "system/*.rs"))
-    response = client.post(f"{AUTH}/introspect", data={"token": body["access_token"]}, headers=caller)
+    response = client.post(
+        f"{AUTH}/introspect", data={"token": body["access_token"]}, headers=caller
+    )
     assert response.status_code == 200 and response.json()["active"] is True
-    bad = client.post(f"{AUTH}/introspect", data={"token": body["access_token"]}, headers=bearer("junk"))
+    bad = client.post(
+        f"{AUTH}/introspect", data={"token": body["access_token"]}, headers=bearer("junk")
+    )
     assert bad.status_code == 401
     anonymous = client.post(f"{AUTH}/introspect", data={"token": body["access_token"]})
     assert anonymous.status_code == 401
@@ -106,9 +131,14 @@ def test_introspection_with_a_bearer_token(client: TestClient, carol: str) -> No
 
 def test_revocation_kills_access_and_refresh(client: TestClient, carol: str) -> None:
     body = login_token(client, "app", "carol", SCOPE)
-    response = client.post(f"{AUTH}/revoke", data={"token": body["access_token"], "client_id": "app"})
+    response = client.post(
+        f"{AUTH}/revoke", data={"token": body["access_token"], "client_id": "app"}
+    )
     assert response.status_code == 200
-    assert client.get(f"{BASE}/Patient/{carol}", headers=bearer(body["access_token"])).status_code == 401
+    assert (
+        client.get(f"{BASE}/Patient/{carol}", headers=bearer(body["access_token"])).status_code
+        == 401
+    )
     assert introspect(client, body["access_token"]) == {"active": False}
     assert introspect(client, body["refresh_token"]) == {"active": False}
     assert refresh(client, body["refresh_token"]).status_code == 400
@@ -116,7 +146,14 @@ def test_revocation_kills_access_and_refresh(client: TestClient, carol: str) -> 
 
 def test_revoking_a_refresh_token_and_unknown_tokens(client: TestClient, carol: str) -> None:
     body = login_token(client, "app", "carol", SCOPE)
-    ok = client.post(f"{AUTH}/revoke", data={"token": body["refresh_token"], "token_type_hint": "refresh_token", "client_id": "app"})
+    ok = client.post(
+        f"{AUTH}/revoke",
+        data={
+            "token": body["refresh_token"],
+            "token_type_hint": "refresh_token",
+            "client_id": "app",
+        },
+    )
     assert ok.status_code == 200
     assert refresh(client, body["refresh_token"]).status_code == 400
     unknown = client.post(f"{AUTH}/revoke", data={"token": "never-issued", "client_id": "app"})

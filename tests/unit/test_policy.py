@@ -17,7 +17,10 @@ def ctx(scope: str, patient: str | None = None) -> TokenContext:
 
 def req(method: str, path: str, body: Any = None, **params: str) -> FhirRequest:
     return FhirRequest(
-        method=method, path=[p for p in path.split("/") if p], params=list(params.items()), body=body
+        method=method,
+        path=[p for p in path.split("/") if p],
+        params=list(params.items()),
+        body=body,
     )
 
 
@@ -26,7 +29,9 @@ def appointment(*patients: str, rid: str = "a1") -> dict[str, Any]:
         "resourceType": "Appointment",
         "id": rid,
         "status": "booked",
-        "participant": [{"actor": {"reference": f"Patient/{p}"}, "status": "accepted"} for p in patients]
+        "participant": [
+            {"actor": {"reference": f"Patient/{p}"}, "status": "accepted"} for p in patients
+        ]
         + [{"actor": {"reference": "Practitioner/dr"}, "status": "accepted"}],
     }
 
@@ -110,7 +115,9 @@ def test_compartment_visibility() -> None:
 
 
 def test_user_scope_is_not_limited_to_a_compartment() -> None:
-    decision = decide(ctx("user/Appointment.rs patient/Appointment.rs", "p1"), req("GET", "Appointment"))
+    decision = decide(
+        ctx("user/Appointment.rs patient/Appointment.rs", "p1"), req("GET", "Appointment")
+    )
     assert decision.patient is None and decision.search_params == ()
     assert visible(decision, appointment("p2"))
 
@@ -161,7 +168,9 @@ def test_scope_restriction_is_applied_to_searches_and_grants_no_writes() -> None
 
 
 def test_system_search_needs_each_type() -> None:
-    assert decide(ctx("system/Slot.rs system/Schedule.rs"), req("GET", "", _type="Slot,Schedule")).allowed
+    assert decide(
+        ctx("system/Slot.rs system/Schedule.rs"), req("GET", "", _type="Slot,Schedule")
+    ).allowed
     assert decide(ctx("system/Slot.rs"), req("GET", "", _type="Slot,Schedule")).status == 403
 
 
