@@ -47,45 +47,65 @@ async def _route(services: Services, req: FhirRequest, uow: UnitOfWork | None) -
     return await _on_type(services, req, head, path[1:], uow)
 
 
+_TYPE_WRITES = {
+    "POST": i.create,
+    "PUT": i.conditional_update,
+    "DELETE": i.conditional_delete,
+}
+_INSTANCE = {"GET": i.read, "PUT": i.update, "PATCH": i.patch, "DELETE": i.delete}
+
+
 async def _on_type(
     services: Services, req: FhirRequest, rtype: str, rest: list[str], uow: UnitOfWork | None
 ) -> FhirResponse:
-    method = req.method
     if not rest:
-        if method == "GET":
+        if req.method == "GET":
             return await _search(services, req, rtype)
-        if method == "POST":
-            return await i.create(services, req, rtype, uow)
-        if method == "PUT":
-            return await i.conditional_update(services, req, rtype, uow)
-        if method == "DELETE":
-            return await i.conditional_delete(services, req, rtype, uow)
-        raise _not_allowed(req, rtype)
+        write = _TYPE_WRITES.get(req.method)
+        if write is None:
+            raise _not_allowed(req, rtype)
+        return await write(services, req, rtype, uow)
     first = rest[0]
-    if first == "_search" and len(rest) == 1:
-        if method != "POST":
-            raise _not_allowed(req, f"{rtype}/_search")
-        return await _search(services, req, rtype)
-    if first == "_history" and len(rest) == 1:
-        if method != "GET":
-            raise _not_allowed(req, f"{rtype}/_history")
-        return await i.history(services, req, rtype)
+    if len(rest) == 1 and first in ("_search", "_history"):
+        return await _type_query(services, req, rtype, first)
     if first.startswith("$") and len(rest) == 1:
         return await _operation(services, req, OperationKey(first[1:], rtype))
-    i.check_id(first)
-    if len(rest) == 1:
-        handler = {"GET": i.read, "PUT": i.update, "PATCH": i.patch, "DELETE": i.delete}.get(method)
+    return await _on_instance(services, req, rtype, i.check_id(first), rest[1:], uow)
+
+
+async def _type_query(services: Services, req: FhirRequest, rtype: str, what: str) -> FhirResponse:
+    """`[type]/_search` (POST) and `[type]/_history` (GET)."""
+    if what == "_search":
+        if req.method != "POST":
+            raise _not_allowed(req, f"{rtype}/_search")
+        return await _search(services, req, rtype)
+    if req.method != "GET":
+        raise _not_allowed(req, f"{rtype}/_history")
+    return await i.history(services, req, rtype)
+
+
+async def _on_instance(
+    services: Services,
+    req: FhirRequest,
+    rtype: str,
+    rid: str,
+    rest: list[str],
+    uow: UnitOfWork | None,
+) -> FhirResponse:
+    if not rest:
+        handler = _INSTANCE.get(req.method)
         if handler is None:
             raise _not_allowed(req, f"{rtype}/[id]")
-        return await handler(services, req, rtype, first, uow)
-    if rest[1].startswith("$") and len(rest) == 2:
-        return await _operation(services, req, OperationKey(rest[1][1:], rtype, instance=True))
-    if rest[1] == "_history" and method == "GET":
-        if len(rest) == 2:
-            return await i.history(services, req, rtype, first)
-        if len(rest) == 3:
-            return await i.vread(services, req, rtype, first, rest[2])
-    raise NotFound("No such endpoint.")
+        return await handler(services, req, rtype, rid, uow)
+    if rest[0].startswith("$") and len(rest) == 1:
+        return await _operation(services, req, OperationKey(rest[0][1:], rtype, instance=True))
+    if rest[0] != "_history" or len(rest) > 2:
+        raise NotFound("No such endpoint.")
+    if req.method != "GET":
+        raise _not_allowed(req, f"{rtype}/[id]/_history")
+    if len(rest) == 1:
+        return await i.history(services, req, rtype, rid)
+    return await i.vread(services, req, rtype, rid, rest[1])
 
 
 async def _search(services: Services, req: FhirRequest, rtype: str) -> FhirResponse:

@@ -165,6 +165,12 @@ CASES: dict[str, Case] = {
     "type-level patch": ("PATCH", "/fhir/Patient", [], 405, ()),
     "post to instance": ("POST", "/fhir/Patient/abc", patient(), 405, ()),
     "write to metadata": ("DELETE", "/fhir/metadata", None, 405, ()),
+    "post to instance history": ("POST", "/fhir/Patient/abc/_history", patient(), 405, ()),
+    "put to type history": ("PUT", "/fhir/Patient/_history", patient(), 405, ()),
+    "get type _search": ("GET", "/fhir/Patient/_search", None, 405, ()),
+    "unknown instance path": ("GET", "/fhir/Patient/abc/whatever", None, 404, ()),
+    "too deep history path": ("GET", "/fhir/Patient/abc/_history/1/x", None, 404, ()),
+    "unknown operation": ("POST", "/fhir/Patient/$no-such-op", {}, 404, ()),
     "write to CodeSystem": ("POST", "/fhir/CodeSystem", {"resourceType": "CodeSystem"}, 405, ()),
     "update ValueSet": (
         "PUT",
