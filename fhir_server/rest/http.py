@@ -9,7 +9,6 @@ import logging
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -24,7 +23,7 @@ from fhir_server.fhir.errors import (
     UnsupportedMediaType,
     operation_outcome,
 )
-from fhir_server.fhir.jsonio import dumps
+from fhir_server.fhir.jsonio import dumps, loads_body
 from fhir_server.rest.bundles import process_bundle
 from fhir_server.rest.capability import capability_statement
 from fhir_server.rest.dispatch import dispatch
@@ -93,10 +92,7 @@ def _parse_body(method: str, content_type: str, raw: bytes) -> tuple[Any, list[t
             f"Content-Type {content_type!r:.60} is not accepted; send application/fhir+json"
             + (" or application/json-patch+json." if method == "PATCH" else ".")
         )
-    try:
-        return orjson.loads(raw), []
-    except orjson.JSONDecodeError:
-        raise BadRequest("The request body is not valid JSON.") from None
+    return loads_body(raw), []
 
 
 def _content_type(request: Request) -> str:

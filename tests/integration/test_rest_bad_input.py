@@ -29,7 +29,22 @@ def _without(resource: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k not in keys}
 
 
+_DEEP = b"[" * 900 + b"]" * 900
+_DEEP_TRANSACTION = (
+    b'{"resourceType": "Bundle", "type": "transaction", "entry": [{"request": '
+    b'{"method": "POST", "url": "Patient"}, "resource": {"resourceType": "Patient", '
+    b'"extension": ' + _DEEP + b"}}]}"
+)
+
 CASES: dict[str, Case] = {
+    "deeply nested transaction": ("POST", "/fhir", _DEEP_TRANSACTION, 400, ()),
+    "deeply nested resource": (
+        "POST",
+        "/fhir/Patient",
+        b'{"resourceType": "Patient", "extension": ' + _DEEP + b"}",
+        400,
+        (),
+    ),
     "invalid json": ("POST", "/fhir/Patient", b'{"resourceType": "Patient",', 400, ()),
     "json array": ("POST", "/fhir/Patient", [patient()], 400, ()),
     "json string": ("POST", "/fhir/Patient", "Patient", 400, ()),
