@@ -53,7 +53,7 @@ def checked_body(req: FhirRequest, resource_type: str) -> dict[str, Any]:
         raise BadRequest("The resource has no resourceType.", expression=("resourceType",))
     if actual != resource_type:
         raise BadRequest(
-            f"The body is a {actual!s:.40} but the URL names {resource_type}.",
+            f"The body's resourceType is not {resource_type}, the type the URL names.",
             expression=("resourceType",),
         )
     validate_resource(body)
