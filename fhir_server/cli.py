@@ -23,6 +23,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from fhir_server.app import create_app
+from fhir_server.auth import cli as auth_cli
 from fhir_server.demo import DemoSummary, load_demo
 from fhir_server.demo.clinic import CLINICIANS, practitioner_id
 from fhir_server.fhir.errors import ServiceUnavailable
@@ -184,5 +185,8 @@ def demo() -> None:
 
 
 app.add_typer(notifications_cli.outbox_app)
+app.add_typer(auth_cli.users_app)
+app.add_typer(auth_cli.clients_app)
+app.add_typer(auth_cli.keys_app)
 app.command()(notifications_cli.worker)
 app.command()(notifications_cli.beat)

@@ -291,6 +291,7 @@ async def token(request: Request) -> Response:
     if limited := await _throttled(auth, request, "token"):
         return limited
     oreq = await _oauth_request(request)
+    await auth.tokens.reload_keys_if_stale()
     result = await anyio.to_thread.run_sync(auth.server.create_token_response, oreq)
     if result[0] == 200:
         event = "token-refreshed" if oreq.payload.grant_type == "refresh_token" else "token-issued"

@@ -41,6 +41,13 @@ class Tokens:
         self.store = store
         self.settings = settings
         self.keyring = keyring
+        self._loaded_at = time.monotonic()
+
+    async def reload_keys_if_stale(self, max_age: float = 60.0) -> None:
+        """Pick up a key rotated by the CLI (or another replica) within a minute."""
+        if time.monotonic() - self._loaded_at > max_age:
+            self.keyring = await load_keyring(self.store, self.settings.secret_key)
+            self._loaded_at = time.monotonic()
 
     @property
     def issuer(self) -> str:

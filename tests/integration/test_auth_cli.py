@@ -1,0 +1,194 @@
+"""The `users`, `clients` and `keys` commands against a real store, then used by the server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from joserfc import jwk
+from typer.testing import CliRunner
+
+from fhir_server.app import create_app
+from fhir_server.cli import app
+from fhir_server.settings import Settings
+from tests.integration.auth_helpers import AUTH, BASE, PASSWORD, bearer, login_token, mint
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(settings_factory: Callable[..., Settings]) -> dict[str, str]:
+    settings = settings_factory()
+    return {
+        "FHIR_MONGODB_URI": settings.mongodb_uri or "",
+        "FHIR_DATABASE": f"cli{uuid.uuid4().hex[:10]}",
+        "FHIR_PUBLIC_BASE_URL": BASE,
+    }
+
+
+def run(env: dict[str, str], *args: str, stdin: str | None = None) -> Any:
+    result = runner.invoke(app, list(args), env=env, input=stdin)
+    assert result.exit_code == 0, result.output
+    return orjson.loads(result.stdout)
+
+
+def test_users_and_clients_commands(
+    env: dict[str, str], settings_factory: Callable[..., Settings]
+) -> None:
+    user = run(
+        env,
+        "users",
+        "add",
+        "--username",
+        "Pat",
+        "--role",
+        "patient",
+        "--fhir-user",
+        "Patient/p1",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert user == {"username": "pat", "role": "patient", "fhir_user": "Patient/p1"}
+    weak = runner.invoke(
+        app,
+        ["users", "add", "--username", "w", "--role", "admin", "--password-stdin"],
+        env=env,
+        input="password1234\n",
+    )
+    assert weak.exit_code == 1 and "too common" in weak.output
+    short = runner.invoke(
+        app,
+        ["users", "add", "--username", "s", "--role", "admin", "--password-stdin"],
+        env=env,
+        input="short\n",
+    )
+    assert short.exit_code == 1 and "12 characters" in short.output
+    client = run(
+        env,
+        "clients",
+        "add",
+        "--client-id",
+        "cli-app",
+        "--name",
+        "CLI app",
+        "--type",
+        "public",
+        "--redirect-uri",
+        "http://app.example/callback",
+        "--scope",
+        "launch/patient patient/*.rs",
+    )
+    assert client["client_id"] == "cli-app" and client["type"] == "public"
+    confidential = run(
+        env,
+        "clients",
+        "add",
+        "--client-id",
+        "conf",
+        "--name",
+        "Conf",
+        "--type",
+        "confidential",
+        "--redirect-uri",
+        "http://app.example/callback",
+        "--scope",
+        "user/*.rs",
+    )
+    assert len(confidential["client_secret"]) > 30
+    assert [u["username"] for u in run(env, "users", "list")] == ["pat"]
+    assert {c["client_id"] for c in run(env, "clients", "list")} == {"cli-app", "conf"}
+
+    settings = settings_factory(auth_enabled=True, database=env["FHIR_DATABASE"])
+    with TestClient(create_app(settings)) as server:
+        body = login_token(server, "cli-app", "pat", "launch/patient patient/*.rs")
+        assert body["patient"] == "p1"
+
+    assert run(env, "users", "disable", "pat") == {"username": "pat", "disabled": True}
+    assert run(env, "clients", "remove", "conf")["removed"] is True
+    gone = runner.invoke(app, ["clients", "remove", "conf"], env=env)
+    assert gone.exit_code == 1
+
+
+def test_backend_client_with_jwks_file(env: dict[str, str], tmp_path: Path) -> None:
+    key = jwk.ECKey.generate_key("P-384", parameters={"alg": "ES384", "kid": "k1"})
+    path = tmp_path / "jwks.json"
+    path.write_bytes(orjson.dumps({"keys": [key.as_dict(private=False)]}))
+    client = run(
+        env,
+        "clients",
+        "add",
+        "--client-id",
+        "ehr",
+        "--name",
+        "EHR",
+        "--type",
+        "backend",
+        "--jwks-file",
+        str(path),
+        "--scope",
+        "system/*.rs",
+    )
+    assert client["jwks"]["keys"][0]["kid"] == "k1"
+    refused = runner.invoke(
+        app,
+        [
+            "clients",
+            "add",
+            "--client-id",
+            "bad",
+            "--name",
+            "B",
+            "--type",
+            "backend",
+            "--scope",
+            "user/*.rs",
+            "--jwks-file",
+            str(path),
+        ],
+        env=env,
+    )
+    assert refused.exit_code == 1 and "system/" in refused.output
+
+
+def test_key_rotation_keeps_old_tokens_valid(
+    env: dict[str, str], settings_factory: Callable[..., Settings]
+) -> None:
+    settings = settings_factory(auth_enabled=True, database=env["FHIR_DATABASE"])
+    with TestClient(create_app(settings)) as server:
+        old_token = mint(server, "user/*.rs")
+        old_kid = server.get(f"{AUTH}/jwks").json()["keys"][0]["kid"]
+    new_kid = run(env, "keys", "rotate")["signing_kid"]
+    assert new_kid != old_kid
+    with TestClient(create_app(settings)) as server:
+        kids = {k["kid"] for k in server.get(f"{AUTH}/jwks").json()["keys"]}
+        assert kids == {old_kid, new_kid}
+        assert server.get(f"{BASE}/Patient", headers=bearer(old_token)).status_code == 200
+        new_token = mint(server, "user/*.rs")
+        header = orjson.loads(
+            __import__("base64").urlsafe_b64decode(new_token.split(".")[0] + "==")
+        )
+        assert header["kid"] == new_kid
+
+
+def test_private_keys_are_sealed_with_the_secret_key(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    from cryptography.exceptions import InvalidTag
+
+    from fhir_server.auth.keys import unseal
+    from tests.integration.auth_helpers import call, components
+
+    settings = settings_factory(auth_enabled=True)
+    with TestClient(create_app(settings)) as server:
+        docs = call(server, components(server).store.signing_keys)
+    assert len(docs) == 1
+    stored = orjson.dumps(docs[0]["public"]) + docs[0]["sealed"].encode()
+    private = unseal(settings.secret_key, docs[0]["sealed"])
+    assert private["d"] and private["d"].encode() not in stored
+    with pytest.raises(InvalidTag):
+        unseal("another-secret-key-value", docs[0]["sealed"])
