@@ -21,6 +21,7 @@ import orjson
 from fhir_server.fhir.errors import BadRequest, FhirError, PayloadTooLarge
 from fhir_server.rest.bundles_common import bundle
 from fhir_server.rest.dispatch import dispatch
+from fhir_server.rest.interactions import existing_match
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.services import Services
 from fhir_server.store.unit_of_work import UnitOfWork
@@ -153,16 +154,25 @@ async def _batch(services: Services, entries: list[dict[str, Any]], auth: Any) -
     return FhirResponse(200, bundle("batch-response", results))
 
 
-def _assign_ids(entries: list[dict[str, Any]], requests: list[FhirRequest]) -> dict[str, str]:
-    """Give each POSTed resource its id now; returns `urn:` fullUrl -> `Type/id`."""
+async def _assign_ids(
+    services: Services, entries: list[dict[str, Any]], requests: list[FhirRequest]
+) -> dict[str, str]:
+    """Give each POSTed resource its id now; returns `urn:` fullUrl -> `Type/id`.
+
+    A conditional create that finds its resource resolves to that one instead.
+    """
     ids: dict[str, str] = {}
     for entry, req in zip(entries, requests, strict=True):
         if req.method != "POST" or not isinstance(req.body, dict):
             continue
-        req.assigned_id = str(uuid.uuid4())
+        rtype = str(req.body.get("resourceType"))
+        condition = req.header("if-none-exist")
+        existing = await existing_match(services, rtype, condition) if condition else None
+        if existing is None:
+            req.assigned_id = existing = str(uuid.uuid4())
         full = entry.get("fullUrl")
         if isinstance(full, str) and full.startswith("urn:"):
-            ids[full] = f"{req.body.get('resourceType')}/{req.assigned_id}"
+            ids[full] = f"{rtype}/{existing}"
     return ids
 
 
@@ -186,7 +196,7 @@ async def _transaction(
 ) -> FhirResponse:
     requests = [_entry_request(e, i, services.base_url, auth) for i, e in enumerate(entries)]
     _refuse_overlaps(requests)
-    ids = _assign_ids(entries, requests)
+    ids = await _assign_ids(services, entries, requests)
     for req in requests:
         req.body = _rewrite(req.body, ids)
     order = sorted(enumerate(requests), key=lambda pair: _ORDER[pair[1].method])

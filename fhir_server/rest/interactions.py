@@ -102,9 +102,7 @@ async def vread(
     return FhirResponse(200, version.resource, version_headers(version))
 
 
-async def _single_match(
-    services: Services, rtype: str, params: list[tuple[str, str]]
-) -> str | None:
+async def single_match(services: Services, rtype: str, params: list[tuple[str, str]]) -> str | None:
     """The one current resource matching a conditional request's criteria, if any."""
     if not params:
         raise BadRequest("A conditional request needs search parameters.")
@@ -114,14 +112,18 @@ async def _single_match(
     return ids[0] if ids else None
 
 
+async def existing_match(services: Services, rtype: str, if_none_exist: str) -> str | None:
+    """The id an If-None-Exist condition finds (412 when it finds more than one)."""
+    return await single_match(services, rtype, parse_qsl(if_none_exist, keep_blank_values=True))
+
+
 async def create(
     services: Services, req: FhirRequest, rtype: str, uow: UnitOfWork | None = None
 ) -> FhirResponse:
     body = checked_body(req, rtype)
     condition = req.header("if-none-exist")
     if condition is not None:
-        criteria = parse_qsl(condition, keep_blank_values=True)
-        existing = await _single_match(services, rtype, criteria)
+        existing = await existing_match(services, rtype, condition)
         if existing is not None:
             return written(req, services, await services.store.read(rtype, existing, uow), 200)
     return await _create(services, req, body, uow)
@@ -171,7 +173,7 @@ async def update(
 async def conditional_update(
     services: Services, req: FhirRequest, rtype: str, uow: UnitOfWork | None = None
 ) -> FhirResponse:
-    match = await _single_match(services, rtype, _criteria(req))
+    match = await single_match(services, rtype, _criteria(req))
     body = checked_body(req, rtype)
     if match is None:
         if "id" in body:
@@ -241,7 +243,7 @@ async def delete(
 async def conditional_delete(
     services: Services, req: FhirRequest, rtype: str, uow: UnitOfWork | None = None
 ) -> FhirResponse:
-    match = await _single_match(services, rtype, _criteria(req))
+    match = await single_match(services, rtype, _criteria(req))
     if match is None:
         return FhirResponse(204)
     return await delete(services, req, rtype, match, uow)

@@ -238,3 +238,25 @@ def test_batch_with_odd_entries_reports_each(client: TestClient) -> None:
     assert response.status_code == 200
     statuses = [e["response"]["status"] for e in response.json()["entry"]]
     assert statuses == ["400 Bad Request", "404 Not Found"]
+
+
+def test_transaction_conditional_create_resolves_urn_to_the_match(client: TestClient) -> None:
+    existing = create(client)
+    linked = appointment(participant=[{"actor": {"reference": URN_PATIENT}, "status": "accepted"}])
+    history_before = _history_total(client)
+    response = _post(
+        client,
+        "transaction",
+        [
+            _entry("POST", "Patient", patient(), full_url=URN_PATIENT,
+                   ifNoneExist=f"_id={existing['id']}"),
+            _entry("POST", "Appointment", linked),
+        ],
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    entries = response.json()["entry"]
+    assert entries[0]["response"]["status"] == "200 OK"
+    assert entries[0]["resource"]["id"] == existing["id"]
+    reference = entries[1]["resource"]["participant"][0]["actor"]["reference"]
+    assert reference == f"Patient/{existing['id']}"
+    assert _history_total(client) == history_before + 1
