@@ -285,7 +285,7 @@ def _count(services: Services, raw: str | None) -> int:
         return services.settings.default_page_size
     if not raw.isdigit():
         raise BadRequest("_count must be a whole number.", expression=("_count",))
-    return max(1, min(int(raw), services.settings.max_page_size))
+    return min(int(raw), services.settings.max_page_size)
 
 
 def _since(raw: str | None) -> str | None:

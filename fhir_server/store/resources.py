@@ -173,6 +173,8 @@ class ResourceStore:
             base["id"] = {"$eq": rid}
         if since:
             base["at"] = {"$gte": order_key(since)}
+        if count == 0:  # `_count=0`: the total only
+            return HistoryPage([], await self.history.count_documents(base), None)
         query = {**base, **_after_cursor(before)} if before else base
         cursor = self.history.find(query).sort([("at", -1), ("_id", -1)]).limit(count + 1)
         docs = [doc async for doc in cursor]

@@ -125,3 +125,20 @@ def test_bad_history_parameters_are_400(fresh: TestClient) -> None:
 def test_history_write_is_405(fresh: TestClient) -> None:
     assert_outcome(fresh.post("/fhir/_history", json=patient()), 405)
     assert_outcome(fresh.delete("/fhir/Patient/_history"), 405)
+
+
+def test_count_zero_gives_the_total_only(fresh: TestClient) -> None:
+    create(fresh)
+    create(fresh)
+    history = fresh.get("/fhir/Patient/_history?_count=0").json()
+    assert history["total"] == 2
+    assert history["entry"] == []
+    assert [link["relation"] for link in history["link"]] == ["self"]
+
+
+def test_count_above_the_maximum_is_capped(fresh: TestClient) -> None:
+    for _ in range(3):
+        create(fresh)
+    history = fresh.get("/fhir/_history?_count=100000").json()
+    assert len(history["entry"]) == 3
+    assert "_count=500" in history["link"][0]["url"]
