@@ -16,6 +16,7 @@ from typing import Any
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.errors import PyMongoError
 
+from fhir_server.fhir.errors import Conflict
 from fhir_server.store.database import Database
 
 Undo = Callable[[], Awaitable[Any]]
@@ -39,6 +40,16 @@ class UnitOfWork:
         self.undos.clear()
 
 
+async def _commit(session: AsyncClientSession) -> None:
+    """Commit; a commit that lost to a concurrent transaction is a 409, not a 500."""
+    try:
+        await session.commit_transaction()
+    except PyMongoError as exc:
+        if exc.has_error_label("TransientTransactionError"):
+            raise Conflict("The change conflicted with a concurrent one; retry.") from None
+        raise
+
+
 @contextlib.asynccontextmanager
 async def unit_of_work(database: Database) -> AsyncIterator[UnitOfWork]:
     if database.transactions:
@@ -50,7 +61,7 @@ async def unit_of_work(database: Database) -> AsyncIterator[UnitOfWork]:
             except BaseException:
                 await session.abort_transaction()
                 raise
-            await session.commit_transaction()
+            await _commit(session)
     else:
         work = UnitOfWork()
         try:
