@@ -124,8 +124,14 @@ class SearchEngine:
         return sorted(set(found))[:limit]
 
     async def count(self, rtype: str, filters: list[dict[str, Any]]) -> int:
+        """Counted by walking the matching ids: the embedded server's `count` ignores indexes
+        (seconds at 10,000 rows), a `find` of ids uses them (milliseconds)."""
         collection = self.store.collection(rtype)
-        return sum([await collection.count_documents(one) for one in filters])
+        total = 0
+        for one in filters:
+            async for _ in collection.find(one, {"_id": 1}):
+                total += 1
+        return total
 
     async def page(
         self,

@@ -157,7 +157,9 @@ def _range_clause(param: SearchParam, values: tuple[Any, ...]) -> dict[str, Any]
             one = {f"idx.s.{param.code}.{k}": v for k, v in conditions.items()}
         else:
             one = {f"idx.m.{param.code}": {"$elemMatch": conditions}}
-        filters.append({"$nor": [one]} if value.prefix == "ne" else one)
+        if value.prefix == "ne":  # a value other than this one: resources without one do not match
+            one = {"$nor": [one], f"idx.m.{param.code}": {"$exists": True}}
+        filters.append(one)
     return _either(filters)
 
 

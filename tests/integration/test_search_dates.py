@@ -148,6 +148,8 @@ def test_last_updated_and_missing(client: TestClient) -> None:
     assert ids(search(client, "Patient", "_lastUpdated=lt2000-01-01", mark)) == []
     assert ids(search(client, "Patient", "birthdate:missing=true", mark)) == [dateless["id"]]
     assert ids(search(client, "Patient", "birthdate:missing=false", mark)) == [created["id"]]
+    # ne is "has a value other than": a Patient without a birth date is not found.
+    assert ids(search(client, "Patient", "birthdate=ne2000", mark)) == [created["id"]]
 
 
 def test_number_prefixes_on_custom_parameter(client: TestClient) -> None:
