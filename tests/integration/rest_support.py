@@ -8,18 +8,36 @@ history.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
+from fhir_server.app import create_app
 from fhir_server.fhir.resource_types import SERVED_TYPES
 from fhir_server.rest.services import Services
+from fhir_server.settings import Settings
 from fhir_server.store.resources import HISTORY
 from tests.conftest import FHIR_JSON, patient
 
 JSON_HEADERS = {"content-type": FHIR_JSON}
+
+
+@pytest.fixture(scope="module", params=[None, True], ids=["compensating", "transactions"])
+def both_modes_client(
+    request: pytest.FixtureRequest, settings_factory: Callable[..., Settings]
+) -> Iterator[TestClient]:
+    """An app run with compensating undo (the embedded store's default) or, forced on,
+    through MongoDB transaction sessions (the embedded server accepts and aborts them).
+
+    A module opts in with `client = both_modes_client`.
+    """
+    app = create_app(settings_factory(use_transactions=request.param))
+    with TestClient(app) as test_client:
+        yield test_client
 
 
 def services(client: TestClient) -> Services:

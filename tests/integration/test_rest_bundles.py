@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import orjson
-import pytest
 from fastapi.testclient import TestClient
 from httpx import Response
 
-from fhir_server.app import create_app
-from fhir_server.settings import Settings
 from tests.conftest import patient
 from tests.integration.rest_support import (
     JSON_HEADERS,
     appointment,
     assert_outcome,
     binary_patch,
+    both_modes_client,
     create,
     store_state,
 )
@@ -25,15 +22,7 @@ from tests.integration.rest_support import (
 URN_PATIENT = "urn:uuid:7f7a1c52-0d1e-4b5c-9b1e-0a0000000001"
 
 
-@pytest.fixture(scope="module", params=[None, True], ids=["compensating", "transactions"])
-def client(
-    request: pytest.FixtureRequest, settings_factory: Callable[..., Settings]
-) -> Iterator[TestClient]:
-    """Every Bundle test twice: with compensating undo (the embedded store's default) and
-    through MongoDB transaction sessions (forced on; the embedded server accepts them)."""
-    app = create_app(settings_factory(use_transactions=request.param))
-    with TestClient(app) as test_client:
-        yield test_client
+client = both_modes_client
 
 
 def _post(client: TestClient, kind: str, entries: list[Any]) -> Response:

@@ -14,11 +14,13 @@ from tests.integration.rest_support import (
     JSON_HEADERS,
     appointment,
     assert_outcome,
+    both_modes_client,
     create,
     put,
     store_state,
 )
 
+client = both_modes_client
 PATCH_HEADERS = {"content-type": "application/json-patch+json"}
 
 
