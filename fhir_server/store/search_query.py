@@ -71,7 +71,7 @@ def conjoin(*filters: dict[str, Any]) -> dict[str, Any]:
             else:
                 extra.append({key: value})
     if extra:
-        out["$and"] = [*out.get("$and", []), *extra] if "$and" not in extra[0] else extra
+        out["$and"] = [*out.get("$and", []), *extra]
     return out
 
 

@@ -83,6 +83,8 @@ def test_token_not_text_and_missing(client: TestClient) -> None:
     not_male = ids(search(client, "Patient", "gender:not=male", mark))
     assert sorted(not_male) == sorted([female, unknown])  # :not includes resources without one
     assert ids(search(client, "Patient", "gender:missing=true", mark)) == [unknown]
+    neither = "gender:not=male&gender:not=female"
+    assert ids(search(client, "Patient", neither, mark)) == [unknown]
     assert sorted(ids(search(client, "Patient", "gender:missing=false", mark))) == sorted(
         [male, female]
     )

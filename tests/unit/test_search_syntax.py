@@ -145,3 +145,18 @@ def test_malformed_values_are_400_naming_the_parameter(rtype: str, name: str, va
         parse(rtype, (name, value))
     assert caught.value.status == 400
     assert caught.value.expression == (name,)
+
+
+def test_conjoin_merges_ranges_and_keeps_clashes() -> None:
+    from fhir_server.store.search_query import conjoin
+
+    merged = conjoin({"a": {"$gte": 1}}, {"a": {"$lt": 5}}, {"b": 1})
+    assert merged == {"a": {"$gte": 1, "$lt": 5}, "b": 1}
+    clash = conjoin(
+        {"a": {"$gte": 1}}, {"a": {"$gte": 2}}, {"$nor": [{"x": 1}]}, {"$nor": [{"y": 1}]}
+    )
+    assert clash == {
+        "a": {"$gte": 1},
+        "$nor": [{"x": 1}],
+        "$and": [{"a": {"$gte": 2}}, {"$nor": [{"y": 1}]}],
+    }
