@@ -6,8 +6,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from fhir.resources.R4B import get_fhir_model_class
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+from fhir.resources.R4B.structuredefinition import StructureDefinition
 
+from fhir_server.fhir.datafiles import load_json_folder
 from fhir_server.fhir.resource_types import SERVED_TYPES
 from tests.integration.rest_support import assert_outcome, store_state
 
@@ -86,10 +89,30 @@ def test_code_systems_and_value_sets_are_served(client: TestClient) -> None:
     assert_outcome(client.get("/fhir/CodeSystem/not-a-code-system"), 404)
 
 
+@pytest.mark.parametrize("rtype", ["CodeSystem", "ValueSet"])
+def test_all_terminology_is_served_and_valid(client: TestClient, rtype: str) -> None:
+    packaged = {d["id"] for d in load_json_folder("terminology") if d.get("resourceType") == rtype}
+    listed = client.get(f"/fhir/{rtype}").json()["entry"]
+    assert {e["resource"]["id"] for e in listed} == packaged
+    model = get_fhir_model_class(rtype)
+    for entry in listed:
+        model.model_validate(entry["resource"])
+
+
 def test_structure_definitions_are_served(client: TestClient) -> None:
-    listed = client.get("/fhir/StructureDefinition")
-    assert listed.status_code == 200
-    assert listed.json()["type"] == "searchset"
+    """Every StructureDefinition in profiles/ is listed, readable and findable by url."""
+    published = [
+        d for d in load_json_folder("profiles") if d.get("resourceType") == "StructureDefinition"
+    ]
+    listed = client.get("/fhir/StructureDefinition").json()
+    assert listed["type"] == "searchset"
+    assert {e["resource"]["id"] for e in listed["entry"]} == {d["id"] for d in published}
+    for definition in published:
+        read = client.get(f"/fhir/StructureDefinition/{definition['id']}")
+        assert read.status_code == 200
+        StructureDefinition.model_validate(read.json())
+        found = client.get("/fhir/StructureDefinition", params={"url": definition["url"]}).json()
+        assert [e["resource"]["id"] for e in found["entry"]] == [definition["id"]]
     assert_outcome(client.get("/fhir/StructureDefinition/not-a-profile"), 404)
 
 
