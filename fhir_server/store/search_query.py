@@ -153,6 +153,7 @@ def _range_clause(param: SearchParam, values: tuple[Any, ...]) -> dict[str, Any]
     filters = []
     for value in values:
         conditions = _range_conditions(value, instant=instant)
+        one: dict[str, Any]
         if scalar:
             one = {f"idx.s.{param.code}.{k}": v for k, v in conditions.items()}
         else:
