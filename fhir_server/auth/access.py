@@ -14,10 +14,12 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from fhir_server.audit.recorder import AuditRecorder
+from fhir_server.auth.compartment import compartment_params, operation_mentions
 from fhir_server.auth.policy import Decision, TokenContext, classify, decide, visible
 from fhir_server.auth.tokens import Tokens, unauthorized
 from fhir_server.fhir.errors import Forbidden, NotFound
 from fhir_server.rest.messages import FhirRequest, FhirResponse
+from fhir_server.rest.scheduling_hooks import ROLE_HEADER
 
 _READS = frozenset({"read", "vread", "search", "history-instance", "history-type"})
 Run = Callable[[FhirRequest], Awaitable[FhirResponse]]
@@ -58,8 +60,11 @@ class Access:
             await self._check_scope_filter(
                 services, decision, interaction.resource_type, interaction.rid
             )
+        if decision.patient and interaction.kind.startswith("operation"):
+            await self._check_mentions(services, ctx, decision, req)
         if decision.search_params:
             req = replace(req, params=[*req.params, *decision.search_params])
+        req = replace(req, headers={**req.headers, ROLE_HEADER: _role(ctx, decision)})
         response = await run(req)
         if decision.patient is not None and interaction.kind in _READS:
             self._filter(decision, response)
@@ -80,6 +85,16 @@ class Access:
             await self._denied(ctx, f"{rtype} outside the token's patient compartment")
             raise NotFound(f"{rtype}/{rid} is not known.")
 
+    async def _check_mentions(
+        self, services: _Services, ctx: TokenContext, decision: Decision, req: FhirRequest
+    ) -> None:
+        """Every compartment resource an operation's inputs name must be the patient's own."""
+        for rtype, rid in operation_mentions(req.body):
+            types = [rtype] if rtype else sorted(compartment_params())
+            for candidate in types:
+                if candidate in compartment_params():
+                    await self._check_current(services, ctx, decision, candidate, rid)
+
     async def _check_scope_filter(
         self, services: _Services, decision: Decision, rtype: str, rid: str
     ) -> None:
@@ -99,6 +114,15 @@ class Access:
             return
         if resource.get("resourceType") != "OperationOutcome" and not visible(decision, resource):
             raise NotFound("The resource is not known.")
+
+
+def _role(ctx: TokenContext, decision: Decision) -> str:
+    """The booking role the token stands for; a client's own role header is never trusted."""
+    if decision.patient is not None or (ctx.fhir_user or "").startswith("Patient/"):
+        return "patient"
+    if (ctx.fhir_user or "").startswith("Practitioner/"):
+        return "practitioner"
+    return "staff"
 
 
 def _entry_visible(decision: Decision, entry: dict[str, Any]) -> bool:

@@ -130,6 +130,45 @@ def patient_references(value: Any) -> set[str]:
     return found
 
 
+def operation_resources(body: Any) -> list[dict[str, Any]]:
+    """Resources passed to an operation in a Parameters body (parts included)."""
+    found: list[dict[str, Any]] = []
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        return found
+    pending = list(body.get("parameter") or [])
+    while pending:
+        parameter = pending.pop()
+        if isinstance(parameter, dict):
+            if isinstance(parameter.get("resource"), dict):
+                found.append(parameter["resource"])
+            pending.extend(parameter.get("part") or [])
+    return found
+
+
+def operation_mentions(body: Any) -> set[tuple[str | None, str]]:
+    """(type or None, id) of everything an operation's inputs name: references,
+    plain id strings, and the ids of embedded resources."""
+    mentions: set[tuple[str | None, str]] = set()
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
+        return mentions
+    pending = list(body.get("parameter") or [])
+    while pending:
+        parameter = pending.pop()
+        if not isinstance(parameter, dict):
+            continue
+        pending.extend(parameter.get("part") or [])
+        reference = (parameter.get("valueReference") or {}).get("reference")
+        text = parameter.get("valueString") or parameter.get("valueId")
+        resource = parameter.get("resource")
+        for value in (reference, text):
+            if isinstance(value, str) and value:
+                key = reference_key(value)
+                mentions.add((key.split("/")[0], key.split("/")[1]) if key else (None, value))
+        if isinstance(resource, dict) and isinstance(resource.get("id"), str):
+            mentions.add((resource.get("resourceType"), resource["id"]))
+    return mentions
+
+
 def directory_visible(resource: dict[str, Any]) -> bool:
     """Directory entries are public, except Slots that are not free."""
     rtype = resource.get("resourceType")

@@ -17,6 +17,7 @@ from fhir_server.auth.compartment import (
     compartment_params,
     directory_visible,
     in_patient_compartment,
+    operation_resources,
     patient_references,
 )
 from fhir_server.auth.scopes import ResourceScope, ScopeSet
@@ -198,6 +199,12 @@ def _in_compartment(
     others = patient_references(req.body) - {f"Patient/{patient}"}
     if req.method in _BODY_METHODS and others:
         return _deny(403, "A patient token cannot act for another patient.")
+    if kind == "operation-type" and req.method in _BODY_METHODS:
+        for resource in operation_resources(req.body):
+            if resource.get("resourceType") == rtype and not in_patient_compartment(
+                resource, patient
+            ):
+                return _deny(403, f"The {rtype} given to the operation must name the patient.")
     if (
         kind == "create"
         and isinstance(req.body, dict)

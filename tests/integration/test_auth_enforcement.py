@@ -323,3 +323,42 @@ def test_access_denied_is_audited(client: TestClient, world: dict[str, str]) -> 
         return int(await store.collection("AuditEvent").count_documents(query))
 
     assert call(client, denied) >= 1
+
+
+def book(client: TestClient, headers: dict[str, str], *parameters: dict[str, Any]) -> Any:
+    body = {"resourceType": "Parameters", "parameter": list(parameters)}
+    return client.post(
+        f"{BASE}/Appointment/$book", content=orjson.dumps(body), headers=headers | FHIR
+    )
+
+
+def test_patient_cannot_book_or_reschedule_through_operations_for_others(
+    client: TestClient, world: dict[str, str]
+) -> None:
+    headers = alice_token(client, world)
+    for_bob = book(
+        client, headers, {"name": "appt-resource", "resource": appointment(world["bob"])}
+    )
+    assert for_bob.status_code == 403
+    for_nobody = {"resourceType": "Appointment", "status": "proposed", "participant": []}
+    assert (
+        book(client, headers, {"name": "appt-resource", "resource": for_nobody}).status_code == 403
+    )
+    steal = book(
+        client,
+        headers,
+        {"name": "appt-resource", "resource": appointment(world["alice"], status="proposed")},
+        {"name": "cancelled-appt-id", "valueString": world["bob_appt"]},
+    )
+    assert steal.status_code == 404
+    assert world["bob_appt"] in steal.json()["issue"][0]["diagnostics"]
+    confirm_bobs = book(
+        client,
+        headers,
+        {
+            "name": "appointment-reference",
+            "valueReference": {"reference": f"Appointment/{world['bob_appt']}"},
+        },
+    )
+    assert confirm_bobs.status_code == 404
+    assert world["bob_appt"] in confirm_bobs.json()["issue"][0]["diagnostics"]
