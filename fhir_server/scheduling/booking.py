@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_server.fhir.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
+from fhir_server.notifications.changes import appointment_written
 from fhir_server.scheduling import extensions as ext
 from fhir_server.scheduling import slot_state
 from fhir_server.scheduling.settings import BookingSettings, booking_settings
@@ -199,9 +200,9 @@ async def _check_patient_free(
     overlapping = await slot_queries.patient_appointments_overlapping(
         store,
         patient,
-        fhir_instant(booking.start),
-        fhir_instant(booking.end),
-        fhir_instant(booking.start - _LONGEST_APPOINTMENT),
+        booking.start,
+        booking.end,
+        _LONGEST_APPOINTMENT,
     )
     if any(a.id not in exclude for a in overlapping):
         raise Conflict("The patient already has an appointment that overlaps this time.")
@@ -326,10 +327,13 @@ async def book(
         for held_id in taken_over:
             await _expire_hold(store, held_id, work)
         written = await store.create(body, rid=rid or str(uuid.uuid4()), uow=work)
+        replaced = None
         if replacing:
             old = await store.read("Appointment", replacing)
             reason = {"text": "Rescheduled"}
             await _cancel(store, old, reason, caller, work, old.version)
+            replaced = old.resource
+        await appointment_written(store, work, written, replaced=replaced)
     return written
 
 
@@ -342,7 +346,8 @@ async def _expire_hold(store: ResourceStore, appointment_id: str, uow: UnitOfWor
         "status": "cancelled",
         "cancelationReason": {"text": "Hold expired"},
     }
-    await store.update(body, expected_version=held.version, uow=uow)
+    written, _ = await store.update(body, expected_version=held.version, uow=uow)
+    await appointment_written(store, uow, written)
 
 
 def _check_cutoff(current: dict[str, Any], caller: Caller, settings: BookingSettings) -> None:
@@ -398,6 +403,7 @@ async def _update(
         raise
     except Conflict:
         raise Conflict("The Appointment was changed by another request; retry.") from None
+    await appointment_written(store, uow, version)
     return version
 
 

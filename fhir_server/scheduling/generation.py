@@ -10,7 +10,7 @@ flagged for staff with an extension instead of being cancelled.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from fhir_server.fhir.errors import Conflict, PreconditionFailed, Unprocessable
@@ -31,6 +31,7 @@ _ACTOR_TYPES = {
     "HealthcareService": "healthcare_service",
 }
 MAX_WINDOW = timedelta(days=400)
+_WRITE_ATTEMPTS = 3
 
 
 @dataclass
@@ -70,10 +71,14 @@ async def open_for(
     window: Interval,
     holidays_override: str | None = None,
 ) -> list[Interval]:
-    """Where the Schedule is open within the window: actors' hours minus closures and holidays."""
+    """Where the Schedule is open from the local midnight before the window's start to its end:
+    actors' hours minus closures and holidays."""
     actors = await schedule_actors(store, schedule)
     zone = zone_of(actors.location)
     days = local_days(window[0], window[1], zone)
+    # From local midnight, so that slots are laid out from the opening time and
+    # not from whenever the window happens to start.
+    window = (datetime.combine(days[0], time(), zone).astimezone(UTC), window[1])
     country, subdivision = calendar_of(actors.location, holidays_override)
     closed = public_holidays(country, subdivision, days[0], days[-1])
     return open_intervals(actors, window, closed)
@@ -104,7 +109,9 @@ async def generate(
         return report
     available = await open_for(store, body, window, holidays_override or settings.holiday_calendar)
     wanted = {
-        fhir_instant(span[0]): span for span in slot_times(available, settings) if span[0] >= now
+        fhir_instant(span[0]): span
+        for span in slot_times(available, settings)
+        if span[0] >= window[0]
     }
     existing = await slot_queries.slots_between(
         store, [schedule_id], fhir_instant(window[0]), fhir_instant(window[1])
@@ -124,18 +131,24 @@ async def generate(
 
 
 async def _write_slot(store: ResourceStore, slot: dict[str, Any]) -> bool:
-    """Create the Slot under its deterministic id; False when it already exists."""
-    current = await store.current("Slot", slot["id"])
-    try:
-        if current is None:
-            await store.create(slot, rid=slot["id"])
-        elif current.deleted:
-            await store.update(slot, expected_version=current.version)
-        else:
+    """Create the Slot under its deterministic id; False when it already exists.
+
+    A conflict means another run wrote it first, or the store reported a
+    transient write conflict: re-read and retry, so the count stays true.
+    """
+    for _ in range(_WRITE_ATTEMPTS):
+        current = await store.current("Slot", slot["id"])
+        if current is not None and not current.deleted:
             return False
-    except (Conflict, PreconditionFailed):
-        return False
-    return True
+        try:
+            if current is None:
+                await store.create(slot, rid=slot["id"])
+            else:
+                await store.update(slot, expected_version=current.version)
+        except (Conflict, PreconditionFailed):
+            continue
+        return True
+    raise Conflict(f"Slot/{slot['id']} could not be written; run the generation again.")
 
 
 def _span(slot: dict[str, Any]) -> Interval:

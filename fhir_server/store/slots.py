@@ -1,15 +1,19 @@
 """Queries the scheduling engine needs beyond read-by-id: Slots by Schedule and time,
 Appointments by patient, slot or flag.
 
-They read the current rows' `resource` directly (not the search index), with
-operators that are correct on MongoDB and on the embedded server: `$elemMatch`
-for arrays, scalar `$eq`/`$in`/ranges on fixed-width UTC instant strings.
+Every hot query is an indexed scalar `$eq` plus a range, correct on MongoDB and
+fast on the embedded server (where `$in` and `$elemMatch` scan every row):
+Slots by `resource.schedule.reference` and `resource.start` (our index),
+Appointments by the search index's single-valued keys (`idx.u.*`, `idx.s.date`).
+Status and similar filters are applied in Python on the few rows found.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from fhir_server.fhir.search_values import digits
 from fhir_server.store.resources import ResourceStore, Version
 
 # Appointment statuses that hold their Slot(s) and the patient's time.
@@ -23,13 +27,10 @@ def _version(resource_type: str, doc: dict[str, Any]) -> Version:
 
 
 async def _versions(
-    store: ResourceStore, resource_type: str, query: dict[str, Any], limit: int = 0
+    store: ResourceStore, resource_type: str, query: dict[str, Any]
 ) -> list[Version]:
-    query = {"deleted": {"$eq": False}, **query}
-    cursor = store.collection(resource_type).find(query).sort("resource.start", 1)
-    if limit:
-        cursor = cursor.limit(limit)
-    return [_version(resource_type, doc) async for doc in cursor]
+    cursor = store.collection(resource_type).find(query)
+    return [_version(resource_type, doc) async for doc in cursor if not doc["deleted"]]
 
 
 async def slots_between(
@@ -38,43 +39,57 @@ async def slots_between(
     start: str,
     end: str,
     statuses: tuple[str, ...] | None = None,
-    limit: int = 0,
 ) -> list[Version]:
-    """Slots of these Schedules starting in [start, end) (UTC instant strings)."""
-    query: dict[str, Any] = {
-        "resource.schedule.reference": {"$in": [f"Schedule/{sid}" for sid in schedule_ids]},
-        "resource.start": {"$gte": start, "$lt": end},
-    }
+    """Slots of these Schedules starting in [start, end) (UTC instant strings), by start.
+
+    One indexed `$eq` query per Schedule: on the embedded server `$in` turns
+    into a scan of the whole collection.
+    """
+    found: list[Version] = []
+    for sid in schedule_ids:
+        query = {
+            "resource.schedule.reference": {"$eq": f"Schedule/{sid}"},
+            "resource.start": {"$gte": start, "$lt": end},
+        }
+        found += await _versions(store, "Slot", query)
     if statuses:
-        query["resource.status"] = {"$in": list(statuses)}
-    return await _versions(store, "Slot", query, limit)
+        found = [s for s in found if (s.resource or {}).get("status") in statuses]
+    return sorted(found, key=lambda s: str((s.resource or {}).get("start")))
+
+
+def _active(versions: list[Version]) -> list[Version]:
+    return [v for v in versions if (v.resource or {}).get("status") in ACTIVE]
 
 
 async def patient_appointments_overlapping(
-    store: ResourceStore, patient_ref: str, start: str, end: str, earliest_start: str
+    store: ResourceStore, patient_ref: str, start: datetime, end: datetime, longest: timedelta
 ) -> list[Version]:
     """The patient's active Appointments that overlap [start, end).
 
-    `earliest_start` bounds the scan on the indexed start (the longest
-    appointment considered is `start - earliest_start` long), so the check does
-    not slow down as Appointments accumulate.
+    Uses the search index's single-patient key and start (`idx.u.patient.Patient`,
+    `idx.s.date.lo`, indexed together), bounded below by `start - longest`, so
+    the check costs the same however many Appointments are stored.
     """
     query = {
-        "resource.start": {"$gte": earliest_start, "$lt": end},
-        "resource.end": {"$gt": start},
-        "resource.status": {"$in": list(ACTIVE)},
-        "resource.participant": {"$elemMatch": {"actor.reference": {"$eq": patient_ref}}},
+        "idx.u.patient.Patient": {"$eq": patient_ref},
+        "idx.s.date.lo": {"$gte": digits(start - longest), "$lt": digits(end)},
     }
-    return await _versions(store, "Appointment", query)
+    found = _active(await _versions(store, "Appointment", query))
+    return [a for a in found if _instant((a.resource or {}).get("end")) > start]
+
+
+def _instant(value: Any) -> datetime:
+    return (
+        datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        if value
+        else datetime.max.replace(tzinfo=UTC)
+    )
 
 
 async def appointments_on_slot(store: ResourceStore, slot_ref: str) -> list[Version]:
-    """Active Appointments that reference the Slot."""
-    query = {
-        "resource.slot": {"$elemMatch": {"reference": {"$eq": slot_ref}}},
-        "resource.status": {"$in": list(ACTIVE)},
-    }
-    return await _versions(store, "Appointment", query)
+    """Active Appointments that reference the Slot (through the search index's slot key)."""
+    query = {"idx.u.slot.Slot": {"$eq": slot_ref}}
+    return _active(await _versions(store, "Appointment", query))
 
 
 async def appointments_with_extension(store: ResourceStore, url: str) -> list[Version]:
@@ -90,14 +105,11 @@ async def all_current(store: ResourceStore, resource_type: str) -> list[Version]
 
 
 async def ensure_indexes(store: ResourceStore) -> None:
-    """Scalar lookups behind the slot and overlap queries.
+    """The scalar lookup behind slot queries (the Appointment ones use the search indexes).
 
     Explicit names: on the embedded server an index name ending in `_<field>`
     changes how that field's equality is evaluated.
     """
     await store.collection("Slot").create_index(
         [("resource.schedule.reference", 1), ("resource.start", 1)], name="schedslotlookup"
-    )
-    await store.collection("Appointment").create_index(
-        [("resource.start", 1)], name="schedapptstart"
     )

@@ -36,6 +36,8 @@ def test_rolling_generation_and_hold_release(
     day = next_weekday(2)
     proposals = find(client, day, 1, practitioner=practitioner)
     assert proposals
+    everything = find(client, day - timedelta(days=3), 14, practitioner=practitioner)
+    assert all(p["start"][14:] == "00:00Z" for p in everything), "slots start on the hour"
     beyond = find(client, day + timedelta(days=14), 5, practitioner=practitioner)
     assert beyond == []
 

@@ -1,0 +1,216 @@
+"""Booking throughput and the no-double-booking guarantee under contention (issue 4).
+
+Against the real app over HTTP, one embedded store, in one run:
+- plain create: `POST Appointment` without Slots (32 clients), the rate bookings
+  are compared with (target: bookings >= 100/s and >= 0.5 x plain create);
+- bookings: `POST Appointment` each claiming its own free Slot (32 clients,
+  every request a distinct Slot and Patient), through the booking engine;
+- contention: 100 clients at once over 10 free Slots, several rounds; the
+  successes must be exactly 10 every round, and afterwards every busy Slot has
+  exactly one Appointment. Figures are printed; nothing asserts on time.
+
+Run: python -m benchmarks.bench_booking [--seconds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from benchmarks import http_load
+from benchmarks.bench_core import DATABASE, _server
+from fhir_server.fhir.indexing import ResourceIndexer
+from fhir_server.scheduling import extensions as ext
+from fhir_server.scheduling.slots import fhir_instant
+from fhir_server.settings import Settings
+from fhir_server.store import embedded
+from fhir_server.store.clock import now_instant
+from fhir_server.store.database import connect
+from fhir_server.store.resources import ResourceStore
+from fhir_server.store.slots import appointments_on_slot
+
+CLIENTS = 32
+SLOTS_PER_CLIENT = 400
+FIGHTERS = 100
+CONTESTED = 10
+ROUNDS = 5
+JSON = "application/fhir+json"
+
+
+def _slot(slot_id: str, schedule_id: str, start: datetime) -> dict[str, Any]:
+    return {
+        "resourceType": "Slot",
+        "id": slot_id,
+        "meta": {"versionId": "1", "lastUpdated": now_instant()},
+        "schedule": {"reference": f"Schedule/{schedule_id}"},
+        "status": "free",
+        "start": fhir_instant(start),
+        "end": fhir_instant(start + timedelta(minutes=30)),
+    }
+
+
+async def _insert_slots(store: ResourceStore, slots: list[dict[str, Any]]) -> None:
+    """Current rows straight into the collection (the booking path reads only these)."""
+    indexer = ResourceIndexer(Settings().base_url)
+    rows = [
+        {
+            "_id": s["id"],
+            "resource": s,
+            "version": 1,
+            "updated": s["meta"]["lastUpdated"],
+            "deleted": False,
+            "idx": indexer(s),
+        }
+        for s in slots
+    ]
+    for n in range(0, len(rows), 1000):
+        await store.collection("Slot").insert_many(rows[n : n + 1000])
+
+
+async def _seed(store: ResourceStore) -> tuple[list[str], datetime]:
+    location = await store.create({"resourceType": "Location", "name": "Bench clinic"})
+    schedule = {
+        "resourceType": "Schedule",
+        "active": True,
+        "actor": [{"reference": f"Location/{location.id}"}],
+        "extension": [{"url": ext.MAXIMUM_DAYS_AHEAD, "valuePositiveInt": 365}],
+    }
+    schedules = [(await store.create(schedule)).id for _ in range(CLIENTS + ROUNDS)]
+    base = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(days=1)
+    slots = [
+        _slot(f"b{c}-{n}", schedules[c], base + timedelta(minutes=30 * n))
+        for c in range(CLIENTS)
+        for n in range(SLOTS_PER_CLIENT)
+    ]
+    slots += [
+        _slot(f"f{r}-{n}", schedules[CLIENTS + r], base + timedelta(minutes=30 * n))
+        for r in range(ROUNDS)
+        for n in range(CONTESTED)
+    ]
+    await _insert_slots(store, slots)
+    return schedules, base
+
+
+def _appointment(slot: dict[str, Any] | None, patient: str) -> bytes:
+    body: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "status": "booked" if slot else "proposed",
+        "participant": [{"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"}],
+    }
+    if slot:
+        body |= {"start": slot["start"], "end": slot["end"], "slot": [{"reference": slot["ref"]}]}
+    return orjson.dumps(body)
+
+
+def _booking_requests(base: datetime) -> http_load.RequestFactory:
+    def make(client: int, number: int) -> bytes:
+        start = base + timedelta(minutes=30 * number)
+        slot = {
+            "ref": f"Slot/b{client}-{number}",
+            "start": fhir_instant(start),
+            "end": fhir_instant(start + timedelta(minutes=30)),
+        }
+        body = _appointment(slot, f"p{client}-{number}")
+        return http_load.request("POST", "/fhir/Appointment", body, JSON)
+
+    return make
+
+
+def _plain_requests(client: int, number: int) -> bytes:
+    body = _appointment(None, f"c{client}-{number}")
+    return http_load.request("POST", "/fhir/Appointment", body, JSON)
+
+
+async def _fight(port: int, base: datetime, round_: int) -> tuple[int, int]:
+    """(successes, 409s) of FIGHTERS clients booking CONTESTED Slots at once."""
+
+    def body(n: int) -> bytes:
+        start = base + timedelta(minutes=30 * (n % CONTESTED))
+        slot = {
+            "ref": f"Slot/f{round_}-{n % CONTESTED}",
+            "start": fhir_instant(start),
+            "end": fhir_instant(start + timedelta(minutes=30)),
+        }
+        return _appointment(slot, f"fight{round_}-{n}")
+
+    limits = httpx.Limits(max_connections=FIGHTERS)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits) as http:
+        responses = await asyncio.gather(
+            *(
+                http.post(
+                    "/fhir/Appointment",
+                    content=body(n),
+                    headers={"content-type": JSON},
+                    timeout=120,
+                )
+                for n in range(FIGHTERS)
+            )
+        )
+    codes = [r.status_code for r in responses]
+    return codes.count(201), codes.count(409)
+
+
+async def _consistent(store: ResourceStore, round_: int) -> str:
+    """Each contested Slot busy with exactly one Appointment (or free with none)."""
+    problems = 0
+    for n in range(CONTESTED):
+        slot = await store.current("Slot", f"f{round_}-{n}")
+        holders = await appointments_on_slot(store, f"Slot/f{round_}-{n}")
+        busy = slot is not None and (slot.resource or {}).get("status") == "busy"
+        if len(holders) != (1 if busy else 0):
+            problems += 1
+    return "consistent" if problems == 0 else f"{problems} INCONSISTENT Slots"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args([])
+    print(
+        f"bench_booking: Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"{CLIENTS} clients, {args.seconds:.0f} s per measurement"
+    )
+    with tempfile.TemporaryDirectory(prefix="fhir-bench-booking-") as tmp:
+        data_dir = Path(tmp)
+        store_server = embedded.start(data_dir)
+        try:
+            asyncio.run(_run(store_server.uri, data_dir, args.seconds))
+        finally:
+            embedded.stop(store_server, data_dir)
+
+
+async def _run(uri: str, data_dir: Path, seconds: float) -> None:
+    database = await connect(uri, DATABASE)
+    store = ResourceStore(database)
+    _, base = await _seed(store)
+    payload = data_dir / "payload.json"
+    payload.write_bytes(b"{}")
+    with _server(uri, payload) as (port, _process):
+        plain = await http_load.run(
+            "create", "127.0.0.1", port, _plain_requests, seconds=seconds, expect=201
+        )
+        booked = await http_load.run(
+            "book", "127.0.0.1", port, _booking_requests(base), seconds=seconds, expect=201
+        )
+        print(" ", plain.line())
+        print(" ", booked.line())
+        print(f"  bookings/s vs plain create: {booked.rate / plain.rate:.2f}")
+        print(f"Contention: {FIGHTERS} clients at once over {CONTESTED} free Slots:")
+        for round_ in range(ROUNDS):
+            won, refused = await _fight(port, base, round_)
+            state = await _consistent(store, round_)
+            print(f"  round {round_ + 1}: {won} booked, {refused} refused (409); {state}")
+    await database.close()
+
+
+if __name__ == "__main__":
+    main()
