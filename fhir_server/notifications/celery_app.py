@@ -106,6 +106,11 @@ def configure(settings: Settings, *, url: str | None = None) -> None:
         _current = None
 
 
+def configured_settings() -> Settings:
+    """The settings given to `configure` (the API's), else the environment's."""
+    return _configured[0] if _configured else get_settings()
+
+
 def current() -> Celery:
     """This process's Celery app (from the configured settings, else the environment's)."""
     global _current

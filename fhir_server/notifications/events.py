@@ -21,7 +21,7 @@ from fhir_server.notifications.codes import EVENTS, RESTHOOK
 from fhir_server.notifications.criteria import matches
 from fhir_server.notifications.message import Message
 from fhir_server.notifications.preferences import email_of, mobile_of, read_preferences
-from fhir_server.settings import Settings, get_settings
+from fhir_server.settings import Settings
 from fhir_server.store.clock import parse_instant, to_instant
 from fhir_server.store.outbox_store import OutboxStore, ReminderRow
 from fhir_server.store.resources import ResourceStore
@@ -61,12 +61,13 @@ async def record_event(
     now: datetime | None = None,
 ) -> list[str]:
     """Store the event's messages in `uow` and enqueue them after commit; their ids."""
-    settings = settings or get_settings()
+    settings = settings or celery_app.configured_settings()
     outbox = OutboxStore(store)
     messages = await _messages(store, outbox, event, settings)
+    known = await outbox.existing("Communication", [m.id for m in messages]) if messages else set()
     new_ids: list[str] = []
     for message in messages:
-        if await store.current("Communication", message.id) is None:
+        if message.id not in known:
             await store.create(message.to_communication(), rid=message.id, uow=uow)
             new_ids.append(message.id)
     if event.kind in _REMINDER_EVENTS and event.appointment.get("status") == "booked":

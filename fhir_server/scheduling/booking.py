@@ -200,9 +200,9 @@ async def _check_patient_free(
     overlapping = await slot_queries.patient_appointments_overlapping(
         store,
         patient,
-        booking.start,
-        booking.end,
-        _LONGEST_APPOINTMENT,
+        fhir_instant(booking.start),
+        fhir_instant(booking.end),
+        fhir_instant(booking.start - _LONGEST_APPOINTMENT),
     )
     if any(a.id not in exclude for a in overlapping):
         raise Conflict("The patient already has an appointment that overlaps this time.")

@@ -10,6 +10,7 @@ indexed range query on a scalar) and browser push subscriptions.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from pymongo import ASCENDING
@@ -70,6 +71,11 @@ class OutboxStore:
         )
         return [doc["resource"] async for doc in cursor]
 
+    async def existing(self, resource_type: str, ids: list[str]) -> set[str]:
+        """Which of these ids are already stored (one query for a whole event)."""
+        cursor = self.store.collection(resource_type).find({"_id": {"$in": ids}}, {"_id": 1})
+        return {doc["_id"] async for doc in cursor}
+
     async def live_subscriptions(self, resource_type: str | None) -> list[dict[str, Any]]:
         """Subscriptions (requested or active) whose criteria name this type (None: all)."""
         cursor = self.store.collection("Subscription").find(
@@ -98,8 +104,7 @@ class OutboxStore:
                 await self.reminders.insert_one(doc, session=uow.session)
             except DuplicateKeyError:
                 continue
-            key = row.key
-            uow.on_failure(lambda key=key: self.reminders.delete_one({"_id": key}))
+            uow.on_failure(partial(self.reminders.delete_one, {"_id": row.key}))
 
     async def due_reminders(self, now: str, limit: int = 500) -> list[ReminderRow]:
         cursor = (
