@@ -1,0 +1,154 @@
+"""Bookings made over the FHIR API notify through the real worker: the engine's event port."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_server.app import create_app
+from fhir_server.rest.services import Services
+from fhir_server.scheduling.booking import release_expired_holds
+from fhir_server.settings import Settings
+from tests.integration.notify_support import Running, fhir_json, start_all, stop_all, wait_until
+from tests.integration.scheduling_setup import (
+    HEADERS,
+    appointment,
+    hours_from_now,
+    make_clinic,
+    make_slot,
+    post,
+)
+
+JSON_PATCH = {"content-type": "application/json-patch+json"}
+
+
+@pytest.fixture(scope="module")
+def env(settings_factory: Callable[..., Settings]) -> Iterator[Running]:
+    running = start_all(settings_factory)
+    yield running
+    stop_all(running)
+
+
+@pytest.fixture(scope="module")
+def api(env: Running) -> Iterator[TestClient]:
+    with TestClient(create_app(env.rig.settings)) as client:
+        yield client
+
+
+def _subjects(env: Running, address: str) -> list[str]:
+    return [" ".join(str(m["Subject"]).split()) for m in env.smtp.to(address)]
+
+
+def _wait_mails(env: Running, address: str, count: int) -> list[str]:
+    wait_until(lambda: len(env.smtp.to(address)) >= count, timeout=30)
+    return _subjects(env, address)
+
+
+def test_book_move_cancel_over_http_mails_the_patient_and_hooks_the_ehr(
+    env: Running, api: TestClient
+) -> None:
+    clinic = make_clinic(api)
+    hook = f"/hook/{os.urandom(4).hex()}"
+    post(
+        api,
+        {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "EHR",
+            "criteria": f"Appointment?actor=PractitionerRole/{clinic['role']}",
+            "channel": {
+                "type": "rest-hook",
+                "endpoint": f"{env.http.url}{hook}",
+                "payload": "application/fhir+json",
+            },
+        },
+    )
+    address = f"http-{os.urandom(3).hex()}@example.org"
+    pid = post(
+        api,
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "Roe"}],
+            "telecom": [{"system": "email", "value": address}],
+        },
+    )["id"]
+    first, second = (make_slot(api, clinic["schedule"], hours_from_now(h)) for h in (70, 74))
+    booked = api.post("/fhir/Appointment", json=appointment(pid, first), headers=HEADERS)
+    assert booked.status_code == 201, booked.text
+    appt = booked.json()
+    assert _wait_mails(env, address, 1)[0].startswith("Your appointment is booked")
+
+    moved = api.patch(
+        f"/fhir/Appointment/{appt['id']}",
+        json=[{"op": "replace", "path": "/slot", "value": [{"reference": f"Slot/{second['id']}"}]}],
+        headers=JSON_PATCH,
+    )
+    assert moved.status_code == 200, moved.text
+    assert _wait_mails(env, address, 2)[1].startswith("Your appointment was moved")
+
+    current = api.get(f"/fhir/Appointment/{appt['id']}").json()
+    cancelled = api.put(
+        f"/fhir/Appointment/{appt['id']}",
+        json={**current, "status": "cancelled", "cancelationReason": {"text": "Cannot come"}},
+        headers=HEADERS,
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    assert _wait_mails(env, address, 3)[2].startswith("Your appointment was cancelled")
+    # The EHR's rest-hook saw the same three versions, in order.
+    wait_until(lambda: len(env.http.posted(hook)) >= 3, timeout=30)
+    statuses = [fhir_json(r.body)["status"] for r in env.http.posted(hook)]
+    starts = [fhir_json(r.body)["start"] for r in env.http.posted(hook)]
+    assert statuses == ["booked", "booked", "cancelled"]
+    assert starts[0] != starts[1] == starts[2]
+
+
+def test_expired_hold_goes_to_the_subscription_only(env: Running, api: TestClient) -> None:
+    clinic = make_clinic(api)
+    hook = f"/hook/{os.urandom(4).hex()}"
+    post(
+        api,
+        {
+            "resourceType": "Subscription",
+            "status": "active",
+            "reason": "EHR",
+            "criteria": f"Appointment?actor=PractitionerRole/{clinic['role']}",
+            "channel": {
+                "type": "rest-hook",
+                "endpoint": f"{env.http.url}{hook}",
+                "payload": "application/fhir+json",
+            },
+        },
+    )
+    address = f"hold-{os.urandom(3).hex()}@example.org"
+    pid = post(
+        api,
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "Poe"}],
+            "telecom": [{"system": "email", "value": address}],
+        },
+    )["id"]
+    slot = make_slot(api, clinic["schedule"], hours_from_now(80))
+    proposal: dict[str, Any] = {**appointment(pid, slot), "status": "proposed"}
+    proposal["participant"] = [
+        *proposal["participant"],
+        {"actor": {"reference": f"PractitionerRole/{clinic['role']}"}, "status": "needs-action"},
+    ]
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [{"name": "appt-resource", "resource": proposal}],
+    }
+    held = api.post("/fhir/Appointment/$hold", json=body, headers=HEADERS)
+    assert held.status_code == 200, held.text
+    services: Services = api.app.state.services  # type: ignore[attr-defined]
+    later = datetime.now(UTC) + timedelta(days=1)
+    assert api.portal.call(release_expired_holds, services.store, later) == 1  # type: ignore[union-attr]
+    wait_until(lambda: env.http.posted(hook), timeout=30)
+    [expired] = [fhir_json(r.body) for r in env.http.posted(hook)]
+    assert expired["status"] == "cancelled"
+    assert env.smtp.to(address) == []  # neither the hold nor its expiry is mailed
