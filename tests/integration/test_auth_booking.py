@@ -1,0 +1,76 @@
+"""Booking with a patient token: own holds and bookings work, others' are refused."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_server.settings import Settings
+from tests.integration.auth_helpers import BASE, auth_app, bearer, mint, new_patient
+from tests.integration.scheduling_setup import hours_from_now, make_clinic, make_slot
+
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+@pytest.fixture(scope="module")
+def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
+    for app_client in auth_app(settings_factory):
+        app_client.headers["Authorization"] = f"Bearer {mint(app_client, 'system/*.cruds')}"
+        yield app_client
+
+
+def patient_headers(client: TestClient, patient_id: str) -> dict[str, str]:
+    token = mint(client, "patient/*.cruds", patient=patient_id, fhir_user=f"Patient/{patient_id}")
+    return bearer(token) | FHIR | {"X-Actor-Role": "staff"}  # the role header is ignored
+
+
+def proposal(slot: dict[str, Any], patient_id: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Appointment",
+        "status": "proposed",
+        "start": slot["start"],
+        "end": slot["end"],
+        "slot": [{"reference": f"Slot/{slot['id']}"}],
+        "participant": [
+            {"actor": {"reference": f"Patient/{patient_id}"}, "status": "needs-action"}
+        ],
+    }
+
+
+def operation(client: TestClient, code: str, headers: dict[str, str], **value: Any) -> Any:
+    body = {"resourceType": "Parameters", "parameter": [value]}
+    return client.post(f"{BASE}/Appointment/${code}", json=body, headers=headers)
+
+
+def test_patient_holds_and_books_only_their_own(client: TestClient) -> None:
+    site = make_clinic(client)
+    slot = make_slot(client, site["schedule"], hours_from_now(72))
+    alice, bob = new_patient(client, "Alice"), new_patient(client, "Bob")
+    as_alice, as_bob = patient_headers(client, alice), patient_headers(client, bob)
+
+    for_bob = operation(
+        client, "hold", as_alice, name="appt-resource", resource=proposal(slot, bob)
+    )
+    assert for_bob.status_code == 403
+    held = operation(client, "hold", as_alice, name="appt-resource", resource=proposal(slot, alice))
+    assert held.status_code == 200, held.text
+    pending = held.json()["entry"][0]["resource"]
+    reference = {"reference": f"Appointment/{pending['id']}"}
+
+    hijack = operation(
+        client, "book", as_bob, name="appointment-reference", valueReference=reference
+    )
+    assert hijack.status_code == 404
+    booked = operation(
+        client, "book", as_alice, name="appointment-reference", valueReference=reference
+    )
+    assert booked.status_code == 200, booked.text
+    assert booked.json()["entry"][0]["resource"]["status"] == "booked"
+
+    mine = client.get(f"{BASE}/Appointment", headers=as_alice).json()
+    assert [e["resource"]["id"] for e in mine.get("entry", [])] == [pending["id"]]
+    assert client.get(f"{BASE}/Appointment", headers=as_bob).json().get("entry", []) == []
+    assert client.get(f"{BASE}/Appointment/{pending['id']}", headers=as_bob).status_code == 404
