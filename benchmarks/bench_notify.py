@@ -114,7 +114,7 @@ def _latency(env: Running) -> tuple[list[float], list[float]]:
         before = len(env.smtp.received)
         [cid], write_seconds = env.rig.run(_booking(env, address, publish=True))
         published = t0 + write_seconds  # the publish is the last step of the write
-        wait_until(lambda: len(env.smtp.received) > before, timeout=30, every=0.002)
+        wait_until(lambda n=before: len(env.smtp.received) > n, timeout=30, every=0.002)
         to_receipt.append(env.smtp.received_at[-1] - t0)
         claim = env.rig.run(env.rig.store.vread("Communication", cid, 2))
         to_claim.append(max(0.0, parse_instant(claim.updated).timestamp() - published))

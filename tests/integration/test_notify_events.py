@@ -41,14 +41,21 @@ def _n() -> str:
     return os.urandom(4).hex()
 
 
-def patient(env: Running, *, email: str | None = None, mobile: str | None = None, **extra: Any) -> dict[str, Any]:
+def patient(
+    env: Running, *, email: str | None = None, mobile: str | None = None, **extra: Any
+) -> dict[str, Any]:
     telecom = []
     if email:
         telecom.append({"system": "email", "value": email})
     if mobile:
         telecom.append({"system": "phone", "use": "mobile", "value": mobile})
     return env.rig.create(
-        {"resourceType": "Patient", "name": [{"family": "Martin", "given": ["Ann"]}], "telecom": telecom, **extra}
+        {
+            "resourceType": "Patient",
+            "name": [{"family": "Martin", "given": ["Ann"]}],
+            "telecom": telecom,
+            **extra,
+        }
     )
 
 
@@ -71,9 +78,15 @@ def appointment(
 ) -> dict[str, Any]:
     start = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=hours)
     location = env.rig.create(
-        {"resourceType": "Location", "name": "Rivoli clinic", "extension": [{"url": TZ_EXT, "valueCode": "Europe/Paris"}]}
+        {
+            "resourceType": "Location",
+            "name": "Rivoli clinic",
+            "extension": [{"url": TZ_EXT, "valueCode": "Europe/Paris"}],
+        }
     )
-    participants = [{"actor": {"reference": ref(a)}, "status": "accepted"} for a in (*actors, location)]
+    participants = [
+        {"actor": {"reference": ref(a)}, "status": "accepted"} for a in (*actors, location)
+    ]
     return env.rig.create(
         {
             "resourceType": "Appointment",
@@ -149,7 +162,9 @@ def test_reschedule_keeps_uid_with_higher_sequence_and_cancel_sends_cancel(env: 
     later = moved(env, appt, 24)
     env.rig.wait_settled(env.rig.record(AppointmentEvent("rescheduled", later, previous=appt)))
     cancelled = env.rig.update({**later, "status": "cancelled"})
-    env.rig.wait_settled(env.rig.record(AppointmentEvent("cancelled", cancelled, cancelled_by="clinic")))
+    env.rig.wait_settled(
+        env.rig.record(AppointmentEvent("cancelled", cancelled, cancelled_by="clinic"))
+    )
     booked, rescheduled, cancel = env.smtp.to(address)
     sequences = []
     for mail, method in ((booked, b"REQUEST"), (rescheduled, b"REQUEST"), (cancel, b"CANCEL")):
@@ -165,11 +180,15 @@ def test_reschedule_keeps_uid_with_higher_sequence_and_cancel_sends_cancel(env: 
 
 def test_pending_confirmed_declined_reach_patient_and_provider(env: Running) -> None:
     patient_mail, doctor_mail = f"p-{_n()}@example.org", f"dr-{_n()}@example.org"
-    appt = appointment(env, patient(env, email=patient_mail), practitioner(env, doctor_mail), status="pending")
+    appt = appointment(
+        env, patient(env, email=patient_mail), practitioner(env, doctor_mail), status="pending"
+    )
     ids = env.rig.record(AppointmentEvent("pending", appt))
     assert len(ids) == 2
     env.rig.wait_settled(ids)
-    assert subject(one_mail(env, doctor_mail)).startswith("An appointment request awaits your confirmation")
+    assert subject(one_mail(env, doctor_mail)).startswith(
+        "An appointment request awaits your confirmation"
+    )
     assert subject(one_mail(env, patient_mail)).startswith("Your appointment request was received")
     confirmed = env.rig.update({**appt, "status": "booked"})
     env.rig.wait_settled(env.rig.record(AppointmentEvent("confirmed", confirmed)))
@@ -193,7 +212,11 @@ def test_recording_the_same_event_twice_sends_once(env: Running) -> None:
 
     celery_app.enqueue(first)
     wait_until(lambda: env.rig.read("Communication", first[0])["status"] == "completed")
-    env.rig.wait_settled(env.rig.record(AppointmentEvent("booked", appointment(env, patient(env, email="sentinel-" + address)))))
+    env.rig.wait_settled(
+        env.rig.record(
+            AppointmentEvent("booked", appointment(env, patient(env, email="sentinel-" + address)))
+        )
+    )
     assert len(env.smtp.to(address)) == 1
 
 
@@ -206,7 +229,11 @@ def test_sms_is_short_with_a_link_and_no_reason(env: Running) -> None:
     appt = appointment(env, person)
     [comm] = env.rig.wait_settled(env.rig.record(AppointmentEvent("booked", appt)))
     assert comm["status"] == "completed"
-    [sent] = [r for r in env.http.posted("/sms/2010-04-01/Accounts/AC123/Messages.json") if number.encode().replace(b"+", b"%2B") in r.body]
+    [sent] = [
+        r
+        for r in env.http.posted("/sms/2010-04-01/Accounts/AC123/Messages.json")
+        if number.encode().replace(b"+", b"%2B") in r.body
+    ]
     form = dict(pair.split("=", 1) for pair in sent.body.decode().split("&"))
     from urllib.parse import unquote_plus
 
@@ -231,13 +258,19 @@ def _browser() -> tuple[ec.EllipticCurvePrivateKey, bytes, dict[str, Any]]:
 
 
 def test_push_goes_encrypted_to_each_registered_browser(env: Running) -> None:
-    person = patient(env, email=f"p-{_n()}@example.org", extension=[preferences_extension(["push"])])
+    person = patient(
+        env, email=f"p-{_n()}@example.org", extension=[preferences_extension(["push"])]
+    )
     key, auth, info = _browser()
     info["endpoint"] = f"{env.http.url}/push/{_n()}"
-    env.rig.run(env.rig.ctx.outbox.save_push_subscription(subscription_key(info), ref(person), info))
+    env.rig.run(
+        env.rig.ctx.outbox.save_push_subscription(subscription_key(info), ref(person), info)
+    )
     gone = {**_browser()[2], "endpoint": f"{env.http.url}/gone/{_n()}"}
     env.http.status["/gone/"] = 410
-    env.rig.run(env.rig.ctx.outbox.save_push_subscription(subscription_key(gone), ref(person), gone))
+    env.rig.run(
+        env.rig.ctx.outbox.save_push_subscription(subscription_key(gone), ref(person), gone)
+    )
     appt = appointment(env, person)
     [comm] = env.rig.wait_settled(env.rig.record(AppointmentEvent("booked", appt)))
     assert comm["status"] == "completed"
@@ -325,7 +358,9 @@ def test_rest_hook_with_empty_payload_posts_no_body(env: Running) -> None:
 def test_opted_out_patient_gets_nothing_but_provider_still_does(env: Running) -> None:
     patient_mail, doctor_mail = f"p-{_n()}@example.org", f"dr-{_n()}@example.org"
     person = patient(env, email=patient_mail, extension=[preferences_extension([], opted_out=True)])
-    ids = env.rig.record(AppointmentEvent("booked", appointment(env, person, practitioner(env, doctor_mail))))
+    ids = env.rig.record(
+        AppointmentEvent("booked", appointment(env, person, practitioner(env, doctor_mail)))
+    )
     assert len(ids) == 1
     env.rig.wait_settled(ids)
     assert env.smtp.to(patient_mail) == [] and len(env.smtp.to(doctor_mail)) == 1
@@ -341,10 +376,15 @@ def test_channel_choice_and_language_are_honoured(env: Running) -> None:
         extension=[preferences_extension(["sms"])],
         communication=[
             {"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "en"}]}},
-            {"language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "fr-FR"}]}, "preferred": True},
+            {
+                "language": {"coding": [{"system": "urn:ietf:bcp:47", "code": "fr-FR"}]},
+                "preferred": True,
+            },
         ],
     )
-    [comm] = env.rig.wait_settled(env.rig.record(AppointmentEvent("booked", appointment(env, person))))
+    [comm] = env.rig.wait_settled(
+        env.rig.record(AppointmentEvent("booked", appointment(env, person)))
+    )
     assert comm["medium"][0]["coding"][0]["code"] == "sms"
     assert env.smtp.to(address) == []
     [sent] = [r for r in env.http.posted("/sms/") if number[1:].encode() in r.body]
@@ -352,7 +392,9 @@ def test_channel_choice_and_language_are_honoured(env: Running) -> None:
 
     assert parse_qs(sent.body.decode())["Body"][0].startswith("Votre rendez-vous est réservé")
     # The same person choosing e-mail gets French mail with French dates.
-    env.rig.update({**env.rig.read("Patient", person["id"]), "extension": [preferences_extension(["email"])]})
+    env.rig.update(
+        {**env.rig.read("Patient", person["id"]), "extension": [preferences_extension(["email"])]}
+    )
     env.rig.wait_settled(env.rig.record(AppointmentEvent("booked", appointment(env, person))))
     mail = one_mail(env, address)
     assert subject(mail).startswith("Votre rendez-vous est réservé")
@@ -381,7 +423,10 @@ def test_bad_destinations_end_not_done_with_reason_and_the_worker_carries_on(env
         ids = []
         for person in (bad_syntax, refused, failing_sms):
             ids += env.rig.record(AppointmentEvent("booked", appointment(env, person)))
-        found = {c["medium"][0]["coding"][0]["code"] + ":" + c["statusReason"]["text"]: c for c in env.rig.wait_settled(ids)}
+        found = {
+            c["medium"][0]["coding"][0]["code"] + ":" + c["statusReason"]["text"]: c
+            for c in env.rig.wait_settled(ids)
+        }
     finally:
         env.http.status.pop("/sms/")
     assert all(c["status"] == "not-done" for c in found.values())
@@ -401,7 +446,9 @@ def test_bad_destinations_end_not_done_with_reason_and_the_worker_carries_on(env
     # No crash loop: the same worker process still delivers.
     assert env.worker.process is not None and env.worker.process.poll() is None
     address = f"ok-{_n()}@example.org"
-    env.rig.wait_settled(env.rig.record(AppointmentEvent("booked", appointment(env, patient(env, email=address)))))
+    env.rig.wait_settled(
+        env.rig.record(AppointmentEvent("booked", appointment(env, patient(env, email=address))))
+    )
     assert len(env.smtp.to(address)) == 1
 
 
@@ -415,7 +462,9 @@ def _attempts(comm: dict[str, Any]) -> int:
 
 
 def test_reminders_at_offsets_once_and_not_for_cancelled_or_moved(env: Running) -> None:
-    kept, cancelled_mail, moved_mail = (f"{k}-{_n()}@example.org" for k in ("kept", "gone", "moved"))
+    kept, cancelled_mail, moved_mail = (
+        f"{k}-{_n()}@example.org" for k in ("kept", "gone", "moved")
+    )
     kept_appt = appointment(env, patient(env, email=kept), hours=30)
     gone_appt = appointment(env, patient(env, email=cancelled_mail), hours=30)
     moved_appt = appointment(env, patient(env, email=moved_mail), hours=30)
@@ -423,7 +472,9 @@ def test_reminders_at_offsets_once_and_not_for_cancelled_or_moved(env: Running) 
         env.rig.wait_settled(env.rig.record(AppointmentEvent("booked", appt)))
     env.rig.update({**gone_appt, "status": "cancelled"})
     later = moved(env, moved_appt, 2)
-    env.rig.wait_settled(env.rig.record(AppointmentEvent("rescheduled", later, previous=moved_appt)))
+    env.rig.wait_settled(
+        env.rig.record(AppointmentEvent("rescheduled", later, previous=moved_appt))
+    )
 
     start = parse_instant(kept_appt["start"])
     day_before = start - timedelta(hours=24) + timedelta(minutes=1)
@@ -435,7 +486,9 @@ def test_reminders_at_offsets_once_and_not_for_cancelled_or_moved(env: Running) 
     assert len(env.smtp.to(cancelled_mail)) == 1  # only the booking
     assert len(env.smtp.to(moved_mail)) == 2  # booking and move, no reminder for the old time
     # The moved appointment is reminded for its new time.
-    ids = env.rig.run(enqueue_due(env.rig.ctx, parse_instant(later["start"]) - timedelta(minutes=119)))
+    ids = env.rig.run(
+        enqueue_due(env.rig.ctx, parse_instant(later["start"]) - timedelta(minutes=119))
+    )
     env.rig.wait_settled(ids)
     *_, reminder = env.smtp.to(moved_mail)
     assert len(env.smtp.to(moved_mail)) == 3  # the 24 h one was overtaken by the 2 h one

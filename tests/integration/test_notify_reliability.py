@@ -35,7 +35,9 @@ def booking(env: Running, address: str) -> dict[str, Any]:
             "status": "booked",
             "start": start.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "end": (start + timedelta(minutes=20)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "participant": [{"actor": {"reference": f"Patient/{person['id']}"}, "status": "accepted"}],
+            "participant": [
+                {"actor": {"reference": f"Patient/{person['id']}"}, "status": "accepted"}
+            ],
         }
     )
 
@@ -62,7 +64,10 @@ def book_and_record(env: Running, address: str) -> list[str]:
             )
             assert appt.resource is not None
             return await record_event(
-                env.rig.store, uow, AppointmentEvent("booked", appt.resource), settings=env.rig.settings
+                env.rig.store,
+                uow,
+                AppointmentEvent("booked", appt.resource),
+                settings=env.rig.settings,
             )
 
     return env.rig.run(body())
@@ -100,7 +105,9 @@ def test_failed_booking_leaves_no_message(env: Running) -> None:
         from fhir_server.notifications.events import record_event
 
         async with env.rig.store.unit_of_work() as uow:
-            await record_event(env.rig.store, uow, AppointmentEvent("booked", appt), settings=env.rig.settings)
+            await record_event(
+                env.rig.store, uow, AppointmentEvent("booked", appt), settings=env.rig.settings
+            )
             raise RuntimeError("the slot claim failed")
 
     with pytest.raises(RuntimeError):
