@@ -26,6 +26,7 @@ from fhir_server.store.search_query import (
     conjoin,
     criterion_clause,
     field_value,
+    live,
     projection,
     reference_clause,
     sort_values,
@@ -95,7 +96,7 @@ class SearchEngine:
         code = has.reference.code
         prefix = f"{rtype}/"
         cursor = self.store.collection(has.resource_type).find(
-            conjoin(LIVE, (await self.clause(has.resource_type, has.criterion)).plain),
+            live((await self.clause(has.resource_type, has.criterion)).plain),
             {"idx": 1},
         )
         ids: set[str] = set()
@@ -111,8 +112,8 @@ class SearchEngine:
         branched = next((c for c in clauses if c.branches), None)
         plains = [c.plain for c in clauses if c is not branched]
         if branched is None:
-            return [conjoin(LIVE, *plains)]
-        return [conjoin(LIVE, branch, *plains) for branch in branched.branches]
+            return [live(conjoin(*plains))]
+        return [live(conjoin(branch, *plains)) for branch in branched.branches]
 
     # -- running -----------------------------------------------------------------
 
@@ -232,7 +233,7 @@ class SearchEngine:
                 ]
                 if not refs or inc.source_type not in SERVED_TYPES:
                     continue
-                query = conjoin(LIVE, reference_clause(param, refs).plain)
+                query = live(reference_clause(param, refs).plain)
                 cursor = self.store.collection(inc.source_type).find(query, _FIELDS)
                 out += [Found(inc.source_type, d) async for d in cursor.limit(REVINCLUDE_LIMIT)]
         return out

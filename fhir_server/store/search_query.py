@@ -75,6 +75,21 @@ def conjoin(*filters: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def live(query: dict[str, Any]) -> dict[str, Any]:
+    """`query` restricted to current (not deleted) rows.
+
+    A deleted row keeps an empty `idx`, so a query that needs some `idx`
+    field to be present already excludes it; only other queries get the
+    `deleted` condition, which the embedded server would otherwise evaluate on
+    every candidate row.
+    """
+    needs_index = any(
+        key.startswith("idx.") and not (isinstance(value, dict) and value.get("$exists") is False)
+        for key, value in query.items()
+    )
+    return query if needs_index else conjoin(LIVE, query)
+
+
 def _mergeable(a: Any, b: Any) -> bool:
     return (
         isinstance(a, dict)
