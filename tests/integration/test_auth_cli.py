@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -9,14 +11,28 @@ from typing import Any
 
 import orjson
 import pytest
+from cryptography.exceptions import InvalidTag
 from fastapi.testclient import TestClient
 from joserfc import jwk
 from typer.testing import CliRunner
 
 from fhir_server.app import create_app
+from fhir_server.auth.demo_access import DEMO_REDIRECTS, ensure_demo_access
+from fhir_server.auth.keys import unseal
 from fhir_server.cli import app
 from fhir_server.settings import Settings
-from tests.integration.auth_helpers import AUTH, BASE, PASSWORD, bearer, login_token, mint
+from tests.integration.auth_helpers import (
+    AUTH,
+    BASE,
+    PASSWORD,
+    authorize_params,
+    bearer,
+    call,
+    components,
+    login_token,
+    mint,
+    pkce,
+)
 
 runner = CliRunner()
 
@@ -169,20 +185,13 @@ def test_key_rotation_keeps_old_tokens_valid(
         assert kids == {old_kid, new_kid}
         assert server.get(f"{BASE}/Patient", headers=bearer(old_token)).status_code == 200
         new_token = mint(server, "user/*.rs")
-        header = orjson.loads(
-            __import__("base64").urlsafe_b64decode(new_token.split(".")[0] + "==")
-        )
+        header = orjson.loads(base64.urlsafe_b64decode(new_token.split(".")[0] + "=="))
         assert header["kid"] == new_kid
 
 
 def test_private_keys_are_sealed_with_the_secret_key(
     settings_factory: Callable[..., Settings],
 ) -> None:
-    from cryptography.exceptions import InvalidTag
-
-    from fhir_server.auth.keys import unseal
-    from tests.integration.auth_helpers import call, components
-
     settings = settings_factory(auth_enabled=True)
     with TestClient(create_app(settings)) as server:
         docs = call(server, components(server).store.signing_keys)
@@ -192,3 +201,32 @@ def test_private_keys_are_sealed_with_the_secret_key(
     assert private["d"] and private["d"].encode() not in stored
     with pytest.raises(InvalidTag):
         unseal("another-secret-key-value", docs[0]["sealed"])
+
+
+def test_demo_access_is_idempotent_and_usable(settings_factory: Callable[..., Settings]) -> None:
+    settings = settings_factory(auth_enabled=True)
+    with TestClient(create_app(settings)) as server:
+        store = components(server).store
+        first = call(server, ensure_demo_access, store, settings, "Patient/p9", "Practitioner/d9")
+        again = call(server, ensure_demo_access, store, settings, "Patient/p9", "Practitioner/d9")
+        assert first == again
+        _, challenge = pkce()
+        params = authorize_params(
+            first.client_id,
+            "launch/patient patient/*.rs",
+            challenge,
+            redirect_uri=DEMO_REDIRECTS[0],
+        )
+        page = server.post(
+            f"{AUTH}/authorize",
+            data={
+                **params,
+                "step": "login",
+                "username": first.patient_login,
+                "password": first.password,
+            },
+        )
+        assert 'value="allow"' in page.text
+    with pytest.raises(ValueError):
+        call_production = settings.model_copy(update={"environment": "production"})
+        asyncio.run(ensure_demo_access(store, call_production, "Patient/p9", "Practitioner/d9"))
