@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import BASE, patient
 from tests.integration.rest_support import assert_outcome
-from tests.integration.search_support import ids, marker, search, tagged
+from tests.integration.search_support import ids, link, marker, search, tagged
 
 
 def _practitioner(family: str) -> dict[str, Any]:
@@ -192,3 +192,54 @@ def test_deleted_resources_are_not_found(client: TestClient) -> None:
 )
 def test_bad_chains_are_400(client: TestClient, query: str, name: str) -> None:
     assert_outcome(client.get(f"/fhir/Appointment?{query}"), 400, name)
+
+
+def test_branches_merge_in_sort_order_across_pages(
+    client: TestClient, world: dict[str, str]
+) -> None:
+    """Brown is the sole Practitioner of one appointment and one of two in another: the two
+    are found by different indexed queries, merged in `_sort` order, and paged by keyset."""
+    query = f"actor=Practitioner/{world['brown']}&_sort=-date&_count=1"
+    bundle = search(client, "Appointment", query, world["mark"])
+    seen = ids(bundle)
+    while (url := link(bundle, "next")) is not None:
+        bundle = client.get(url.replace("http://testserver", "")).json()
+        seen += ids(bundle)
+    assert seen == [world["a_smith_brown"], world["a_jones_brown"]]  # 3 Feb, then 2 Feb
+    ascending = search(client, "Appointment", query.replace("-date", "date"), world["mark"])
+    assert ids(ascending) == [world["a_jones_brown"]]
+
+
+def test_slot_schedule_includes_and_chain(client: TestClient) -> None:
+    mark = marker()
+    doctor = tagged(client, mark, _practitioner("Slotdoc"))["id"]
+    schedule = tagged(
+        client,
+        mark,
+        {"resourceType": "Schedule", "actor": [{"reference": f"Practitioner/{doctor}"}]},
+    )["id"]
+    other = tagged(
+        client, mark, {"resourceType": "Schedule", "actor": [{"reference": "Practitioner/x"}]}
+    )["id"]
+
+    def slot(schedule_id: str) -> str:
+        body = {
+            "resourceType": "Slot",
+            "schedule": {"reference": f"Schedule/{schedule_id}"},
+            "status": "free",
+            "start": "2026-04-01T09:00:00Z",
+            "end": "2026-04-01T09:30:00Z",
+        }
+        return str(tagged(client, mark, body)["id"])
+
+    mine, theirs = slot(schedule), slot(other)
+    assert ids(search(client, "Slot", f"schedule.actor=Practitioner/{doctor}", mark)) == [mine]
+    assert ids(search(client, "Slot", "schedule.actor:Practitioner.name=slotdoc", mark)) == [mine]
+    query = f"_id={mine}&_include=Slot:schedule&_include:iterate=Schedule:actor"
+    assert set(ids(search(client, "Slot", query, mark), "include")) == {schedule, doctor}
+    query = f"_id={schedule}&_revinclude=Slot:schedule"
+    assert set(ids(search(client, "Schedule", query, mark), "include")) == {mine}
+    query = f"_id={doctor}&_revinclude=Schedule:actor&_revinclude:iterate=Slot:schedule"
+    bundle = search(client, "Practitioner", query, mark)
+    assert set(ids(bundle, "include")) == {schedule, mine}
+    assert theirs not in ids(bundle, "include")
