@@ -42,6 +42,7 @@ def _expressions(resource: dict[str, Any]) -> set[str]:
         _patient(_birthDate={"extension": [{"url": "http://x", "valueString": "?"}]}),
         _patient(deceasedBoolean=False, multipleBirthInteger=2, active=True),
         _patient(telecom=[{"system": "phone", "value": "1", "use": "mobile", "rank": 1}]),
+        _patient(name=[{"given": ["A", None], "_given": [None, {"id": "g2"}]}]),
         _appointment(),
         _appointment(status="proposed", start=None, end=None),
         _appointment(status="cancelled", cancelationReason={"text": "ill"}),
@@ -76,6 +77,13 @@ def test_valid_resources_pass(resource: dict[str, Any]) -> None:
         ({"resourceType": "Slot", "status": "free"}, "Slot.schedule"),
         ({"resourceType": "Slot", "status": "open", "schedule": {}}, "Slot.status"),
         (_patient(unknown=1), "Patient.unknown"),
+        (
+            _patient(contact=[{"name": {"family": "K"}, "gender": None}]),
+            "Patient.contact[0].gender",
+        ),
+        (_patient(name=[]), "Patient.name"),
+        (_patient(name=[{"family": ""}]), "Patient.name[0].family"),
+        (_patient(name=[{"given": ["A", None]}]), "Patient.name[0].given[1]"),
     ],
 )
 def test_invalid_resources_point_at_the_element(resource: dict[str, Any], expression: str) -> None:
@@ -111,3 +119,7 @@ def test_every_issue_has_code_and_expression() -> None:
 )
 def test_malformed_shapes_are_reported_not_crashed_on(resource: dict[str, Any]) -> None:
     assert _issues(resource)
+
+
+def test_top_level_null_is_refused() -> None:
+    assert "Patient.active" in _expressions({**_patient(), "active": None})
