@@ -27,7 +27,7 @@ import httpx
 import orjson
 
 from benchmarks import http_load
-from benchmarks.bench_core import DATABASE, _server
+from benchmarks.bench_core import DATABASE, _cpu_seconds, _server
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.scheduling import extensions as ext
 from fhir_server.scheduling.slots import fhir_instant
@@ -183,23 +183,31 @@ def main() -> None:
         data_dir = Path(tmp)
         store_server = embedded.start(data_dir)
         try:
-            asyncio.run(_run(store_server.uri, data_dir, args.seconds))
+            asyncio.run(_run(store_server.uri, store_server.pid, data_dir, args.seconds))
         finally:
             embedded.stop(store_server, data_dir)
 
 
-async def _run(uri: str, data_dir: Path, seconds: float) -> None:
+async def _run(uri: str, store_pid: int, data_dir: Path, seconds: float) -> None:
     database = await connect(uri, DATABASE)
     store = ResourceStore(database)
     _, base = await _seed(store)
     payload = data_dir / "payload.json"
     payload.write_bytes(b"{}")
-    with _server(uri, payload) as (port, _process):
+    with _server(uri, payload) as (port, process):
+        cpu = _cpu_seconds(process.pid, store_pid)
+        print("Throughput, latency, CPU ms per request of server/store:")
         plain = await http_load.run(
-            "create", "127.0.0.1", port, _plain_requests, seconds=seconds, expect=201
+            "create", "127.0.0.1", port, _plain_requests, seconds=seconds, expect=201, cpu=cpu
         )
         booked = await http_load.run(
-            "book", "127.0.0.1", port, _booking_requests(base), seconds=seconds, expect=201
+            "book",
+            "127.0.0.1",
+            port,
+            _booking_requests(base),
+            seconds=seconds,
+            expect=201,
+            cpu=cpu,
         )
         print(" ", plain.line())
         print(" ", booked.line())
