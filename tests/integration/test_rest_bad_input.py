@@ -91,6 +91,14 @@ CASES: dict[str, Case] = {
         422,
         ("Patient.active",),
     ),
+    "null value": (
+        "POST",
+        "/fhir/Patient",
+        {**patient(), "active": None},
+        422,
+        ("Patient.active",),
+    ),
+    "empty array": ("POST", "/fhir/Patient", patient(telecom=[]), 422, ("Patient.telecom",)),
     "bad date": (
         "POST",
         "/fhir/Patient",
