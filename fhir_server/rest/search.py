@@ -16,6 +16,7 @@ from urllib.parse import urlencode
 import orjson
 
 from fhir_server.fhir.errors import BadRequest
+from fhir_server.fhir.resource_types import SERVED_TYPES
 from fhir_server.fhir.search_params import search_params
 from fhir_server.fhir.search_syntax import ParsedSearch, SearchParser
 from fhir_server.rest.bundles_common import bundle, full_url
@@ -40,6 +41,16 @@ def decode_cursor(text: str, width: int) -> tuple[bool, list[Any]]:
     if direction not in ("a", "b") or not isinstance(values, list) or len(values) != width:
         raise BadRequest("_cursor does not belong to this search.", expression=("_cursor",))
     return direction == "a", values
+
+
+def _system_type(params: list[tuple[str, str]]) -> str:
+    """System search (`[base]?_type=T&...`) is served for one type at a time, as `[base]/T`."""
+    types = [t for name, value in params if name == "_type" for t in value.split(",") if t]
+    if len(types) != 1 or types[0] not in SERVED_TYPES:
+        raise BadRequest(
+            "System search takes exactly one served type in _type.", expression=("_type",)
+        )
+    return types[0]
 
 
 def _entry(base_url: str, found: Found, mode: str) -> dict[str, Any]:
@@ -79,9 +90,7 @@ class FhirSearcher:
         self, resource_type: str | None, params: list[tuple[str, str]], *, strict: bool
     ) -> dict[str, Any]:
         if resource_type is None:
-            raise BadRequest(
-                "System-level search is not supported; search one type.", expression=("_type",)
-            )
+            resource_type = _system_type(params)
         search = self._parse(resource_type, params, strict)
         filters = await self.engine.filters(resource_type, search.criteria)
         fields = sort_fields(search.sort)

@@ -192,3 +192,14 @@ def test_booking_slot_search_pages_through_a_week(client: TestClient) -> None:
     query = "schedule=paging&status=free&start=ge2026-01-05&start=lt2026-01-12&_count=3&_sort=start"
     bundle = search(client, "Slot", query, mark)
     assert _walk(client, bundle) == week
+
+
+def test_system_search_for_one_type(client: TestClient) -> None:
+    mark = marker()
+    made = tagged(client, mark, patient("Systemwide"))["id"]
+    query = f"_type=Patient&identifier={TEST_SYSTEM}|{mark}&family=systemwide"
+    response = client.get(f"/fhir?{query}")
+    assert response.status_code == 200, response.text
+    assert ids(response.json()) == [made]
+    assert_outcome(client.get("/fhir?_type=Patient,Practitioner&name=x"), 400, "_type")
+    assert_outcome(client.get("/fhir?_type=Nothing"), 400, "_type")
