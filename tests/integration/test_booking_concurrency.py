@@ -180,3 +180,96 @@ def test_concurrent_bookings_of_distinct_slots_all_succeed(
     bodies = [appointment(pid, slot) for pid, slot in zip(patients, slots, strict=True)]
     responses = asyncio.run(_race(urls, bodies))
     assert [r.status_code for r in responses] == [201] * len(slots)
+
+
+def _slots(url: str, schedule_id: str, count: int, hours_ahead: int) -> list[dict[str, Any]]:
+    base = hours_from_now(hours_ahead)
+    out = []
+    for n in range(count):
+        start = base + timedelta(minutes=30 * n)
+        slot = {
+            "resourceType": "Slot",
+            "schedule": {"reference": f"Schedule/{schedule_id}"},
+            "status": "free",
+            "start": instant(start),
+            "end": instant(start + timedelta(minutes=30)),
+        }
+        out.append(_post(url, slot))
+    return out
+
+
+async def _send(
+    urls: list[str], method: str, paths: list[str], bodies: list[Any], content_type: str
+) -> list[httpx.Response]:
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=100)) as http:
+        return await asyncio.gather(
+            *(
+                http.request(
+                    method,
+                    f"{urls[n % 2]}{path}",
+                    json=body,
+                    headers={"content-type": content_type},
+                )
+                for n, (path, body) in enumerate(zip(paths, bodies, strict=True))
+            )
+        )
+
+
+def test_concurrent_holds_of_one_slot_leave_one_hold(
+    two_servers: tuple[list[str], Settings],
+) -> None:
+    urls, settings = two_servers
+    schedule = _schedule(urls[0])
+    slot = _slots(urls[0], schedule["id"], 1, 40)[0]
+    patients = [
+        _post(urls[n % 2], {"resourceType": "Patient", "name": [{"family": f"H{n}"}]})["id"]
+        for n in range(REQUESTS)
+    ]
+    bodies = [
+        {
+            "resourceType": "Parameters",
+            "parameter": [{"name": "appt-resource", "resource": appointment(pid, slot)}],
+        }
+        for pid in patients
+    ]
+    responses = asyncio.run(
+        _send(urls, "POST", ["/fhir/Appointment/$hold"] * REQUESTS, bodies, "application/fhir+json")
+    )
+    statuses = sorted(r.status_code for r in responses)
+    assert statuses.count(200) == 1 and statuses.count(409) == REQUESTS - 1, statuses
+    held = next(r.json()["entry"][0]["resource"] for r in responses if r.status_code == 200)
+    assert httpx.get(f"{urls[1]}/fhir/Slot/{slot['id']}").json()["status"] == "busy-tentative"
+    assert asyncio.run(_appointments_holding(settings, slot["id"])) == [held["id"]]
+
+
+def test_concurrent_reschedules_onto_one_slot(two_servers: tuple[list[str], Settings]) -> None:
+    urls, settings = two_servers
+    schedule = _schedule(urls[0])
+    movers = 20
+    originals = _slots(urls[0], schedule["id"], movers, 80)
+    target = _slots(urls[1], schedule["id"], 1, 120)[0]
+    booked = []
+    for n, slot in enumerate(originals):
+        pid = _post(urls[0], {"resourceType": "Patient", "name": [{"family": f"R{n}"}]})["id"]
+        booked.append(_post(urls[n % 2], appointment(pid, slot)))
+    patch = [{"op": "replace", "path": "/slot", "value": [{"reference": f"Slot/{target['id']}"}]}]
+    responses = asyncio.run(
+        _send(
+            urls,
+            "PATCH",
+            [f"/fhir/Appointment/{a['id']}" for a in booked],
+            [patch] * movers,
+            "application/json-patch+json",
+        )
+    )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(200) == 1 and statuses.count(409) == movers - 1, statuses
+    winner = booked[statuses.index(200)]
+    assert asyncio.run(_appointments_holding(settings, target["id"])) == [winner["id"]]
+    for appt, slot in zip(booked, originals, strict=True):
+        state = httpx.get(f"{urls[0]}/fhir/Slot/{slot['id']}").json()["status"]
+        holders = asyncio.run(_appointments_holding(settings, slot["id"]))
+        if appt is winner:
+            assert state == "free" and holders == []
+        else:
+            assert state == "busy" and holders == [appt["id"]]
