@@ -46,7 +46,7 @@ INDEXES: dict[str, list[tuple[str, ...]]] = {
     ],
     "Schedule": [("idx.u.actor.Practitioner",), ("idx.u.actor.PractitionerRole",)],
     "AppointmentResponse": [("idx.s.appointment",)],
-    "PractitionerRole": [("idx.u.practitioner.Practitioner",)],
+    "PractitionerRole": [("idx.s.practitioner",)],
 }
 
 

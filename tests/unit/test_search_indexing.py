@@ -126,3 +126,20 @@ def test_every_parameter_has_a_sort_key() -> None:
     assert set(idx["o"]) >= {"start", "schedule", "status", "identifier"}
     assert idx["o"]["start"] == ""
     assert "start" not in idx["m"]  # absent values are absent, so :missing works
+
+
+def test_indexes_name_only_scalar_fields_the_indexer_writes() -> None:
+    from fhir_server.store.search_query import INDEXES
+
+    for rtype, specs in INDEXES.items():
+        params = search_params(rtype)
+        for fields in specs:
+            for field in fields:
+                kind, code, *rest = field.split(".")[1:]
+                param = params[code]
+                if kind == "s":
+                    assert has_scalar(param), field
+                    assert rest == (["lo"] if param.type == "date" else []), field
+                else:
+                    assert kind == "u" and param.type == "reference" and not param.single, field
+                    assert rest[0] in param.targets, field
