@@ -3,8 +3,9 @@
 A plain `POST Appointment` that references Slots books them; a `PUT`/`PATCH`
 of a booked Appointment is a state transition (cancel, confirm, check-in,
 reschedule); a `POST AppointmentResponse` accepts or declines for its actor.
-Until the auth issue supplies the caller's role from the token, it is read
-from the `X-Actor-Role` header (patient, practitioner or staff; default patient).
+The caller's role (patient, practitioner or staff) comes from the access
+token when auth is on; with auth off (local tests, demos) it is read from the
+`X-Actor-Role` header, default patient.
 """
 
 from __future__ import annotations
@@ -24,10 +25,25 @@ ROLE_HEADER = "x-actor-role"
 
 
 def caller_of(req: FhirRequest) -> booking.Caller:
+    """The caller's role: from the access token when auth is on, else from X-Actor-Role."""
+    now = datetime.now(UTC)
+    if req.auth is not None:
+        return booking.Caller(now=now, role=_token_role(req.auth))
     role = (req.header(ROLE_HEADER) or "patient").strip().lower()
     if role not in booking.ROLES:
         raise BadRequest("X-Actor-Role must be patient, practitioner or staff.")
-    return booking.Caller(now=datetime.now(UTC), role=role)
+    return booking.Caller(now=now, role=role)
+
+
+def _token_role(token: Any) -> str:
+    """patient for a patient-context or patient-user token, practitioner for a
+    Practitioner(Role) user, staff for any other (system or staff) token."""
+    user = str(getattr(token, "fhir_user", None) or "")
+    if getattr(token, "patient", None) or user.startswith("Patient/"):
+        return "patient"
+    if user.startswith(("Practitioner/", "PractitionerRole/")):
+        return "practitioner"
+    return "staff"
 
 
 async def appointment_write(

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from fhir_server.scheduling import extensions as ext
 from tests.integration.scheduling_setup import (
     HEADERS,
     STAFF,
@@ -316,3 +317,85 @@ def test_appointment_without_slots_is_stored_plainly(client: TestClient) -> None
     response = client.post("/fhir/Appointment", json=body, headers=STAFF)
     assert response.status_code == 201
     assert response.json()["status"] == "proposed"
+
+
+def test_group_slot_takes_capacity_bookings(client: TestClient) -> None:
+    clinic = make_clinic(client, capacity=2)
+    slot = make_slot(client, clinic["schedule"], hours_from_now(110))
+    slot = client.put(
+        f"/fhir/Slot/{slot['id']}",
+        json={
+            **{k: v for k, v in slot.items() if k != "meta"},
+            "extension": [{"url": ext.CAPACITY, "valuePositiveInt": 2}],
+        },
+        headers=HEADERS,
+    ).json()
+    first = book(client, appointment(make_patient(client, "A"), slot))
+    assert first.status_code == 201 and slot_status(client, slot["id"]) == "free"
+    assert book(client, appointment(make_patient(client, "B"), slot)).status_code == 201
+    assert slot_status(client, slot["id"]) == "busy"
+    third = book(client, appointment(make_patient(client, "C"), slot))
+    assert third.status_code == 409
+    assert _cancel(client, first.json()["id"]).status_code == 200
+    assert slot_status(client, slot["id"]) == "free"
+    assert book(client, appointment(make_patient(client, "D"), slot)).status_code == 201
+
+
+def test_appointment_type_not_offered_is_422(client: TestClient) -> None:
+    clinic = make_clinic(client)
+    schedule = client.get(f"/fhir/Schedule/{clinic['schedule']}").json()
+    schedule.pop("meta")
+    schedule["extension"].append(
+        {
+            "url": ext.APPOINTMENT_TYPE,
+            "valueCodeableConcept": {"coding": [{"system": "urn:t", "code": "CHECKUP"}]},
+        }
+    )
+    assert (
+        client.put(f"/fhir/Schedule/{schedule['id']}", json=schedule, headers=HEADERS).status_code
+        == 200
+    )
+    slot = make_slot(client, clinic["schedule"], hours_from_now(112))
+    other = {"coding": [{"system": "urn:t", "code": "SURGERY"}]}
+    refused = book(client, appointment(make_patient(client), slot, appointmentType=other))
+    assert refused.status_code == 422 and "appointment type" in diagnostics(refused)
+    offered = {"coding": [{"system": "urn:t", "code": "CHECKUP"}]}
+    assert (
+        book(client, appointment(make_patient(client), slot, appointmentType=offered)).status_code
+        == 201
+    )
+
+
+def test_booking_in_a_failed_transaction_leaves_the_slot_free(client: TestClient) -> None:
+    clinic = make_clinic(client)
+    slot = make_slot(client, clinic["schedule"], hours_from_now(114))
+    pid = make_patient(client)
+
+    def transaction(second: dict[str, Any]) -> Any:
+        bundle = {
+            "resourceType": "Bundle",
+            "type": "transaction",
+            "entry": [
+                {
+                    "fullUrl": "urn:uuid:7f1c4b1e-0000-4000-8000-000000000001",
+                    "resource": appointment(pid, slot),
+                    "request": {"method": "POST", "url": "Appointment"},
+                },
+                second,
+            ],
+        }
+        return client.post("/fhir", json=bundle, headers=HEADERS)
+
+    bad = {
+        "resource": {"resourceType": "Patient", "gender": "not-a-gender"},
+        "request": {"method": "POST", "url": "Patient"},
+    }
+    assert transaction(bad).status_code >= 400
+    assert slot_status(client, slot["id"]) == "free"
+    good = {
+        "resource": {"resourceType": "Patient"},
+        "request": {"method": "POST", "url": "Patient"},
+    }
+    done = transaction(good)
+    assert done.status_code == 200, done.text
+    assert slot_status(client, slot["id"]) == "busy"
