@@ -38,7 +38,12 @@ def decode_cursor(text: str, width: int) -> tuple[bool, list[Any]]:
         raise BadRequest(
             "_cursor is not a paging cursor this server issued.", expression=("_cursor",)
         ) from None
-    if direction not in ("a", "b") or not isinstance(values, list) or len(values) != width:
+    if (
+        direction not in ("a", "b")
+        or not isinstance(values, list)
+        or len(values) != width
+        or not all(isinstance(v, str | int | float) for v in values)
+    ):
         raise BadRequest("_cursor does not belong to this search.", expression=("_cursor",))
     return direction == "a", values
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -203,3 +205,10 @@ def test_system_search_for_one_type(client: TestClient) -> None:
     assert ids(response.json()) == [made]
     assert_outcome(client.get("/fhir?_type=Patient,Practitioner&name=x"), 400, "_type")
     assert_outcome(client.get("/fhir?_type=Nothing"), 400, "_type")
+
+
+@pytest.mark.parametrize("values", [[{"$ne": None}, "x"], ["a"], "ab", [1, 2, 3]])
+def test_forged_cursors_are_400(client: TestClient, values: object) -> None:
+    cursor = base64.urlsafe_b64encode(orjson.dumps(["a", values])).decode()
+    response = client.get(f"/fhir/Patient?_sort=family&_cursor={cursor}")
+    assert_outcome(response, 400, "_cursor")
