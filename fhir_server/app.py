@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import ORJSONResponse, Response
 
+from fhir_server.auth.account_routes import router as account_router
 from fhir_server.auth.bootstrap import build_auth
 from fhir_server.auth.cors import SmartCors
 from fhir_server.auth.discovery import capability_security
+from fhir_server.auth.manage import router as manage_router
 from fhir_server.auth.routes import router as auth_router
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
@@ -70,5 +72,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
     app.include_router(auth_router)  # before the /fhir catch-all: it serves /fhir/.well-known/*
+    app.include_router(account_router)
+    app.include_router(manage_router)
     install_fhir_routes(app)
     return app

@@ -201,3 +201,13 @@ class AuthStore:
     async def client_with_origin(self, origin: str) -> bool:
         """Is `origin` the origin of some registered client's redirect URI (CORS)?"""
         return await self.clients.find_one({"origins": origin}, {"_id": 1}) is not None
+
+    async def live_refresh_tokens(self, username: str, now: int) -> list[Doc]:
+        """The user's refresh tokens that can still be used: one per live app authorization."""
+        query = {
+            "sub": {"$eq": username},
+            "revoked": {"$eq": False},
+            "used": {"$eq": False},
+            "expires_at": {"$gt": now},
+        }
+        return [doc async for doc in self.refresh.find(query, {"_id": 0})]

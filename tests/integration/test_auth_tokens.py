@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -12,10 +13,13 @@ from fhir_server.settings import Settings
 from tests.integration.auth_helpers import (
     AUTH,
     BASE,
+    PASSWORD,
     add_client,
     add_user,
     auth_app,
     bearer,
+    call,
+    components,
     login_token,
     mint,
     new_patient,
@@ -161,9 +165,36 @@ def test_revoking_a_refresh_token_and_unknown_tokens(client: TestClient, carol: 
 
 
 def test_password_change_revokes_refresh_tokens(client: TestClient, carol: str) -> None:
-    from tests.integration.auth_helpers import call, components
-
     body = login_token(client, "app", "carol", SCOPE)
     call(client, components(client).accounts.set_password, "carol", "a-brand-new-passphrase-7")
     assert refresh(client, body["refresh_token"]).status_code == 400
     call(client, components(client).accounts.set_password, "carol", "blue-harbour-lantern-42")
+
+
+def test_manage_page_lists_and_stops_app_access(client: TestClient, carol: str) -> None:
+    body = login_token(client, "app", "carol", SCOPE)
+    assert client.get(f"{AUTH}/manage").status_code == 200
+    wrong = client.post(
+        f"{AUTH}/manage", data={"step": "login", "username": "carol", "password": "nope-nope-nope"}
+    )
+    assert 'role="alert"' in wrong.text and "ticket" not in wrong.text
+    listing = client.post(
+        f"{AUTH}/manage", data={"step": "login", "username": "carol", "password": PASSWORD}
+    )
+    assert listing.status_code == 200 and "Stop app" in listing.text
+    ticket = re.search(r'name="ticket" value="([^"]+)"', listing.text)
+    families = re.findall(r'name="family" value="([^"]+)"', listing.text)
+    assert ticket and families
+    forged = client.post(
+        f"{AUTH}/manage", data={"step": "revoke", "ticket": "x|1|y|z", "family": families[0]}
+    )
+    assert "sign in again" in forged.text
+    for family in families:
+        client.post(
+            f"{AUTH}/manage", data={"step": "revoke", "ticket": ticket.group(1), "family": family}
+        )
+    assert refresh(client, body["refresh_token"]).status_code == 400
+    assert (
+        client.get(f"{BASE}/Patient/{carol}", headers=bearer(body["access_token"])).status_code
+        == 401
+    )

@@ -1,0 +1,104 @@
+"""Account pages: patient self-registration and password reset by e-mail."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from fhir_server.auth.server import auth_base
+from fhir_server.auth.users import AccountError
+from fhir_server.auth.web import components_of, page, throttled
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/auth/register")
+async def register_form(request: Request) -> Response:
+    auth = components_of(request)
+    if not auth.settings.patient_self_registration:
+        return page(
+            "message.html", status=404, title="Registration", message="Registration is closed."
+        )
+    return page(
+        "register.html", title="Create your account", action=str(request.url.path), error=None
+    )
+
+
+@router.post("/auth/register")
+async def register(request: Request) -> Response:
+    auth = components_of(request)
+    if not auth.settings.patient_self_registration:
+        return page(
+            "message.html", status=404, title="Registration", message="Registration is closed."
+        )
+    if limited := await throttled(auth, request, "login"):
+        return limited
+    form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    try:
+        await auth.registration.register_patient(form)
+    except AccountError as error:
+        return page(
+            "register.html",
+            status=400,
+            title="Create your account",
+            action=str(request.url.path),
+            error=str(error),
+        )
+    return page(
+        "message.html",
+        title="Account created",
+        message="Your account is ready; sign in from your app.",
+    )
+
+
+@router.get("/auth/password-reset")
+async def reset_form(request: Request) -> Response:
+    components_of(request)
+    return page("reset_request.html", title="Reset your password", action=str(request.url.path))
+
+
+@router.post("/auth/password-reset")
+async def reset_request(request: Request) -> Response:
+    auth = components_of(request)
+    if limited := await throttled(auth, request, "login"):
+        return limited
+    email = str((await request.form()).get("email", ""))
+    await auth.resets.request(email, f"{auth_base(auth.settings)}/password-reset/confirm")
+    return page(
+        "message.html",
+        title="Check your e-mail",
+        message="If an account has this address, we have sent it a link to choose a new password.",
+    )
+
+
+@router.get("/auth/password-reset/confirm")
+async def reset_confirm_form(request: Request) -> Response:
+    components_of(request)
+    return page(
+        "reset_confirm.html",
+        title="Choose a new password",
+        action=str(request.url.path),
+        token=request.query_params.get("token", ""),
+        error=None,
+    )
+
+
+@router.post("/auth/password-reset/confirm")
+async def reset_confirm(request: Request) -> Response:
+    auth = components_of(request)
+    form = await request.form()
+    token_value, password = str(form.get("token", "")), str(form.get("password", ""))
+    try:
+        await auth.resets.confirm(token_value, password)
+    except AccountError as error:
+        return page(
+            "reset_confirm.html",
+            status=400,
+            title="Choose a new password",
+            action=str(request.url.path),
+            token=token_value,
+            error=str(error),
+        )
+    return page(
+        "message.html", title="Password changed", message="Your password is changed; sign in again."
+    )
