@@ -1,6 +1,7 @@
 """Appointment and AppointmentResponse writes routed through the booking engine.
 
-A plain `POST Appointment` that references Slots books them; a `PUT`/`PATCH`
+A plain `POST Appointment` that references Slots books them; a booked Slot
+cannot be edited directly; a `PUT`/`PATCH`
 of a booked Appointment is a state transition (cancel, confirm, check-in,
 reschedule); a `POST AppointmentResponse` accepts or declines for its actor.
 The caller's role (patient, practitioner or staff) comes from the access
@@ -89,7 +90,23 @@ async def appointment_response_write(
         return await store.create(body, rid=req.assigned_id, uow=work), True
 
 
+async def slot_write(
+    services: Services,
+    req: FhirRequest,
+    body: dict[str, Any],
+    expected: int | None,
+    uow: UnitOfWork | None,
+) -> tuple[Version, bool] | None:
+    """Guard a client's update of a booked Slot; the write itself is the plain one."""
+    if req.method != "POST" and "id" in body:
+        current = await services.store.current("Slot", body["id"])
+        if current is not None and not current.deleted:
+            await booking.guard_slot_edit(services.store, current, body)
+    return None
+
+
 WRITE_HOOKS: dict[str, WriteHook] = {
+    "Slot": slot_write,
     "Appointment": appointment_write,
     "AppointmentResponse": appointment_response_write,
 }

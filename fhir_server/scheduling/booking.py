@@ -200,9 +200,9 @@ async def _check_patient_free(
     overlapping = await slot_queries.patient_appointments_overlapping(
         store,
         patient,
-        fhir_instant(booking.start),
-        fhir_instant(booking.end),
-        fhir_instant(booking.start - _LONGEST_APPOINTMENT),
+        booking.start,
+        booking.end,
+        _LONGEST_APPOINTMENT,
     )
     if any(a.id not in exclude for a in overlapping):
         raise Conflict("The patient already has an appointment that overlaps this time.")
@@ -461,7 +461,7 @@ async def change(
         )
     status = str(new.get("status"))
     async with within(store, uow) as work:
-        if slot_ids(new) != slot_ids(old) and status not in _RELEASING:
+        if set(slot_ids(new)) != set(slot_ids(old)) and status not in _RELEASING:
             return await _move(store, current, new, caller, work)
         _check_unchanged_times(old, new)
         if status in _RELEASING:
@@ -575,6 +575,21 @@ async def respond(
         for p in old.get("participant", [])
     ]
     return await change(store, current, {**old, "participant": participants}, caller, uow=uow)
+
+
+async def guard_slot_edit(store: ResourceStore, current: Version, new: dict[str, Any]) -> None:
+    """Refuse a direct edit of a Slot's status, times or Schedule while it has bookings.
+
+    Bookings change Slots only through this engine; a client flipping a booked
+    Slot to free would allow a double booking.
+    """
+    old = _body(current)
+    if all(old.get(k) == new.get(k) for k in ("status", "start", "end", "schedule")):
+        return
+    if await slot_queries.appointments_on_slot(store, f"Slot/{current.id}"):
+        raise Conflict(
+            f"Slot/{current.id} has bookings; cancel or move them before changing the Slot."
+        )
 
 
 async def release_expired_holds(store: ResourceStore, now: datetime) -> int:

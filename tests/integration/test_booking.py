@@ -399,3 +399,20 @@ def test_booking_in_a_failed_transaction_leaves_the_slot_free(client: TestClient
     done = transaction(good)
     assert done.status_code == 200, done.text
     assert slot_status(client, slot["id"]) == "busy"
+
+
+def test_a_booked_slot_cannot_be_freed_by_editing_it(client: TestClient) -> None:
+    clinic = make_clinic(client)
+    slot = make_slot(client, clinic["schedule"], hours_from_now(116))
+    assert book(client, appointment(make_patient(client), slot)).status_code == 201
+    current = client.get(f"/fhir/Slot/{slot['id']}").json()
+    current.pop("meta")
+    response = client.put(
+        f"/fhir/Slot/{slot['id']}", json={**current, "status": "free"}, headers=STAFF
+    )
+    assert response.status_code == 409 and "has bookings" in diagnostics(response)
+    assert slot_status(client, slot["id"]) == "busy"
+    comment = client.put(
+        f"/fhir/Slot/{slot['id']}", json={**current, "comment": "Room 4"}, headers=STAFF
+    )
+    assert comment.status_code == 200
