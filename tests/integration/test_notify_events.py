@@ -135,7 +135,7 @@ def test_booked_is_an_email_with_text_html_and_calendar_request(env: Running) ->
     appt = appointment(env, patient(env, email=address))
     ids = env.rig.record(AppointmentEvent("booked", appt))
     [comm] = env.rig.wait_settled(ids)
-    assert comm["status"] == "completed" and comm["sent"]
+    assert comm["status"] == "completed" and comm["sent"], comm.get("statusReason")
     assert comm["recipient"] == [{"reference": ref(patient_of(appt))}]
     mail = one_mail(env, address)
     assert subject(mail).startswith("Your appointment is booked")

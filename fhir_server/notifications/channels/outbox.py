@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.message import Message
 from pathlib import Path
 
 from fhir_server.settings import Settings
@@ -30,8 +30,8 @@ def _write(settings: Settings, name: str, data: bytes) -> Path:
     return target
 
 
-def write_email(settings: Settings, message_id: str, mail: EmailMessage) -> Path:
-    return _write(settings, f"{message_id}.eml", bytes(mail))
+def write_email(settings: Settings, message_id: str, mail: Message) -> Path:
+    return _write(settings, f"{message_id}.eml", mail.as_bytes())
 
 
 def write_sms(settings: Settings, message_id: str, to: str, body: str) -> Path:
