@@ -39,7 +39,9 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def settings_factory(mongo_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Settings]:
+def settings_factory(
+    mongo_uri: str, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
             "mongodb_uri": mongo_uri,
