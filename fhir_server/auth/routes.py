@@ -21,9 +21,17 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from fhir_server.auth.bootstrap import AuthComponents
+from fhir_server.auth.clients import Client
 from fhir_server.auth.discovery import openid_configuration, smart_configuration
 from fhir_server.auth.scopes import plain_words, split_scope
-from fhir_server.auth.server import StarletteOAuth2Request, Subject, auth_base, describe, find_token
+from fhir_server.auth.server import (
+    StarletteOAuth2Request,
+    Subject,
+    auth_base,
+    describe,
+    find_token,
+    scope_for,
+)
 from fhir_server.auth.users import User
 from fhir_server.auth.web import (
     NO_STORE,
@@ -147,7 +155,7 @@ async def authorize(request: Request) -> Response:
                 username=data.get("username", ""),
                 **view,
             )
-        return _consent_page(auth, user, pairs, view, launch is not None)
+        return _consent_page(auth, client, user, pairs, view, launch is not None)
     if step == "consent":
         username = read_ticket(auth.settings.secret_key, data.get("ticket", ""), pairs)
         user = await auth.accounts.get(username) if username else None
@@ -157,7 +165,9 @@ async def authorize(request: Request) -> Response:
             )
         subject = _subject(user, launch, data)
         if data.get("decision") == "allow" and subject is None:
-            return _consent_page(auth, user, pairs, view, False, error="Enter the patient id.")
+            return _consent_page(
+                auth, client, user, pairs, view, False, error="Enter the patient id."
+            )
         grant_user = subject if data.get("decision") == "allow" else None
         result = await anyio.to_thread.run_sync(
             lambda: auth.server.create_authorization_response(oreq, grant_user, grant)
@@ -168,14 +178,20 @@ async def authorize(request: Request) -> Response:
 
 def _consent_page(
     auth: AuthComponents,
+    client: Client,
     user: User,
     pairs: list[tuple[str, str]],
     view: dict[str, Any],
     ehr_launch: bool,
     error: str | None = None,
 ) -> Response:
-    scopes = split_scope(dict(pairs).get("scope"))
-    pick = "launch/patient" in scopes and not ehr_launch and user.patient_id is None
+    asked = split_scope(dict(pairs).get("scope"))
+    pick = "launch/patient" in asked and not ehr_launch and user.role != "patient"
+    preview = Subject(sub=user.username, role=user.role, patient=user.patient_id)
+    if pick or ehr_launch:
+        preview.patient = preview.patient or "to be chosen"
+    allowed = client.get_allowed_scope(" ".join(asked)) or ""
+    scopes = split_scope(scope_for(preview, allowed))
     return page(
         "consent.html",
         title="Allow access?",
@@ -191,10 +207,10 @@ def _consent_page(
 def _subject(user: User, launch: dict[str, Any] | None, data: dict[str, str]) -> Subject | None:
     """Who the token will act for; None when a practitioner still has to pick a patient."""
     patient = None
-    if launch is not None:
+    if user.role == "patient":
+        patient = user.patient_id  # a patient acts for themself, whatever the launch says
+    elif launch is not None:
         patient = launch["patient"]
-    elif user.patient_id:
-        patient = user.patient_id
     elif "launch/patient" in split_scope(data.get("scope")):
         patient = data.get("patient", "").strip() or None
         if patient is None:

@@ -13,13 +13,16 @@ from fhir_server.settings import Settings
 from tests.integration.auth_helpers import (
     AUTH,
     BASE,
+    PASSWORD,
     REDIRECT,
     add_client,
     add_user,
     auth_app,
     authorize_params,
     bearer,
+    call,
     code_of,
+    components,
     exchange,
     log_in_and_consent,
     login_token,
@@ -215,3 +218,21 @@ def test_patient_user_cannot_get_user_scopes(client: TestClient, alice: str) -> 
     body = login_token(client, "wide", "alice", "user/*.rs patient/*.rs launch/patient")
     assert "user/*.rs" not in body["scope"].split()
     assert "patient/*.rs" in body["scope"].split()
+
+
+def test_patient_cannot_borrow_another_patients_launch(client: TestClient, alice: str) -> None:
+    other = new_patient(client, "Mallory")
+    launch = call(client, components(client).launches.create, other, "someone")
+    add_client(client, "ehr-app", "public", "launch patient/*.rs")
+    verifier, challenge = pkce()
+    params = authorize_params("ehr-app", "launch patient/*.rs", challenge, launch=launch)
+    consent = client.post(
+        f"{AUTH}/authorize",
+        data={**params, "step": "login", "username": "alice", "password": PASSWORD},
+    )
+    assert "Read, search the patient" in consent.text
+    location = log_in_and_consent(client, params, "alice")
+    body = exchange(client, code_of(location, params["state"]), "ehr-app", verifier).json()
+    assert body["patient"] == alice
+    other_appointments = client.get(f"{BASE}/Patient/{other}", headers=bearer(body["access_token"]))
+    assert other_appointments.status_code == 404
