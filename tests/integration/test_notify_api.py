@@ -118,3 +118,61 @@ def test_push_subscription_operation_gives_key_and_registers_a_browser(client: T
         ).status_code
         == 404
     )
+
+
+def test_without_smtp_or_sms_settings_messages_land_in_the_outbox_listed_by_the_cli(
+    client: TestClient,
+) -> None:
+    from typer.testing import CliRunner
+
+    from fhir_server.cli import app as cli_app
+    from fhir_server.notifications.delivery import deliver
+    from fhir_server.notifications.events import AppointmentEvent, record_event
+
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    settings = services.settings
+    assert settings.smtp_host is None and settings.sms_base_url is None
+    person = _post(
+        client,
+        patient(
+            telecom=[
+                {"system": "email", "value": "outbox@example.org"},
+                {"system": "sms", "value": "+15551234567"},
+            ],
+            extension=[preferences_extension(["email", "sms"])],
+        ),
+    ).json()
+    appointment = _post(
+        client,
+        {
+            "resourceType": "Appointment",
+            "status": "booked",
+            "start": "2031-03-04T09:00:00Z",
+            "end": "2031-03-04T09:30:00Z",
+            "participant": [
+                {"actor": {"reference": f"Patient/{person['id']}"}, "status": "accepted"}
+            ],
+        },
+    ).json()
+    ctx = Context(settings, services.store, OutboxStore(services.store))
+
+    async def record_and_send() -> list[str]:
+        async with services.store.unit_of_work() as uow:
+            ids = await record_event(
+                services.store, uow, AppointmentEvent("booked", appointment), settings=settings
+            )
+            uow.after_commit.clear()  # no broker in this test: send in-process instead
+        for cid in ids:
+            await deliver(ctx, cid)
+            await deliver(ctx, cid)  # a second run changes nothing
+        return ids
+
+    ids = client.portal.call(record_and_send)  # type: ignore[union-attr]
+    files = sorted(p.name for p in (settings.data_dir / "outbox").iterdir())
+    assert files == sorted([f"{ids[0]}.eml", f"{ids[1]}.sms.txt"])
+    listed = CliRunner().invoke(
+        cli_app, ["outbox", "list"], env={"FHIR_DATA_DIR": str(settings.data_dir)}
+    )
+    assert listed.exit_code == 0, listed.output
+    assert "outbox@example.org" in listed.output and "+15551234567" in listed.output
+    assert "Your appointment is booked" in listed.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from email import message_from_bytes, policy
 from email.message import Message
 from pathlib import Path
 
@@ -47,29 +48,32 @@ class OutboxEntry:
     subject: str
 
 
+def _summary(path: Path) -> tuple[str, str]:
+    """(to, subject) of an outbox file; an SMS shows its text as the subject."""
+    if path.suffix == ".eml":
+        mail = message_from_bytes(path.read_bytes(), policy=policy.default)
+        return str(mail.get("To", "")), " ".join(str(mail.get("Subject", "")).split())
+    head, _, body = path.read_text(errors="replace").partition("\n\n")
+    return head.removeprefix("To: ").strip(), body.strip()
+
+
 def list_outbox(settings: Settings) -> list[OutboxEntry]:
-    """Outbox files, oldest first, with the header lines worth showing."""
+    """Outbox files, oldest first."""
     folder = outbox_dir(settings)
+    if not folder.exists():
+        return []
     entries = []
-    for path in (
-        sorted(folder.glob("*.*"), key=lambda p: p.stat().st_mtime) if folder.exists() else []
-    ):
+    for path in sorted(folder.glob("*.*"), key=lambda p: p.stat().st_mtime):
         if path.name.startswith("."):
             continue
-        headers: dict[str, str] = {}
-        for line in path.read_text(errors="replace").splitlines():
-            if not line.strip():
-                break
-            name, _, value = line.partition(":")
-            headers.setdefault(name.strip().lower(), value.strip())
-        kind = "email" if path.suffix == ".eml" else "sms"
+        to, subject = _summary(path)
         entries.append(
             OutboxEntry(
                 path=path,
                 written=datetime.fromtimestamp(path.stat().st_mtime, UTC),
-                kind=kind,
-                to=headers.get("to", ""),
-                subject=headers.get("subject", ""),
+                kind="email" if path.suffix == ".eml" else "sms",
+                to=to,
+                subject=subject,
             )
         )
     return entries
