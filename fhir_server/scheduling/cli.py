@@ -49,6 +49,7 @@ def generate_command(
     for schedule_id, report in reports.items():
         typer.echo(
             f"Schedule/{schedule_id}: {report.created} created, {report.kept} kept, "
-            f"{report.removed} removed, {len(report.flagged)} appointments flagged"
+            f"{report.removed} removed, {report.repaired} repaired, "
+            f"{len(report.flagged)} appointments flagged"
         )
     typer.echo(f"{len(reports)} schedules processed.")

@@ -31,6 +31,7 @@ _ACTOR_TYPES = {
     "HealthcareService": "healthcare_service",
 }
 MAX_WINDOW = timedelta(days=400)
+ORPHAN_AGE = timedelta(minutes=5)
 _WRITE_ATTEMPTS = 3
 
 
@@ -41,6 +42,7 @@ class GenerationReport:
     created: int = 0
     kept: int = 0
     removed: int = 0
+    repaired: int = 0
     flagged: list[str] = field(default_factory=list)
 
 
@@ -118,7 +120,8 @@ async def generate(
     )
     present = {str((s.resource or {}).get("start")) for s in existing}
     for slot in existing:
-        await _retire_if_outside(store, slot, available, report)
+        current = await _repair_if_orphaned(store, slot, now, report)
+        await _retire_if_outside(store, current, available, report)
     for start, span in wanted.items():
         if start in present:
             report.kept += 1
@@ -156,6 +159,30 @@ def _span(slot: dict[str, Any]) -> Interval:
         return datetime.fromisoformat(str(slot[key]).replace("Z", "+00:00"))
 
     return moment("start"), moment("end")
+
+
+async def _repair_if_orphaned(
+    store: ResourceStore, slot: Version, now: datetime, report: GenerationReport
+) -> Version:
+    """Free a single-place Slot left busy with no Appointment (a process died between
+    the claim and the Appointment write, or the Appointment was deleted).
+
+    Only Slots untouched for ORPHAN_AGE are considered, so a booking that is
+    between its two writes right now is never undone.
+    """
+    body = slot.resource or {}
+    if body.get("status") not in ("busy", "busy-tentative") or slot_state.capacity(body) != 1:
+        return slot
+    if now - datetime.fromisoformat(slot.updated.replace("Z", "+00:00")) < ORPHAN_AGE:
+        return slot
+    if await slot_queries.appointments_on_slot(store, f"Slot/{slot.id}"):
+        return slot
+    try:
+        repaired, _ = await store.update(slot_state.released(body), expected_version=slot.version)
+    except (Conflict, PreconditionFailed):
+        return slot
+    report.repaired += 1
+    return repaired
 
 
 async def _retire_if_outside(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -9,8 +10,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi.testclient import TestClient
 
+from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.scheduling import extensions as ext
+from fhir_server.scheduling.generation import generate as generate_slots
 from fhir_server.scheduling.holidays import public_holidays
+from fhir_server.store.database import connect
+from fhir_server.store.resources import ResourceStore
 from tests.integration.scheduling_setup import (
     HEADERS,
     diagnostics,
@@ -418,3 +423,37 @@ def test_every_booking_extension_is_published(client: TestClient) -> None:
         response = client.get(f"/fhir/StructureDefinition/{sid}")
         assert response.status_code == 200, sid
         assert response.json()["url"] == url
+
+
+def test_orphaned_busy_slot_is_repaired_only_when_settled(client: TestClient) -> None:
+    site = clinic(client, "UTC")
+    day = next_weekday(28)
+    generate(client, site["schedule"]["id"], day, 1)
+    proposal = find(client, day - timedelta(days=1), 3, practitioner=site["practitioner"]["id"])[0]
+    me = [{"actor": {"reference": f"Patient/{make_patient(client)}"}, "status": "accepted"}]
+    booked = client.post(
+        "/fhir/Appointment",
+        json={**proposal, "status": "booked", "participant": me},
+        headers=HEADERS,
+    ).json()
+    assert client.delete(f"/fhir/Appointment/{booked['id']}").status_code == 200
+    slot_ref = proposal["slot"][0]["reference"]
+    assert slot(client, slot_ref)["status"] == "busy"
+    settings = client.app.state.services.settings  # type: ignore[attr-defined]
+
+    async def run(now: datetime) -> int:
+        database = await connect(str(settings.mongodb_uri), settings.database)
+        try:
+            store = ResourceStore(database, indexer=ResourceIndexer(settings.base_url))
+            start = datetime.combine(day, datetime.min.time(), UTC)
+            report = await generate_slots(
+                store, site["schedule"]["id"], (start, start + timedelta(days=1)), now
+            )
+            return report.repaired
+        finally:
+            await database.close()
+
+    assert asyncio.run(run(datetime.now(UTC))) == 0
+    assert slot(client, slot_ref)["status"] == "busy"
+    assert asyncio.run(run(datetime.now(UTC) + timedelta(minutes=6))) == 1
+    assert slot(client, slot_ref)["status"] == "free"

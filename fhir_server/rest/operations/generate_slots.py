@@ -23,6 +23,7 @@ DEFINITION = definition(
         param("created", "out", "integer", min_=1, doc="Slots created."),
         param("kept", "out", "integer", min_=1, doc="Slots that already existed."),
         param("removed", "out", "integer", min_=1, doc="Free Slots removed."),
+        param("repaired", "out", "integer", min_=1, doc="Busy Slots without a booking freed."),
         param("flagged", "out", "Reference", max_="*", doc="Appointments now outside hours."),
     ],
     type_level=False,
@@ -43,6 +44,7 @@ async def handle(services: Services, req: FhirRequest) -> FhirResponse:
         {"name": "created", "valueInteger": report.created},
         {"name": "kept", "valueInteger": report.kept},
         {"name": "removed", "valueInteger": report.removed},
+        {"name": "repaired", "valueInteger": report.repaired},
         *(
             {"name": "flagged", "valueReference": {"reference": f"Appointment/{aid}"}}
             for aid in report.flagged
