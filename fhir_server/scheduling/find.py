@@ -13,7 +13,6 @@ from typing import Any
 
 from fhir_server.scheduling import slot_state
 from fhir_server.scheduling.settings import booking_settings
-from fhir_server.scheduling.slots import fhir_instant
 from fhir_server.store import slots as slot_queries
 from fhir_server.store.resources import ResourceStore
 
@@ -132,29 +131,29 @@ def proposed(
 
 
 async def find(store: ResourceStore, query: FindQuery, now: datetime) -> list[dict[str, Any]]:
-    """Proposed Appointments for bookable Slots in the window, earliest first."""
+    """Proposed Appointments for bookable Slots in the window, earliest first.
+
+    Each Schedule's window is narrowed to its notice and horizon rules before
+    the indexed query, so only Slots that may be offered are read.
+    """
     schedules = await _matching_schedules(store, query)
-    if not schedules:
-        return []
-    slots = await slot_queries.slots_between(
-        store,
-        list(schedules),
-        fhir_instant(max(query.start, now)),
-        fhir_instant(query.end),
-        ("free", "busy-tentative"),
-    )
+    slots = []
+    for schedule_id, schedule in schedules.items():
+        settings = booking_settings(schedule)
+        first = max(query.start, now + settings.minimum_notice)
+        last = min(query.end, now + timedelta(days=settings.maximum_days_ahead))
+        if first >= last:
+            continue
+        for status in ("free", "busy-tentative"):
+            slots += await slot_queries.bookable_slots(
+                store, schedule_id, status, first, last, query.limit
+            )
+    slots.sort(key=lambda s: str((s.resource or {}).get("start")))
     out: list[dict[str, Any]] = []
     for slot in slots:
         body = slot.resource or {}
-        schedule_id = str(body.get("schedule", {}).get("reference", "")).partition("/")[2]
-        schedule = schedules[schedule_id]
-        settings = booking_settings(schedule)
-        start = datetime.fromisoformat(str(body["start"]).replace("Z", "+00:00"))
+        schedule = schedules[str(body["schedule"]["reference"]).partition("/")[2]]
         if body.get("status") == "busy-tentative" and not slot_state.expired_hold(body, now):
-            continue
-        if start - now < settings.minimum_notice:
-            continue
-        if start - now > timedelta(days=settings.maximum_days_ahead):
             continue
         if not _slot_matches(body, schedule, query):
             continue

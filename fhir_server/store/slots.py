@@ -57,6 +57,28 @@ async def slots_between(
     return sorted(found, key=lambda s: str((s.resource or {}).get("start")))
 
 
+async def bookable_slots(
+    store: ResourceStore,
+    schedule_id: str,
+    status: str,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> list[Version]:
+    """The first `limit` Slots of a Schedule with this status starting in [start, end).
+
+    Served by the search index on (schedule, status, start), so `$find` reads
+    only the Slots it may return, however many are stored.
+    """
+    query = {
+        "idx.s.schedule": {"$eq": f"Schedule/{schedule_id}"},
+        "idx.s.status": {"$eq": status},
+        "idx.s.start.lo": {"$gte": digits(start), "$lt": digits(end)},
+    }
+    cursor = store.collection("Slot").find(query).sort("idx.s.start.lo", 1).limit(limit)
+    return [_version("Slot", doc) async for doc in cursor if not doc["deleted"]]
+
+
 def _active(versions: list[Version]) -> list[Version]:
     return [v for v in versions if (v.resource or {}).get("status") in ACTIVE]
 

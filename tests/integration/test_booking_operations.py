@@ -457,3 +457,29 @@ def test_orphaned_busy_slot_is_repaired_only_when_settled(client: TestClient) ->
     assert slot(client, slot_ref)["status"] == "busy"
     assert asyncio.run(run(datetime.now(UTC) + timedelta(minutes=6))) == 1
     assert slot(client, slot_ref)["status"] == "free"
+
+
+def test_find_filters_and_notice(client: TestClient) -> None:
+    site = clinic(client, "UTC")
+    schedule = {k: v for k, v in site["schedule"].items() if k != "meta"}
+    schedule["specialty"] = [{"coding": [{"system": "urn:s", "code": "derm"}]}]
+    schedule["extension"] = [
+        *schedule["extension"],
+        {"url": ext.MINIMUM_NOTICE, "valueDuration": {"value": 3, "code": "d"}},
+    ]
+    assert (
+        client.put(f"/fhir/Schedule/{schedule['id']}", json=schedule, headers=HEADERS).status_code
+        == 200
+    )
+    today = datetime.now(UTC).date()
+    generate(client, schedule["id"], today, 8)
+    mine = {"practitioner": site["practitioner"]["id"]}
+    proposals = find(client, today, 8, **mine)
+    assert proposals
+    earliest = min(datetime.fromisoformat(p["start"].replace("Z", "+00:00")) for p in proposals)
+    assert earliest >= datetime.now(UTC) + timedelta(days=3)
+    assert find(client, today, 8, specialty="urn:s|derm", **mine)
+    assert find(client, today, 8, specialty="urn:s|cardio", **mine) == []
+    assert find(client, today, 8, location=site["location"]["id"], **mine)
+    assert find(client, today, 8, location="Location/elsewhere", **mine) == []
+    assert len(find(client, today, 8, _count="2", **mine)) == 2
