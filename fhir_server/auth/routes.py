@@ -50,13 +50,16 @@ _UI_FIELDS = frozenset({"step", "username", "password", "totp", "ticket", "decis
 router = APIRouter(include_in_schema=False)
 
 
-async def _oauth_request(request: Request) -> StarletteOAuth2Request:
+async def _oauth_request(auth: AuthComponents, request: Request) -> StarletteOAuth2Request:
+    """authlib's view of the request, at its public URL (so a TLS-terminating proxy in
+    front does not make authlib see plain http)."""
     query = parse_qsl(request.url.query, keep_blank_values=True)
     form: list[tuple[str, str]] = []
     if request.method == "POST":
         data = await request.form()
         form = [(k, v) for k, v in data.multi_items() if isinstance(v, str)]
-    return StarletteOAuth2Request(request.method, str(request.url), request.headers, query, form)
+    public = auth_base(auth.settings) + request.url.path.removeprefix("/auth")
+    return StarletteOAuth2Request(request.method, public, request.headers, query, form)
 
 
 def _reply(result: tuple[int, Any, list[tuple[str, str]]]) -> Response:
@@ -111,7 +114,7 @@ async def style(_request: Request) -> Response:
 @router.api_route("/auth/authorize", methods=["GET", "POST"])
 async def authorize(request: Request) -> Response:
     auth = components_of(request)
-    oreq = await _oauth_request(request)
+    oreq = await _oauth_request(auth, request)
     data = oreq.payload.data
     pairs = [(k, v) for k, v in oreq.payload._pairs if k not in _UI_FIELDS]
     try:
@@ -248,7 +251,7 @@ async def token(request: Request) -> Response:
     auth = components_of(request)
     if limited := await throttled(auth, request, "token"):
         return limited
-    oreq = await _oauth_request(request)
+    oreq = await _oauth_request(auth, request)
     await auth.tokens.reload_keys_if_stale()
     result = await anyio.to_thread.run_sync(auth.server.create_token_response, oreq)
     if result[0] == 200:
@@ -263,7 +266,7 @@ async def token(request: Request) -> Response:
 @router.post("/auth/introspect")
 async def introspect(request: Request) -> Response:
     auth = components_of(request)
-    oreq = await _oauth_request(request)
+    oreq = await _oauth_request(auth, request)
     bearer = request.headers.get("authorization", "")
     if bearer.lower().startswith("bearer "):
         try:
@@ -290,7 +293,7 @@ async def introspect(request: Request) -> Response:
 @router.post("/auth/revoke")
 async def revoke(request: Request) -> Response:
     auth = components_of(request)
-    oreq = await _oauth_request(request)
+    oreq = await _oauth_request(auth, request)
     result = await anyio.to_thread.run_sync(
         auth.server.create_endpoint_response, "revocation", oreq
     )
