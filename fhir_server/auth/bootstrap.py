@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from fhir_server.audit.recorder import AuditRecorder
 from fhir_server.auth.access import Access
@@ -33,6 +34,13 @@ class AuthComponents:
     registration: Registration
     audit: AuditRecorder
     access: Access
+    _purged_at: float = field(default=0.0, repr=False)
+
+    async def housekeeping(self, every: float = 300.0) -> None:
+        """Purge expired records, at most once per `every` seconds in this process."""
+        if time.monotonic() - self._purged_at >= every:
+            self._purged_at = time.monotonic()
+            await self.store.purge_expired(int(time.time()))
 
 
 async def build_auth(

@@ -253,6 +253,7 @@ async def token(request: Request) -> Response:
         return limited
     oreq = await _oauth_request(auth, request)
     await auth.tokens.reload_keys_if_stale()
+    await auth.housekeeping()
     result = await anyio.to_thread.run_sync(auth.server.create_token_response, oreq)
     if result[0] == 200:
         event = "token-refreshed" if oreq.payload.grant_type == "refresh_token" else "token-issued"

@@ -481,7 +481,8 @@ class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
         return token.claims
 
     def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
-        expires = int(claims.get("exp", time.time() + MAX_ASSERTION_LIFETIME))
+        # kept past exp + leeway, so a replay is caught for as long as exp would pass
+        expires = int(claims.get("exp", time.time() + MAX_ASSERTION_LIFETIME)) + 120
         return _wait(self.server.store.remember_assertion, str(claims["sub"]), str(jti), expires)
 
     def resolve_client_public_key(self, client: Client) -> jwk.KeySet:

@@ -211,3 +211,17 @@ class AuthStore:
             "expires_at": {"$gt": now},
         }
         return [doc async for doc in self.refresh.find(query, {"_id": 0})]
+
+    async def purge_expired(self, now: int) -> None:
+        """Drop records nobody can use any more (expired codes, tokens, jtis, windows)."""
+        expired = {"expires_at": {"$lt": now}}
+        for collection in (
+            self.codes,
+            self.tokens,
+            self.refresh,
+            self.assertions,
+            self.launches,
+            self.resets,
+        ):
+            await collection.delete_many(expired)
+        await self.throttle.delete_many({"window": {"$lt": now // 60 - 1}})

@@ -198,3 +198,12 @@ def test_manage_page_lists_and_stops_app_access(client: TestClient, carol: str) 
         client.get(f"{BASE}/Patient/{carol}", headers=bearer(body["access_token"])).status_code
         == 401
     )
+
+
+def test_housekeeping_purges_only_expired_records(client: TestClient, carol: str) -> None:
+    store = components(client).store
+    call(client, store.save_refresh, "stale-one", {"family": "f-old", "expires_at": 1, "sub": "x"})
+    call(client, store.save_refresh, "live-one", {"family": "f-new", "expires_at": 4102444800})
+    call(client, components(client).housekeeping, 0.0)
+    assert call(client, store.refresh_token, "stale-one") is None
+    assert call(client, store.refresh_token, "live-one") is not None
