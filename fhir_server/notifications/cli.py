@@ -5,10 +5,17 @@ The main CLI adds these with `app.add_typer(outbox_app)` and `app.command()(work
 
 from __future__ import annotations
 
-from typing import Annotated
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
 
+from fhir_server.notifications import celery_app
 from fhir_server.notifications.channels.outbox import list_outbox, outbox_dir
 from fhir_server.settings import Settings
 
@@ -58,3 +65,46 @@ def list_command(
             f"{entry.written:%Y-%m-%d %H:%M:%S}Z  {entry.kind:5}  {entry.to:32.32}  "
             f"{entry.subject or '-'}\n    {entry.path}"
         )
+
+
+def settings_environment(settings: Settings) -> dict[str, str]:
+    """The settings as FHIR_* variables, for a child process to read the same configuration."""
+    out = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            text = "true" if value else "false"
+        elif isinstance(value, list | dict):
+            text = json.dumps(value)
+        else:
+            text = str(value)
+        out[f"FHIR_{name.upper()}"] = text
+    return out
+
+
+@contextlib.contextmanager
+def background_worker(settings: Settings) -> Iterator[subprocess.Popen[Any]]:
+    """For `serve` in the default setup: one worker process with beat inside it (`-B`).
+
+    Without FHIR_REDIS_URL this process starts the embedded Redis first, so the
+    worker and the API join the same server.
+    """
+    if settings.redis_url is None:
+        celery_app.embedded_redis_url(settings.data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "celery", "-A", "fhir_server.notifications.worker", "worker",
+        "-B", f"--schedule={settings.data_dir / 'celerybeat-schedule'}",
+        "-Q", "notifications", "--concurrency=1", "--loglevel=WARNING",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, env={**os.environ, **settings_environment(settings)})
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
