@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         default=120, description="Requests per minute one IP may make to login and token endpoints."
     )
     smtp_host: str | None = Field(
-        default=None, description="SMTP server for password-reset mail; unset logs nothing sent."
+        default=None, description="SMTP server for all e-mail; unset sends none (logged)."
     )
     smtp_port: int = Field(default=587, description="SMTP port.")
     smtp_user: str | None = Field(default=None, description="SMTP login name.")

@@ -1,23 +1,22 @@
 """Password reset by e-mail: a single-use token, stored hashed, valid 30 minutes.
 
 The request answers the same whether or not the address belongs to an account;
-the mail goes out through the SMTP settings (the notifications issue will route
-it through its e-mail channel). Setting a new password revokes the account's
-refresh tokens.
+the mail goes out through the notifications e-mail channel (the SMTP settings).
+Setting a new password revokes the account's refresh tokens.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
-import smtplib
-import ssl
 import time
 from email.message import EmailMessage
 
 import anyio.to_thread
 
 from fhir_server.auth.users import AccountError, Accounts, password_problem
+from fhir_server.notifications.channels.base import DeliveryError
+from fhir_server.notifications.channels.email import send_email
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
 
@@ -26,25 +25,14 @@ RESET_SECONDS = 30 * 60
 
 
 def send_mail(settings: Settings, to: str, subject: str, text: str) -> None:
-    """Send one plain-text message through the configured SMTP server (blocking)."""
+    """Send one plain-text message through the notifications e-mail channel (blocking)."""
     if not settings.smtp_host:
         log.warning("no SMTP host configured; password-reset mail not sent")
         return
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = settings.smtp_from, to, subject
     message.set_content(text)
-    context = ssl.create_default_context()
-    smtp: smtplib.SMTP
-    if settings.smtp_ssl:
-        smtp = smtplib.SMTP_SSL(settings.smtp_host, settings.smtp_port, timeout=10, context=context)
-    else:
-        smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=10)
-    with smtp:
-        if settings.smtp_starttls and not settings.smtp_ssl:
-            smtp.starttls(context=context)
-        if settings.smtp_user and settings.smtp_password:
-            smtp.login(settings.smtp_user, settings.smtp_password)
-        smtp.send_message(message)
+    send_email(settings, message)
 
 
 class PasswordResets:
@@ -71,7 +59,7 @@ class PasswordResets:
             await anyio.to_thread.run_sync(
                 send_mail, self.settings, doc["email"], "Reset your password", text
             )
-        except (OSError, smtplib.SMTPException):
+        except DeliveryError:
             log.warning("password-reset mail could not be sent")
 
     async def confirm(self, token: str, password: str) -> None:
