@@ -21,7 +21,11 @@ from fhir_server.fhir.errors import Forbidden, NotFound
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.scheduling_hooks import ROLE_HEADER
 
-_READS = frozenset({"read", "vread", "search", "history-instance", "history-type"})
+# Interactions whose answer is checked resource by resource (a conditional create
+# can answer with an existing resource: it must not be someone else's).
+_CHECKED = frozenset(
+    {"read", "vread", "search", "history-instance", "history-type", "create", "update", "patch"}
+)
 Run = Callable[[FhirRequest], Awaitable[FhirResponse]]
 
 
@@ -66,7 +70,7 @@ class Access:
             req = replace(req, params=[*req.params, *decision.search_params])
         req = replace(req, headers={**req.headers, ROLE_HEADER: _role(ctx, decision)})
         response = await run(req)
-        if decision.patient is not None and interaction.kind in _READS:
+        if decision.patient is not None and interaction.kind in _CHECKED:
             self._filter(decision, response)
         return response
 

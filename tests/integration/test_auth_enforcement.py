@@ -362,3 +362,13 @@ def test_patient_cannot_book_or_reschedule_through_operations_for_others(
     )
     assert confirm_bobs.status_code == 404
     assert world["bob_appt"] in confirm_bobs.json()["issue"][0]["diagnostics"]
+
+
+def test_conditional_create_does_not_reveal_another_patients_resource(
+    client: TestClient, world: dict[str, str]
+) -> None:
+    headers = alice_token(client, world) | FHIR | {"If-None-Exist": f"_id={world['bob_appt']}"}
+    body = orjson.dumps(appointment(world["alice"]))
+    response = client.post(f"{BASE}/Appointment", content=body, headers=headers)
+    assert response.status_code in (403, 404)
+    assert world["bob"] not in response.text
