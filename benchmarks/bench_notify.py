@@ -76,11 +76,10 @@ def _write_cost(env: Running) -> tuple[list[float], list[float], list[float]]:
     env.worker.stop()
     without, with_publish, publish_only = [], [], []
     backlog: list[str] = []
-    for i in range(WRITE_SAMPLES):
+    for i in range(WRITE_SAMPLES):  # interleaved, so load drifts hit both alike
         ids, seconds = env.rig.run(_booking(env, f"w{i}@bench.example", publish=False))
         without.append(seconds)
         backlog += ids
-    for i in range(WRITE_SAMPLES):
         _, seconds = env.rig.run(_booking(env, f"p{i}@bench.example", publish=True))
         with_publish.append(seconds)
     for cid in backlog[:WRITE_SAMPLES]:

@@ -31,12 +31,17 @@ SEND_TASK = "fhir_server.notifications.send"
 RELAY_TASK = "fhir_server.notifications.relay"
 REMINDERS_TASK = "fhir_server.notifications.reminders"
 ACTIVATE_TASK = "fhir_server.notifications.activate_subscriptions"
+RELEASE_HOLDS_TASK = "fhir_server.scheduling.release_expired_holds"
+ROLLING_SLOTS_TASK = "fhir_server.scheduling.generate_rolling"
 
 # Every minute, as ARCHITECTURE.md asks: no long ETA tasks sit in Redis.
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "relay-unsent-messages": {"task": RELAY_TASK, "schedule": 30.0},
     "enqueue-due-reminders": {"task": REMINDERS_TASK, "schedule": 60.0},
     "activate-subscriptions": {"task": ACTIVATE_TASK, "schedule": 60.0},
+    # The scheduling engine's periodic jobs (issue 4), run by the same beat.
+    "release-expired-holds": {"task": RELEASE_HOLDS_TASK, "schedule": 60.0},
+    "generate-rolling-slots": {"task": ROLLING_SLOTS_TASK, "schedule": 3600.0},
 }
 
 _embedded: dict[Path, Any] = {}

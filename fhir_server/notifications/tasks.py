@@ -1,8 +1,13 @@
-"""The Celery tasks: thin wrappers that run the async jobs on the worker's store context."""
+"""The Celery tasks: thin wrappers that run the async jobs on the worker's store context.
+
+Besides sending and the notification jobs, beat runs the scheduling engine's
+periodic jobs here: hold expiry every minute, rolling Slot generation hourly.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 from celery import Task, shared_task
@@ -11,9 +16,15 @@ from fhir_server.notifications import delivery, relay, reminders, runtime, subsc
 from fhir_server.notifications.celery_app import (
     ACTIVATE_TASK,
     RELAY_TASK,
+    RELEASE_HOLDS_TASK,
     REMINDERS_TASK,
+    ROLLING_SLOTS_TASK,
     SEND_TASK,
 )
+from fhir_server.scheduling.booking import release_expired_holds
+from fhir_server.scheduling.generation import generate_rolling
+
+ROLLING_HORIZON_DAYS = 28
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,3 +59,19 @@ def enqueue_reminders() -> int:
 def activate_subscriptions() -> int:
     settled: dict[str, str] = runtime.run(subscriptions.activate)
     return len(settled)
+
+
+@task(name=RELEASE_HOLDS_TASK)
+def release_holds() -> int:
+    """Cancel expired holds and free their Slots (their hold-expired events go out)."""
+    released: int = runtime.run(lambda ctx: release_expired_holds(ctx.store, datetime.now(UTC)))
+    return released
+
+
+@task(name=ROLLING_SLOTS_TASK)
+def rolling_slots() -> int:
+    """Keep every active Schedule's free Slots generated up to its horizon."""
+    reports: dict[str, Any] = runtime.run(
+        lambda ctx: generate_rolling(ctx.store, datetime.now(UTC), ROLLING_HORIZON_DAYS)
+    )
+    return len(reports)

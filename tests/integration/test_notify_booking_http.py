@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
-from fhir_server.rest.services import Services
-from fhir_server.scheduling.booking import release_expired_holds
+from fhir_server.notifications import celery_app
+from fhir_server.notifications.celery_app import RELEASE_HOLDS_TASK
+from fhir_server.scheduling import extensions as ext
 from fhir_server.settings import Settings
 from tests.integration.notify_support import Running, fhir_json, start_all, stop_all, wait_until
 from tests.integration.scheduling_setup import (
@@ -109,6 +110,12 @@ def test_book_move_cancel_over_http_mails_the_patient_and_hooks_the_ehr(
 
 def test_expired_hold_goes_to_the_subscription_only(env: Running, api: TestClient) -> None:
     clinic = make_clinic(api)
+    schedule = api.get(f"/fhir/Schedule/{clinic['schedule']}").json()
+    schedule["extension"].append(
+        {"url": ext.HOLD_DURATION, "valueDuration": {"value": 1, "code": "s"}}
+    )
+    updated = api.put(f"/fhir/Schedule/{schedule['id']}", json=schedule, headers=HEADERS)
+    assert updated.status_code == 200, updated.text
     hook = f"/hook/{os.urandom(4).hex()}"
     post(
         api,
@@ -145,9 +152,9 @@ def test_expired_hold_goes_to_the_subscription_only(env: Running, api: TestClien
     }
     held = api.post("/fhir/Appointment/$hold", json=body, headers=HEADERS)
     assert held.status_code == 200, held.text
-    services: Services = api.app.state.services  # type: ignore[attr-defined]
-    later = datetime.now(UTC) + timedelta(days=1)
-    assert api.portal.call(release_expired_holds, services.store, later) == 1  # type: ignore[union-attr]
+    # Beat's hold-expiry job, run by the worker once the 1 s hold has passed.
+    time.sleep(1.2)
+    celery_app.current().send_task(RELEASE_HOLDS_TASK)
     wait_until(lambda: env.http.posted(hook), timeout=30)
     [expired] = [fhir_json(r.body) for r in env.http.posted(hook)]
     assert expired["status"] == "cancelled"
