@@ -236,3 +236,25 @@ def test_patient_cannot_borrow_another_patients_launch(client: TestClient, alice
     assert body["patient"] == alice
     other_appointments = client.get(f"{BASE}/Patient/{other}", headers=bearer(body["access_token"]))
     assert other_appointments.status_code == 404
+
+
+def test_replayed_code_revokes_what_it_gave(client: TestClient, alice: str) -> None:
+    verifier, challenge = pkce()
+    params = authorize_params("portal", "launch/patient patient/*.rs offline_access", challenge)
+    code = code_of(log_in_and_consent(client, params, "alice"), params["state"])
+    first = exchange(client, code, "portal", verifier)
+    assert first.status_code == 200
+    token = first.json()["access_token"]
+    assert client.get(f"{BASE}/Patient/{alice}", headers=bearer(token)).status_code == 200
+    replay = exchange(client, code, "portal", verifier)
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert client.get(f"{BASE}/Patient/{alice}", headers=bearer(token)).status_code == 401
+    refreshed = client.post(
+        f"{AUTH}/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first.json()["refresh_token"],
+            "client_id": "portal",
+        },
+    )
+    assert refreshed.status_code == 400
