@@ -7,14 +7,14 @@ for, that resource; specialty and visit type match the Schedule or the Slot.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from fhir_server.scheduling import slot_state
 from fhir_server.scheduling.settings import booking_settings
 from fhir_server.store import slots as slot_queries
-from fhir_server.store.resources import ResourceStore
+from fhir_server.store.resources import ResourceStore, Version
 
 
 @dataclass(frozen=True)
@@ -130,34 +130,62 @@ def proposed(
     return appointment
 
 
+async def _free_in_order(
+    store: ResourceStore,
+    windows: dict[str, tuple[datetime, datetime]],
+    wanted: Callable[[Version], bool],
+    limit: int,
+) -> list[Version]:
+    """The first `limit` wanted free Slots over several Schedules, earliest first.
+
+    A k-way merge of per-Schedule pages: each round reads a small page from
+    every Schedule not yet exhausted; rows up to the earliest last-read start
+    of those Schedules are final. On a dense calendar one round suffices, so
+    the work does not grow with the number of Slots stored.
+    """
+    page = max(2, -(-limit // max(len(windows), 1)) + 1)
+    after: dict[str, str | None] = dict.fromkeys(windows)
+    fetched: list[Version] = []
+    while True:
+        for sid in list(after):
+            first, last = windows[sid]
+            rows = await slot_queries.free_slots(store, sid, first, last, page, after[sid])
+            fetched += [row for row in rows if wanted(row)]
+            if len(rows) < page:
+                del after[sid]
+            else:
+                after[sid] = slot_queries.start_key(rows[-1])
+        fetched.sort(key=slot_queries.start_key)
+        if not after:
+            return fetched[:limit]
+        threshold = min(key for key in after.values() if key is not None)
+        final = [row for row in fetched if slot_queries.start_key(row) <= threshold]
+        if len(final) >= limit:
+            return final[:limit]
+
+
 async def find(store: ResourceStore, query: FindQuery, now: datetime) -> list[dict[str, Any]]:
-    """Proposed Appointments for bookable Slots in the window, earliest first.
+    """Proposed Appointments for free Slots in the window, earliest first.
 
     Each Schedule's window is narrowed to its notice and horizon rules before
-    the indexed query, so only Slots that may be offered are read.
+    the indexed queries, so only Slots that may be offered are read. A Slot
+    whose hold expired is offered again once the hold is released (by the
+    rolling job, or by a booking that takes it over).
     """
     schedules = await _matching_schedules(store, query)
-    slots = []
+    windows = {}
     for schedule_id, schedule in schedules.items():
         settings = booking_settings(schedule)
         first = max(query.start, now + settings.minimum_notice)
         last = min(query.end, now + timedelta(days=settings.maximum_days_ahead))
-        if first >= last:
-            continue
-        for status in ("free", "busy-tentative"):
-            slots += await slot_queries.bookable_slots(
-                store, schedule_id, status, first, last, query.limit
-            )
-    slots.sort(key=lambda s: str((s.resource or {}).get("start")))
-    out: list[dict[str, Any]] = []
-    for slot in slots:
-        body = slot.resource or {}
-        schedule = schedules[str(body["schedule"]["reference"]).partition("/")[2]]
-        if body.get("status") == "busy-tentative" and not slot_state.expired_hold(body, now):
-            continue
-        if not _slot_matches(body, schedule, query):
-            continue
-        out.append(proposed(slot.id, body, schedule, query.patient))
-        if len(out) >= query.limit:
-            break
-    return out
+        if first < last:
+            windows[schedule_id] = (first, last)
+
+    def schedule_of(slot: Version) -> dict[str, Any]:
+        return schedules[str((slot.resource or {})["schedule"]["reference"]).partition("/")[2]]
+
+    def wanted(slot: Version) -> bool:
+        return _slot_matches(slot.resource or {}, schedule_of(slot), query)
+
+    slots = await _free_in_order(store, windows, wanted, query.limit)
+    return [proposed(s.id, s.resource or {}, schedule_of(s), query.patient) for s in slots]

@@ -57,26 +57,33 @@ async def slots_between(
     return sorted(found, key=lambda s: str((s.resource or {}).get("start")))
 
 
-async def bookable_slots(
+async def free_slots(
     store: ResourceStore,
     schedule_id: str,
-    status: str,
     start: datetime,
     end: datetime,
     limit: int,
+    after: str | None = None,
 ) -> list[Version]:
-    """The first `limit` Slots of a Schedule with this status starting in [start, end).
+    """The next `limit` free Slots of a Schedule starting in [start, end), by start.
 
-    Served by the search index on (schedule, status, start), so `$find` reads
-    only the Slots it may return, however many are stored.
+    `after` (a start key from `start_key`) continues a previous page. Served by
+    the search index on (schedule, status, start), so `$find` reads only the
+    Slots it may return, however many are stored.
     """
+    lower: dict[str, str] = {"$gt": after} if after else {"$gte": digits(start)}
     query = {
         "idx.s.schedule": {"$eq": f"Schedule/{schedule_id}"},
-        "idx.s.status": {"$eq": status},
-        "idx.s.start.lo": {"$gte": digits(start), "$lt": digits(end)},
+        "idx.s.status": {"$eq": "free"},
+        "idx.s.start.lo": {**lower, "$lt": digits(end)},
     }
     cursor = store.collection("Slot").find(query).sort("idx.s.start.lo", 1).limit(limit)
     return [_version("Slot", doc) async for doc in cursor if not doc["deleted"]]
+
+
+def start_key(slot: Version) -> str:
+    """The sortable start key of a Slot (as the search index stores it)."""
+    return digits(_instant((slot.resource or {}).get("start")))
 
 
 def _active(versions: list[Version]) -> list[Version]:
