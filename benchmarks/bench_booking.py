@@ -267,7 +267,7 @@ async def _run(uri: str, store_pid: int, data_dir: Path, seconds: float, find_sl
             "127.0.0.1",
             port,
             _find_requests(first_day, days),
-            concurrency=8,
+            concurrency=2,
             seconds=seconds,
             cpu=cpu,
         )
