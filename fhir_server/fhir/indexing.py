@@ -2,14 +2,16 @@
 
 Layout (every key is present only when the resource has a value for it):
 
-- `m.<code>`: list of all normalised values (tokens `code`, `system|code`,
-  `|code`, `system|`; folded strings; references `Type/id`; dates and numbers
-  `{lo, hi}`; uris). Queried with equality/`$in` or `$elemMatch`.
-- `s.<code>`: the scalar value of a parameter that is single-valued by
-  definition (every path element max=1) and of a scalar kind (primitive
-  token, reference, date `{lo, hi}`). The embedded server can only index
-  scalars, so the booking searches (Slot by schedule+status+start,
-  Appointment by date) query these.
+- `s.<code>`: the value of a parameter that is single-valued by definition
+  (every path element max=1) and of a scalar kind (primitive token,
+  reference, date `{lo, hi}`). The embedded server can only index scalars,
+  so the booking searches (Slot by schedule+status+start, Appointment by
+  date) query these.
+- `m.<code>`: for every other parameter, the list of normalised values
+  (tokens `code`, `system|code`, `|code`, `system|`; folded strings;
+  references `Type/id`; dates and numbers `{lo, hi}`; uris). Queried with
+  equality/`$in` or `$elemMatch`. A value is in `s` or `m`, never both:
+  the row stays small, which the embedded server pays for on every row read.
 - `u.<code>.<Type>`: for multi-valued reference parameters, the one
   reference of that target type, or `*` when there are several. A search for
   `Type/id` then reads `u` (indexable) and only looks into `m` for the rare
@@ -164,13 +166,14 @@ class ResourceIndexer:
             idx["o"][code] = _sort_key(param, values)
             if not values:
                 continue
-            idx["m"][code] = values
+            if has_scalar(param):
+                idx["s"][code] = values[0]
+            else:
+                idx["m"][code] = values
             if texts:
                 idx["t"][code] = texts
             if param.type == "string":
                 idx["x"][code] = _unique(_strings(raw))
-            if has_scalar(param) and len(values) == 1:
-                idx["s"][code] = values[0]
             if param.type == "reference" and not param.single:
                 idx["u"][code] = _sole_per_type(values)
         return {k: v for k, v in idx.items() if v}

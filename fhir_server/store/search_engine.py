@@ -25,7 +25,7 @@ from fhir_server.store.search_query import (
     after,
     conjoin,
     criterion_clause,
-    field_value,
+    indexed_values,
     live,
     projection,
     reference_clause,
@@ -93,7 +93,6 @@ class SearchEngine:
         return criterion_clause(criterion)
 
     async def _has_ids(self, rtype: str, has: Has) -> list[str]:
-        code = has.reference.code
         prefix = f"{rtype}/"
         cursor = self.store.collection(has.resource_type).find(
             live((await self.clause(has.resource_type, has.criterion)).plain),
@@ -102,7 +101,9 @@ class SearchEngine:
         ids: set[str] = set()
         async for doc in cursor.limit(CHAIN_LIMIT + 1):
             ids.update(
-                r[len(prefix) :] for r in doc["idx"]["m"].get(code, []) if r.startswith(prefix)
+                r[len(prefix) :]
+                for r in indexed_values(doc, has.reference)
+                if isinstance(r, str) and r.startswith(prefix)
             )
         return sorted(ids)
 
@@ -240,8 +241,7 @@ class SearchEngine:
 
 
 def _references(item: Found, param: SearchParam) -> list[str]:
-    values: list[str] = field_value(item.doc, f"idx.m.{param.code}", [])
-    return values
+    return [v for v in indexed_values(item.doc, param) if isinstance(v, str)]
 
 
 def revinclude_names(rtype: str) -> list[str]:

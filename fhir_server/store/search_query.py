@@ -90,6 +90,18 @@ def live(query: dict[str, Any]) -> dict[str, Any]:
     return query if needs_index else conjoin(LIVE, query)
 
 
+def value_field(param: SearchParam) -> str:
+    """Where the indexer put the parameter's value(s): `s` (scalar) or `m` (list)."""
+    return f"idx.{'s' if has_scalar(param) else 'm'}.{param.code}"
+
+
+def indexed_values(doc: dict[str, Any], param: SearchParam) -> list[Any]:
+    found = field_value(doc, value_field(param))
+    if found is None:
+        return []
+    return found if isinstance(found, list) else [found]
+
+
 def _mergeable(a: Any, b: Any) -> bool:
     return (
         isinstance(a, dict)
@@ -174,7 +186,7 @@ def _range_clause(param: SearchParam, values: tuple[Any, ...]) -> dict[str, Any]
         else:
             one = {f"idx.m.{param.code}": {"$elemMatch": conditions}}
         if value.prefix == "ne":  # a value other than this one: resources without one do not match
-            one = {"$nor": [one], f"idx.m.{param.code}": {"$exists": True}}
+            one = {"$nor": [one], value_field(param): {"$exists": True}}
         filters.append(one)
     return _either(filters)
 
@@ -187,9 +199,10 @@ def _token_clause(criterion: Criterion) -> dict[str, Any]:
     if param.code == "_id":
         found = _scalar_any_of("_id", values)
         return {"$nor": [found]} if modifier == "not" else found
-    if has_scalar(param) and modifier != "not":
-        return _scalar_any_of(f"idx.s.{param.code}", values)
-    found = _any_of(f"idx.m.{param.code}", values)
+    if has_scalar(param):
+        found = _scalar_any_of(value_field(param), values)
+    else:
+        found = _any_of(value_field(param), values)
     return {"$nor": [found]} if modifier == "not" else found
 
 
@@ -249,7 +262,7 @@ def criterion_clause(criterion: Criterion) -> Clause:
         missing = criterion.values[0] is True
         if param.code == "_id":
             return Clause({"_id": {"$in": []}} if missing else {})
-        return Clause({f"idx.m.{param.code}": {"$exists": not missing}})
+        return Clause({value_field(param): {"$exists": not missing}})
     if param.type == "reference":
         return reference_clause(param, expand_references(param, map(str, criterion.values)))
     if param.type in ("date", "number"):
