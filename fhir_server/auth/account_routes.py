@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fhir_server.auth.server import auth_base
+from fhir_server.auth.urls import auth_base
 from fhir_server.auth.users import AccountError
 from fhir_server.auth.web import components_of, page, throttled
 

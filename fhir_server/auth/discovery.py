@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.auth.server import ASSERTION_ALGORITHMS, auth_base
+from fhir_server.auth.assertion import ASSERTION_ALGORITHMS
+from fhir_server.auth.urls import auth_base
 from fhir_server.settings import Settings
 
 CAPABILITIES = [

@@ -21,17 +21,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from fhir_server.auth.bootstrap import AuthComponents
+from fhir_server.auth.bridge import StarletteOAuth2Request
 from fhir_server.auth.clients import Client
 from fhir_server.auth.discovery import openid_configuration, smart_configuration
+from fhir_server.auth.records import Subject, scope_for
 from fhir_server.auth.scopes import plain_words, split_scope
-from fhir_server.auth.server import (
-    StarletteOAuth2Request,
-    Subject,
-    auth_base,
-    describe,
-    find_token,
-    scope_for,
-)
+from fhir_server.auth.token_endpoints import describe, find_token
+from fhir_server.auth.urls import auth_base
 from fhir_server.auth.users import User
 from fhir_server.auth.web import (
     NO_STORE,
