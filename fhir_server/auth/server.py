@@ -1,14 +1,12 @@
-"""authlib's OAuth 2.0 server classes, adapted to our async store and to SMART 2.
+"""The SMART authorization server: authlib's `AuthorizationServer` on our store.
 
-authlib is synchronous; the routes run it in a worker thread
-(`anyio.to_thread`) and its storage hooks call back into the event loop with
-`anyio.from_thread.run`. Where authlib's defaults differ from SMART App Launch
-2.2 they are overridden here (see shared notes "SMART App Launch on authlib"):
-S256-only PKCE required from every client (unless an admin registered a legacy
-client without it), `?param=` scopes understood, refresh tokens by
-`offline_access` / `online_access`, rotated on use with reuse detection,
-`private_key_jwt` (RS384/ES384 only) with jti replay refusal and a 5-minute cap
-on `exp`.
+It registers the SMART grants (`auth.grants`), `private_key_jwt` client
+authentication (`auth.assertion`) and introspection and revocation
+(`auth.token_endpoints`), and turns a grant into the token response: a signed
+access token, an id_token with `openid`, a refresh token with
+`offline_access` / `online_access`, and the launch context fields. Where
+authlib's defaults differ from SMART App Launch 2.2 the override lives next to
+the class it changes (see shared notes "SMART App Launch on authlib").
 """
 
 from __future__ import annotations
