@@ -18,8 +18,8 @@ Layout (every key is present only when the resource has a value for it):
   resources marked `*` (see `store.search_query`).
 - `x.<code>`: exact (unfolded) strings, for `:exact`.
 - `t.<code>`: folded display texts of codes, for `:text`.
-- `o.<code>`: one scalar sort key for `_sort`, written for every parameter
-  ("" or a very low number when the resource has no value).
+- `o.<code>`: the sort key (lowest value) of a list-valued parameter, for
+  `_sort`; scalar parameters sort on `s`, where the booking indexes are.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from fhir_server.fhir.search_values import HIGHEST, LOWEST, date_range, fold
 
 PRIMITIVE_TOKEN_TYPES = frozenset({"code", "boolean", "id", "string", "uri"})
 MANY = "*"
-NO_NUMBER = -1e300
 # The `Type/id` at the end of any reference, ours or another server's.
 _TYPED_TAIL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
 _STRING_SKIPPED = frozenset({"use", "type", "period", "extension", "id", "system"})
@@ -163,13 +162,13 @@ class ResourceIndexer:
                 continue
             raw = param.values(resource)
             values, texts = self._values(param, raw)
-            idx["o"][code] = _sort_key(param, values)
             if not values:
                 continue
             if has_scalar(param):
                 idx["s"][code] = values[0]
             else:
                 idx["m"][code] = values
+                idx["o"][code] = _sort_key(param, values)
             if texts:
                 idx["t"][code] = texts
             if param.type == "string":
@@ -189,12 +188,9 @@ def _sole_per_type(references: list[str]) -> dict[str, str]:
 
 
 def _sort_key(param: SearchParam, values: list[Any]) -> Any:
-    """Lowest value (first code for tokens); every resource gets one, so keyset paging
-    never compares against a missing field."""
-    if param.type == "number":
-        return min((v["lo"] for v in values), default=NO_NUMBER)
-    if param.type == "date":
-        return min((v["lo"] for v in values), default="")
+    """Lowest value (the first code for tokens) of a list-valued parameter."""
+    if param.type in ("date", "number"):
+        return min(v["lo"] for v in values)
     if param.type == "token":
-        return values[0] if values else ""
-    return min(values, default="")
+        return values[0]
+    return min(values)

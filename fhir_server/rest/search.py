@@ -42,7 +42,7 @@ def decode_cursor(text: str, width: int) -> tuple[bool, list[Any]]:
         direction not in ("a", "b")
         or not isinstance(values, list)
         or len(values) != width
-        or not all(isinstance(v, str | int | float) for v in values)
+        or not all(v is None or isinstance(v, str | int | float) for v in values)
     ):
         raise BadRequest("_cursor does not belong to this search.", expression=("_cursor",))
     return direction == "a", values
@@ -98,7 +98,7 @@ class FhirSearcher:
             resource_type = _system_type(params)
         search = self._parse(resource_type, params, strict)
         filters = await self.engine.filters(resource_type, search.criteria)
-        fields = sort_fields(search.sort)
+        fields = sort_fields(resource_type, search.sort)
         link = f"{self.base_url}/{resource_type}"
         total = None
         if search.total != "none" or search.summary == "count" or search.count == 0:

@@ -57,9 +57,11 @@ class Page:
 
 
 def _compare(fields: list[tuple[str, int]], a: list[Any], b: list[Any]) -> int:
+    """Order of two rows' sort keys; a missing key (None) is lowest, as in MongoDB."""
     for (_, direction), x, y in zip(fields, a, b, strict=True):
         if x != y:
-            return direction if x > y else -direction
+            greater = y is None or (x is not None and x > y)
+            return direction if greater else -direction
     return 0
 
 

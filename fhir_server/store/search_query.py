@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from fhir_server.fhir.indexing import MANY, has_scalar
-from fhir_server.fhir.search_params import SearchParam
+from fhir_server.fhir.search_params import SearchParam, search_params
 from fhir_server.fhir.search_syntax import Criterion, Range, SortKey
 from fhir_server.fhir.search_values import shift
 
@@ -277,11 +277,23 @@ def criterion_clause(criterion: Criterion) -> Clause:
 # -- order and keyset paging ------------------------------------------------------
 
 
-def sort_fields(keys: list[SortKey]) -> list[tuple[str, int]]:
-    """MongoDB sort for `_sort`, always ending with `_id` so the order is total."""
-    fields = [
-        ("_id" if k.code == "_id" else f"idx.o.{k.code}", -1 if k.descending else 1) for k in keys
-    ]
+def _sort_field(resource_type: str, code: str) -> str:
+    """A scalar parameter sorts on its own (indexed) value, a list-valued one on `o`."""
+    if code == "_id":
+        return "_id"
+    param = search_params(resource_type)[code]
+    if has_scalar(param):
+        return f"idx.s.{code}.lo" if param.type == "date" else f"idx.s.{code}"
+    return f"idx.o.{code}"
+
+
+def sort_fields(resource_type: str, keys: list[SortKey]) -> list[tuple[str, int]]:
+    """MongoDB sort for `_sort`, always ending with `_id` so the order is total.
+
+    A resource without a value sorts first (ascending), as MongoDB and the
+    embedded server both order a missing field.
+    """
+    fields = [(_sort_field(resource_type, k.code), -1 if k.descending else 1) for k in keys]
     if not any(f == "_id" for f, _ in fields):
         fields.append(("_id", 1))
     return fields
@@ -307,7 +319,19 @@ def projection(fields: list[tuple[str, int]], *, whole_index: bool) -> dict[str,
 
 
 def sort_values(doc: dict[str, Any], fields: list[tuple[str, int]]) -> list[Any]:
-    return [field_value(doc, f, "") for f, _ in fields]
+    """The row's sort keys; None where it has no value."""
+    return [field_value(doc, f) for f, _ in fields]
+
+
+def _equal(value: Any) -> dict[str, Any]:
+    return {"$exists": False} if value is None else {"$eq": value}
+
+
+def _beyond(value: Any, *, greater: bool) -> list[dict[str, Any]]:
+    """Conditions (disjoint, in sort order) for values above/below `value`; missing is lowest."""
+    if greater:
+        return [{"$exists": True}] if value is None else [{"$gt": value}]
+    return [] if value is None else [{"$lt": value}, {"$exists": False}]
 
 
 def after(
@@ -323,7 +347,6 @@ def after(
     for i in range(len(fields) - 1, -1, -1):
         field, direction = fields[i]
         ascending = (direction == 1) == forward
-        branch = {fields[j][0]: {"$eq": values[j]} for j in range(i)}
-        branch[field] = {"$gt" if ascending else "$lt": values[i]}
-        out.append(branch)
+        equal = {fields[j][0]: _equal(values[j]) for j in range(i)}
+        out += [{**equal, field: c} for c in _beyond(values[i], greater=ascending)]
     return out

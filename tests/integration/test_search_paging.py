@@ -212,3 +212,35 @@ def test_forged_cursors_are_400(client: TestClient, values: object) -> None:
     cursor = base64.urlsafe_b64encode(orjson.dumps(["a", values])).decode()
     response = client.get(f"/fhir/Patient?_sort=family&_cursor={cursor}")
     assert_outcome(response, 400, "_cursor")
+
+
+@pytest.mark.parametrize("sort", ["birthdate", "-birthdate", "family", "-family,birthdate"])
+def test_resources_without_the_sort_value_page_correctly(client: TestClient, sort: str) -> None:
+    """No value sorts first ascending and last descending; keyset paging crosses that edge."""
+    mark = marker()
+    made = {
+        tagged(client, mark, patient("Ash", birthDate="1990-01-01"))["id"],
+        tagged(client, mark, patient("Birch", birthDate="1980-01-01"))["id"],
+        tagged(client, mark, {"resourceType": "Patient", "gender": "other"})["id"],
+        tagged(client, mark, {"resourceType": "Patient", "gender": "male"})["id"],
+        tagged(client, mark, {"resourceType": "Patient", "name": [{"family": "Cedar"}]})["id"],
+    }
+    whole = search(client, "Patient", f"_sort={sort}", mark)
+    order = ids(whole)
+    assert set(order) == made
+    valued = [
+        e["resource"]["id"]
+        for e in whole["entry"]
+        if ("birthDate" if "birthdate" in sort.split(",")[0] else "name") in e["resource"]
+    ]
+    if sort.startswith("-"):
+        assert order[: len(valued)] == valued
+    else:
+        assert order[-len(valued) :] == valued
+    forward = search(client, "Patient", f"_sort={sort}&_count=1", mark)
+    walked = _walk(client, forward)
+    assert walked == order
+    last = forward
+    while (url := link(last, "next")) is not None:
+        last = _follow(client, url)
+    assert list(reversed(_walk(client, last, "previous"))) == order
