@@ -76,7 +76,6 @@ def smart_configuration(settings: Settings) -> dict[str, Any]:
         "token_endpoint": urls["token"],
         "introspection_endpoint": urls["introspect"],
         "revocation_endpoint": urls["revoke"],
-        "registration_endpoint": urls["register"],
         "management_endpoint": urls["manage"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
