@@ -9,7 +9,7 @@ cannot learn which ids exist outside its compartment; scope refusals are 403.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.auth.compartment import (
@@ -69,7 +69,6 @@ class Decision:
     search_params: tuple[tuple[str, str], ...] = ()
     patient: str | None = None  # results must lie in this patient's compartment
     scope_params: tuple[tuple[str, str], ...] = ()  # a ?param= restriction of the scope
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def allowed(self) -> bool:

@@ -116,9 +116,6 @@ class ScopeSet:
             s for s in self.resources if s.context in wanted and s.allows(resource_type, permission)
         ]
 
-    def has(self, name: str) -> bool:
-        return name in self.others
-
 
 def _grant_one(requested: ResourceScope, allowed: ResourceScope) -> ResourceScope | None:
     """The part of `requested` that `allowed` permits, or None when nothing is left."""

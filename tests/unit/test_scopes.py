@@ -66,7 +66,7 @@ def test_known_scopes() -> None:
 
 def test_scope_set_matching_by_context() -> None:
     scopes = ScopeSet.parse("openid fhirUser patient/Appointment.read user/Slot.rs")
-    assert scopes.has("openid")
+    assert scopes.others == {"openid", "fhirUser"}
     assert [s.context for s in scopes.matching("Appointment", "s")] == ["patient"]
     assert scopes.matching("Appointment", "c") == []
     assert scopes.matching("Slot", "r", ("patient",)) == []
