@@ -129,6 +129,8 @@ class ClientRegistry:
     ) -> Client:
         redirect_uris = redirect_uris or []
         _check(kind, scope, redirect_uris, secret, jwks, jwks_uri)
+        if not require_pkce and kind != "confidential":
+            raise AccountError("Only a confidential client may be registered without PKCE.")
         doc = {
             "_id": client_id,
             "name": name,

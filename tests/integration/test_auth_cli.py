@@ -116,6 +116,26 @@ def test_users_and_clients_commands(
         "user/*.rs",
     )
     assert len(confidential["client_secret"]) > 30
+    public_no_pkce = runner.invoke(
+        app,
+        [
+            "clients",
+            "add",
+            "--client-id",
+            "np",
+            "--name",
+            "NP",
+            "--type",
+            "public",
+            "--no-pkce",
+            "--redirect-uri",
+            "http://app.example/cb",
+            "--scope",
+            "patient/*.rs",
+        ],
+        env=env,
+    )
+    assert public_no_pkce.exit_code == 1 and "PKCE" in public_no_pkce.output
     assert [u["username"] for u in run(env, "users", "list")] == ["pat"]
     assert {c["client_id"] for c in run(env, "clients", "list")} == {"cli-app", "conf"}
 
