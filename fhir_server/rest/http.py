@@ -137,10 +137,12 @@ def _internal_error(request: Request, exc: Exception) -> Response:
 
 async def _handle(request: Request, services: Services) -> FhirResponse:
     path = [p for p in request.url.path.split("/")[2:] if p]
+    auth = None  # authenticated before the body is read: no feedback for anonymous callers
+    if services.access is not None:
+        auth = await services.access.authenticate(request.headers.get("authorization"))
     req = await to_fhir_request(request, path, services.settings.max_body_bytes)
     req.method = "GET" if request.method == "HEAD" else request.method
-    if services.access is not None:
-        req.auth = await services.access.authenticate(request.headers.get("authorization"))
+    req.auth = auth
     if not path and services.access is not None:
         return await services.access.guard(services, req, lambda r: _system(services, r))
     if not path:

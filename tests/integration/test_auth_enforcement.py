@@ -372,3 +372,8 @@ def test_conditional_create_does_not_reveal_another_patients_resource(
     response = client.post(f"{BASE}/Appointment", content=body, headers=headers)
     assert response.status_code in (403, 404)
     assert world["bob"] not in response.text
+
+
+def test_anonymous_callers_get_401_before_any_body_check(client: TestClient) -> None:
+    response = client.post(f"{BASE}/Appointment", content=b"{not json", headers=FHIR)
+    assert response.status_code == 401
