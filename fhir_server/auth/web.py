@@ -27,6 +27,8 @@ _TEMPLATES = Environment(
 )
 _TICKET_SECONDS = 600
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+# Sign-in and consent pages must not be framed by another site (clickjacking).
+_NO_FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
 
 
 def components_of(request: Request) -> AuthComponents:
@@ -38,7 +40,7 @@ def components_of(request: Request) -> AuthComponents:
 
 def page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
     html = _TEMPLATES.get_template(name).render(**values)
-    return HTMLResponse(html, status_code=status, headers=NO_STORE)
+    return HTMLResponse(html, status_code=status, headers={**NO_STORE, **_NO_FRAMING})
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

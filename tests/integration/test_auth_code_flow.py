@@ -92,6 +92,8 @@ def test_authorize_by_post(client: TestClient, alice: str) -> None:
     params = authorize_params("portal", "patient/Patient.rs launch/patient", challenge)
     page = client.post(f"{AUTH}/authorize", data=params)
     assert page.status_code == 200 and 'name="password"' in page.text
+    assert page.headers["x-frame-options"] == "DENY"
+    assert page.headers["cache-control"] == "no-store"
 
 
 def test_deny_redirects_with_access_denied(client: TestClient, alice: str) -> None:
