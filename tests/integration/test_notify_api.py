@@ -5,10 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from fhir_server.cli import app as cli_app
 from fhir_server.notifications import subscriptions
 from fhir_server.notifications.codes import PREFERENCES_EXT
-from fhir_server.notifications.delivery import Context
+from fhir_server.notifications.delivery import Context, deliver
+from fhir_server.notifications.events import AppointmentEvent, record_event
 from fhir_server.notifications.preferences import preferences_extension, read_preferences
 from fhir_server.rest.services import Services
 from fhir_server.store.outbox_store import OutboxStore
@@ -123,12 +126,6 @@ def test_push_subscription_operation_gives_key_and_registers_a_browser(client: T
 def test_without_smtp_or_sms_settings_messages_land_in_the_outbox_listed_by_the_cli(
     client: TestClient,
 ) -> None:
-    from typer.testing import CliRunner
-
-    from fhir_server.cli import app as cli_app
-    from fhir_server.notifications.delivery import deliver
-    from fhir_server.notifications.events import AppointmentEvent, record_event
-
     services: Services = client.app.state.services  # type: ignore[attr-defined]
     settings = services.settings
     assert settings.smtp_host is None and settings.sms_base_url is None

@@ -11,6 +11,8 @@ import os
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, unquote_plus
+from zoneinfo import ZoneInfo
 
 import http_ece
 import pytest
@@ -19,8 +21,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
+from fhir_server.notifications import celery_app
 from fhir_server.notifications.channels.push import subscription_key
 from fhir_server.notifications.events import AppointmentEvent
+from fhir_server.notifications.message import details_of
 from fhir_server.notifications.preferences import preferences_extension
 from fhir_server.notifications.reminders import enqueue_due
 from fhir_server.settings import Settings
@@ -144,7 +148,7 @@ def test_booked_is_an_email_with_text_html_and_calendar_request(env: Running) ->
     text = next(p for p in mail.walk() if p.get_content_type() == "text/plain").get_content()
     assert "Knee pain follow-up" in text and "Rivoli clinic" in text
     # Shown in the clinic's zone: 72 h from now in Paris, not UTC.
-    local = parse_instant(appt["start"]).astimezone(__import__("zoneinfo").ZoneInfo("Europe/Paris"))
+    local = parse_instant(appt["start"]).astimezone(ZoneInfo("Europe/Paris"))
     assert f"{local:%H:%M} (Europe/Paris)" in text
     ics = calendar_of(mail)
     assert b"METHOD:REQUEST" in ics and f"UID:{appt['id']}@clinic-booking".encode() in ics
@@ -208,8 +212,6 @@ def test_recording_the_same_event_twice_sends_once(env: Running) -> None:
     assert first == second
     env.rig.wait_settled(first)
     # A redelivered task for a completed message sends nothing either.
-    from fhir_server.notifications import celery_app
-
     celery_app.enqueue(first)
     wait_until(lambda: env.rig.read("Communication", first[0])["status"] == "completed")
     env.rig.wait_settled(
@@ -235,8 +237,6 @@ def test_sms_is_short_with_a_link_and_no_reason(env: Running) -> None:
         if number.encode().replace(b"+", b"%2B") in r.body
     ]
     form = dict(pair.split("=", 1) for pair in sent.body.decode().split("&"))
-    from urllib.parse import unquote_plus
-
     body = unquote_plus(form["Body"])
     assert body.startswith("Your appointment is booked")
     assert f"/appointments/{appt['id']}" in body
@@ -388,8 +388,6 @@ def test_channel_choice_and_language_are_honoured(env: Running) -> None:
     assert comm["medium"][0]["coding"][0]["code"] == "sms"
     assert env.smtp.to(address) == []
     [sent] = [r for r in env.http.posted("/sms/") if number[1:].encode() in r.body]
-    from urllib.parse import parse_qs
-
     assert parse_qs(sent.body.decode())["Body"][0].startswith("Votre rendez-vous est réservé")
     # The same person choosing e-mail gets French mail with French dates.
     env.rig.update(
@@ -453,8 +451,6 @@ def test_bad_destinations_end_not_done_with_reason_and_the_worker_carries_on(env
 
 
 def _attempts(comm: dict[str, Any]) -> int:
-    from fhir_server.notifications.message import details_of
-
     return int(details_of(comm)["attempts"])
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.celery_app import RELAY_TASK
-from fhir_server.notifications.events import AppointmentEvent
+from fhir_server.notifications.events import AppointmentEvent, record_event
+from fhir_server.notifications.message import message_id
 from fhir_server.notifications.relay import relay
 from fhir_server.settings import Settings
 from tests.integration.notify_support import Running, start_all, stop_all, wait_until
@@ -47,8 +48,6 @@ def book_and_record(env: Running, address: str) -> list[str]:
     """A booking-like write and its messages in one unit of work."""
 
     async def body() -> list[str]:
-        from fhir_server.notifications.events import record_event
-
         person = await env.rig.store.create(
             {"resourceType": "Patient", "telecom": [{"system": "email", "value": address}]}
         )
@@ -109,8 +108,6 @@ def test_failed_booking_leaves_no_message(env: Running) -> None:
     appt = booking(env, address)
 
     async def body() -> None:
-        from fhir_server.notifications.events import record_event
-
         async with env.rig.store.unit_of_work() as uow:
             await record_event(
                 env.rig.store, uow, AppointmentEvent("booked", appt), settings=env.rig.settings
@@ -119,8 +116,6 @@ def test_failed_booking_leaves_no_message(env: Running) -> None:
 
     with pytest.raises(RuntimeError):
         env.rig.run(body())
-    from fhir_server.notifications.message import message_id
-
     key = f"{appt['id']}|booked|1|email|{appt['participant'][0]['actor']['reference']}"
     assert env.rig.run(env.rig.store.current("Communication", message_id(key))) is None
     assert env.smtp.to(address) == []

@@ -1,0 +1,152 @@
+"""Pure parts of the notifications: criteria, preferences, event naming, backoff, calendar."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from fhir_server.fhir.validation import validate_resource
+from fhir_server.notifications.changes import HOLD_EXPIRES, event_of
+from fhir_server.notifications.criteria import CriteriaError, compile_criteria, matches
+from fhir_server.notifications.delivery import backoff
+from fhir_server.notifications.ical import build_calendar, sequence_of, uid_of
+from fhir_server.notifications.message import Message, details_of, with_details
+from fhir_server.notifications.preferences import preferences_extension, read_preferences
+from fhir_server.settings import Settings
+
+APPT: dict[str, Any] = {
+    "resourceType": "Appointment",
+    "id": "a1",
+    "meta": {"versionId": "3"},
+    "status": "booked",
+    "start": "2030-01-02T09:00:00Z",
+    "participant": [
+        {"actor": {"reference": "Patient/p1"}},
+        {"actor": {"reference": "Practitioner/d1"}},
+        {"actor": {"reference": "Location/l1"}},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("criteria", "expected"),
+    [
+        ("Appointment?actor=Practitioner/d1", True),
+        ("Appointment?actor=Practitioner/d2", False),
+        ("Appointment?practitioner=d1", True),
+        ("Appointment?patient=Patient/p1&status=booked", True),
+        ("Appointment?patient=p1&status=cancelled,noshow", False),
+        ("Appointment?location=l1,l2", True),
+        ("Appointment", True),
+        ("Appointment?reason-code=x", False),  # unsupported: never matches
+    ],
+)
+def test_criteria_match_on_the_resource(criteria: str, expected: bool) -> None:
+    assert matches(criteria, APPT) is expected
+
+
+def test_unsupported_criteria_are_refused_with_the_parameter_named() -> None:
+    with pytest.raises(CriteriaError, match="reason-code"):
+        compile_criteria("Appointment?reason-code=x")
+    with pytest.raises(CriteriaError, match="Only Appointment"):
+        compile_criteria("Patient?name=x")
+
+
+def test_preferences_default_order_optout_and_language() -> None:
+    person = {
+        "resourceType": "Patient",
+        "telecom": [{"system": "phone", "use": "mobile", "value": "+1555"}],
+        "communication": [
+            {"language": {"coding": [{"code": "de"}]}},
+            {"language": {"coding": [{"code": "fr-BE"}]}, "preferred": True},
+        ],
+    }
+    assert read_preferences(person).channels == ("sms",)  # no e-mail: mobile
+    assert read_preferences(person).language == "fr"
+    chosen = {**person, "extension": [preferences_extension(["push", "sms", "fax"])]}
+    assert read_preferences(chosen).channels == ("push", "sms")  # unknown channels dropped
+    out = {**person, "extension": [preferences_extension([], opted_out=True)]}
+    assert read_preferences(out).opted_out
+    practitioner = {"resourceType": "Practitioner", "communication": [{"coding": [{"code": "en"}]}]}
+    assert read_preferences(practitioner).language == "en"
+    assert read_preferences(practitioner).channels == ()
+
+
+def _with(appointment: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    return {**appointment, **changes}
+
+
+def test_event_names_from_before_and_after() -> None:
+    hold = {"url": HOLD_EXPIRES, "valueInstant": "2030-01-01T00:00:00Z"}
+    pending = _with(APPT, status="pending")
+    held = _with(pending, extension=[hold])
+    cancelled = _with(APPT, status="cancelled", cancelationReason={"text": "Ill"})
+
+    def kind(before: dict[str, Any] | None, after: dict[str, Any], **kw: Any) -> str | None:
+        event = event_of(before, after, **kw)
+        return event.kind if event else None
+
+    assert kind(None, APPT) == "booked"
+    assert kind(None, pending) == "pending"
+    assert kind(None, held) is None  # a hold is not announced
+    assert kind(held, APPT) == "booked"
+    assert kind(pending, APPT) == "confirmed"
+    assert kind(held, _with(held, status="cancelled")) == "hold-expired"
+    declined = _with(pending, status="cancelled", participant=[{"status": "declined"}])
+    assert kind(pending, declined) == "declined"
+    assert kind(APPT, cancelled) == "cancelled"
+    assert kind(APPT, _with(cancelled, cancelationReason={"text": "Rescheduled"})) is None
+    assert kind(APPT, _with(APPT, start="2030-01-03T09:00:00Z")) == "rescheduled"
+    assert kind(None, _with(APPT, id="a2"), replaced=APPT) == "rescheduled"
+    assert kind(APPT, _with(APPT, status="arrived")) is None
+
+
+def test_backoff_grows_exponentially_with_jitter_and_a_ceiling() -> None:
+    settings = Settings(notify_retry_base=2.0, notify_retry_max=60.0)
+    for attempt, ceiling in ((1, 2.0), (2, 4.0), (3, 8.0), (10, 60.0)):
+        waits = {backoff(settings, attempt) for _ in range(50)}
+        assert all(ceiling / 2 <= w <= ceiling for w in waits)
+        assert len(waits) > 1  # jittered
+
+
+def test_calendar_uid_and_sequence_follow_the_appointment() -> None:
+    moved = _with(APPT, id="a2", meta={"versionId": "1"})
+    assert uid_of(APPT, None) == uid_of(moved, APPT) == "a1@clinic-booking"
+    assert sequence_of(moved, APPT) > sequence_of(APPT, None)
+    ics = build_calendar(
+        method="CANCEL",
+        uid="a1@clinic-booking",
+        sequence=4,
+        start=APPT["start"],
+        end=None,
+        summary="x",
+        location=None,
+        organizer="clinic@example.org",
+        attendee="p@example.org",
+        stamp=datetime(2030, 1, 1),
+    )
+    assert b"METHOD:CANCEL" in ics and b"STATUS:CANCELLED" in ics and b"SEQUENCE:4" in ics
+
+
+def test_stored_communication_is_valid_r4_and_keeps_its_details() -> None:
+    message = Message(
+        key="a1|booked|3|email|Patient/p1",
+        event="booked",
+        channel="email",
+        appointment="Appointment/a1/_history/3",
+        recipient="Patient/p1",
+        subject="Patient/p1",
+        details={"event": "booked", "role": "patient", "destination": "p@x.org", "attempts": 0},
+    )
+    communication = message.to_communication()
+    validate_resource(communication)
+    settled = {
+        **with_details(communication, attempts=2, nextAttempt=None),
+        "status": "not-done",
+        "statusReason": {"text": "The mail server refused the recipient address."},
+    }
+    validate_resource(settled)
+    assert details_of(settled)["attempts"] == 2
+    assert "nextAttempt" not in details_of(settled)
