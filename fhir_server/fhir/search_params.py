@@ -26,7 +26,6 @@ import orjson
 from fhirpathpy.models import models as fhirpath_models
 
 from fhir_server.fhir.datafiles import data_dir
-from fhir_server.fhir.resource_types import SERVED_TYPES
 
 SUPPORTED_TYPES = frozenset({"string", "token", "reference", "date", "uri", "number"})
 _RESOLVE_IS = re.compile(r"\.where\(resolve\(\) is \w+\)")
@@ -191,7 +190,3 @@ def search_params(resource_type: str) -> dict[str, SearchParam]:
 
 def reference_params(resource_type: str) -> list[SearchParam]:
     return [p for p in search_params(resource_type).values() if p.type == "reference"]
-
-
-def served(resource_type: str) -> bool:
-    return resource_type in SERVED_TYPES
