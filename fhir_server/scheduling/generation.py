@@ -116,7 +116,7 @@ async def generate(
         if span[0] >= window[0]
     }
     existing = await slot_queries.slots_between(
-        store, [schedule_id], fhir_instant(window[0]), fhir_instant(window[1])
+        store, schedule_id, fhir_instant(window[0]), fhir_instant(window[1])
     )
     present = {str((s.resource or {}).get("start")) for s in existing}
     for slot in existing:

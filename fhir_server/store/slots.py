@@ -34,27 +34,17 @@ async def _versions(
 
 
 async def slots_between(
-    store: ResourceStore,
-    schedule_ids: list[str],
-    start: str,
-    end: str,
-    statuses: tuple[str, ...] | None = None,
+    store: ResourceStore, schedule_id: str, start: str, end: str
 ) -> list[Version]:
-    """Slots of these Schedules starting in [start, end) (UTC instant strings), by start.
+    """A Schedule's Slots starting in [start, end) (UTC instant strings), any status.
 
-    One indexed `$eq` query per Schedule: on the embedded server `$in` turns
-    into a scan of the whole collection.
+    An indexed `$eq` on the Schedule plus a range on start (our index).
     """
-    found: list[Version] = []
-    for sid in schedule_ids:
-        query = {
-            "resource.schedule.reference": {"$eq": f"Schedule/{sid}"},
-            "resource.start": {"$gte": start, "$lt": end},
-        }
-        found += await _versions(store, "Slot", query)
-    if statuses:
-        found = [s for s in found if (s.resource or {}).get("status") in statuses]
-    return sorted(found, key=lambda s: str((s.resource or {}).get("start")))
+    query = {
+        "resource.schedule.reference": {"$eq": f"Schedule/{schedule_id}"},
+        "resource.start": {"$gte": start, "$lt": end},
+    }
+    return await _versions(store, "Slot", query)
 
 
 async def free_slots(
