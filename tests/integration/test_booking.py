@@ -416,3 +416,22 @@ def test_a_booked_slot_cannot_be_freed_by_editing_it(client: TestClient) -> None
         f"/fhir/Slot/{slot['id']}", json={**current, "comment": "Room 4"}, headers=STAFF
     )
     assert comment.status_code == 200
+
+
+def test_provider_accepts_by_patching_its_participant_status(client: TestClient) -> None:
+    clinic = make_clinic(client, confirm=True)
+    slot = make_slot(client, clinic["schedule"], hours_from_now(118))
+    pending = book(client, appointment(make_patient(client), slot)).json()
+    index = next(
+        n
+        for n, p in enumerate(pending["participant"])
+        if p["actor"]["reference"] == f"PractitionerRole/{clinic['role']}"
+    )
+    accepted = client.patch(
+        f"/fhir/Appointment/{pending['id']}",
+        json=[{"op": "replace", "path": f"/participant/{index}/status", "value": "accepted"}],
+        headers={"content-type": "application/json-patch+json", "x-actor-role": "practitioner"},
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["status"] == "booked"
+    assert slot_status(client, slot["id"]) == "busy"
