@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,7 @@ _embedded: dict[Path, Any] = {}
 _lock = threading.RLock()
 _current: Celery | None = None
 _configured: tuple[Settings, str | None] | None = None
+_publisher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="notify-publish")
 
 
 def _answers(socket_path: Path) -> bool:
@@ -146,20 +148,28 @@ def current() -> Celery:
         return _current
 
 
-def enqueue(ids: list[str], *, countdown: float | None = None) -> bool:
+def enqueue(ids: list[str], *, app: Celery | None = None) -> bool:
     """Publish one send task per Communication id; False (logged) when the broker is down.
 
     Never raises: the messages are stored, and the relay job sends what could
     not be published now.
     """
-    app = current()
+    app = app or current()
     try:
         with app.producer_or_acquire() as producer:
             for cid in ids:
-                app.send_task(
-                    SEND_TASK, args=[cid], countdown=countdown, producer=producer, retry=False
-                )
+                app.send_task(SEND_TASK, args=[cid], producer=producer, retry=False)
     except Exception:  # any broker failure: stored messages are relayed later
         log.warning("Broker unavailable; %d message(s) left for the relay job", len(ids))
         return False
     return True
+
+
+def enqueue_soon(ids: list[str]) -> Future[bool]:
+    """Publish from a background thread, so a booking does not wait for the broker.
+
+    The app is taken now (the one configured when the booking committed). If
+    the process dies before the publish, the messages are stored and the relay
+    job publishes them.
+    """
+    return _publisher.submit(enqueue, ids, app=current())

@@ -5,8 +5,9 @@
 transactional outbox). Each message is keyed by (appointment, event,
 version, channel, recipient); its Communication id is derived from that key,
 so recording the same event twice stores nothing new. After the unit of work
-commits, the new messages are published to the broker; if that fails, the
-relay job publishes them later.
+commits, the new messages are published to the broker from a background
+thread (the booking does not wait for it); if that fails, the relay job
+publishes them later.
 """
 
 from __future__ import annotations
@@ -76,9 +77,7 @@ async def record_event(
     if new_ids:
 
         async def publish() -> None:
-            import asyncio
-
-            await asyncio.to_thread(celery_app.enqueue, new_ids)
+            celery_app.enqueue_soon(new_ids)
 
         uow.after_commit.append(publish)
     return [m.id for m in messages]
