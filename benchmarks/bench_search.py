@@ -142,7 +142,17 @@ def _cycle(requests: list[bytes]) -> http_load.RequestFactory:
     return make
 
 
-async def _measure(port: int, slots: int, seconds: float) -> dict[str, http_load.Result]:
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _measure(
+    port: int, slots: int, seconds: float, pids: tuple[int, int]
+) -> dict[str, http_load.Result]:
+    """Each scenario after a 1 s warm-up; CPU per request of the server and the store is
+    printed too, since it does not depend on what else the shared machine is doing."""
     rng = random.Random(slots)
     schedules = slots // SLOTS_PER_SCHEDULE
     patients = max(1, int(slots * APPOINTMENTS_PER_SLOT) // APPOINTMENTS_PER_PATIENT)
@@ -158,10 +168,17 @@ async def _measure(port: int, slots: int, seconds: float) -> dict[str, http_load
     }
     results = {}
     for name, make in plan.items():
+        await http_load.run(name, "127.0.0.1", port, make, concurrency=CONCURRENCY, seconds=1.0)
+        before = [_cpu_seconds(pid) for pid in pids]
         results[name] = await http_load.run(
-            name, "127.0.0.1", port, make, concurrency=CONCURRENCY, seconds=seconds
+            name, "127.0.0.1", port, make, concurrency=CONCURRENCY, seconds=seconds, warmup=0.0
         )
-        print("   ", results[name].line(), flush=True)
+        used = [
+            1000 * (_cpu_seconds(pid) - b) / max(results[name].requests, 1)
+            for pid, b in zip(pids, before, strict=True)
+        ]
+        cpu = f"cpu ms/request: server {used[0]:.2f}, store {used[1]:.2f}"
+        print("   ", results[name].line(), cpu, flush=True)
     return results
 
 
@@ -209,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
             data_dir = Path(tmp)
             store_server = embedded.start(data_dir)
             try:
-                asyncio.run(_run(store_server.uri, data_dir, sizes, args.seconds))
+                asyncio.run(_run(store_server.uri, store_server.pid, data_dir, sizes, args.seconds))
             finally:
                 embedded.stop(store_server, data_dir)
     finally:
@@ -219,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
             os.environ["FHIR_AUTH_ENABLED"] = previous
 
 
-async def _run(uri: str, data_dir: Path, sizes: list[int], seconds: float) -> None:
+async def _run(uri: str, store_pid: int, data_dir: Path, sizes: list[int], seconds: float) -> None:
     settings = Settings(mongodb_uri=uri, database=DATABASE)
     database, store = await _open(uri, settings)
     indexer = ResourceIndexer(settings.base_url)
@@ -227,7 +244,7 @@ async def _run(uri: str, data_dir: Path, sizes: list[int], seconds: float) -> No
     payload.write_bytes(orjson.dumps({"resourceType": "Patient"}))
     figures: dict[int, dict[str, http_load.Result]] = {}
     loaded_slots = loaded_appts = 0
-    with _server(uri, payload) as (port, _process):
+    with _server(uri, payload) as (port, process):
         for size in sizes:
             print(f"{size:,} Slots:")
             await _load(store, indexer, "Slot", _slot, loaded_slots, size)
@@ -239,7 +256,7 @@ async def _run(uri: str, data_dir: Path, sizes: list[int], seconds: float) -> No
 
             await _load(store, indexer, "Appointment", appointment, loaded_appts, appointments)
             loaded_slots, loaded_appts = size, appointments
-            figures[size] = await _measure(port, size, seconds)
+            figures[size] = await _measure(port, size, seconds, (process.pid, store_pid))
         print(f"  Slot query plan: {await _explain(store)}")
     await database.close()
     _summary(figures)
