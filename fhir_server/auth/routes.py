@@ -163,11 +163,13 @@ async def authorize(request: Request) -> Response:
                 "login.html", title="Sign in", error="Please sign in again.", username="", **view
             )
         subject = _subject(user, launch, data)
-        if data.get("decision") == "allow" and subject is None:
+        allow = data.get("decision") == "allow"
+        picked = user.role != "patient" and launch is None
+        if allow and (subject is None or (picked and not await _patient_exists(request, subject))):
             return _consent_page(
-                auth, client, user, pairs, view, False, error="Enter the patient id."
+                auth, client, user, pairs, view, False, error="Enter the id of a known patient."
             )
-        grant_user = subject if data.get("decision") == "allow" else None
+        grant_user = subject if allow else None
         result = await anyio.to_thread.run_sync(
             lambda: auth.server.create_authorization_response(oreq, grant_user, grant)
         )
@@ -201,6 +203,14 @@ def _consent_page(
         error=error,
         **view,
     )
+
+
+async def _patient_exists(request: Request, subject: Subject) -> bool:
+    """A patient picked by a practitioner on the consent page must exist."""
+    if subject.patient is None:
+        return True
+    found = await request.app.state.services.store.current("Patient", subject.patient)
+    return found is not None and not found.deleted
 
 
 def _subject(user: User, launch: dict[str, Any] | None, data: dict[str, str]) -> Subject | None:

@@ -7,6 +7,7 @@ by reading each page's form and posting it back, as a browser would.
 
 from __future__ import annotations
 
+import re
 import socket
 import threading
 import time
@@ -217,3 +218,23 @@ def test_practitioner_standalone_picks_a_patient(live: tuple[str, TestClient]) -
         setup, code_of(location, params["state"]), "picker", verifier
     ).json()
     assert body["patient"] == patient_id
+
+
+def test_practitioner_must_pick_a_known_patient(live: tuple[str, TestClient]) -> None:
+    _, setup = live
+    add_user(setup, "drlee", "practitioner", "Practitioner/dr-lee")
+    add_client(setup, "picker-2", "public", "launch/patient patient/*.rs")
+    _, challenge = pkce()
+    params = authorize_params("picker-2", "launch/patient patient/*.rs", challenge, aud=live[0])
+    consent = setup.post(
+        "http://testserver/auth/authorize",
+        data={**params, "step": "login", "username": "drlee", "password": PASSWORD},
+    )
+    assert 'name="patient"' in consent.text
+    ticket = re.search(r'name="ticket" value="([^"]+)"', consent.text)
+    assert ticket
+    form = {**params, "step": "consent", "ticket": ticket.group(1), "decision": "allow"}
+    unknown = setup.post(
+        "http://testserver/auth/authorize", data=form | {"patient": "no-such-patient"}
+    )
+    assert unknown.status_code == 200 and "known patient" in unknown.text
