@@ -87,8 +87,9 @@ async def deliver(ctx: Context, cid: str, now: datetime | None = None) -> Outcom
         await _send(ctx, claimed)
     except DeliveryError as exc:
         return await _failed(ctx, mine, attempts, exc, now)
-    except Exception:  # a bug or an unexpected library error must not loop forever
-        log.exception("Unexpected error while sending a message")
+    except Exception as exc:  # a bug or an unexpected library error must not loop forever
+        # The type only: exception text may carry addresses or message content.
+        log.error("Unexpected %s while sending message %s", type(exc).__name__, cid)
         return await _failed(
             ctx, mine, attempts, DeliveryError("Internal error while sending."), now
         )
