@@ -75,6 +75,8 @@ class FhirSearcher:
             settings.base_url, settings.default_page_size, settings.max_page_size
         )
         self.engine = SearchEngine(store)
+        for rtype in SERVED_TYPES:  # load and compile the definitions now, not on a request
+            search_params(rtype)
 
     async def ensure_indexes(self) -> None:
         await self.engine.ensure_indexes()
