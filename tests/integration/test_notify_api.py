@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from fhir_server.cli import app as cli_app
 from fhir_server.notifications import subscriptions
-from fhir_server.notifications.codes import PREFERENCES_EXT
+from fhir_server.notifications.codes import EVENT_SYSTEM, PREFERENCES_EXT
 from fhir_server.notifications.delivery import Context, deliver
 from fhir_server.notifications.events import AppointmentEvent, record_event
 from fhir_server.notifications.preferences import preferences_extension, read_preferences
@@ -173,3 +173,56 @@ def test_without_smtp_or_sms_settings_messages_land_in_the_outbox_listed_by_the_
     assert listed.exit_code == 0, listed.output
     assert "outbox@example.org" in listed.output and "+15551234567" in listed.output
     assert "Your appointment is booked" in listed.output
+
+
+def test_staff_and_ehrs_search_communications_and_subscriptions(client: TestClient) -> None:
+    services: Services = client.app.state.services  # type: ignore[attr-defined]
+    person = _post(client, patient(telecom=[{"system": "email", "value": "not-an-address"}])).json()
+    appointment = _post(
+        client,
+        {
+            "resourceType": "Appointment",
+            "status": "booked",
+            "start": "2031-05-06T09:00:00Z",
+            "end": "2031-05-06T09:30:00Z",
+            "participant": [
+                {"actor": {"reference": f"Patient/{person['id']}"}, "status": "accepted"}
+            ],
+        },
+    ).json()
+    ctx = Context(services.settings, services.store, OutboxStore(services.store))
+
+    async def record_and_send() -> list[str]:
+        async with services.store.unit_of_work() as uow:
+            ids = await record_event(services.store, uow, AppointmentEvent("booked", appointment))
+            uow.after_commit.clear()
+        for cid in ids:
+            await deliver(ctx, cid)
+        return ids
+
+    [cid] = client.portal.call(record_and_send)  # type: ignore[union-attr]
+    found = client.get(
+        "/fhir/Communication",
+        params={"status": "not-done", "patient": f"Patient/{person['id']}"},
+    ).json()
+    assert [e["resource"]["id"] for e in found["entry"]] == [cid]
+    assert (
+        found["entry"][0]["resource"]["statusReason"]["text"] == "The e-mail address is not valid."
+    )
+    by_event = client.get(
+        "/fhir/Communication",
+        params={"category": f"{EVENT_SYSTEM}|booked", "recipient": f"Patient/{person['id']}"},
+    ).json()
+    assert [e["resource"]["id"] for e in by_event["entry"]] == [cid]
+    sub = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "search me",
+        "criteria": "Appointment?status=booked",
+        "channel": {"type": "rest-hook", "endpoint": "https://ehr.example.org/search-me"},
+    }
+    sid = _post(client, sub).json()["id"]
+    listed = client.get(
+        "/fhir/Subscription", params={"url": "https://ehr.example.org/search-me"}
+    ).json()
+    assert [e["resource"]["id"] for e in listed["entry"]] == [sid]
