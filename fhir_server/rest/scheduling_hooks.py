@@ -11,8 +11,11 @@ token when auth is on; with auth off (local tests, demos) it is read from the
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from fhir_server.fhir.errors import BadRequest
 from fhir_server.rest.messages import FhirRequest
@@ -23,6 +26,13 @@ from fhir_server.store.resources import Version
 from fhir_server.store.unit_of_work import UnitOfWork
 
 ROLE_HEADER = "x-actor-role"
+
+
+def fingerprint(req: FhirRequest) -> str:
+    """What makes two requests the same request, for Idempotency-Key reuse checks."""
+    body = orjson.dumps(req.body, option=orjson.OPT_SORT_KEYS)
+    target = f"{req.method} {'/'.join(req.path)}\n".encode()
+    return hashlib.sha256(target + body).hexdigest()
 
 
 def caller_of(req: FhirRequest) -> booking.Caller:
@@ -64,6 +74,7 @@ async def appointment_write(
         version, _ = await once(
             store,
             req.header("idempotency-key") if req.method == "POST" else None,
+            fingerprint(req),
             lambda: booking.book(store, body, caller, rid=rid, uow=uow),
         )
         return version, True

@@ -26,19 +26,42 @@ class Recorded:
     id: str | None
     version: int | None
     status: int | None
+    fingerprint: str | None
 
 
-async def reserve(store: ResourceStore, key: str) -> Recorded | None:
-    """Claim the key for this request; the earlier record when it was claimed already."""
+_ATTEMPTS = 3
+
+
+async def reserve(
+    store: ResourceStore, key: str, fingerprint: str, stale_before: str
+) -> Recorded | None:
+    """Claim the key for this request; the earlier record when it was claimed already.
+
+    A claim still unfinished since before `stale_before` belonged to a process
+    that died mid-request: it is replaced, so the key does not stay stuck.
+    """
     collection = store.database.db[COLLECTION]
-    try:
-        await collection.insert_one({"_id": key, "created": now_instant(), "done": False})
-    except DuplicateKeyError:
-        doc: dict[str, Any] | None = await collection.find_one({"_id": key})
+    for _ in range(_ATTEMPTS):
+        try:
+            await collection.insert_one(
+                {"_id": key, "created": now_instant(), "done": False, "fingerprint": fingerprint}
+            )
+            return None
+        except DuplicateKeyError:
+            doc: dict[str, Any] | None = await collection.find_one({"_id": key})
         if doc is None:
-            return await reserve(store, key)
-        return Recorded(doc.get("type"), doc.get("id"), doc.get("version"), doc.get("status"))
-    return None
+            continue
+        if not doc["done"] and doc["created"] < stale_before:
+            await collection.delete_one({"_id": key, "done": False, "created": doc["created"]})
+            continue
+        return Recorded(
+            doc.get("type"),
+            doc.get("id"),
+            doc.get("version"),
+            doc.get("status"),
+            doc.get("fingerprint"),
+        )
+    return Recorded(None, None, None, None, None)
 
 
 async def complete(

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from fhir_server.scheduling import extensions as ext
+from fhir_server.store import idempotency
+from fhir_server.store.database import connect
 from tests.integration.scheduling_setup import (
     HEADERS,
     STAFF,
@@ -435,3 +438,41 @@ def test_provider_accepts_by_patching_its_participant_status(client: TestClient)
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["status"] == "booked"
     assert slot_status(client, slot["id"]) == "busy"
+
+
+def test_idempotency_key_reused_for_another_request_is_422(client: TestClient) -> None:
+    clinic = make_clinic(client)
+    first_slot = make_slot(client, clinic["schedule"], hours_from_now(120))
+    other_slot = make_slot(client, clinic["schedule"], hours_from_now(122))
+    pid = make_patient(client)
+    key = {"idempotency-key": "reused-key"}
+    assert book(client, appointment(pid, first_slot), **key).status_code == 201
+    reused = book(client, appointment(pid, other_slot), **key)
+    assert reused.status_code == 422 and "different request" in diagnostics(reused)
+    assert slot_status(client, other_slot["id"]) == "free"
+
+
+def test_idempotency_claim_left_by_a_dead_process_is_taken_over(client: TestClient) -> None:
+    settings = client.app.state.services.settings  # type: ignore[attr-defined]
+
+    async def leave_stale_claim() -> None:
+        database = await connect(str(settings.mongodb_uri), settings.database)
+        try:
+            await database.db[idempotency.COLLECTION].insert_one(
+                {
+                    "_id": "booking:crashed-key",
+                    "created": "2001-01-01T00:00:00.000000Z",
+                    "done": False,
+                    "fingerprint": "whatever",
+                }
+            )
+        finally:
+            await database.close()
+
+    asyncio.run(leave_stale_claim())
+    clinic = make_clinic(client)
+    slot = make_slot(client, clinic["schedule"], hours_from_now(124))
+    response = book(
+        client, appointment(make_patient(client), slot), **{"idempotency-key": "crashed-key"}
+    )
+    assert response.status_code == 201, response.text

@@ -16,7 +16,7 @@ from fhir_server.rest.operations.appointment_io import (
     referenced_id,
 )
 from fhir_server.rest.operations.parameters import definition, first, inputs, param
-from fhir_server.rest.scheduling_hooks import caller_of
+from fhir_server.rest.scheduling_hooks import caller_of, fingerprint
 from fhir_server.rest.services import Operation, Services
 from fhir_server.scheduling import booking
 from fhir_server.scheduling.idempotent import once
@@ -66,7 +66,10 @@ async def handle(services: Services, req: FhirRequest) -> FhirResponse:
         raise BadRequest("$book is invoked with POST.")
     found = inputs(req)
     version, _ = await once(
-        services.store, req.header("idempotency-key"), lambda: _book(services, req, found)
+        services.store,
+        req.header("idempotency-key"),
+        fingerprint(req),
+        lambda: _book(services, req, found),
     )
     return FhirResponse(200, appointment_bundle(services, version))
 
