@@ -7,11 +7,13 @@ in `about`, the recipient's name, the Location's time zone (the standard
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 from fhir_server.fhir.errors import FhirError
 from fhir_server.notifications.channels.base import Rendered
+from fhir_server.notifications.display import display_name
 from fhir_server.notifications.ical import build_calendar, sequence_of, uid_of
 from fhir_server.notifications.message import code_of, details_of, reference_to
 from fhir_server.notifications.render import View, local_time, render, zone
@@ -19,6 +21,7 @@ from fhir_server.settings import Settings
 from fhir_server.store.resources import ResourceStore
 
 TIMEZONE_EXT = "http://hl7.org/fhir/StructureDefinition/timezone"
+DIRECTORY_TTL = 30.0
 _CALENDAR_METHODS = {
     "booked": "REQUEST",
     "pending": "REQUEST",
@@ -42,25 +45,40 @@ async def load_versioned(store: ResourceStore, reference: str | None) -> dict[st
         return None
 
 
-def display_name(resource: dict[str, Any] | None) -> str:
-    if not resource:
-        return ""
-    if isinstance(resource.get("name"), str):
-        return str(resource["name"])
-    for name in resource.get("name", []):
-        if name.get("text"):
-            return str(name["text"])
-        parts = [*name.get("prefix", []), *name.get("given", []), name.get("family", "")]
-        return " ".join(p for p in parts if p)
-    return ""
-
-
 def _participant(appointment: dict[str, Any], *types: str) -> dict[str, Any] | None:
     for participant in appointment.get("participant", []):
         actor = participant.get("actor", {})
         if str(actor.get("reference", "")).split("/")[0] in types:
             return dict(actor)
     return None
+
+
+class _Directory:
+    """Locations and practitioners as messages show them, kept for `DIRECTORY_TTL` seconds.
+
+    Every message of a clinic names the same few; re-reading them for each
+    message costs more store round trips than the message itself. A renamed
+    Location shows its new name after at most the TTL.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    async def get(self, store: ResourceStore, reference: str | None) -> dict[str, Any] | None:
+        if not reference:
+            return None
+        now = time.monotonic()
+        cached = self.entries.get(reference)
+        if cached and now - cached[0] < DIRECTORY_TTL:
+            return cached[1]
+        found = await load_versioned(store, reference)
+        if len(self.entries) > 1000:
+            self.entries.clear()
+        self.entries[reference] = (now, found)
+        return found
+
+
+directory = _Directory()
 
 
 def link_base(settings: Settings) -> str:
@@ -78,10 +96,8 @@ async def compose(
     if appointment is None:
         return None
     previous = await load_versioned(store, details.get("replaces"))
-    recipient_ref = (communication.get("recipient") or [{}])[0].get("reference")
-    recipient = await load_versioned(store, recipient_ref)
     location_actor = _participant(appointment, "Location")
-    location = await load_versioned(store, (location_actor or {}).get("reference"))
+    location = await directory.get(store, (location_actor or {}).get("reference"))
     tz_code = next(
         (
             e.get("valueCode")
@@ -94,7 +110,7 @@ async def compose(
     language = str(details.get("language") or settings.notify_language)
     practitioner_actor = _participant(appointment, "Practitioner", "PractitionerRole")
     practitioner = (practitioner_actor or {}).get("display") or display_name(
-        await load_versioned(store, (practitioner_actor or {}).get("reference"))
+        await directory.get(store, (practitioner_actor or {}).get("reference"))
     )
     event = str(details.get("event", ""))
     offset = int(details.get("offset") or 0)
@@ -102,7 +118,7 @@ async def compose(
         event=event,
         role=str(details.get("role", "patient")),
         language=language,
-        recipient_name=display_name(recipient),
+        recipient_name=str(details.get("recipientName", "")),
         when=local_time(appointment.get("start"), tz, language),
         previous_when=local_time(details.get("previousStart"), tz, language),
         practitioner=str(practitioner or ""),

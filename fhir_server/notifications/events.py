@@ -20,6 +20,7 @@ from fhir_server.fhir.errors import FhirError
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.codes import EVENTS, RESTHOOK
 from fhir_server.notifications.criteria import matches
+from fhir_server.notifications.display import display_name
 from fhir_server.notifications.message import Message
 from fhir_server.notifications.preferences import email_of, mobile_of, read_preferences
 from fhir_server.settings import Settings
@@ -158,7 +159,12 @@ async def _messages(
                 if destination:
                     out.append(
                         message(
-                            channel, actor, role=role, destination=destination, language=language
+                            channel,
+                            actor,
+                            role=role,
+                            recipientName=display_name(person),
+                            destination=destination,
+                            language=language,
                         )
                     )
     for subscription in await outbox.live_subscriptions("Appointment"):

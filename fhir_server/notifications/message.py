@@ -27,6 +27,7 @@ _NAMESPACE = uuid.UUID("6f1c3b9e-3f43-4a57-9a86-0d1f4b1e2a77")
 _FIELDS = {
     "event": "valueCode",
     "role": "valueCode",
+    "recipientName": "valueString",
     "destination": "valueString",
     "language": "valueCode",
     "previousStart": "valueDateTime",

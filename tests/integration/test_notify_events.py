@@ -146,6 +146,7 @@ def test_booked_is_an_email_with_text_html_and_calendar_request(env: Running) ->
     kinds = [p.get_content_type() for p in mail.walk()]
     assert {"text/plain", "text/html", "text/calendar"} <= set(kinds)
     text = next(p for p in mail.walk() if p.get_content_type() == "text/plain").get_content()
+    assert "Hello Ann Martin," in text
     assert "Knee pain follow-up" in text and "Rivoli clinic" in text
     # Shown in the clinic's zone: 72 h from now in Paris, not UTC.
     local = parse_instant(appt["start"]).astimezone(ZoneInfo("Europe/Paris"))
