@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 RequestFactory = Callable[[int, int], bytes]
 """(client number, request number) -> the raw request bytes."""
+CpuProbe = Callable[[], tuple[float, ...]]
+"""CPU seconds used so far by each process of interest (server, store)."""
 
 
 def request(method: str, path: str, body: bytes = b"", content_type: str = "") -> bytes:
@@ -31,6 +33,8 @@ class Result:
     errors: int
     seconds: float
     latencies: list[float]
+    cpu: tuple[float, ...] = ()
+    """CPU seconds each probed process used during the measurement."""
 
     @property
     def rate(self) -> float:
@@ -44,9 +48,15 @@ class Result:
 
     def line(self) -> str:
         return (
-            f"{self.name:<8} {self.rate:9.0f} req/s   p50 {self.percentile(0.5):6.2f} ms   "
-            f"p99 {self.percentile(0.99):6.2f} ms   errors {self.errors}"
+            f"{self.name:<8} {self.rate:6.0f} req/s  p50 {self.percentile(0.5):6.2f} ms  "
+            f"p99 {self.percentile(0.99):6.2f} ms  errors {self.errors}"
         )
+
+
+def cpu_ms_per_request(runs: list[Result]) -> tuple[float, ...]:
+    """CPU milliseconds per request of each probed process, pooled over several runs."""
+    requests = max(sum(r.requests for r in runs), 1)
+    return tuple(1000 * sum(used) / requests for used in zip(*(r.cpu for r in runs), strict=True))
 
 
 async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, raw: bytes) -> int:
@@ -73,6 +83,7 @@ async def run(
     seconds: float = 5.0,
     warmup: float = 1.0,
     expect: int = 200,
+    cpu: CpuProbe | None = None,
 ) -> Result:
     """Hit the server from `concurrency` keep-alive connections; measure after the warm-up."""
     started = time.perf_counter()
@@ -100,5 +111,14 @@ async def run(
         finally:
             writer.close()
 
+    async def meter() -> tuple[float, ...]:
+        if cpu is None:
+            return ()
+        await asyncio.sleep(warmup)
+        before = cpu()
+        await asyncio.sleep(seconds)
+        return tuple(b - a for a, b in zip(before, cpu(), strict=True))
+
+    metering = asyncio.ensure_future(meter())
     await asyncio.gather(*(client(n) for n in range(concurrency)))
-    return Result(name, len(latencies), errors, seconds, latencies)
+    return Result(name, len(latencies), errors, seconds, latencies, await metering)

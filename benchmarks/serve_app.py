@@ -54,6 +54,7 @@ def main() -> None:
         database=args.database,
         port=args.port,
         log_level="WARNING",
+        auth_enabled=False,  # the REST core alone; SMART token checks are not measured here
     )
     configure_logging(settings.log_level)
     app = build(settings, orjson.loads(args.payload.read_bytes()))
