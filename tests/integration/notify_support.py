@@ -110,6 +110,7 @@ class StandIns:
     def __init__(self) -> None:
         self.requests: list[HttpRecord] = []
         self.status: dict[str, int] = {}
+        self.fail_first: dict[str, int] = {}  # path prefix -> how many 503s before success
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -122,6 +123,10 @@ class StandIns:
                     )
                 )
                 code = next((c for p, c in outer.status.items() if self.path.startswith(p)), 201)
+                failing = next((p for p in outer.fail_first if self.path.startswith(p)), None)
+                if failing and outer.fail_first[failing] > 0:
+                    outer.fail_first[failing] -= 1
+                    code = 503
                 self.send_response(code)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()

@@ -491,3 +491,35 @@ def test_reminders_at_offsets_once_and_not_for_cancelled_or_moved(env: Running) 
     assert len(env.smtp.to(moved_mail)) == 3  # the 24 h one was overtaken by the 2 h one
     assert subject(reminder).startswith("Reminder: your appointment is in 2 hours")
     assert subject(env.smtp.to(kept)[-1]).startswith("Reminder: your appointment is in 2 hours")
+
+
+def test_transient_failures_are_retried_with_backoff_until_delivered(env: Running) -> None:
+    doctor = practitioner(env, f"dr-{_n()}@example.org")
+    hook = f"/hook/{_n()}"
+    env.http.fail_first[hook] = 2  # two 503s, then success
+    env.rig.create(
+        {
+            "resourceType": "Subscription",
+            "status": "active",
+            "reason": "flaky EHR",
+            "criteria": f"Appointment?actor={ref(doctor)}",
+            "channel": {"type": "rest-hook", "endpoint": f"{env.http.url}{hook}"},
+        }
+    )
+    ids = env.rig.record(AppointmentEvent("booked", appointment(env, doctor)))
+    [comm] = [c for c in env.rig.wait_settled(ids) if _channel(c) == "rest-hook"]
+    assert comm["status"] == "completed" and "statusReason" not in comm
+    assert _attempts(comm) == 3
+    assert len(env.http.posted(hook)) == 3
+    # Each retry waited at least half its backoff ceiling (0.2 s, then 0.4 s, jittered).
+    history = [
+        env.rig.run(env.rig.store.vread("Communication", comm["id"], v)) for v in range(1, 8)
+    ]
+    claims = [
+        parse_instant(h.updated)
+        for h in history
+        if h.resource and h.resource["status"] == "in-progress"
+    ]
+    assert len(claims) == 3
+    assert claims[1] - claims[0] >= timedelta(seconds=0.1)
+    assert claims[2] - claims[1] >= timedelta(seconds=0.2)
