@@ -116,13 +116,16 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
         )
 
 
-def _describe(summary: DemoSummary, base_url: str) -> str:
+def _describe(summary: DemoSummary, settings: Settings) -> str:
     counts = ", ".join(f"{n} {rtype}" for rtype, n in summary.by_type.items())
+    practitioner = f"{settings.base_url}/Practitioner/{practitioner_id(CLINICIANS[0])}"
+    token = "-H 'Authorization: Bearer <SMART access token>' " if settings.auth_enabled else ""
     return (
         f"Demo clinic: {summary.total} resources ({counts}).\n"
         f"  {summary.created} created, {summary.updated} updated, "
         f"{summary.unchanged} unchanged.\n"
-        f"  Try: curl {base_url}/Practitioner/{practitioner_id(CLINICIANS[0])}"
+        f"  Try: curl {settings.base_url}/metadata\n"
+        f"       curl {token}{practitioner}"
     )
 
 
@@ -160,7 +163,7 @@ def serve(
         typer.echo(f"Store: {where}; database '{settings.database}'")
         typer.echo(f"Notifications: Celery worker and beat, pid {worker.pid}")
         if summary:
-            typer.echo(_describe(summary, settings.base_url))
+            typer.echo(_describe(summary, settings))
         typer.echo("Stop with Ctrl+C.")
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         with contextlib.suppress(KeyboardInterrupt):
@@ -182,7 +185,7 @@ def demo() -> None:
     with _store(settings) as (ready, where):
         typer.echo(f"Store: {where}; database '{settings.database}'")
         summary = _run(_load_demo(ready))
-    typer.echo(_describe(summary, settings.base_url))
+    typer.echo(_describe(summary, settings))
 
 
 app.add_typer(notifications_cli.outbox_app)
