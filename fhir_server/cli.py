@@ -161,7 +161,8 @@ def serve(
         root = f"http://{settings.host}:{settings.port}"
         typer.echo(f"FHIR server: {settings.base_url}  (health: {root}/healthz, {root}/readyz)")
         typer.echo(f"Store: {where}; database '{settings.database}'")
-        typer.echo(f"Notifications: Celery worker and beat, pid {worker.pid}")
+        if worker is not None:
+            typer.echo(f"Notifications: Celery worker and beat, pid {worker.pid}")
         if summary:
             typer.echo(_describe(summary, settings))
         typer.echo("Stop with Ctrl+C.")

@@ -84,14 +84,18 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def background_worker(settings: Settings) -> Iterator[subprocess.Popen[Any]]:
+def background_worker(settings: Settings) -> Iterator[subprocess.Popen[Any] | None]:
     """For `serve` in the default setup: one worker process with beat inside it (`-B`).
 
-    Without FHIR_REDIS_URL this process starts the embedded Redis first, so the
-    worker and the API join the same server.
+    Only without FHIR_REDIS_URL: a production setup runs `fhir-server worker`
+    and `fhir-server beat` as their own processes (one beat, not one per API
+    replica). This process starts the embedded Redis first, so the worker and
+    the API join the same server.
     """
-    if settings.redis_url is None:
-        celery_app.embedded_redis_url(settings.data_dir)
+    if settings.redis_url is not None:
+        yield None
+        return
+    celery_app.embedded_redis_url(settings.data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "celery", "-A", "fhir_server.notifications.worker", "worker",
