@@ -156,8 +156,9 @@ def serve(
     settings = _settings(host=host, port=port)
     configure_logging(settings.log_level)
     _check_port(settings.host, settings.port)
-    with _store(settings) as (ready, where), notifications_cli.background_worker(ready) as worker:
+    with _store(settings) as (ready, where), contextlib.ExitStack() as background:
         summary = _run(_load_demo(ready)) if demo else _run(_probe(ready))
+        worker = background.enter_context(notifications_cli.background_worker(ready))
         root = f"http://{settings.host}:{settings.port}"
         typer.echo(f"FHIR server: {settings.base_url}  (health: {root}/healthz, {root}/readyz)")
         typer.echo(f"Store: {where}; database '{settings.database}'")

@@ -16,6 +16,7 @@ Reliability options, and why:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -86,6 +87,15 @@ def embedded_redis_url(data_dir: Path) -> str:
                         str(data_dir / "redis.db"), unix_socket_path=str(socket_path)
                     )
     return f"redis+socket://{socket_path}"
+
+
+def stop_embedded(data_dir: Path) -> None:
+    """Shut down the data dir's embedded Redis if this process started it."""
+    with _lock:
+        server = _embedded.pop(data_dir.resolve(), None)
+    if server is not None:
+        with contextlib.suppress(Exception):  # already gone: nothing to stop
+            server.shutdown(save=True, now=True)
 
 
 def broker_url(settings: Settings) -> str:

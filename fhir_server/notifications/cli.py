@@ -112,3 +112,4 @@ def background_worker(settings: Settings) -> Iterator[subprocess.Popen[Any] | No
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
+        celery_app.stop_embedded(settings.data_dir)
