@@ -135,7 +135,7 @@ def _internal_error(request: Request, exc: Exception) -> Response:
     return fhir_json_response(500, outcome)
 
 
-async def _handle(request: Request, services: Services) -> FhirResponse:
+async def _handle(request: Request, services: Services) -> tuple[FhirRequest, FhirResponse]:
     path = [p for p in request.url.path.split("/")[2:] if p]
     auth = None  # authenticated before the body is read: no feedback for anonymous callers
     if services.access is not None:
@@ -144,10 +144,10 @@ async def _handle(request: Request, services: Services) -> FhirResponse:
     req.method = "GET" if request.method == "HEAD" else request.method
     req.auth = auth
     if not path and services.access is not None:
-        return await services.access.guard(services, req, lambda r: _system(services, r))
+        return req, await services.access.guard(services, req, lambda r: _system(services, r))
     if not path:
-        return await _system(services, req)
-    return await dispatch(services, req)
+        return req, await _system(services, req)
+    return req, await dispatch(services, req)
 
 
 async def fhir_endpoint(request: Request) -> Response:
@@ -155,7 +155,10 @@ async def fhir_endpoint(request: Request) -> Response:
         output = output_options(
             request.query_params, request.headers.get("accept"), _content_type(request)
         )
-        return _respond(request, await _handle(request, services_of(request)), output)
+        req, result = await _handle(request, services_of(request))
+        if req.path[-1:] == ["_search"]:  # a form body may carry _summary/_elements too
+            output = output_options(dict(req.params), request.headers.get("accept"))
+        return _respond(request, result, output)
     except FhirError as error:
         return error_response(error)
     except Exception as exc:  # the edge: anything unexpected becomes a bare 500

@@ -244,3 +244,15 @@ def test_resources_without_the_sort_value_page_correctly(client: TestClient, sor
     while (url := link(last, "next")) is not None:
         last = _follow(client, url)
     assert list(reversed(_walk(client, last, "previous"))) == order
+
+
+def test_post_search_form_shapes_like_get(client: TestClient) -> None:
+    mark = marker()
+    tagged(client, mark, patient("Shaped"))
+    form = {"identifier": f"{TEST_SYSTEM}|{mark}", "_elements": "gender"}
+    posted = client.post("/fhir/Patient/_search", data=form)
+    assert posted.status_code == 200, posted.text
+    resource = posted.json()["entry"][0]["resource"]
+    assert resource["gender"] == "female" and "name" not in resource
+    counted = client.post("/fhir/Patient/_search", data={**form, "_summary": "count"}).json()
+    assert counted["total"] == 1 and not counted.get("entry")
