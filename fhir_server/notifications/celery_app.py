@@ -50,7 +50,8 @@ _embedded: dict[Path, Any] = {}
 _lock = threading.RLock()
 _current: Celery | None = None
 _configured: tuple[Settings, str | None] | None = None
-_publisher = ThreadPoolExecutor(max_workers=2, thread_name_prefix="notify-publish")
+# One thread: messages are published in the order their bookings committed.
+_publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notify-publish")
 
 
 def _answers(socket_path: Path) -> bool:
