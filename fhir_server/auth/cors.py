@@ -7,9 +7,9 @@ the FHIR API (browser apps are public clients registered with their URIs).
 
 from __future__ import annotations
 
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 _OPEN = frozenset(
     {
@@ -29,24 +29,38 @@ _EXPOSE = "Location, ETag, Content-Location, Last-Modified, WWW-Authenticate"
 _METHODS = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 
-class SmartCors(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+class SmartCors:
+    """Plain ASGI middleware: requests without an Origin header pass straight through.
+
+    (Starlette's BaseHTTPMiddleware would cost every request a task and a
+    response copy; most FHIR traffic is server-to-server and sends no Origin.)
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
         origin = request.headers.get("origin")
         if not origin:
-            return await call_next(request)
+            await self.app(scope, receive, send)
+            return
         allowed = await self._allowed(request, origin)
-        preflight = (
-            request.method == "OPTIONS" and "access-control-request-method" in request.headers
-        )
-        response = Response(status_code=204) if preflight else await call_next(request)
-        if allowed:
-            response.headers["Access-Control-Allow-Origin"] = allowed
-            response.headers["Access-Control-Allow-Headers"] = _ALLOW_HEADERS
-            response.headers["Access-Control-Allow-Methods"] = _METHODS
-            response.headers["Access-Control-Expose-Headers"] = _EXPOSE
-            response.headers["Access-Control-Max-Age"] = "600"
-        response.headers["Vary"] = "Origin"
-        return response
+        headers = _cors_headers(allowed)
+        if request.method == "OPTIONS" and "access-control-request-method" in request.headers:
+            await Response(status_code=204, headers=headers)(scope, receive, send)
+            return
+
+        async def send_with_cors(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+                message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        await self.app(scope, receive, send_with_cors)
 
     async def _allowed(self, request: Request, origin: str) -> str | None:
         path = request.url.path.rstrip("/") or "/"
@@ -57,3 +71,18 @@ class SmartCors(BaseHTTPMiddleware):
         if auth is not None and registered and await auth.store.client_with_origin(origin):
             return origin
         return None
+
+
+def _cors_headers(allowed: str | None) -> dict[str, str]:
+    headers = {"Vary": "Origin"}
+    if allowed:
+        headers.update(
+            {
+                "Access-Control-Allow-Origin": allowed,
+                "Access-Control-Allow-Headers": _ALLOW_HEADERS,
+                "Access-Control-Allow-Methods": _METHODS,
+                "Access-Control-Expose-Headers": _EXPOSE,
+                "Access-Control-Max-Age": "600",
+            }
+        )
+    return headers

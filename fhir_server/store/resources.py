@@ -23,7 +23,6 @@ from fhir_server.store.unit_of_work import UnitOfWork, unit_of_work
 
 Indexer = Callable[[dict[str, Any]], dict[str, Any]]
 HISTORY = "history"
-_CURRENT_FIELDS = {"resource": 1, "version": 1, "updated": 1, "deleted": 1}
 
 
 def no_index(_resource: dict[str, Any]) -> dict[str, Any]:
@@ -127,10 +126,11 @@ class ResourceStore:
         """The current row, deleted or not; None when the id was never written.
 
         Inside a unit of work the read joins its session, so on a replica set a
-        transaction sees its own earlier writes.
+        transaction sees its own earlier writes. No projection: the embedded
+        server applies projections in Python, which cost more than the bytes saved.
         """
         doc = await self.collection(resource_type).find_one(
-            {"_id": rid}, _CURRENT_FIELDS, session=uow.session if uow else None
+            {"_id": rid}, session=uow.session if uow else None
         )
         return _from_current(resource_type, doc) if doc else None
 
