@@ -12,9 +12,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import shutil
 import signal
 import socket
+import sys
 from collections.abc import Coroutine, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -24,12 +28,14 @@ from pydantic import ValidationError
 
 from fhir_server.app import create_app
 from fhir_server.auth import cli as auth_cli
-from fhir_server.demo import DemoSummary, load_demo
+from fhir_server.demo import DemoResult, prepare_demo
 from fhir_server.demo.clinic import CLINICIANS, practitioner_id
+from fhir_server.demo.full import SLOT_WEEKS
 from fhir_server.fhir.errors import ServiceUnavailable
 from fhir_server.logs import configure_logging
 from fhir_server.notifications import cli as notifications_cli
 from fhir_server.rest.services import Services
+from fhir_server.scheduling.cli import slots_app
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
 from fhir_server.store.database import connect
@@ -85,8 +91,8 @@ def _store(settings: Settings) -> Iterator[tuple[Settings, str]]:
         embedded.stop(server, settings.data_dir)
 
 
-async def _load_demo(settings: Settings) -> DemoSummary:
-    """Load through the app's own store, so indexing is the same as for API writes."""
+async def _load_demo(settings: Settings) -> DemoResult:
+    """Load through the app's own stores, so indexing is the same as for API writes."""
     application = create_app(settings)
     with typer.progressbar(length=1, label="Loading demo clinic") as bar:
 
@@ -96,7 +102,14 @@ async def _load_demo(settings: Settings) -> DemoSummary:
 
         async with application.router.lifespan_context(application):
             services: Services = application.state.services
-            return await load_demo(services.store, progress)
+            auth = application.state.auth
+            return await prepare_demo(
+                services.store,
+                auth.store if auth else None,
+                settings,
+                datetime.now(UTC),
+                progress,
+            )
 
 
 async def _probe(settings: Settings) -> None:
@@ -116,17 +129,42 @@ def _run(work: Coroutine[Any, Any, T]) -> T:
         )
 
 
-def _describe(summary: DemoSummary, settings: Settings) -> str:
+def _command() -> str:
+    """How the user can call this program again: plain when on PATH, else the path used."""
+    invoked = Path(sys.argv[0])
+    on_path = shutil.which(invoked.name)
+    if on_path and Path(on_path).resolve() == invoked.resolve():
+        return invoked.name
+    with contextlib.suppress(ValueError):
+        return str(invoked.resolve().relative_to(Path.cwd()))
+    return str(invoked)
+
+
+def _describe(result: DemoResult, settings: Settings) -> str:
+    summary = result.clinic
     counts = ", ".join(f"{n} {rtype}" for rtype, n in summary.by_type.items())
     practitioner = f"{settings.base_url}/Practitioner/{practitioner_id(CLINICIANS[0])}"
-    token = "-H 'Authorization: Bearer <SMART access token>' " if settings.auth_enabled else ""
-    return (
-        f"Demo clinic: {summary.total} resources ({counts}).\n"
-        f"  {summary.created} created, {summary.updated} updated, "
-        f"{summary.unchanged} unchanged.\n"
-        f"  Try: curl {settings.base_url}/metadata\n"
-        f"       curl {token}{practitioner}"
-    )
+    lines = [
+        f"Demo clinic: {summary.total} resources ({counts}).",
+        f"  {summary.created} created, {summary.updated} updated, {summary.unchanged} unchanged.",
+        f"  Slots for the next {SLOT_WEEKS} weeks: {result.slots_created} created, "
+        f"{result.slots_kept} already there.",
+    ]
+    if result.access:
+        access = result.access
+        lines += [
+            f"  Logins (password '{access.password}'): {access.patient_login}, "
+            f"{access.practitioner_login}.",
+            f"  SMART app: client_id '{access.client_id}' (public), "
+            f"redirect {access.redirect_uris[0]}.",
+            f"  Try: TOKEN=$({_command()} users token demo-practitioner | "
+            "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
+            f'       curl -H "Authorization: Bearer $TOKEN" {practitioner}',
+        ]
+    else:
+        lines.append(f"  Try: curl {practitioner}")
+    lines.append(f"       curl {settings.base_url}/metadata")
+    return "\n".join(lines)
 
 
 def _check_port(host: str, port: int) -> None:
@@ -194,5 +232,6 @@ app.add_typer(notifications_cli.outbox_app)
 app.add_typer(auth_cli.users_app)
 app.add_typer(auth_cli.clients_app)
 app.add_typer(auth_cli.keys_app)
+app.add_typer(slots_app, name="slots")
 app.command()(notifications_cli.worker)
 app.command()(notifications_cli.beat)

@@ -18,11 +18,13 @@ import typer
 
 from fhir_server.auth.clients import ClientRegistry, new_secret
 from fhir_server.auth.keys import rotate
+from fhir_server.auth.operator_tokens import issue_for_user
 from fhir_server.auth.users import AccountError, Accounts
 from fhir_server.fhir.errors import FhirError
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
 from fhir_server.store.connection import open_database
+from fhir_server.store.resources import ResourceStore
 
 users_app = typer.Typer(name="users", help="User accounts (patients, practitioners, admins).")
 clients_app = typer.Typer(name="clients", help="Registered SMART apps (OAuth clients).")
@@ -151,6 +153,22 @@ def clients_add(
     if generated:
         view["client_secret"] = secret
     _print(view)
+
+
+@users_app.command("token")
+def users_token(
+    username: Annotated[str, typer.Argument(help="The account to act as.")],
+    scope: Annotated[
+        str, typer.Option(help="Scopes: patient/... for a patient, user/... otherwise.")
+    ] = "user/*.rs",
+) -> None:
+    """Mint an access token for an account (for scripts and curl), printed as a token response."""
+
+    async def work(store: AuthStore, settings: Settings) -> dict[str, Any]:
+        resources = ResourceStore(store.database)
+        return await issue_for_user(store, resources, settings, username, scope)
+
+    _print(_with_store(work))
 
 
 @clients_app.command("list")

@@ -28,6 +28,7 @@ def digest(secret: str) -> str:
 
 class AuthStore:
     def __init__(self, database: Database) -> None:
+        self.database = database
         db = database.db
         self.users = db["auth_users"]
         self.clients = db["auth_clients"]

@@ -250,3 +250,28 @@ def test_demo_access_is_idempotent_and_usable(settings_factory: Callable[..., Se
     with pytest.raises(ValueError):
         call_production = settings.model_copy(update={"environment": "production"})
         asyncio.run(ensure_demo_access(store, call_production, "Patient/p9", "Practitioner/d9"))
+
+
+def test_users_token_is_accepted_by_the_api_within_its_compartment(
+    env: dict[str, str], settings_factory: Callable[..., Settings]
+) -> None:
+    settings = settings_factory(auth_enabled=True, database=env["FHIR_DATABASE"])
+    with TestClient(create_app(settings)) as server:
+        admin = bearer(mint(server, "system/*.cruds"))
+        for rid in ("p-mine", "p-other"):
+            made = server.put(
+                f"{BASE}/Patient/{rid}", json={"resourceType": "Patient", "id": rid}, headers=admin
+            )
+            assert made.status_code == 201, made.text
+    run(env, "users", "add", "--username", "pm", "--role", "patient", "--fhir-user",
+        "Patient/p-mine", "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+    token = run(env, "users", "token", "pm", "--scope", "patient/*.rs")["access_token"]
+    with TestClient(create_app(settings)) as server:
+        assert server.get(f"{BASE}/Patient/p-mine", headers=bearer(token)).status_code == 200
+        assert server.get(f"{BASE}/Patient/p-other", headers=bearer(token)).status_code == 404
+        write = server.put(
+            f"{BASE}/Patient/p-mine",
+            json={"resourceType": "Patient", "id": "p-mine", "active": True},
+            headers=bearer(token),
+        )
+        assert write.status_code == 403  # the token was minted read/search only

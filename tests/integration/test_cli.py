@@ -7,7 +7,9 @@ environment leaks in, so the commands see exactly what a user's shell would.
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from fhir_server.demo.clinic import demo_resources
@@ -97,14 +100,45 @@ def test_demo_twice_changes_nothing(shared_store: tuple[Path, embedded.EmbeddedS
         "PractitionerRole": 3,
         "Schedule": 3,
     }
-    assert loaded["history"] == TOTAL
+    slots = _slots_created(first.stdout)
+    assert slots > 0  # four weeks of Slots for three Schedules
+    assert loaded["history"] == TOTAL + slots
 
     second = _cli(env, "demo")
     assert second.returncode == 0, second.stderr
     assert f"0 created, 0 updated, {TOTAL} unchanged" in second.stdout
+    assert f"0 created, {slots} already there" in second.stdout
     assert _snapshot(server.uri, database) == loaded
     running = embedded.running(data_dir)
     assert running is not None and running.pid == server.pid, "a second store was started"
+
+
+def _slots_created(stdout: str) -> int:
+    match = re.search(r"Slots for the next 4 weeks: (\d+) created", stdout)
+    assert match, stdout
+    return int(match.group(1))
+
+
+def test_demo_logins_and_minted_tokens(tmp_path: Path) -> None:
+    """With SMART on, the demo prints logins, and `users token` mints a patient-bound token."""
+    env = _env(tmp_path, "fhir", FHIR_AUTH_ENABLED="true")
+    first = _cli(env, "demo")
+    assert first.returncode == 0, first.stderr
+    assert "Logins (password 'demo-clinic-passphrase'): demo-patient, demo-practitioner" in (
+        first.stdout
+    )
+    minted = _cli(env, "users", "token", "demo-patient", "--scope", "patient/*.rs")
+    assert minted.returncode == 0, minted.stderr
+    token = orjson.loads(minted.stdout)
+    assert token["token_type"] == "Bearer" and token["scope"] == "patient/*.rs"
+    payload = token["access_token"].split(".")[1]
+    claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["patient"] == "demo-patient-jane-doe"
+    assert claims["client_id"] == "fhir-server-cli" and claims["sub"] == "demo-patient"
+    refused = _cli(env, "users", "token", "demo-patient", "--scope", "user/*.rs")
+    assert refused.returncode == 1 and "patient/ scopes" in refused.stderr
+    unknown = _cli(env, "users", "token", "nobody")
+    assert unknown.returncode == 1 and "No active account" in unknown.stderr
 
 
 def test_demo_without_a_running_store_uses_one_for_its_duration(tmp_path: Path) -> None:
