@@ -20,7 +20,7 @@ from fhir_server.notifications import celery_app
 from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import push_subscription
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
-from fhir_server.rest.scheduling_hooks import WRITE_HOOKS
+from fhir_server.rest.scheduling_hooks import DELETE_HOOKS, WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
 from fhir_server.rest.services import Services
 from fhir_server.settings import Settings
@@ -58,6 +58,7 @@ def create_app(settings: Settings) -> FastAPI:
                 searcher=searcher,
                 operations=[*SCHEDULING_OPERATIONS, push_subscription.OPERATION],
                 write_hooks=dict(WRITE_HOOKS),
+                delete_hooks=dict(DELETE_HOOKS),
             )
             app.state.auth = None
             if settings.auth_enabled:

@@ -18,9 +18,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FHIR_", extra="ignore")
 
-    environment: str = Field(
-        default="development", description="`development` or `production`."
-    )
+    environment: str = Field(default="development", description="`development` or `production`.")
     host: str = Field(default="127.0.0.1", description="Address `serve` binds to.")
     port: int = Field(default=8000, description="Port `serve` listens on.")
     public_base_url: str | None = Field(

@@ -231,11 +231,15 @@ async def patch(
 async def delete(
     services: Services, req: FhirRequest, rtype: str, rid: str, uow: UnitOfWork | None = None
 ) -> FhirResponse:
-    if await services.store.current(rtype, rid, uow) is None:
+    current = await services.store.current(rtype, rid, uow)
+    if current is None:
         raise NotFound(f"{rtype}/{rid} is not known.")
-    version = await services.store.delete(
-        rtype, rid, expected_version=_expected_version(req), uow=uow
-    )
+    expected = _expected_version(req)
+    hook = services.delete_hooks.get(rtype)
+    if hook is not None and not current.deleted:
+        version = await hook(services, req, current, expected, uow)
+    else:
+        version = await services.store.delete(rtype, rid, expected_version=expected, uow=uow)
     headers = {"ETag": version.etag} if version else {}
     return FhirResponse(200, _informational("Deleted."), headers)
 

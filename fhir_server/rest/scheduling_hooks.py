@@ -3,7 +3,8 @@
 A plain `POST Appointment` that references Slots books them; a booked Slot
 cannot be edited directly; a `PUT`/`PATCH`
 of a booked Appointment is a state transition (cancel, confirm, check-in,
-reschedule); a `POST AppointmentResponse` accepts or declines for its actor.
+reschedule); a `POST AppointmentResponse` accepts or declines for its actor;
+deleting an Appointment frees its Slots, and a Slot with bookings cannot be deleted.
 The caller's role (patient, practitioner or staff) comes from the access
 token when auth is on; with auth off (local tests, demos) it is read from the
 `X-Actor-Role` header, default patient.
@@ -19,7 +20,7 @@ import orjson
 
 from fhir_server.fhir.errors import BadRequest
 from fhir_server.rest.messages import FhirRequest
-from fhir_server.rest.services import Services, WriteHook
+from fhir_server.rest.services import DeleteHook, Services, WriteHook
 from fhir_server.scheduling import booking
 from fhir_server.scheduling.idempotent import once
 from fhir_server.store.resources import Version
@@ -115,6 +116,31 @@ async def slot_write(
             await booking.guard_slot_edit(services.store, current, body)
     return None
 
+
+async def appointment_delete(
+    services: Services,
+    req: FhirRequest,
+    current: Version,
+    expected: int | None,
+    uow: UnitOfWork | None,
+) -> Version | None:
+    return await booking.remove(
+        services.store, current, caller_of(req), expected_version=expected, uow=uow
+    )
+
+
+async def slot_delete(
+    services: Services,
+    req: FhirRequest,
+    current: Version,
+    expected: int | None,
+    uow: UnitOfWork | None,
+) -> Version | None:
+    await booking.guard_slot_delete(services.store, current)
+    return await services.store.delete("Slot", current.id, expected_version=expected, uow=uow)
+
+
+DELETE_HOOKS: dict[str, DeleteHook] = {"Appointment": appointment_delete, "Slot": slot_delete}
 
 WRITE_HOOKS: dict[str, WriteHook] = {
     "Slot": slot_write,

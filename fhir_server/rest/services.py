@@ -26,7 +26,7 @@ class Searcher(Protocol):
         ...
 
     def capability(self, resource_type: str) -> dict[str, Any]:
-        """CapabilityStatement.rest.resource fields: searchParam, searchInclude, searchRevInclude."""
+        """CapabilityStatement.rest.resource fields: searchParam, searchInclude, ..."""
         ...
 
 
@@ -38,6 +38,14 @@ OperationHandler = Callable[["Services", FhirRequest], Awaitable[FhirResponse]]
 WriteHook = Callable[
     ["Services", FhirRequest, dict[str, Any], int | None, UnitOfWork | None],
     Awaitable[tuple[Version, bool] | None],
+]
+
+# A domain engine that takes over deletes of one resource type (the booking engine
+# frees the Slots of a deleted Appointment): given the current version and the
+# expected one, it deletes in the unit of work, or refuses with a FhirError.
+DeleteHook = Callable[
+    ["Services", FhirRequest, Version, int | None, UnitOfWork | None],
+    Awaitable[Version | None],
 ]
 
 
@@ -74,7 +82,7 @@ class Operation:
     definition: dict[str, Any]
     handler: OperationHandler
 
-    def keys(self) -> list[OperationKey]:
+    def invocations(self) -> list[OperationKey]:
         name = self.definition["code"]
         keys = [OperationKey(name)] if self.definition.get("system") else []
         for rtype in self.definition.get("resource", []):
@@ -95,10 +103,11 @@ class Services:
     # CapabilityStatement.rest.security (SMART service and oauth-uris), when auth is on.
     security: dict[str, Any] | None = None
     write_hooks: dict[str, WriteHook] = field(default_factory=dict)
+    delete_hooks: dict[str, DeleteHook] = field(default_factory=dict)
 
     def operation(self, key: OperationKey) -> Operation | None:
         for operation in self.operations:
-            if key in operation.keys():
+            if key in operation.invocations():
                 return operation
         return None
 

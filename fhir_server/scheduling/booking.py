@@ -592,6 +592,40 @@ async def guard_slot_edit(store: ResourceStore, current: Version, new: dict[str,
         )
 
 
+async def remove(
+    store: ResourceStore,
+    current: Version,
+    caller: Caller,
+    *,
+    expected_version: int | None,
+    uow: UnitOfWork | None,
+) -> Version | None:
+    """Delete an Appointment and give back, in the same unit of work, the Slots it holds.
+
+    Deleting is not a way round the cancellation cut-off: a patient is held to
+    it here as when cancelling.
+    """
+    body = _body(current)
+    ids = list(dict.fromkeys(slot_ids(body))) if body.get("status") not in _RELEASING else []
+    if ids:
+        _check_cutoff(body, caller, (await load_booking(store, ids)).settings)
+    held = ext.first(body, ext.HOLD_EXPIRES) is not None
+    async with within(store, uow) as work:
+        deleted = await store.delete(
+            "Appointment", current.id, expected_version=expected_version, uow=work
+        )
+        for sid in ids:
+            await _release(store, sid, work, only_held=held)
+    return deleted
+
+
+async def guard_slot_delete(store: ResourceStore, current: Version) -> None:
+    """Refuse deleting a Slot that an active Appointment still books or holds."""
+    on_slot = await slot_queries.appointments_on_slot(store, f"Slot/{current.id}")
+    if any(_body(a).get("status") not in _RELEASING for a in on_slot):
+        raise Conflict(f"Slot/{current.id} has bookings; cancel or move them before deleting it.")
+
+
 async def release_expired_holds(store: ResourceStore, now: datetime) -> int:
     """Cancel holds past their expiry and free their Slots; returns how many were released."""
     released = 0
