@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+import anyio
 from fastapi import FastAPI, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 
 from fhir_server.auth.account_routes import router as account_router
 from fhir_server.auth.bootstrap import build_auth
@@ -31,14 +32,20 @@ from fhir_server.store.resources import ResourceStore
 
 
 async def healthz(_request: Request) -> Response:
-    return ORJSONResponse({"status": "ok"})
+    return JSONResponse({"status": "ok"})
 
 
 async def readyz(request: Request) -> Response:
+    """Ready when the store and the broker both answer (503 names which does not)."""
     services: Services = request.app.state.services
-    if await services.store.database.ping():
-        return ORJSONResponse({"status": "ready", "store": "ok"})
-    return ORJSONResponse({"status": "unavailable", "store": "unreachable"}, status_code=503)
+    store_ok = await services.store.database.ping()
+    broker_ok = await anyio.to_thread.run_sync(celery_app.broker_reachable)
+    body = {
+        "status": "ready" if store_ok and broker_ok else "unavailable",
+        "store": "ok" if store_ok else "unreachable",
+        "broker": "ok" if broker_ok else "unreachable",
+    }
+    return JSONResponse(body, status_code=200 if store_ok and broker_ok else 503)
 
 
 def create_app(settings: Settings) -> FastAPI:

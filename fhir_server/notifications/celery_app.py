@@ -159,6 +159,16 @@ def current() -> Celery:
         return _current
 
 
+def broker_reachable(timeout: float = 1.0) -> bool:
+    """Whether the broker answers now (for `/readyz`); blocking, so call it off the loop."""
+    try:
+        with current().connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, timeout=timeout)
+    except Exception:  # any broker failure means "not ready", never an error page
+        return False
+    return True
+
+
 def enqueue(ids: list[str], *, app: Celery | None = None) -> bool:
     """Publish one send task per Communication id; False (logged) when the broker is down.
 

@@ -38,7 +38,7 @@ def test_healthz_and_readyz(own_app: TestClient) -> None:
     assert own_app.get("/healthz").json() == {"status": "ok"}
     ready = own_app.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json()["store"] == "ok"
+    assert ready.json() == {"status": "ready", "store": "ok", "broker": "ok"}
 
 
 def test_readyz_is_503_when_store_is_gone(own_app: TestClient) -> None:
@@ -100,3 +100,14 @@ def test_unknown_endpoint_outside_fhir_is_404_outcome(own_app: TestClient) -> No
     response = own_app.get("/nothing-here")
     assert response.status_code == 404
     assert response.json()["resourceType"] == "OperationOutcome"
+
+
+def test_readyz_is_503_when_the_broker_is_unreachable(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    # Nothing listens on port 9 (discard) here: the broker cannot be reached.
+    settings = settings_factory(redis_url="redis://127.0.0.1:9/0")
+    with TestClient(create_app(settings)) as client:
+        response = client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json() == {"status": "unavailable", "store": "ok", "broker": "unreachable"}
