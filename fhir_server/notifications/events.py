@@ -24,6 +24,7 @@ from fhir_server.notifications.display import display_name
 from fhir_server.notifications.message import Message
 from fhir_server.notifications.preferences import email_of, mobile_of, read_preferences
 from fhir_server.settings import Settings
+from fhir_server.store.auth_store import AuthStore
 from fhir_server.store.clock import parse_instant, to_instant
 from fhir_server.store.outbox_store import OutboxStore, ReminderRow
 from fhir_server.store.resources import ResourceStore
@@ -210,4 +211,17 @@ async def _person(store: ResourceStore, reference: str) -> dict[str, Any] | None
         fallback = await _person(store, practitioner) if practitioner else None
         if fallback:
             return {**fallback, "extension": found.get("extension", fallback.get("extension", []))}
+    if rtype != "Patient" and email_of(found) is None:
+        return await _with_account_email(store, reference, found)
     return found
+
+
+async def _with_account_email(
+    store: ResourceStore, reference: str, provider: dict[str, Any]
+) -> dict[str, Any]:
+    """A provider with no e-mail in telecom is reached at their user account's address."""
+    email = await AuthStore(store.database).email_for_fhir_user(reference)
+    if email is None:
+        return provider
+    telecom = [*provider.get("telecom", []), {"system": "email", "value": email}]
+    return {**provider, "telecom": telecom}

@@ -43,6 +43,7 @@ class AuthStore:
 
     async def ensure_indexes(self) -> None:
         await self.users.create_index([("email", 1)])
+        await self.users.create_index([("fhir_user", 1)])
         await self.refresh.create_index([("family", 1)])
         await self.tokens.create_index([("family", 1)])
 
@@ -51,6 +52,14 @@ class AuthStore:
     async def user(self, username: str) -> Doc | None:
         found: Doc | None = await self.users.find_one({"_id": username.lower()})
         return found
+
+    async def email_for_fhir_user(self, fhir_user: str) -> str | None:
+        """The e-mail of an active account linked to a FHIR resource (`Practitioner/1`)."""
+        doc = await self.users.find_one(
+            {"fhir_user": {"$eq": fhir_user}, "disabled": {"$ne": True}}, {"email": 1}
+        )
+        email = doc.get("email") if doc else None
+        return str(email) if email else None
 
     async def user_by_email(self, email: str) -> Doc | None:
         found: Doc | None = await self.users.find_one({"email": {"$eq": email.lower()}})

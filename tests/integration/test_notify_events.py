@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
+from fhir_server.auth.users import Accounts
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.channels.push import subscription_key
 from fhir_server.notifications.events import AppointmentEvent
@@ -28,6 +29,7 @@ from fhir_server.notifications.message import details_of
 from fhir_server.notifications.preferences import preferences_extension
 from fhir_server.notifications.reminders import enqueue_due
 from fhir_server.settings import Settings
+from fhir_server.store.auth_store import AuthStore
 from fhir_server.store.clock import parse_instant
 from tests.integration.notify_support import Running, fhir_json, start_all, stop_all, wait_until
 
@@ -523,3 +525,16 @@ def test_transient_failures_are_retried_with_backoff_until_delivered(env: Runnin
     assert len(claims) == 3
     assert claims[1] - claims[0] >= timedelta(seconds=0.1)
     assert claims[2] - claims[1] >= timedelta(seconds=0.2)
+
+
+def test_a_provider_without_email_is_reached_at_their_account_address(env: Running) -> None:
+    """Provider contacts come from the user accounts (auth) where the resource has none."""
+    doctor = env.rig.create({"resourceType": "Practitioner", "name": [{"family": "Quinn"}]})
+    address = f"quinn-{_n()}@example.org"
+    accounts = Accounts(AuthStore(env.rig.store.database), env.rig.settings)
+    env.rig.run(
+        accounts.add(f"quinn{_n()}", "a-long-passphrase-9", "practitioner", ref(doctor), address)
+    )
+    appt = appointment(env, patient(env, email=f"p-{_n()}@example.org"), doctor)
+    env.rig.wait_settled(env.rig.record(AppointmentEvent("booked", appt)))
+    assert subject(one_mail(env, address))
