@@ -330,7 +330,8 @@ def test_rest_hook_subscription_created_over_fhir_gets_matching_events(env: Runn
         assert request.headers["authorization"] == "Bearer ehr-token"
         assert request.headers["content-type"] == "application/fhir+json"
         assert fhir_json(request.body)["id"] == mine["id"]
-        assert api.get(f"/fhir/Subscription/{sub_id}").json()["status"] == "active"
+        # Activation is recorded just after the delivery the endpoint has already seen.
+        wait_until(lambda: api.get(f"/fhir/Subscription/{sub_id}").json()["status"] == "active")
         # Hold expiry goes to the Subscription only, never to the patient.
         ids = env.rig.record(AppointmentEvent("hold-expired", {**mine, "status": "cancelled"}))
         assert [_channel(c) for c in env.rig.communications(ids)] == ["rest-hook"]
