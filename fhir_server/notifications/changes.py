@@ -11,7 +11,8 @@ notifications stays here:
   participant declined -> declined; with reason "Rescheduled" -> nothing (the
   new Appointment announces the move); otherwise -> cancelled;
 - a new start time on an active Appointment -> rescheduled;
-- a new Appointment that replaces another -> rescheduled.
+- a new Appointment that replaces another -> rescheduled;
+- an active Appointment deleted -> cancelled (its last content, status cancelled).
 """
 
 from __future__ import annotations
@@ -86,3 +87,16 @@ async def appointment_written(
     if event is None:
         return []
     return await record_event(store, uow, event)
+
+
+async def appointment_deleted(
+    store: ResourceStore, uow: UnitOfWork, last: Version, *, cancelled_by: str | None = None
+) -> list[str]:
+    """A deleted Appointment that was booked or pending is announced as cancelled."""
+    body = last.resource
+    if body is None or body.get("status") not in _ACTIVE or _held(body):
+        return []
+    cancelled = {**body, "status": "cancelled"}
+    return await record_event(
+        store, uow, AppointmentEvent("cancelled", cancelled, cancelled_by=cancelled_by)
+    )

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fhir_server.fhir.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
-from fhir_server.notifications.changes import appointment_written
+from fhir_server.notifications.changes import appointment_deleted, appointment_written
 from fhir_server.scheduling import extensions as ext
 from fhir_server.scheduling import slot_state
 from fhir_server.scheduling.settings import BookingSettings, booking_settings
@@ -59,6 +59,11 @@ class Caller:
     @property
     def is_patient(self) -> bool:
         return self.role == "patient"
+
+    @property
+    def side(self) -> str:
+        """Who a cancellation is by, in the notifications' terms: `patient` or `clinic`."""
+        return "patient" if self.is_patient else "clinic"
 
 
 @dataclass(frozen=True)
@@ -387,7 +392,9 @@ async def _cancel(
     updated = {**ext.without(new_body or body, ext.HOLD_EXPIRES), "status": status}
     if reason:
         updated["cancelationReason"] = reason
-    written = await _update(store, updated, expected_version or current.version, uow)
+    written = await _update(
+        store, updated, expected_version or current.version, uow, cancelled_by=caller.side
+    )
     held = ext.first(body, ext.HOLD_EXPIRES) is not None
     for sid in dict.fromkeys(ids) if holds_slots else ():
         await _release(store, sid, uow, only_held=held)
@@ -395,7 +402,12 @@ async def _cancel(
 
 
 async def _update(
-    store: ResourceStore, body: dict[str, Any], expected_version: int, uow: UnitOfWork
+    store: ResourceStore,
+    body: dict[str, Any],
+    expected_version: int,
+    uow: UnitOfWork,
+    *,
+    cancelled_by: str | None = None,
 ) -> Version:
     try:
         version, _ = await store.update(body, expected_version=expected_version, uow=uow)
@@ -403,7 +415,7 @@ async def _update(
         raise
     except Conflict:
         raise Conflict("The Appointment was changed by another request; retry.") from None
-    await appointment_written(store, uow, version)
+    await appointment_written(store, uow, version, cancelled_by=cancelled_by)
     return version
 
 
@@ -616,6 +628,7 @@ async def remove(
         )
         for sid in ids:
             await _release(store, sid, work, only_held=held)
+        await appointment_deleted(store, work, current, cancelled_by=caller.side)
     return deleted
 
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
+from fhir_server.notifications.message import details_of
+from tests.conftest import patient
 from tests.integration.scheduling_setup import (
     HEADERS,
     STAFF,
@@ -71,3 +73,30 @@ def test_a_slot_with_a_booking_cannot_be_deleted(client: TestClient) -> None:
     assert client.delete(f"/fhir/Slot/{slot['id']}", headers=STAFF).status_code == 200
     free = make_slot(client, clinic["schedule"], hours_from_now(53))
     assert client.delete(f"/fhir/Slot/{free['id']}").status_code == 200
+
+
+def _cancellations(client: TestClient, patient_id: str) -> list[dict[str, Any]]:
+    found = client.get(f"/fhir/Communication?patient=Patient/{patient_id}&_count=50").json()
+    return [
+        details_of(e["resource"])
+        for e in found.get("entry", [])
+        if e["resource"]["category"][0]["coding"][0]["code"] == "cancelled"
+    ]
+
+
+def test_deleting_or_cancelling_announces_a_cancellation_naming_who(client: TestClient) -> None:
+    clinic = make_clinic(client)
+    first, second = (make_slot(client, clinic["schedule"], hours_from_now(h)) for h in (60, 61))
+    email = [{"system": "email", "value": "m@example.org"}]
+    emailed = {**patient(family="Mailed"), "telecom": email}
+    pid = client.post("/fhir/Patient", json=emailed, headers=HEADERS).json()["id"]
+    deleted = _book(client, appointment(pid, first))
+    assert _cancellations(client, pid) == []
+    assert client.delete(f"/fhir/Appointment/{deleted['id']}", headers=STAFF).status_code == 200
+    [by_clinic] = _cancellations(client, pid)
+    assert by_clinic["cancelledBy"] == "clinic"
+    cancelled = _book(client, appointment(pid, second))
+    body = {**cancelled, "status": "cancelled", "cancelationReason": {"text": "Cannot come"}}
+    put = client.put(f"/fhir/Appointment/{cancelled['id']}", json=body, headers=HEADERS)
+    assert put.status_code == 200, put.text
+    assert sorted(d["cancelledBy"] for d in _cancellations(client, pid)) == ["clinic", "patient"]
