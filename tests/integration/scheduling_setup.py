@@ -35,6 +35,24 @@ def duration(minutes: float) -> dict[str, Any]:
     return {"value": minutes, "unit": "min", "system": "http://unitsofmeasure.org", "code": "min"}
 
 
+def make_schedule(
+    client: TestClient, role_id: str, location_id: str, extensions: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """An active Schedule over a PractitionerRole and a Location, with booking extensions."""
+    return post(
+        client,
+        {
+            "resourceType": "Schedule",
+            "active": True,
+            "extension": extensions,
+            "actor": [
+                {"reference": f"PractitionerRole/{role_id}"},
+                {"reference": f"Location/{location_id}"},
+            ],
+        },
+    )
+
+
 def make_clinic(client: TestClient, **settings: Any) -> dict[str, str]:
     """Location, Practitioner, PractitionerRole, HealthcareService and a Schedule over them.
 
@@ -73,18 +91,7 @@ def make_clinic(client: TestClient, **settings: Any) -> dict[str, str]:
         extensions.append({"url": ext.PROVIDER_MUST_CONFIRM, "valueBoolean": True})
     if "capacity" in settings:
         extensions.append({"url": ext.CAPACITY, "valuePositiveInt": settings["capacity"]})
-    schedule = post(
-        client,
-        {
-            "resourceType": "Schedule",
-            "active": True,
-            "extension": extensions,
-            "actor": [
-                {"reference": f"PractitionerRole/{role['id']}"},
-                {"reference": f"Location/{location['id']}"},
-            ],
-        },
-    )
+    schedule = make_schedule(client, role["id"], location["id"], extensions)
     return {
         "location": location["id"],
         "practitioner": practitioner["id"],

@@ -21,6 +21,7 @@ from tests.integration.scheduling_setup import (
     diagnostics,
     duration,
     make_patient,
+    make_schedule,
     post,
 )
 
@@ -65,18 +66,7 @@ def clinic(
                 "valueDuration": {"value": schedule_ext["hold_seconds"], "code": "s"},
             }
         )
-    schedule = post(
-        client,
-        {
-            "resourceType": "Schedule",
-            "active": True,
-            "extension": extensions,
-            "actor": [
-                {"reference": f"PractitionerRole/{role['id']}"},
-                {"reference": f"Location/{location['id']}"},
-            ],
-        },
-    )
+    schedule = make_schedule(client, role["id"], location["id"], extensions)
     return {"location": location, "role": role, "schedule": schedule, "practitioner": practitioner}
 
 
