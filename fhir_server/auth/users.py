@@ -147,7 +147,7 @@ class Accounts:
     async def disable(self, username: str) -> bool:
         changed = await self.store.update_user(username, {"disabled": True})
         if changed:
-            await self.store.revoke_user_refresh(username.lower())
+            await self.store.revoke_user_tokens(username.lower())
         return changed
 
     async def set_password(self, username: str, password: str) -> None:
@@ -157,7 +157,7 @@ class Accounts:
         await self.store.update_user(
             username, {"password": await hash_secret(password), "failures": 0, "locked_until": 0}
         )
-        await self.store.revoke_user_refresh(username.lower())
+        await self.store.revoke_user_tokens(username.lower())
 
     async def enable_totp(self, username: str) -> str:
         """Turn on the second factor; the secret to put in an authenticator app."""

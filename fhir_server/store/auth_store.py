@@ -158,8 +158,11 @@ class AuthStore:
         await self.refresh.update_many({"family": {"$eq": family}}, {"$set": {"revoked": True}})
         await self.tokens.update_many({"family": {"$eq": family}}, {"$set": {"revoked": True}})
 
-    async def revoke_user_refresh(self, username: str) -> None:
+    async def revoke_user_tokens(self, username: str) -> None:
+        """End every session of an account: its refresh tokens and its unexpired access tokens
+        (access tokens are checked against their record on every request, so this is immediate)."""
         await self.refresh.update_many({"sub": {"$eq": username}}, {"$set": {"revoked": True}})
+        await self.tokens.update_many({"sub": {"$eq": username}}, {"$set": {"revoked": True}})
 
     async def remember_assertion(self, client_id: str, jti: str, expires_at: int) -> bool:
         """Record a client assertion's jti; False when it was seen before (a replay)."""

@@ -143,8 +143,15 @@ def test_users_and_clients_commands(
     with TestClient(create_app(settings)) as server:
         body = login_token(server, "cli-app", "pat", "launch/patient patient/*.rs")
         assert body["patient"] == "p1"
+        bearer = {"Authorization": f"Bearer {body['access_token']}"}
+        assert server.get("/fhir/Patient/p1", headers=bearer).status_code != 401
 
     assert run(env, "users", "disable", "pat") == {"username": "pat", "disabled": True}
+    with TestClient(create_app(settings)) as server:
+        # Disabling ends the account's sessions at once, not when its tokens expire.
+        refused = server.get("/fhir/Patient/p1", headers=bearer)
+        assert refused.status_code == 401
+        assert "revoked" in refused.json()["issue"][0]["diagnostics"]
     assert run(env, "clients", "remove", "conf")["removed"] is True
     gone = runner.invoke(app, ["clients", "remove", "conf"], env=env)
     assert gone.exit_code == 1
