@@ -27,6 +27,7 @@ _EVENTS: dict[str, tuple[tuple[str, str], tuple[str, str, str]]] = {
         (OURS, "token-refreshed", "Token refreshed"),
     ),
     "token-revoked": (("110114", "User Authentication"), (OURS, "token-revoked", "Token revoked")),
+    "token-refused": (("110114", "User Authentication"), (OURS, "token-refused", "Token refused")),
     "access-denied": (("110113", "Security Alert"), (OURS, "access-denied", "Access denied")),
 }
 

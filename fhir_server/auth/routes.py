@@ -261,11 +261,18 @@ async def token(request: Request) -> Response:
     await auth.tokens.reload_keys_if_stale()
     await auth.housekeeping()
     result = await anyio.to_thread.run_sync(auth.server.create_token_response, oreq)
+    client_id = getattr(oreq.client, "client_id", None) or oreq.form.get("client_id")
     if result[0] == 200:
         event = "token-refreshed" if oreq.payload.grant_type == "refresh_token" else "token-issued"
         who = getattr(oreq.user, "sub", None) if oreq.user else None
+        await auth.audit.record(event, success=True, who=who, client_id=client_id)
+    else:
+        # Refusals include replayed codes and reused refresh tokens (their family is revoked):
+        # the OAuth error and its description are recorded, never the token or code itself.
+        error = result[1] if isinstance(result[1], dict) else {}
+        detail = f"{error.get('error', 'refused')}: {error.get('error_description', '')}"
         await auth.audit.record(
-            event, success=True, who=who, client_id=getattr(oreq.client, "client_id", None)
+            "token-refused", success=False, who=None, client_id=client_id, detail=detail[:200]
         )
     return _reply(result)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,7 +21,14 @@ from tests.integration.auth_helpers import (
     new_patient,
 )
 
-EVENTS = ["login", "token-issued", "token-refreshed", "token-revoked", "access-denied"]
+EVENTS = [
+    "login",
+    "token-issued",
+    "token-refreshed",
+    "token-revoked",
+    "token-refused",
+    "access-denied",
+]
 
 
 @pytest.mark.parametrize("event", EVENTS)
@@ -53,10 +61,42 @@ def test_token_lifecycle_is_audited(client: TestClient) -> None:
     client.post(
         f"{AUTH}/revoke", data={"token": refreshed.json()["access_token"], "client_id": "app"}
     )
+    assert {"110122", "token-issued", "token-refreshed", "token-revoked"} <= {
+        event["subtype"][0]["code"] for event in audit_events(client)
+    }
+
+
+def audit_events(client: TestClient) -> list[dict[str, Any]]:
     store = client.app.state.services.store  # type: ignore[attr-defined]
 
-    async def codes() -> set[str]:
-        cursor = store.collection("AuditEvent").find({})
-        return {doc["resource"]["subtype"][0]["code"] async for doc in cursor}
+    async def events() -> list[dict[str, Any]]:
+        ids = [doc["_id"] async for doc in store.collection("AuditEvent").find({}, {"_id": 1})]
+        return [(await store.read("AuditEvent", rid)).resource for rid in ids]
 
-    assert {"110122", "token-issued", "token-refreshed", "token-revoked"} <= call(client, codes)
+    found: list[dict[str, Any]] = call(client, events)
+    return found
+
+
+def test_refused_token_requests_are_audited(client: TestClient) -> None:
+    """A replayed refresh token is a security event: the refusal is recorded with its reason."""
+    add_user(client, "eve", "patient", f"Patient/{new_patient(client, 'Eve')}")
+    add_client(client, "app2", "public", "launch/patient patient/*.rs offline_access")
+    body = login_token(client, "app2", "eve", "launch/patient patient/*.rs offline_access")
+    form = {
+        "grant_type": "refresh_token",
+        "refresh_token": body["refresh_token"],
+        "client_id": "app2",
+    }
+    assert client.post(f"{AUTH}/token", data=form).status_code == 200
+    replay = client.post(f"{AUTH}/token", data=form)
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    refused = [
+        e
+        for e in audit_events(client)
+        if e["subtype"][0]["code"] == "token-refused"
+        and e["agent"][-1]["who"]["identifier"]["value"] == "app2"
+    ]
+    assert len(refused) == 1
+    assert refused[0]["outcome"] == "4"
+    assert refused[0]["outcomeDesc"].startswith("invalid_grant")
+    assert body["refresh_token"] not in str(refused[0])
