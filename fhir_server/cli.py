@@ -207,15 +207,22 @@ def serve(
         typer.echo("Stop with Ctrl+C.")
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         with contextlib.suppress(KeyboardInterrupt):
-            uvicorn.run(
-                create_app(ready),
-                host=settings.host,
-                port=settings.port,
-                loop="uvloop",
-                http="httptools",
-                log_config=None,
-                access_log=False,
-            )
+            uvicorn.run(create_app(ready), **uvicorn_options(ready))
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How `serve` runs uvicorn. Behind a proxy, the client address (per-IP limits, audit)
+    comes from X-Forwarded-For, but only when the proxy is one we were told to trust."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+        "forwarded_allow_ips": settings.forwarded_allow_ips,
+    }
 
 
 @app.command()

@@ -21,6 +21,11 @@ class Settings(BaseSettings):
     environment: str = Field(default="development", description="`development` or `production`.")
     host: str = Field(default="127.0.0.1", description="Address `serve` binds to.")
     port: int = Field(default=8000, description="Port `serve` listens on.")
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="Comma-separated addresses of proxies whose X-Forwarded-For/-Proto are "
+        "trusted (`*` for any): the client address the per-IP limits and audit see.",
+    )
     public_base_url: str | None = Field(
         default=None,
         description="External URL of the FHIR base (e.g. https://clinic.example/fhir); "
