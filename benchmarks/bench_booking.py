@@ -38,7 +38,7 @@ from fhir_server.settings import Settings
 from fhir_server.store import embedded
 from fhir_server.store.clock import now_instant
 from fhir_server.store.database import connect
-from fhir_server.store.resources import ResourceStore
+from fhir_server.store.resources import ResourceStore, first_row
 from fhir_server.store.slots import appointments_on_slot
 
 CLIENTS = 32
@@ -66,17 +66,7 @@ def _slot(slot_id: str, schedule_id: str, start: datetime) -> dict[str, Any]:
 async def _insert_slots(store: ResourceStore, slots: list[dict[str, Any]]) -> None:
     """Current rows straight into the collection (the booking path reads only these)."""
     indexer = ResourceIndexer(Settings().base_url)
-    rows = [
-        {
-            "_id": s["id"],
-            "resource": s,
-            "version": 1,
-            "updated": s["meta"]["lastUpdated"],
-            "deleted": False,
-            "idx": indexer(s),
-        }
-        for s in slots
-    ]
+    rows = [first_row(s, indexer, s["meta"]["lastUpdated"]) for s in slots]
     for n in range(0, len(rows), 1000):
         await store.collection("Slot").insert_many(rows[n : n + 1000])
 

@@ -34,8 +34,9 @@ import orjson
 
 from benchmarks import http_load
 from fhir_server.store import embedded
+from fhir_server.store.clock import now_instant
 from fhir_server.store.database import Database, connect
-from fhir_server.store.resources import ResourceStore
+from fhir_server.store.resources import ResourceStore, Version, body_of, first_row, history_row
 
 CONCURRENCY = 32
 SECONDS = 3.0
@@ -134,26 +135,25 @@ async def _seed(store: ResourceStore) -> list[dict[str, Any]]:
     return stored
 
 
-async def _bulk_load(store: ResourceStore, template_id: str, count: int) -> list[str]:
-    """Write `count` Patients fast: clones of a real stored row pair, inserted in batches.
+async def _bulk_load(store: ResourceStore, count: int) -> list[str]:
+    """Write `count` Patients fast: current and history rows inserted in batches.
 
-    Cloning the current and history rows that `ResourceStore.create` wrote keeps
-    the stored shape exactly that of the API's writes without going through
-    HTTP or one unit of work per resource.
+    The rows come from the store's own row builders, so their stored shape is
+    exactly that of the API's writes without going through HTTP or one unit of
+    work per resource.
     """
-    current = await store.collection("Patient").find_one({"_id": template_id})
-    history = await store.history.find_one({"_id": f"Patient/{template_id}/1"})
-    assert current is not None and history is not None
-    meta = current["resource"]["meta"]
+    updated = now_instant()
     ids: list[str] = []
     batch = 5000
     for start in range(0, count, batch):
         rows, versions = [], []
         for n in range(start, min(start + batch, count)):
             rid = f"bulk-{n:06d}"
-            resource = {**bench_patient(SEED_PATIENTS + n), "id": rid, "meta": meta}
-            rows.append({**current, "_id": rid, "resource": resource})
-            versions.append({**history, "_id": f"Patient/{rid}/1", "id": rid, "resource": resource})
+            row = first_row({**bench_patient(SEED_PATIENTS + n), "id": rid}, store.indexer, updated)
+            rows.append(row)
+            versions.append(
+                history_row(Version("Patient", rid, 1, updated, False, body_of(row), "POST"))
+            )
             ids.append(rid)
         await store.collection("Patient").insert_many(rows, ordered=False)
         await store.history.insert_many(versions, ordered=False)
@@ -315,7 +315,7 @@ def _run(store_server: embedded.EmbeddedServer, data_dir: Path) -> None:
             _ratios(loop.run_until_complete(_load_tests(port, ids, cpu)))
             before = _rss_mib(process.pid)
             print(f"Memory with {STORED_PATIENTS:,} Patients stored:")
-            bulk = loop.run_until_complete(_bulk_load(store, ids[0], STORED_PATIENTS))
+            bulk = loop.run_until_complete(_bulk_load(store, STORED_PATIENTS))
             reads = _cycle([http_load.request("GET", f"/fhir/Patient/{rid}") for rid in bulk])
             spread = loop.run_until_complete(
                 http_load.run("read", "127.0.0.1", port, reads, seconds=3.0)

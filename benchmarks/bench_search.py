@@ -45,7 +45,7 @@ from fhir_server.settings import Settings
 from fhir_server.store import embedded
 from fhir_server.store.clock import to_instant
 from fhir_server.store.database import Database, connect
-from fhir_server.store.resources import ResourceStore
+from fhir_server.store.resources import ResourceStore, first_row
 
 DATABASE = "bench"
 SLOTS_PER_SCHEDULE = 1000
@@ -87,25 +87,15 @@ def _appointment(n: int, patients: int) -> dict[str, Any]:
     }
 
 
-def _row(resource: dict[str, Any], indexer: ResourceIndexer, updated: str) -> dict[str, Any]:
-    stored = {**resource, "meta": {"versionId": "1", "lastUpdated": updated}}
-    return {
-        "_id": resource["id"],
-        "resource": stored,
-        "version": 1,
-        "updated": updated,
-        "deleted": False,
-        "idx": indexer(stored),
-    }
-
-
 async def _load(
     store: ResourceStore, indexer: ResourceIndexer, rtype: str, make: Any, start: int, stop: int
 ) -> None:
     updated = to_instant(datetime.now(UTC))
     began = time.perf_counter()
     for first in range(start, stop, BATCH):
-        rows = [_row(make(n), indexer, updated) for n in range(first, min(first + BATCH, stop))]
+        rows = [
+            first_row(make(n), indexer, updated) for n in range(first, min(first + BATCH, stop))
+        ]
         await store.collection(rtype).insert_many(rows, ordered=False)
         if sys.stdout.isatty():
             print(f"\r  {rtype}: {min(first + BATCH, stop):,}/{stop:,}", end="", flush=True)

@@ -21,7 +21,7 @@ from fhir_server.fhir.search_params import search_params
 from fhir_server.fhir.search_syntax import ParsedSearch, SearchParser
 from fhir_server.rest.bundles_common import bundle, full_url
 from fhir_server.settings import Settings
-from fhir_server.store.resources import ResourceStore
+from fhir_server.store.resources import ResourceStore, body_of
 from fhir_server.store.search_engine import Found, SearchEngine, revinclude_names
 from fhir_server.store.search_query import sort_fields, sort_values
 
@@ -61,7 +61,7 @@ def _system_type(params: list[tuple[str, str]]) -> str:
 def _entry(base_url: str, found: Found, mode: str) -> dict[str, Any]:
     return {
         "fullUrl": full_url(base_url, found.resource_type, found.doc["_id"]),
-        "resource": found.doc["resource"],
+        "resource": body_of(found.doc),
         "search": {"mode": mode},
     }
 
@@ -120,7 +120,6 @@ class FhirSearcher:
             cursor,
             forward=forward,
             count=search.count,
-            whole_index=bool(search.include or search.revinclude),
         )
         included = await self.engine.included(page.rows, search.include, search.revinclude)
         entries = [_entry(self.base_url, row, "match") for row in page.rows]

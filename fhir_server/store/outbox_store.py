@@ -14,14 +14,15 @@ from functools import partial
 from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
-from fhir_server.store.resources import ResourceStore
+from fhir_server.store.resources import ResourceStore, body_of
 from fhir_server.store.unit_of_work import UnitOfWork
 
 REMINDERS = "notification_reminders"
 PUSH_SUBSCRIPTIONS = "notification_push_subscriptions"
 _UNSENT = ["preparation", "in-progress"]
+_DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class OutboxStore:
         # Explicit names: the embedded server changes array matching for fields
         # whose name ends an index name (see the brief's quirks).
         await self.store.collection("Communication").create_index(
-            [("resource.status", ASCENDING), ("updated", ASCENDING)], name="outbox_scan"
+            [("idx.s.status", ASCENDING), ("updated", ASCENDING)], name="outboxpending"
         )
         await self.reminders.create_index(
             [("state", ASCENDING), ("due", ASCENDING)], name="reminder_scan"
@@ -60,16 +61,15 @@ class OutboxStore:
             self.store.collection("Communication")
             .find(
                 {
-                    "resource.status": {"$in": _UNSENT},
+                    "idx.s.status": {"$in": _UNSENT},
                     "updated": {"$lt": cutoff},
                     "deleted": {"$eq": False},
                 },
-                {"resource": 1},
             )
             .sort("updated", ASCENDING)
             .limit(limit)
         )
-        return [doc["resource"] async for doc in cursor]
+        return [body async for doc in cursor if (body := body_of(doc)) is not None]
 
     async def existing(self, resource_type: str, ids: list[str]) -> set[str]:
         """Which of these ids are already stored (one query for a whole event)."""
@@ -79,10 +79,9 @@ class OutboxStore:
     async def live_subscriptions(self, resource_type: str | None) -> list[dict[str, Any]]:
         """Subscriptions (requested or active) whose criteria name this type (None: all)."""
         cursor = self.store.collection("Subscription").find(
-            {"resource.status": {"$in": ["requested", "active"]}, "deleted": {"$eq": False}},
-            {"resource": 1},
+            {"idx.s.status": {"$in": ["requested", "active"]}, "deleted": {"$eq": False}},
         )
-        found = [doc["resource"] async for doc in cursor]
+        found = [body async for doc in cursor if (body := body_of(doc)) is not None]
         if resource_type is None:
             return found
         return [s for s in found if s.get("criteria", "").split("?")[0] == resource_type]
@@ -90,9 +89,9 @@ class OutboxStore:
     # -- reminders ---------------------------------------------------------
 
     async def add_reminders(self, rows: list[ReminderRow], uow: UnitOfWork) -> None:
-        """Insert reminder rows (already known keys are kept as they are)."""
-        for row in rows:
-            doc = {
+        """Insert reminder rows in one command (already known keys are kept as they are)."""
+        docs = [
+            {
                 "_id": row.key,
                 "appointment": row.appointment,
                 "start": row.start,
@@ -100,11 +99,21 @@ class OutboxStore:
                 "due": row.due,
                 "state": "pending",
             }
-            try:
-                await self.reminders.insert_one(doc, session=uow.session)
-            except DuplicateKeyError:
-                continue
-            uow.on_failure(partial(self.reminders.delete_one, {"_id": row.key}))
+            for row in rows
+        ]
+        if not docs:
+            return
+        try:
+            await self.reminders.insert_many(docs, ordered=False, session=uow.session)
+            known: set[int] = set()
+        except BulkWriteError as exc:
+            errors = exc.details["writeErrors"]
+            if any(e.get("code") != _DUPLICATE_KEY for e in errors):
+                raise
+            known = {e["index"] for e in errors}
+        added = [doc["_id"] for n, doc in enumerate(docs) if n not in known]
+        for key in added:
+            uow.on_failure(partial(self.reminders.delete_one, {"_id": key}))
 
     async def due_reminders(self, now: str, limit: int = 500) -> list[ReminderRow]:
         cursor = (

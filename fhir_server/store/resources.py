@@ -5,15 +5,24 @@ A write first inserts the history row keyed `Type/id/version` (its unique
 succeed), then replaces the current row on the condition that it still holds
 the previous version. Both writes run in one unit of work, so a failure
 leaves neither behind.
+
+Rows keep the resource body as its JSON text in `body`, not as a
+sub-document: the embedded server decodes, converts and re-encodes every
+field of every row it returns in Python, so one string per row costs it far
+less than a nested body (reads and search pages are dominated by that cost).
+Nothing queries inside the body; searches use the `idx` sub-document. Rows
+written before (body in a `resource` sub-document) are still read.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from fhir_server.fhir.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
@@ -23,6 +32,7 @@ from fhir_server.store.unit_of_work import UnitOfWork, unit_of_work
 
 Indexer = Callable[[dict[str, Any]], dict[str, Any]]
 HISTORY = "history"
+BODY = "body"
 
 
 def no_index(_resource: dict[str, Any]) -> dict[str, Any]:
@@ -78,6 +88,72 @@ def _stamp(resource: dict[str, Any], rid: str, version: int, updated: str) -> di
     return {**resource, "id": rid, "meta": meta}
 
 
+def body_of(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The resource a fetched row holds: its `body` text, or an older row's sub-document."""
+    text = doc.get(BODY)
+    if text is not None:
+        found: dict[str, Any] = orjson.loads(text)
+        return found
+    return doc.get("resource")
+
+
+def body_mentions(text: str) -> dict[str, Any]:
+    """A filter for rows whose body contains `text` anywhere (a scan: callers check the match).
+
+    For the rare sweeps that look for a value no search parameter indexes.
+    Rows of the older layout (body as a sub-document) all match.
+    """
+    pattern = re.escape(text)
+    return {"$or": [{BODY: {"$regex": pattern}}, {"resource": {"$exists": True}}]}
+
+
+def _body_text(doc: dict[str, Any]) -> str | None:
+    """A row's body as stored text (an older row's sub-document is encoded)."""
+    if BODY in doc:
+        return str(doc[BODY])
+    return orjson.dumps(doc["resource"]).decode() if doc.get("resource") is not None else None
+
+
+def _current_row(
+    rid: str, text: str | None, version: int, updated: str, idx: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A current row; `idx` None for a deletion (which keeps the last body, unindexed)."""
+    return {
+        "_id": rid,
+        BODY: text,
+        "version": version,
+        "updated": updated,
+        "deleted": idx is None,
+        "idx": idx if idx is not None else {},
+    }
+
+
+def first_row(resource: dict[str, Any], indexer: Indexer, updated: str) -> dict[str, Any]:
+    """The current row a create of `resource` (with its id) at `updated` writes.
+
+    For bulk loaders (the benchmarks) that insert rows directly: they get the
+    stored layout from here instead of knowing it.
+    """
+    stored = _stamp(resource, resource["id"], 1, updated)
+    return _current_row(stored["id"], orjson.dumps(stored).decode(), 1, updated, indexer(stored))
+
+
+def history_row(row: Version) -> dict[str, Any]:
+    """The history document of one version (`_id` Type/id/version)."""
+    body = orjson.dumps(row.resource).decode() if row.resource is not None else None
+    return {
+        "_id": f"{row.resource_type}/{row.id}/{row.version}",
+        "type": row.resource_type,
+        "id": row.id,
+        "version": row.version,
+        "updated": row.updated,
+        "at": order_key(row.updated),
+        "deleted": row.deleted,
+        "method": row.method,
+        BODY: body,
+    }
+
+
 def _from_current(resource_type: str, doc: dict[str, Any]) -> Version:
     return Version(
         resource_type=resource_type,
@@ -85,7 +161,7 @@ def _from_current(resource_type: str, doc: dict[str, Any]) -> Version:
         version=doc["version"],
         updated=doc["updated"],
         deleted=doc["deleted"],
-        resource=None if doc["deleted"] else doc["resource"],
+        resource=None if doc["deleted"] else body_of(doc),
     )
 
 
@@ -96,7 +172,7 @@ def _from_history(doc: dict[str, Any]) -> Version:
         version=doc["version"],
         updated=doc["updated"],
         deleted=doc["deleted"],
-        resource=doc.get("resource"),
+        resource=body_of(doc),
         method=doc["method"],
     )
 
@@ -255,14 +331,12 @@ class ResourceStore:
         updated = now_instant()
         stored = _stamp(body, rid, version, updated) if body is not None else None
         row = Version(rtype, rid, version, updated, stored is None, stored, method)
-        current_row = {
-            "_id": rid,
-            "resource": stored if stored is not None else previous and previous["resource"],
-            "version": version,
-            "updated": updated,
-            "deleted": stored is None,
-            "idx": self.indexer(stored) if stored is not None else {},
-        }
+        if stored is not None:
+            text = orjson.dumps(stored).decode()
+            current_row = _current_row(rid, text, version, updated, self.indexer(stored))
+        else:  # a deletion keeps the last body on the current row
+            last = _body_text(previous) if previous else None
+            current_row = _current_row(rid, last, version, updated, None)
         try:
             await self._insert_history(row, uow)
             await self._put_current(rtype, current_row, previous, uow)
@@ -276,18 +350,8 @@ class ResourceStore:
 
     async def _insert_history(self, row: Version, uow: UnitOfWork) -> None:
         """The history row's unique `_id` (Type/id/version) is the compare-and-set."""
-        key = f"{row.resource_type}/{row.id}/{row.version}"
-        document = {
-            "_id": key,
-            "type": row.resource_type,
-            "id": row.id,
-            "version": row.version,
-            "updated": row.updated,
-            "at": order_key(row.updated),
-            "deleted": row.deleted,
-            "method": row.method,
-            "resource": row.resource,
-        }
+        document = history_row(row)
+        key = document["_id"]
         await self.history.insert_one(document, session=uow.session)
         uow.on_failure(lambda: self.history.delete_one({"_id": key}))
 

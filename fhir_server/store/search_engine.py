@@ -27,7 +27,6 @@ from fhir_server.store.search_query import (
     criterion_clause,
     indexed_values,
     live,
-    projection,
     reference_clause,
     sort_values,
 )
@@ -37,7 +36,6 @@ CHAIN_LIMIT = 5000
 # Most resources `_revinclude` adds per page, and rounds of `:iterate`.
 REVINCLUDE_LIMIT = 1000
 _ITERATE_ROUNDS = 4
-_FIELDS = {"resource": 1, "idx": 1}
 
 
 @dataclass(frozen=True)
@@ -146,20 +144,22 @@ class SearchEngine:
         *,
         forward: bool,
         count: int,
-        whole_index: bool = False,
     ) -> Page:
-        """`count` rows after (forward) or before the cursor, in sort order."""
+        """`count` rows after (forward) or before the cursor, in sort order.
+
+        Whole rows, no projection: the embedded server applies a projection by
+        deep-copying each row in Python, which costs more than the `idx` it saves.
+        """
         order = fields if forward else [(f, -d) for f, d in fields]
         keysets = after(fields, cursor, forward=forward) if cursor is not None else [{}]
         collection = self.store.collection(rtype)
-        wanted = projection(fields, whole_index=whole_index)
         docs: list[dict[str, Any]] = []
         for one in filters:
             taken: list[dict[str, Any]] = []
             for keyset in keysets:
                 if len(taken) > count:
                     break
-                query = collection.find(conjoin(one, keyset), wanted).sort(order)
+                query = collection.find(conjoin(one, keyset)).sort(order)
                 taken += [doc async for doc in query.limit(count + 1 - len(taken))]
             docs += taken
         if len(filters) > 1:
@@ -219,7 +219,7 @@ class SearchEngine:
         collection = self.store.collection(rtype)
         out = []
         for rid in sorted(ids):
-            doc = await collection.find_one({"_id": {"$eq": rid}, **LIVE}, _FIELDS)
+            doc = await collection.find_one({"_id": {"$eq": rid}, **LIVE})
             if doc is not None:
                 out.append(Found(rtype, doc))
         return out
@@ -237,7 +237,7 @@ class SearchEngine:
                 if not refs or inc.source_type not in SERVED_TYPES:
                     continue
                 query = live(reference_clause(param, refs).plain)
-                cursor = self.store.collection(inc.source_type).find(query, _FIELDS)
+                cursor = self.store.collection(inc.source_type).find(query)
                 out += [Found(inc.source_type, d) async for d in cursor.limit(REVINCLUDE_LIMIT)]
         return out
 

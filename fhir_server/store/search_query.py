@@ -311,13 +311,6 @@ def field_value(doc: dict[str, Any], path: str, default: Any = None) -> Any:
     return value
 
 
-def projection(fields: list[tuple[str, int]], *, whole_index: bool) -> dict[str, int]:
-    """What a page query fetches: the resource, and the sort keys (or all of `idx`)."""
-    if whole_index:
-        return {"resource": 1, "idx": 1}
-    return {"resource": 1, **{f: 1 for f, _ in fields if f != "_id"}}
-
-
 def sort_values(doc: dict[str, Any], fields: list[tuple[str, int]]) -> list[Any]:
     """The row's sort keys; None where it has no value."""
     return [field_value(doc, f) for f, _ in fields]

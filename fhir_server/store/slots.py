@@ -14,16 +14,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fhir_server.fhir.search_values import digits
-from fhir_server.store.resources import ResourceStore, Version
+from fhir_server.store.resources import ResourceStore, Version, body_mentions, body_of
 
 # Appointment statuses that hold their Slot(s) and the patient's time.
 ACTIVE = ("proposed", "pending", "booked", "arrived", "checked-in")
 
 
 def _version(resource_type: str, doc: dict[str, Any]) -> Version:
-    return Version(
-        resource_type, doc["_id"], doc["version"], doc["updated"], False, doc["resource"]
-    )
+    return Version(resource_type, doc["_id"], doc["version"], doc["updated"], False, body_of(doc))
 
 
 async def _versions(
@@ -41,8 +39,8 @@ async def slots_between(
     An indexed `$eq` on the Schedule plus a range on start (our index).
     """
     query = {
-        "resource.schedule.reference": {"$eq": f"Schedule/{schedule_id}"},
-        "resource.start": {"$gte": start, "$lt": end},
+        "idx.s.schedule": {"$eq": f"Schedule/{schedule_id}"},
+        "idx.s.start.lo": {"$gte": digits(_instant(start)), "$lt": digits(_instant(end))},
     }
     return await _versions(store, "Slot", query)
 
@@ -113,8 +111,12 @@ async def appointments_on_slot(store: ResourceStore, slot_ref: str) -> list[Vers
 
 async def appointments_with_extension(store: ResourceStore, url: str) -> list[Version]:
     """Appointments carrying a (top-level) extension with this URL."""
-    query = {"resource.extension": {"$elemMatch": {"url": {"$eq": url}}}}
-    return await _versions(store, "Appointment", query)
+    found = await _versions(store, "Appointment", body_mentions(url))
+    return [
+        a
+        for a in found
+        if any(e.get("url") == url for e in (a.resource or {}).get("extension", []))
+    ]
 
 
 async def all_current(store: ResourceStore, resource_type: str) -> list[Version]:
@@ -130,5 +132,5 @@ async def ensure_indexes(store: ResourceStore) -> None:
     changes how that field's equality is evaluated.
     """
     await store.collection("Slot").create_index(
-        [("resource.schedule.reference", 1), ("resource.start", 1)], name="schedslotlookup"
+        [("idx.s.schedule", 1), ("idx.s.start.lo", 1)], name="slotsbyschedule"
     )
