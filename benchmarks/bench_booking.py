@@ -244,6 +244,9 @@ async def _run(uri: str, store_pid: int, data_dir: Path, seconds: float, find_sl
         print(" ", plain.line())
         print(" ", booked.line())
         print(f"  bookings/s vs plain create: {booked.rate / plain.rate:.2f}")
+        for result in (plain, booked):
+            server_ms, store_ms = http_load.cpu_ms_per_request([result])
+            print(f"  {result.name} cpu ms/request: server {server_ms:.2f}, store {store_ms:.2f}")
         print(f"Contention: {FIGHTERS} clients at once over {CONTESTED} free Slots:")
         for round_ in range(ROUNDS):
             won, refused = await _fight(port, base, round_)

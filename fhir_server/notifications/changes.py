@@ -73,12 +73,15 @@ async def appointment_written(
     *,
     replaced: dict[str, Any] | None = None,
     cancelled_by: str | None = None,
+    before: dict[str, Any] | None = None,
 ) -> list[str]:
-    """Record the notifications of an Appointment write in its unit of work."""
+    """Record the notifications of an Appointment write in its unit of work.
+
+    `before` is the version it replaced when the caller has it (else it is read).
+    """
     if written.resource is None:
         return []
-    before = None
-    if written.version > 1:
+    if before is None and written.version > 1:
         try:
             before = (await store.vread("Appointment", written.id, written.version - 1)).resource
         except FhirError:
@@ -86,7 +89,7 @@ async def appointment_written(
     event = event_of(before, written.resource, replaced, cancelled_by)
     if event is None:
         return []
-    return await record_event(store, uow, event)
+    return await record_event(store, uow, event, fresh=True)
 
 
 async def appointment_deleted(

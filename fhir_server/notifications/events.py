@@ -62,12 +62,18 @@ async def record_event(
     *,
     settings: Settings | None = None,
     now: datetime | None = None,
+    fresh: bool = False,
 ) -> list[str]:
-    """Store the event's messages in `uow` and enqueue them after commit; their ids."""
+    """Store the event's messages in `uow` and enqueue them after commit; their ids.
+
+    `fresh`: the appointment version was written in this unit of work, so no
+    message keyed by it can be stored yet and the lookup of known ids is skipped.
+    """
     settings = settings or celery_app.configured_settings()
     outbox = OutboxStore(store)
     messages = await _messages(store, outbox, event, settings)
-    known = await outbox.existing("Communication", [m.id for m in messages]) if messages else set()
+    ids = [m.id for m in messages]
+    known = await outbox.existing("Communication", ids) if messages and not fresh else set()
     new_ids: list[str] = []
     for message in messages:
         if message.id not in known:

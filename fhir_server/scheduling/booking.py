@@ -27,7 +27,10 @@ from fhir_server.scheduling import extensions as ext
 from fhir_server.scheduling import slot_state
 from fhir_server.scheduling.settings import BookingSettings, booking_settings
 from fhir_server.scheduling.slots import fhir_instant
+from fhir_server.store import patient_claims
 from fhir_server.store import slots as slot_queries
+from fhir_server.store.patient_claims import Claim
+from fhir_server.store.request_store import RequestStore, request_store
 from fhir_server.store.resources import ResourceStore, Version
 from fhir_server.store.unit_of_work import UnitOfWork
 
@@ -109,12 +112,19 @@ def slot_ids(appointment: dict[str, Any]) -> list[str]:
 
 @contextlib.asynccontextmanager
 async def within(store: ResourceStore, uow: UnitOfWork | None) -> AsyncIterator[UnitOfWork]:
-    """The caller's unit of work (a transaction Bundle's), or a new one of our own."""
+    """The caller's unit of work (a transaction Bundle's), or a new one of our own.
+
+    A request's store view writes its batched inserts before the unit of work ends.
+    """
     if uow is not None:
         yield uow
+        if isinstance(store, RequestStore):
+            await store.flush(uow)
         return
     async with store.unit_of_work() as own:
         yield own
+        if isinstance(store, RequestStore):
+            await store.flush(own)
 
 
 async def load_booking(store: ResourceStore, ids: list[str]) -> Booking:
@@ -152,12 +162,16 @@ async def _allowed_actors(store: ResourceStore, schedule: dict[str, Any]) -> set
     return refs
 
 
-def patient_of(appointment: dict[str, Any]) -> str:
-    patients = [
+def _patients(appointment: dict[str, Any]) -> list[str]:
+    return [
         str(p["actor"]["reference"])
         for p in appointment.get("participant", [])
         if str(p.get("actor", {}).get("reference", "")).startswith("Patient/")
     ]
+
+
+def patient_of(appointment: dict[str, Any]) -> str:
+    patients = _patients(appointment)
     if len(patients) != 1:
         raise Unprocessable(
             "A booking needs exactly one Patient participant.",
@@ -202,6 +216,10 @@ def _check_rules(appointment: dict[str, Any], booking: Booking, caller: Caller) 
 async def _check_patient_free(
     store: ResourceStore, patient: str, booking: Booking, exclude: set[str]
 ) -> None:
+    """Refuse an overlap with the patient's stored Appointments (any written before).
+
+    Concurrent bookings do not see each other here: `_claim_patient_time` decides those.
+    """
     overlapping = await slot_queries.patient_appointments_overlapping(
         store,
         patient,
@@ -211,6 +229,18 @@ async def _check_patient_free(
     )
     if any(a.id not in exclude for a in overlapping):
         raise Conflict("The patient already has an appointment that overlaps this time.")
+
+
+async def _release_patient_time(
+    store: ResourceStore, appointment: Version, uow: UnitOfWork
+) -> None:
+    """Give the patient's time back when an active Appointment stops holding it (or moves)."""
+    body = _body(appointment)
+    if body.get("status") not in slot_queries.ACTIVE or not (body.get("start") and body.get("end")):
+        return
+    for patient in _patients(body):
+        held = Claim(patient, appointment.id, _moment(body, "start"), _moment(body, "end"))
+        await patient_claims.release(store, held, uow)
 
 
 async def _participants(
@@ -305,6 +335,7 @@ async def book(
     as an overlap, and it is cancelled in the same unit of work after the new
     Slots are claimed, so a failure leaves it untouched.
     """
+    store = request_store(store)
     booking = await load_booking(store, slot_ids(appointment))
     _check_times(appointment, booking)
     _check_rules(appointment, booking, caller)
@@ -325,16 +356,20 @@ async def book(
         )
     body.pop("id", None)
     body.pop("meta", None)
+    rid = rid or str(uuid.uuid4())
     async with within(store, uow) as work:
         taken_over = []
         for slot in booking.slots:
             taken_over += await _claim(store, slot, caller, hold_until, work)
         for held_id in taken_over:
             await _expire_hold(store, held_id, work)
-        written = await store.create(body, rid=rid or str(uuid.uuid4()), uow=work)
+        old = await store.read("Appointment", replacing) if replacing else None
+        if old is not None:  # its time is free for the new one (taken back on failure)
+            await _release_patient_time(store, old, work)
+        await patient_claims.claim(store, Claim(patient, rid, booking.start, booking.end), work)
+        written = await store.create(body, rid=rid, uow=work)
         replaced = None
-        if replacing:
-            old = await store.read("Appointment", replacing)
+        if old is not None:
             reason = {"text": "Rescheduled"}
             await _cancel(store, old, reason, caller, work, old.version)
             replaced = old.resource
@@ -352,7 +387,8 @@ async def _expire_hold(store: ResourceStore, appointment_id: str, uow: UnitOfWor
         "cancelationReason": {"text": "Hold expired"},
     }
     written, _ = await store.update(body, expected_version=held.version, uow=uow)
-    await appointment_written(store, uow, written)
+    await _release_patient_time(store, held, uow)
+    await appointment_written(store, uow, written, before=held.resource)
 
 
 def _check_cutoff(current: dict[str, Any], caller: Caller, settings: BookingSettings) -> None:
@@ -393,7 +429,7 @@ async def _cancel(
     if reason:
         updated["cancelationReason"] = reason
     written = await _update(
-        store, updated, expected_version or current.version, uow, cancelled_by=caller.side
+        store, updated, current, uow, expected_version=expected_version, cancelled_by=caller.side
     )
     held = ext.first(body, ext.HOLD_EXPIRES) is not None
     for sid in dict.fromkeys(ids) if holds_slots else ():
@@ -404,18 +440,24 @@ async def _cancel(
 async def _update(
     store: ResourceStore,
     body: dict[str, Any],
-    expected_version: int,
+    current: Version,
     uow: UnitOfWork,
     *,
+    expected_version: int | None = None,
     cancelled_by: str | None = None,
 ) -> Version:
+    """Write the Appointment's next version (a compare-and-set on `current`'s, or the one given)."""
+    expected = expected_version or current.version
     try:
-        version, _ = await store.update(body, expected_version=expected_version, uow=uow)
+        version, _ = await store.update(body, expected_version=expected, uow=uow)
     except PreconditionFailed:
         raise
     except Conflict:
         raise Conflict("The Appointment was changed by another request; retry.") from None
-    await appointment_written(store, uow, version, cancelled_by=cancelled_by)
+    if body.get("status") not in slot_queries.ACTIVE:
+        await _release_patient_time(store, current, uow)
+    before = current.resource if version.version == current.version + 1 else None
+    await appointment_written(store, uow, version, cancelled_by=cancelled_by, before=before)
     return version
 
 
@@ -472,6 +514,7 @@ async def change(
             f"Appointment/{current.id} is at version {current.version}, not {expected_version}."
         )
     status = str(new.get("status"))
+    store = request_store(store)
     async with within(store, uow) as work:
         if set(slot_ids(new)) != set(slot_ids(old)) and status not in _RELEASING:
             return await _move(store, current, new, caller, work)
@@ -485,11 +528,11 @@ async def change(
                 reason = new.get("cancelationReason") or {"text": "Declined by a participant"}
                 return await _cancel(store, current, reason, caller, work, current.version, new)
             if decided == "booked" and ext.first(old, ext.HOLD_EXPIRES) is None:
-                return await _update(store, {**new, "status": "booked"}, current.version, work)
+                return await _update(store, {**new, "status": "booked"}, current, work)
         if status == "booked" and old.get("status") == "pending":
             return await _confirm(store, current, new, caller, work)
         _check_transition(old, status, caller)
-        return await _update(store, new, current.version, work)
+        return await _update(store, new, current, work)
 
 
 def _check_unchanged_times(old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -535,7 +578,7 @@ async def _confirm(
         "status": "pending" if waits else "booked",
         "participant": participants,
     }
-    return await _update(store, body, current.version, uow)
+    return await _update(store, body, current, uow)
 
 
 async def _move(
@@ -551,12 +594,15 @@ async def _move(
     booking = await load_booking(store, [s for s in slot_ids(new) if s not in old_ids])
     moved = {k: v for k, v in new.items() if k not in ("start", "end")}
     _check_rules(moved, booking, caller)
-    await _check_patient_free(store, patient_of(new), booking, {current.id})
+    patient = patient_of(new)
+    await _check_patient_free(store, patient, booking, {current.id})
     full = await load_booking(store, slot_ids(new))
     for slot in booking.slots:
         await _claim(store, slot, caller, None, uow)
+    await _release_patient_time(store, current, uow)
+    await patient_claims.claim(store, Claim(patient, current.id, full.start, full.end), uow)
     body = {**moved, "start": fhir_instant(full.start), "end": fhir_instant(full.end)}
-    written = await _update(store, body, current.version, uow)
+    written = await _update(store, body, current, uow)
     for sid in old_ids:
         if sid not in slot_ids(new):
             await _release(store, sid, uow)
@@ -617,6 +663,7 @@ async def remove(
     Deleting is not a way round the cancellation cut-off: a patient is held to
     it here as when cancelling.
     """
+    store = request_store(store)
     body = _body(current)
     ids = list(dict.fromkeys(slot_ids(body))) if body.get("status") not in _RELEASING else []
     if ids:
@@ -628,6 +675,7 @@ async def remove(
         )
         for sid in ids:
             await _release(store, sid, work, only_held=held)
+        await _release_patient_time(store, current, work)
         await appointment_deleted(store, work, current, cancelled_by=caller.side)
     return deleted
 
@@ -651,9 +699,10 @@ async def release_expired_holds(store: ResourceStore, now: datetime) -> int:
         if datetime.fromisoformat(str(expiry["valueInstant"]).replace("Z", "+00:00")) > now:
             continue
         with contextlib.suppress(Conflict, PreconditionFailed, NotFound):
-            async with store.unit_of_work() as work:
-                await _expire_hold(store, appointment.id, work)
+            one = request_store(store)  # one view per unit of work: a failed one leaves nothing
+            async with within(one, None) as work:
+                await _expire_hold(one, appointment.id, work)
                 for sid in slot_ids(body):
-                    await _release(store, sid, work, only_held=True)
+                    await _release(one, sid, work, only_held=True)
             released += 1
     return released

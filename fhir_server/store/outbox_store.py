@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from fhir_server.store.resources import ResourceStore, body_of
 from fhir_server.store.unit_of_work import UnitOfWork
@@ -22,6 +22,7 @@ from fhir_server.store.unit_of_work import UnitOfWork
 REMINDERS = "notification_reminders"
 PUSH_SUBSCRIPTIONS = "notification_push_subscriptions"
 _UNSENT = ["preparation", "in-progress"]
+_DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,9 @@ class OutboxStore:
     # -- reminders ---------------------------------------------------------
 
     async def add_reminders(self, rows: list[ReminderRow], uow: UnitOfWork) -> None:
-        """Insert reminder rows (already known keys are kept as they are)."""
-        for row in rows:
-            doc = {
+        """Insert reminder rows in one command (already known keys are kept as they are)."""
+        docs = [
+            {
                 "_id": row.key,
                 "appointment": row.appointment,
                 "start": row.start,
@@ -98,11 +99,21 @@ class OutboxStore:
                 "due": row.due,
                 "state": "pending",
             }
-            try:
-                await self.reminders.insert_one(doc, session=uow.session)
-            except DuplicateKeyError:
-                continue
-            uow.on_failure(partial(self.reminders.delete_one, {"_id": row.key}))
+            for row in rows
+        ]
+        if not docs:
+            return
+        try:
+            await self.reminders.insert_many(docs, ordered=False, session=uow.session)
+            known: set[int] = set()
+        except BulkWriteError as exc:
+            errors = exc.details["writeErrors"]
+            if any(e.get("code") != _DUPLICATE_KEY for e in errors):
+                raise
+            known = {e["index"] for e in errors}
+        added = [doc["_id"] for n, doc in enumerate(docs) if n not in known]
+        for key in added:
+            uow.on_failure(partial(self.reminders.delete_one, {"_id": key}))
 
     async def due_reminders(self, now: str, limit: int = 500) -> list[ReminderRow]:
         cursor = (

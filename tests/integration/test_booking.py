@@ -476,3 +476,31 @@ def test_idempotency_claim_left_by_a_dead_process_is_taken_over(client: TestClie
         client, appointment(make_patient(client), slot), **{"idempotency-key": "crashed-key"}
     )
     assert response.status_code == 201, response.text
+
+
+def test_the_patients_time_is_given_back_by_cancel_and_move(client: TestClient) -> None:
+    first, second = make_clinic(client), make_clinic(client)
+    start = hours_from_now(130)
+    pid = make_patient(client)
+    kept = book(client, appointment(pid, make_slot(client, first["schedule"], start)))
+    assert kept.status_code == 201
+    clash = make_slot(client, second["schedule"], start + timedelta(minutes=10))
+    assert book(client, appointment(pid, clash)).status_code == 409
+
+    assert _cancel(client, kept.json()["id"], **{"x-actor-role": "staff"}).status_code == 200
+    rebooked = book(client, appointment(pid, clash))
+    assert rebooked.status_code == 201, rebooked.text
+
+    # Moving onto a Slot that overlaps its own current time is no clash with itself.
+    later = make_slot(client, second["schedule"], start + timedelta(minutes=25))
+    moved = client.patch(
+        f"/fhir/Appointment/{rebooked.json()['id']}",
+        json=[{"op": "replace", "path": "/slot", "value": [{"reference": f"Slot/{later['id']}"}]}],
+        headers={"content-type": "application/json-patch+json"},
+    )
+    assert moved.status_code == 200, moved.text
+    before = make_slot(client, first["schedule"], start + timedelta(minutes=-5))
+    assert book(client, appointment(pid, before)).status_code == 201  # the old time is free
+    overlapping_new = make_slot(client, first["schedule"], start + timedelta(minutes=50))
+    response = book(client, appointment(pid, overlapping_new))
+    assert response.status_code == 409 and "overlaps" in diagnostics(response)

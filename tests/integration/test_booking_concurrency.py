@@ -273,3 +273,53 @@ def test_concurrent_reschedules_onto_one_slot(two_servers: tuple[list[str], Sett
             assert state == "free" and holders == []
         else:
             assert state == "busy" and holders == [appt["id"]]
+
+
+def _overlap_diagnostics(response: httpx.Response) -> str:
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome", body
+    return " ".join(issue.get("diagnostics", "") for issue in body["issue"])
+
+
+def test_one_patient_racing_for_overlapping_slots_books_one(
+    two_servers: tuple[list[str], Settings],
+) -> None:
+    """Different Slots (no common compare-and-set), one patient, times that all overlap."""
+    urls, _ = two_servers
+    schedule = _schedule(urls[0])
+    base = hours_from_now(140)
+    slots = []
+    for n in range(REQUESTS):
+        start = base + timedelta(minutes=n % 25)
+        slot = {
+            "resourceType": "Slot",
+            "schedule": {"reference": f"Schedule/{schedule['id']}"},
+            "status": "free",
+            "start": instant(start),
+            "end": instant(start + timedelta(minutes=30)),
+        }
+        slots.append(_post(urls[n % 2], slot))
+    pid = _post(urls[0], {"resourceType": "Patient", "name": [{"family": "Racer"}]})["id"]
+    responses = asyncio.run(_race(urls, [appointment(pid, slot) for slot in slots]))
+
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(201) == 1 and statuses.count(409) == REQUESTS - 1, statuses
+    for refused in (r for r in responses if r.status_code == 409):
+        assert "overlaps" in _overlap_diagnostics(refused)
+    won = statuses.index(201)
+    for n, slot in enumerate(slots):
+        state = httpx.get(f"{urls[n % 2]}/fhir/Slot/{slot['id']}").json()["status"]
+        assert state == ("busy" if n == won else "free")
+    found = httpx.get(f"{urls[1]}/fhir/Appointment", params={"patient": pid}).json()
+    assert [e["resource"]["id"] for e in found.get("entry", [])] == [responses[won].json()["id"]]
+
+
+def test_one_patient_booking_adjacent_slots_concurrently_gets_all(
+    two_servers: tuple[list[str], Settings],
+) -> None:
+    urls, _ = two_servers
+    schedule = _schedule(urls[0])
+    slots = _slots(urls[1], schedule["id"], 12, 170)  # back to back, none overlapping
+    pid = _post(urls[0], {"resourceType": "Patient", "name": [{"family": "Busy"}]})["id"]
+    responses = asyncio.run(_race(urls, [appointment(pid, slot) for slot in slots]))
+    assert [r.status_code for r in responses] == [201] * len(slots)

@@ -1,0 +1,116 @@
+"""Each patient's booked minutes: the atomic patient-overlap check.
+
+Two bookings of different Slots at overlapping times for one patient touch
+no common Slot, so the Slots' compare-and-set cannot stop them both. Here a
+booking claims every minute its appointment covers, as fields of one row per
+patient and UTC day (`Patient/x|20260105`, field `m0930` holding the
+appointment id), with a single conditional upsert: "set these fields where
+none of them is set yet". Two appointments overlap exactly when they share a
+covered minute (times are widened to whole minutes, so two that only share
+a minute without overlapping count as overlapping: the safe side), and a
+field can be set by one of them only, so of two concurrent overlapping
+bookings exactly one claim succeeds, on one server process or many. When the
+condition fails the upsert's insert collides with the existing row, which is
+the 409.
+
+One command for the check (no read first); a cancel, decline, expiry,
+deletion or move unsets the appointment's minutes again, on the condition
+that they still hold its id. Claims are written in the booking's unit of work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import partial
+
+from pymongo.errors import DuplicateKeyError, OperationFailure
+
+from fhir_server.fhir.errors import Conflict
+from fhir_server.store.resources import ResourceStore
+from fhir_server.store.unit_of_work import UnitOfWork
+
+COLLECTION = "patient_claims"
+# The embedded store nests one condition per field; past ~1,000 its SQL is too deep.
+_FIELDS_PER_COMMAND = 720
+_MINUTE = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One appointment's time, as its patient's claim."""
+
+    patient: str
+    appointment: str
+    start: datetime
+    end: datetime
+
+    def rows(self) -> list[tuple[str, list[str]]]:
+        """(row id, minute fields) per UTC day, at most `_FIELDS_PER_COMMAND` fields each."""
+        first = self.start.astimezone(UTC).replace(second=0, microsecond=0)
+        end = self.end.astimezone(UTC)
+        out: list[tuple[str, list[str]]] = []
+        minute = first
+        while minute < end:
+            row = f"{self.patient}|{minute:%Y%m%d}"
+            if not out or out[-1][0] != row or len(out[-1][1]) == _FIELDS_PER_COMMAND:
+                out.append((row, []))
+            out[-1][1].append(f"m{minute:%H%M}")
+            minute += _MINUTE
+        return out
+
+
+async def claim(store: ResourceStore, wanted: Claim, uow: UnitOfWork) -> None:
+    """Claim the appointment's minutes; 409 when another appointment holds one of them."""
+    for row, fields in wanted.rows():
+        await _claim_row(store, row, fields, wanted.appointment, uow)
+        uow.on_failure(partial(_unset, store, row, fields, wanted.appointment, None))
+
+
+async def release(store: ResourceStore, held: Claim, uow: UnitOfWork) -> None:
+    """Give the appointment's minutes back (those it still holds)."""
+    for row, fields in held.rows():
+        if await _unset(store, row, fields, held.appointment, uow):
+            uow.on_failure(partial(_claim_row, store, row, fields, held.appointment, None))
+
+
+async def _claim_row(
+    store: ResourceStore, row: str, fields: list[str], appointment: str, uow: UnitOfWork | None
+) -> None:
+    rows = store.database.db[COLLECTION]
+    free = {field: {"$exists": False} for field in fields}
+    mine = {field: appointment for field in fields}
+    for attempt in range(2):
+        try:
+            await rows.update_one(
+                {"_id": row, **free},
+                {"$set": mine},
+                upsert=True,
+                session=uow.session if uow else None,
+            )
+            return
+        except DuplicateKeyError:
+            # The row exists and a minute is taken, or a concurrent first claim
+            # created the row: asked again, the row exists and the answer is final.
+            if attempt == 1 or (uow is not None and uow.session is not None):
+                raise Conflict(
+                    "The patient already has an appointment that overlaps this time."
+                ) from None
+        except OperationFailure as exc:
+            if exc.has_error_label("TransientTransactionError"):
+                raise Conflict(
+                    "The patient's appointments were changed by another request; retry."
+                ) from None
+            raise
+
+
+async def _unset(
+    store: ResourceStore, row: str, fields: list[str], appointment: str, uow: UnitOfWork | None
+) -> bool:
+    """Unset the minutes if all still hold this appointment; whether they did."""
+    result = await store.database.db[COLLECTION].update_one(
+        {"_id": row, **{field: appointment for field in fields}},
+        {"$unset": dict.fromkeys(fields, "")},
+        session=uow.session if uow else None,
+    )
+    return bool(result.matched_count)
