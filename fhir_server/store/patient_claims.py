@@ -21,7 +21,7 @@ that they still hold its id. Claims are written in the booking's unit of work.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 
 from pymongo.errors import DuplicateKeyError, OperationFailure
@@ -33,7 +33,8 @@ from fhir_server.store.unit_of_work import UnitOfWork
 COLLECTION = "patient_claims"
 # The embedded store nests one condition per field; past ~1,000 its SQL is too deep.
 _FIELDS_PER_COMMAND = 720
-_MINUTE = timedelta(minutes=1)
+_DAY = 24 * 60
+_FIELDS = tuple(f"m{minute // 60:02d}{minute % 60:02d}" for minute in range(_DAY))
 
 
 @dataclass(frozen=True)
@@ -47,16 +48,15 @@ class Claim:
 
     def rows(self) -> list[tuple[str, list[str]]]:
         """(row id, minute fields) per UTC day, at most `_FIELDS_PER_COMMAND` fields each."""
-        first = self.start.astimezone(UTC).replace(second=0, microsecond=0)
-        end = self.end.astimezone(UTC)
+        first = int(self.start.timestamp() // 60)
+        end = -int(-self.end.timestamp() // 60)  # the minute the appointment ends in, included
         out: list[tuple[str, list[str]]] = []
-        minute = first
-        while minute < end:
-            row = f"{self.patient}|{minute:%Y%m%d}"
-            if not out or out[-1][0] != row or len(out[-1][1]) == _FIELDS_PER_COMMAND:
-                out.append((row, []))
-            out[-1][1].append(f"m{minute:%H%M}")
-            minute += _MINUTE
+        for day in range(first // _DAY, (end - 1) // _DAY + 1):
+            date = datetime.fromtimestamp(day * _DAY * 60, UTC).strftime("%Y%m%d")
+            lo, hi = max(first - day * _DAY, 0), min(end - day * _DAY, _DAY)
+            for chunk in range(lo, hi, _FIELDS_PER_COMMAND):
+                fields = _FIELDS[chunk : min(chunk + _FIELDS_PER_COMMAND, hi)]
+                out.append((f"{self.patient}|{date}", list(fields)))
         return out
 
 
