@@ -140,9 +140,13 @@ class FhirSearcher:
         forward: bool,
         more: bool,
     ) -> list[dict[str, str]]:
+        kept = urlencode(search.kept)  # once: quoting every parameter is most of the links' cost
+
         def url(cursor: str | None) -> str:
-            params = [*search.kept, *([("_cursor", cursor)] if cursor else [])]
-            return f"{link}?{urlencode(params)}" if params else link
+            parts = [kept] if kept else []
+            if cursor:
+                parts.append(urlencode([("_cursor", cursor)]))
+            return f"{link}?{'&'.join(parts)}" if parts else link
 
         links = [{"relation": "self", "url": url(search.cursor)}]
         links.append({"relation": "first", "url": url(None)})
