@@ -8,6 +8,11 @@ claim wins and the other gets 409; if the Appointment write fails the claim is
 undone, so no Slot stays busy without an Appointment and no Appointment is
 booked without its Slot.
 
+No overlapping appointments for a patient: two bookings of different Slots
+share no Slot row, so each also claims the patient's minutes it covers
+(`store.patient_claims`, one conditional upsert in the same unit of work);
+every way an Appointment stops holding its time gives them back.
+
 Every function takes `now` and the caller's role instead of reading a clock
 or a token, so the rules are testable and the auth layer can supply the role.
 """
@@ -218,7 +223,8 @@ async def _check_patient_free(
 ) -> None:
     """Refuse an overlap with the patient's stored Appointments (any written before).
 
-    Concurrent bookings do not see each other here: `_claim_patient_time` decides those.
+    Concurrent bookings do not see each other here; their claims on the
+    patient's minutes (`store.patient_claims`, in the unit of work) decide those.
     """
     overlapping = await slot_queries.patient_appointments_overlapping(
         store,
