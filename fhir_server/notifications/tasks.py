@@ -10,9 +10,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
-from celery import Task, shared_task
+from celery import shared_task
 
-from fhir_server.notifications import delivery, relay, reminders, runtime, subscriptions
+from fhir_server.notifications import (
+    celery_app,
+    delivery,
+    relay,
+    reminders,
+    runtime,
+    subscriptions,
+)
 from fhir_server.notifications.celery_app import (
     ACTIVATE_TASK,
     RELAY_TASK,
@@ -34,13 +41,18 @@ def task(**options: Any) -> Callable[[F], F]:
     return cast(Callable[[F], F], shared_task(**options))
 
 
-@task(name=SEND_TASK, bind=True, acks_late=True, max_retries=None)
-def send(self: Task, cid: str) -> str:
-    """Send one stored message; a transient failure comes back after its backoff."""
-    outcome: delivery.Outcome = runtime.run(lambda ctx: delivery.deliver(ctx, cid))
-    if outcome.retry_in is not None:
-        raise self.retry(countdown=outcome.retry_in)
-    return outcome.status
+@task(name=SEND_TASK, acks_late=True)
+def send(cid: str) -> str:
+    """Send one stored message, with the batch the worker takes along (see `delivery`).
+
+    A transient failure, of this message or another of the batch, comes back
+    as a new task after its backoff; the relay job covers a lost one.
+    """
+    outcomes: dict[str, delivery.Outcome] = runtime.run(lambda ctx: delivery.deliver(ctx, cid))
+    for other, outcome in outcomes.items():
+        if outcome.retry_in is not None:
+            celery_app.enqueue([other], countdown=outcome.retry_in)
+    return outcomes[cid].status
 
 
 @task(name=RELAY_TASK)

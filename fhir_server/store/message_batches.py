@@ -1,0 +1,171 @@
+"""Batched reads and versioned writes of the worker's messages (Communications).
+
+Sending one message used to cost about eight store round trips (read, claim,
+settle, bookkeeping), and each round trip costs the embedded server more than
+the document it carries. A worker now claims, reads and settles a whole batch
+with one command each: a `$in` read, an unordered insert of the history rows,
+one multi-statement replace of the current rows.
+
+The versioned write keeps `ResourceStore`'s rules: the history row's unique
+`_id` (Type/id/version) is the compare-and-set, then the current row is
+replaced only if it still holds the previous version; a message that loses
+either race is left to whoever won it. The row layout is `resources.py`'s
+(its row builders are used, not copied).
+
+Sent marks: after the receiver accepts a message, one tiny row `_id = id`
+records it before the next message goes out, so a worker killed mid-batch
+(claims written, settle not yet) leaves a trace of what it had already sent;
+whoever takes the claims over settles those without sending them again. The
+marks are dropped once the batch is settled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pymongo import ASCENDING, ReplaceOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
+
+from fhir_server.store.clock import now_instant
+from fhir_server.store.resources import (
+    ResourceStore,
+    Version,
+    _current_row,
+    _from_current,
+    _from_history,
+    _stamp,
+    history_row,
+)
+
+SENT = "notification_sent"
+MESSAGES = "Communication"
+_DUPLICATE_KEY = 11000
+
+
+class MessageBatches:
+    def __init__(self, store: ResourceStore) -> None:
+        self.store = store
+        self.messages = store.collection(MESSAGES)
+        self.sent = store.database.db[SENT]
+
+    def with_versions(self, versions: dict[str, Version]) -> ResourceStore:
+        """This store, with `vread` answered from `versions` (see `history_versions`)."""
+        return _PrefetchedStore(self.store, versions)
+
+    async def fresh(self, limit: int) -> list[Version]:
+        """Messages never attempted (`preparation`, version 1), oldest first.
+
+        Version 1 tells them apart without reading their bodies: a message
+        waiting for its retry has been claimed and settled since (version 3
+        or more), so a backlog of retries never crowds new messages out.
+        """
+        cursor = (
+            self.messages.find(
+                {"idx.s.status": {"$eq": "preparation"}, "version": 1, "deleted": {"$eq": False}}
+            )
+            .sort("updated", ASCENDING)
+            .limit(limit)
+        )
+        return [_from_current(MESSAGES, doc) async for doc in cursor]
+
+    async def history_versions(self, keys: list[str]) -> dict[str, Version]:
+        """Versions by their history key `Type/id/version` (one query; unknown keys absent)."""
+        if not keys:
+            return {}
+        cursor = self.store.history.find({"_id": {"$in": keys}})
+        return {doc["_id"]: _from_history(doc) async for doc in cursor}
+
+    async def update_many(
+        self, changes: list[tuple[Version, dict[str, Any]]]
+    ) -> list[Version | None]:
+        """Write each body as the next version of its message; None where another writer won."""
+        updated = now_instant()
+        rows = [
+            Version(MESSAGES, old.id, old.version + 1, updated, False,
+                    _stamp(body, old.id, old.version + 1, updated))
+            for old, body in changes
+        ]  # fmt: skip
+        written = await self._insert_history(rows)
+        replaced = await self._replace_current([(changes[i][0], rows[i]) for i in written])
+        lost = [rows[i] for i in written if rows[i].id not in replaced]
+        if lost:  # compensate: a history row whose current row another writer took
+            keys = [history_row(row)["_id"] for row in lost]
+            await self.store.history.delete_many({"_id": {"$in": keys}})
+        return [row if i in written and row.id in replaced else None for i, row in enumerate(rows)]
+
+    async def _insert_history(self, rows: list[Version]) -> list[int]:
+        """Indexes of the rows inserted; a duplicate key is a version someone else wrote."""
+        if not rows:
+            return []
+        failed: set[int] = set()
+        try:
+            await self.store.history.insert_many([history_row(r) for r in rows], ordered=False)
+        except BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != _DUPLICATE_KEY for e in errors):
+                raise
+            failed = {int(e["index"]) for e in errors}
+        return [i for i in range(len(rows)) if i not in failed]
+
+    async def _replace_current(self, pairs: list[tuple[Version, Version]]) -> set[str]:
+        """Ids whose current row moved from the old version to the new one."""
+        if not pairs:
+            return set()
+        indexer = self.store.indexer
+        operations = [
+            ReplaceOne(
+                {"_id": old.id, "version": old.version},
+                _current_row(
+                    new.id,
+                    orjson.dumps(new.resource).decode(),
+                    new.version,
+                    new.updated,
+                    indexer(new.resource or {}),
+                ),
+            )
+            for old, new in pairs
+        ]
+        result = await self.messages.bulk_write(operations, ordered=False)
+        if result.matched_count == len(pairs):
+            return {new.id for _, new in pairs}
+        # Rare (a concurrent writer): find out which replaces matched.
+        wanted = {new.id: new.version for _, new in pairs}
+        cursor = self.messages.find({"_id": {"$in": list(wanted)}}, {"version": 1})
+        return {doc["_id"] async for doc in cursor if doc["version"] == wanted[doc["_id"]]}
+
+    # -- sent marks ----------------------------------------------------------
+
+    async def mark_sent(self, message_id: str) -> None:
+        try:
+            await self.sent.insert_one({"_id": message_id})
+        except DuplicateKeyError:
+            return  # marked by an earlier attempt that died before settling
+
+    async def sent_among(self, message_ids: list[str]) -> set[str]:
+        if not message_ids:
+            return set()
+        cursor = self.sent.find({"_id": {"$in": message_ids}})
+        return {doc["_id"] async for doc in cursor}
+
+    async def forget_sent(self, message_ids: list[str]) -> None:
+        if message_ids:
+            await self.sent.delete_many({"_id": {"$in": message_ids}})
+
+
+class _PrefetchedStore(ResourceStore):
+    """A `ResourceStore` whose `vread` first looks among versions read in one query.
+
+    Composing a message reads the appointment version it is about; for a
+    batch, those versions are fetched together and composing finds them here.
+    """
+
+    def __init__(self, store: ResourceStore, versions: dict[str, Version]) -> None:
+        super().__init__(store.database, store.indexer)
+        self._versions = versions
+
+    async def vread(self, resource_type: str, rid: str, version: int) -> Version:
+        found = self._versions.get(f"{resource_type}/{rid}/{version}")
+        if found is None or found.deleted:  # the store says why (unknown, or a deletion)
+            return await super().vread(resource_type, rid, version)
+        return found
