@@ -109,7 +109,7 @@ def body_mentions(text: str) -> dict[str, Any]:
 
 def _body_text(doc: dict[str, Any]) -> str | None:
     """A row's body as stored text (an older row's sub-document is encoded)."""
-    if BODY in doc:
+    if doc.get(BODY) is not None:
         return str(doc[BODY])
     return orjson.dumps(doc["resource"]).decode() if doc.get("resource") is not None else None
 
