@@ -17,7 +17,7 @@ from fhir_server.auth.manage import router as manage_router
 from fhir_server.auth.routes import router as auth_router
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
-from fhir_server.notifications import celery_app
+from fhir_server.notifications import celery_app, subscriptions
 from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import push_subscription
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
@@ -64,7 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
                 store=store,
                 searcher=searcher,
                 operations=[*SCHEDULING_OPERATIONS, push_subscription.OPERATION],
-                write_hooks=dict(WRITE_HOOKS),
+                write_hooks={**WRITE_HOOKS, "Subscription": subscriptions.check_write},
                 delete_hooks=dict(DELETE_HOOKS),
             )
             app.state.auth = None

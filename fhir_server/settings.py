@@ -139,6 +139,11 @@ class Settings(BaseSettings):
         default=30,
         description="Seconds after which the relay job re-enqueues a stored, unsent message.",
     )
+    subscription_allowed_hosts: list[str] = Field(
+        default=[],
+        description="Hosts a rest-hook Subscription may call although they resolve to a "
+        'loopback, private or link-local address (JSON list, e.g. ["127.0.0.1"]).',
+    )
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:

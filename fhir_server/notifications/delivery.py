@@ -279,7 +279,7 @@ async def _subscription_status(
 async def _send(ctx: Context, store: ResourceStore, communication: dict[str, Any]) -> None:
     channel = code_of(communication, "medium")
     if channel == RESTHOOK:
-        await _send_resthook(store, communication)
+        await _send_resthook(ctx.settings, store, communication)
         return
     rendered = await compose(store, ctx.settings, communication)
     if rendered is None:
@@ -325,10 +325,16 @@ async def _send_push(ctx: Context, rendered: Rendered) -> None:
         raise DeliveryError("Every registered browser has unsubscribed.", permanent=True)
 
 
-async def _send_resthook(store: ResourceStore, communication: dict[str, Any]) -> None:
+async def _send_resthook(
+    settings: Settings, store: ResourceStore, communication: dict[str, Any]
+) -> None:
     subscription = await load_versioned(store, reference_to(communication, "Subscription"))
     if subscription is None or subscription.get("status") not in ("requested", "active"):
         raise DeliveryError("The Subscription is no longer active.", permanent=True)
+    endpoint = str(subscription.get("channel", {}).get("endpoint", ""))
+    refused = await resthook.endpoint_problem(endpoint, settings.subscription_allowed_hosts)
+    if refused:
+        raise DeliveryError(refused, permanent=True)
     resource = await load_versioned(store, reference_to(communication, "Appointment"))
     if resource is None:
         raise DeliveryError("The appointment of this message cannot be read.", permanent=True)

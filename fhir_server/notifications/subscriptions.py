@@ -4,13 +4,17 @@ R4 leaves activation to the server. A Subscription becomes active when its
 criteria can be evaluated and its channel is a rest-hook with an http(s)
 endpoint; otherwise it goes to `error` with the reason in `error`. (A first
 successful delivery also activates a requested Subscription.)
+
+Creating or updating a Subscription over the API refuses (422) a rest-hook
+endpoint the server must not call (see `channels.resthook.endpoint_problem`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from fhir_server.fhir.errors import FhirError
+from fhir_server.fhir.errors import FhirError, Unprocessable
+from fhir_server.notifications.channels.resthook import endpoint_problem
 from fhir_server.notifications.criteria import CriteriaError, compile_criteria
 from fhir_server.notifications.delivery import Context
 
@@ -25,6 +29,24 @@ def problem(subscription: dict[str, Any]) -> str | None:
         compile_criteria(str(subscription.get("criteria", "")))
     except CriteriaError as exc:
         return str(exc)
+    return None
+
+
+async def check_write(
+    services: Any, req: Any, body: dict[str, Any], expected: int | None, uow: Any
+) -> None:
+    """The REST write hook of Subscription: refuse an unsafe endpoint, else write as usual.
+
+    Typed loosely: notifications do not import the REST layer that calls it.
+    """
+    channel = body.get("channel", {})
+    if channel.get("type") != "rest-hook":
+        return None
+    refused = await endpoint_problem(
+        str(channel.get("endpoint", "")), services.settings.subscription_allowed_hosts
+    )
+    if refused:
+        raise Unprocessable(refused, expression=("Subscription.channel.endpoint",))
     return None
 
 

@@ -171,6 +171,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "FHIR_NOTIFY_LEASE": str(settings.notify_lease),
         "FHIR_NOTIFY_RELAY_AFTER": str(settings.notify_relay_after),
         "FHIR_NOTIFY_TIMEZONE": settings.notify_timezone,
+        "FHIR_SUBSCRIPTION_ALLOWED_HOSTS": json.dumps(settings.subscription_allowed_hosts),
         "FHIR_LOG_LEVEL": "WARNING",
     }
     return {k: v for k, v in values.items() if v is not None}
@@ -333,6 +334,7 @@ def start_all(make_settings: Callable[..., Settings], **overrides: Any) -> Runni
         "notify_lease": 3,
         "notify_relay_after": 1,
         "notify_timezone": "Europe/Paris",
+        "subscription_allowed_hosts": ["127.0.0.1"],  # the EHR stand-in's rest-hook endpoint
         **overrides,
     }
     settings = make_settings(**values)

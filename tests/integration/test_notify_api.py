@@ -73,8 +73,19 @@ def test_subscription_is_validated_and_activated_or_put_in_error(client: TestCli
     good = subscription("Appointment?actor=Practitioner/123&status=booked")
     bad_param = subscription("Appointment?reason-code=xyz")
     bad_type = subscription("Observation?code=1234")
-    bad_endpoint = subscription("Appointment?actor=Practitioner/1", endpoint="ftp://nope")
     services: Services = client.app.state.services  # type: ignore[attr-defined]
+    # The API refuses such an endpoint (422); one stored some other way goes to `error`.
+    stored = client.portal.call(  # type: ignore[union-attr]
+        services.store.create,
+        {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "sync",
+            "criteria": "Appointment?actor=Practitioner/1",
+            "channel": {"type": "rest-hook", "endpoint": "ftp://nope"},
+        },
+    )
+    bad_endpoint = stored.id
     ctx = Context(services.settings, services.store, OutboxStore(services.store))
     settled = client.portal.call(subscriptions.activate, ctx)  # type: ignore[union-attr]
     assert settled == {good: "active", bad_param: "error", bad_type: "error", bad_endpoint: "error"}
@@ -226,3 +237,35 @@ def test_staff_and_ehrs_search_communications_and_subscriptions(client: TestClie
         "/fhir/Subscription", params={"url": "https://ehr.example.org/search-me"}
     ).json()
     assert [e["resource"]["id"] for e in listed["entry"]] == [sid]
+
+
+def test_subscription_endpoints_the_server_must_not_call_are_refused(client: TestClient) -> None:
+    def body(endpoint: str) -> dict[str, Any]:
+        return {
+            "resourceType": "Subscription",
+            "status": "requested",
+            "reason": "sync",
+            "criteria": "Appointment?status=booked",
+            "channel": {"type": "rest-hook", "endpoint": endpoint},
+        }
+
+    for endpoint in (
+        "http://127.0.0.1:8000/fhir/Patient",  # this server, or anything on its host
+        "http://localhost/admin",
+        "http://169.254.169.254/latest/meta-data/",  # cloud metadata (link-local)
+        "https://10.0.0.5/hook",
+        "http://[::1]/hook",
+        "http://[::ffff:192.168.1.1]/hook",
+        "file:///etc/passwd",
+    ):
+        refused = _post(client, body(endpoint))
+        assert refused.status_code == 422, endpoint
+        outcome = refused.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert outcome["issue"][0]["expression"] == ["Subscription.channel.endpoint"]
+    created = _post(client, body("https://ehr.example.org/hook"))
+    assert created.status_code == 201, created.text
+    moved = {**created.json(), "channel": {"type": "rest-hook", "endpoint": "http://10.1.1.1/"}}
+    updated = client.put(f"/fhir/Subscription/{moved['id']}", json=moved, headers=HEADERS)
+    assert updated.status_code == 422
+    assert client.get(f"/fhir/Subscription/{moved['id']}").json()["meta"]["versionId"] == "1"

@@ -445,6 +445,24 @@ def test_bad_destinations_end_not_done_with_reason_and_the_worker_carries_on(env
     assert subscription["status"] == "error"
     assert subscription["error"] == "The rest-hook endpoint could not be reached."
     assert env.http.posted(hook) == []
+    # An endpoint stored without the API's check is refused at delivery (not an allowed host).
+    inside = env.rig.create(
+        {
+            "resourceType": "Subscription",
+            "status": "active",
+            "reason": "private network",
+            "criteria": f"Appointment?patient={ref(bad_syntax)}",
+            "channel": {"type": "rest-hook", "endpoint": "http://10.9.8.7/hook"},
+        }
+    )
+    ids = env.rig.record(AppointmentEvent("cancelled", appointment(env, bad_syntax)))
+    [hooked] = [
+        c
+        for c in env.rig.wait_settled(ids)
+        if _channel(c) == "rest-hook" and inside["id"] in str(c["about"])
+    ]
+    assert hooked["status"] == "not-done"
+    assert "FHIR_SUBSCRIPTION_ALLOWED_HOSTS" in hooked["statusReason"]["text"]
     # No crash loop: the same worker process still delivers.
     assert env.worker.process is not None and env.worker.process.poll() is None
     address = f"ok-{_n()}@example.org"
