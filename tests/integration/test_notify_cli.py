@@ -42,3 +42,19 @@ def test_a_standalone_process_stops_the_embedded_redis_it_started(
         if process.poll() is None:
             process.kill()
     assert not _answers(data_dir / "redis.sock")
+
+
+def test_any_process_that_started_the_embedded_redis_stops_it_at_exit() -> None:
+    data_dir = short_tmp()
+    # An API process that published once, its connection (like Celery's pool) still open.
+    script = (
+        "import sys, redis\n"
+        "from pathlib import Path\n"
+        "from fhir_server.notifications import celery_app\n"
+        "url = celery_app.embedded_redis_url(Path(sys.argv[1]))\n"
+        "client = redis.Redis(unix_socket_path=url.removeprefix('redis+socket://'))\n"
+        "assert client.ping()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(data_dir)], timeout=60, check=False)
+    assert done.returncode == 0
+    assert not _answers(data_dir / "redis.sock")
