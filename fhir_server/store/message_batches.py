@@ -31,11 +31,11 @@ from fhir_server.store.clock import now_instant
 from fhir_server.store.resources import (
     ResourceStore,
     Version,
-    _current_row,
-    _from_current,
-    _from_history,
-    _stamp,
+    current_row,
     history_row,
+    stamped,
+    version_from_current,
+    version_from_history,
 )
 
 SENT = "notification_sent"
@@ -67,14 +67,14 @@ class MessageBatches:
             .sort("updated", ASCENDING)
             .limit(limit)
         )
-        return [_from_current(MESSAGES, doc) async for doc in cursor]
+        return [version_from_current(MESSAGES, doc) async for doc in cursor]
 
     async def history_versions(self, keys: list[str]) -> dict[str, Version]:
         """Versions by their history key `Type/id/version` (one query; unknown keys absent)."""
         if not keys:
             return {}
         cursor = self.store.history.find({"_id": {"$in": keys}})
-        return {doc["_id"]: _from_history(doc) async for doc in cursor}
+        return {doc["_id"]: version_from_history(doc) async for doc in cursor}
 
     async def update_many(
         self, changes: list[tuple[Version, dict[str, Any]]]
@@ -83,7 +83,7 @@ class MessageBatches:
         updated = now_instant()
         rows = [
             Version(MESSAGES, old.id, old.version + 1, updated, False,
-                    _stamp(body, old.id, old.version + 1, updated))
+                    stamped(body, old.id, old.version + 1, updated))
             for old, body in changes
         ]  # fmt: skip
         written = await self._insert_history(rows)
@@ -116,7 +116,7 @@ class MessageBatches:
         operations = [
             ReplaceOne(
                 {"_id": old.id, "version": old.version},
-                _current_row(
+                current_row(
                     new.id,
                     orjson.dumps(new.resource).decode(),
                     new.version,

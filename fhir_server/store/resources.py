@@ -83,7 +83,8 @@ def _after_cursor(cursor: str) -> dict[str, Any]:
     return {"$or": [{"at": {"$lt": at}}, {"at": {"$eq": at}, "_id": {"$lt": key}}]}
 
 
-def _stamp(resource: dict[str, Any], rid: str, version: int, updated: str) -> dict[str, Any]:
+def stamped(resource: dict[str, Any], rid: str, version: int, updated: str) -> dict[str, Any]:
+    """The body as stored for a version: the server owns `id` and `meta.versionId/lastUpdated`."""
     meta = {**resource.get("meta", {}), "versionId": str(version), "lastUpdated": updated}
     return {**resource, "id": rid, "meta": meta}
 
@@ -114,7 +115,7 @@ def _body_text(doc: dict[str, Any]) -> str | None:
     return orjson.dumps(doc["resource"]).decode() if doc.get("resource") is not None else None
 
 
-def _current_row(
+def current_row(
     rid: str, text: str | None, version: int, updated: str, idx: dict[str, Any] | None
 ) -> dict[str, Any]:
     """A current row; `idx` None for a deletion (which keeps the last body, unindexed)."""
@@ -134,8 +135,8 @@ def first_row(resource: dict[str, Any], indexer: Indexer, updated: str) -> dict[
     For bulk loaders (the benchmarks) that insert rows directly: they get the
     stored layout from here instead of knowing it.
     """
-    stored = _stamp(resource, resource["id"], 1, updated)
-    return _current_row(stored["id"], orjson.dumps(stored).decode(), 1, updated, indexer(stored))
+    stored = stamped(resource, resource["id"], 1, updated)
+    return current_row(stored["id"], orjson.dumps(stored).decode(), 1, updated, indexer(stored))
 
 
 def history_row(row: Version) -> dict[str, Any]:
@@ -154,7 +155,9 @@ def history_row(row: Version) -> dict[str, Any]:
     }
 
 
-def _from_current(resource_type: str, doc: dict[str, Any]) -> Version:
+def version_from_current(resource_type: str, doc: dict[str, Any]) -> Version:
+    """The `Version` a fetched current row holds (row builders and readers live together here,
+    so batch writers such as `message_batches` keep this module's layout)."""
     return Version(
         resource_type=resource_type,
         id=doc["_id"],
@@ -165,7 +168,7 @@ def _from_current(resource_type: str, doc: dict[str, Any]) -> Version:
     )
 
 
-def _from_history(doc: dict[str, Any]) -> Version:
+def version_from_history(doc: dict[str, Any]) -> Version:
     return Version(
         resource_type=doc["type"],
         id=doc["id"],
@@ -208,7 +211,7 @@ class ResourceStore:
         doc = await self.collection(resource_type).find_one(
             {"_id": rid}, session=uow.session if uow else None
         )
-        return _from_current(resource_type, doc) if doc else None
+        return version_from_current(resource_type, doc) if doc else None
 
     async def read(self, resource_type: str, rid: str, uow: UnitOfWork | None = None) -> Version:
         found = await self.current(resource_type, rid, uow)
@@ -222,7 +225,7 @@ class ResourceStore:
         doc = await self.history.find_one({"_id": f"{resource_type}/{rid}/{version}"})
         if doc is None:
             raise NotFound(f"{resource_type}/{rid} has no version {version}.")
-        found = _from_history(doc)
+        found = version_from_history(doc)
         if found.deleted:
             raise Gone(f"Version {version} of {resource_type}/{rid} is a deletion.")
         return found
@@ -255,7 +258,7 @@ class ResourceStore:
         cursor = self.history.find(query).sort([("at", -1), ("_id", -1)]).limit(count + 1)
         docs = [doc async for doc in cursor]
         more = len(docs) > count
-        rows = [_from_history(doc) for doc in docs[:count]]
+        rows = [version_from_history(doc) for doc in docs[:count]]
         total = await self.history.count_documents(base)
         next_cursor = f"{docs[count - 1]['at']},{docs[count - 1]['_id']}" if more else None
         return HistoryPage(rows, total, next_cursor)
@@ -329,17 +332,17 @@ class ResourceStore:
                 return await self._write(rtype, rid, body, previous, method, own)
         version = (previous["version"] if previous else 0) + 1
         updated = now_instant()
-        stored = _stamp(body, rid, version, updated) if body is not None else None
+        stored = stamped(body, rid, version, updated) if body is not None else None
         row = Version(rtype, rid, version, updated, stored is None, stored, method)
         if stored is not None:
             text = orjson.dumps(stored).decode()
-            current_row = _current_row(rid, text, version, updated, self.indexer(stored))
+            new_row = current_row(rid, text, version, updated, self.indexer(stored))
         else:  # a deletion keeps the last body on the current row
             last = _body_text(previous) if previous else None
-            current_row = _current_row(rid, last, version, updated, None)
+            new_row = current_row(rid, last, version, updated, None)
         try:
             await self._insert_history(row, uow)
-            await self._put_current(rtype, current_row, previous, uow)
+            await self._put_current(rtype, new_row, previous, uow)
         except DuplicateKeyError:
             raise _conflict(rtype, rid) from None
         except OperationFailure as exc:
