@@ -98,15 +98,27 @@ class MessageBatches:
         """Indexes of the rows inserted; a duplicate key is a version someone else wrote."""
         if not rows:
             return []
-        failed: set[int] = set()
+        documents = [history_row(r) for r in rows]
+        failed = await self._insert_new(documents)
+        if failed:  # a dead worker's orphaned claim is taken back; a live writer's is not
+            reclaimed = await self.store.reclaim_orphans([documents[i]["_id"] for i in failed])
+            retry = [i for i in sorted(failed) if documents[i]["_id"] in reclaimed]
+            still_taken = await self._insert_new([documents[i] for i in retry])
+            failed = (failed - set(retry)) | {retry[n] for n in still_taken}
+        return [i for i in range(len(rows)) if i not in failed]
+
+    async def _insert_new(self, documents: list[dict[str, Any]]) -> set[int]:
+        """Insert history rows; the indexes of those whose key was already taken."""
+        if not documents:
+            return set()
         try:
-            await self.store.history.insert_many([history_row(r) for r in rows], ordered=False)
+            await self.store.history.insert_many(documents, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             if any(e.get("code") != _DUPLICATE_KEY for e in errors):
                 raise
-            failed = {int(e["index"]) for e in errors}
-        return [i for i in range(len(rows)) if i not in failed]
+            return {int(e["index"]) for e in errors}
+        return set()
 
     async def _replace_current(self, pairs: list[tuple[Version, Version]]) -> set[str]:
         """Ids whose current row moved from the old version to the new one."""

@@ -98,15 +98,29 @@ class RequestStore(ResourceStore):
             if not rows:
                 continue
             try:
-                await self.database.db[name].insert_many(rows, session=uow.session)
+                await self.database.db[name].insert_many(rows, ordered=False, session=uow.session)
             except BulkWriteError as exc:
-                if any(e.get("code") != _DUPLICATE_KEY for e in exc.details["writeErrors"]):
+                errors = exc.details["writeErrors"]
+                if any(e.get("code") != _DUPLICATE_KEY for e in errors):
                     raise
-                raise _conflict() from None
+                taken = [rows[e["index"]] for e in errors]
+                if name != HISTORY or uow.session is not None:
+                    raise _conflict() from None
+                await self._retake_history(taken, uow)
             except OperationFailure as exc:
                 if exc.has_error_label("TransientTransactionError"):
                     raise _conflict() from None
                 raise
+
+    async def _retake_history(self, rows: list[dict[str, Any]], uow: UnitOfWork) -> None:
+        """History keys already taken: a dead writer's orphans are reclaimed, else 409."""
+        keys = [row["_id"] for row in rows]
+        if await self.reclaim_orphans(keys) != set(keys):
+            raise _conflict()
+        try:
+            await self.database.db[HISTORY].insert_many(rows, session=uow.session)
+        except BulkWriteError:
+            raise _conflict() from None
 
 
 def _conflict() -> Conflict:

@@ -20,19 +20,22 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from fhir_server.fhir.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
-from fhir_server.store.clock import now_instant
+from fhir_server.store.clock import now_instant, to_instant
 from fhir_server.store.database import Database
 from fhir_server.store.unit_of_work import UnitOfWork, unit_of_work
 
 Indexer = Callable[[dict[str, Any]], dict[str, Any]]
 HISTORY = "history"
 BODY = "body"
+# How old a history row no current row reached must be before it counts as a dead writer's.
+ORPHAN_GRACE = timedelta(minutes=1)
 
 
 def no_index(_resource: dict[str, Any]) -> dict[str, Any]:
@@ -355,8 +358,36 @@ class ResourceStore:
         """The history row's unique `_id` (Type/id/version) is the compare-and-set."""
         document = history_row(row)
         key = document["_id"]
-        await self.history.insert_one(document, session=uow.session)
+        try:
+            await self.history.insert_one(document, session=uow.session)
+        except DuplicateKeyError:
+            if uow.session is not None or not await self.reclaim_orphans([key]):
+                raise
+            await self.history.insert_one(document, session=uow.session)
         uow.on_failure(lambda: self.history.delete_one({"_id": key}))
+
+    async def reclaim_orphans(self, keys: list[str]) -> set[str]:
+        """Remove the history rows among `keys` that no current row ever reached; those removed.
+
+        Without transactions (the embedded store) a writer that dies between
+        its history insert and its current-row write leaves such a row behind,
+        and its unique key would refuse every later write of that version: the
+        resource could never change again. Only rows older than ORPHAN_GRACE
+        are taken, so a write still in flight keeps its row.
+        """
+        cutoff = order_key(to_instant(datetime.now(UTC) - ORPHAN_GRACE))
+        history = self.database.db[HISTORY]
+        removed: set[str] = set()
+        async for row in history.find({"_id": {"$in": keys}, "at": {"$lt": cutoff}}):
+            current = await self.database.db[row["type"]].find_one({"_id": row["id"]})
+            if current and (current["version"], current["updated"]) == (
+                row["version"],
+                row["updated"],
+            ):
+                continue  # this version did become current: a real row
+            if (await history.delete_one({"_id": row["_id"], "at": row["at"]})).deleted_count:
+                removed.add(row["_id"])
+        return removed
 
     async def _put_current(
         self,
