@@ -696,7 +696,7 @@ async def guard_slot_delete(store: ResourceStore, current: Version) -> None:
 async def release_expired_holds(store: ResourceStore, now: datetime) -> int:
     """Cancel holds past their expiry and free their Slots; returns how many were released."""
     released = 0
-    held = await slot_queries.appointments_with_extension(store, ext.HOLD_EXPIRES)
+    held = await slot_queries.appointments_with_extension(store, ext.HOLD_EXPIRES, ("pending",))
     for appointment in held:
         body = _body(appointment)
         expiry = ext.first(body, ext.HOLD_EXPIRES)

@@ -16,7 +16,6 @@ written before (body in a `resource` sub-document) are still read.
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -99,16 +98,6 @@ def body_of(doc: dict[str, Any]) -> dict[str, Any] | None:
         found: dict[str, Any] = orjson.loads(text)
         return found
     return doc.get("resource")
-
-
-def body_mentions(text: str) -> dict[str, Any]:
-    """A filter for rows whose body contains `text` anywhere (a scan: callers check the match).
-
-    For the rare sweeps that look for a value no search parameter indexes.
-    Rows of the older layout (body as a sub-document) all match.
-    """
-    pattern = re.escape(text)
-    return {"$or": [{BODY: {"$regex": pattern}}, {"resource": {"$exists": True}}]}
 
 
 def _body_text(doc: dict[str, Any]) -> str | None:

@@ -43,6 +43,7 @@ INDEXES: dict[str, list[tuple[str, ...]]] = {
         ("idx.u.actor.Location", "idx.s.date.lo"),
         ("idx.u.patient.Patient", "idx.s.date.lo"),
         ("idx.u.slot.Slot",),
+        ("idx.s.status",),  # the hold-expiry job's pending Appointments
     ],
     "Schedule": [("idx.u.actor.Practitioner",), ("idx.u.actor.PractitionerRole",)],
     "AppointmentResponse": [("idx.s.appointment",)],

@@ -3,8 +3,8 @@ Appointments by patient, slot or flag.
 
 Every hot query is an indexed scalar `$eq` plus a range, correct on MongoDB and
 fast on the embedded server (where `$in` and `$elemMatch` scan every row):
-Slots by `resource.schedule.reference` and `resource.start` (our index),
-Appointments by the search index's single-valued keys (`idx.u.*`, `idx.s.date`).
+Slots by the search index's `idx.s.schedule` and `idx.s.start.lo`, Appointments
+by its single-valued keys (`idx.u.*`, `idx.s.date`, `idx.s.status` for flags).
 Status and similar filters are applied in Python on the few rows found.
 """
 
@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fhir_server.fhir.search_values import digits
-from fhir_server.store.resources import ResourceStore, Version, body_mentions, body_of
+from fhir_server.store.resources import ResourceStore, Version, body_of
 
 # Appointment statuses that hold their Slot(s) and the patient's time.
 ACTIVE = ("proposed", "pending", "booked", "arrived", "checked-in")
@@ -109,9 +109,18 @@ async def appointments_on_slot(store: ResourceStore, slot_ref: str) -> list[Vers
     return _active(await _versions(store, "Appointment", query))
 
 
-async def appointments_with_extension(store: ResourceStore, url: str) -> list[Version]:
-    """Appointments carrying a (top-level) extension with this URL."""
-    found = await _versions(store, "Appointment", body_mentions(url))
+async def appointments_with_extension(
+    store: ResourceStore, url: str, statuses: tuple[str, ...]
+) -> list[Version]:
+    """Appointments in one of `statuses` carrying a (top-level) extension with this URL.
+
+    Found through the indexed status, one `$eq` query per status (`$in` makes
+    the embedded store scan every row), then the extension is checked on the
+    body: the hold job runs every minute and must not read every Appointment.
+    """
+    found: list[Version] = []
+    for status in statuses:
+        found += await _versions(store, "Appointment", {"idx.s.status": {"$eq": status}})
     return [
         a
         for a in found

@@ -25,7 +25,7 @@ DEFINITION = definition(
 
 
 async def handle(services: Services, req: FhirRequest) -> FhirResponse:
-    flagged = await appointments_with_extension(services.store, OUTSIDE_AVAILABILITY)
+    flagged = await appointments_with_extension(services.store, OUTSIDE_AVAILABILITY, ACTIVE)
     entries = [
         {
             "fullUrl": full_url(services.base_url, "Appointment", a.id),
@@ -33,7 +33,6 @@ async def handle(services: Services, req: FhirRequest) -> FhirResponse:
             "search": {"mode": "match"},
         }
         for a in flagged
-        if (a.resource or {}).get("status") in ACTIVE
     ]
     return FhirResponse(200, bundle("searchset", entries, total=len(entries)))
 
