@@ -7,7 +7,7 @@ periodic jobs here: hold expiry every minute, rolling Slot generation hourly.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from celery import shared_task
@@ -28,8 +28,10 @@ from fhir_server.notifications.celery_app import (
     ROLLING_SLOTS_TASK,
     SEND_TASK,
 )
+from fhir_server.notifications.delivery import Context
 from fhir_server.scheduling.booking import release_expired_holds
 from fhir_server.scheduling.generation import generate_rolling
+from fhir_server.store import patient_claims
 
 ROLLING_HORIZON_DAYS = 28
 
@@ -75,8 +77,16 @@ def activate_subscriptions() -> int:
 
 @task(name=RELEASE_HOLDS_TASK)
 def release_holds() -> int:
-    """Cancel expired holds and free their Slots (their hold-expired events go out)."""
-    released: int = runtime.run(lambda ctx: release_expired_holds(ctx.store, datetime.now(UTC)))
+    """Cancel expired holds and free their Slots (their hold-expired events go out); forget
+    the patients' claims on days gone by."""
+
+    async def job(ctx: Context) -> int:
+        now = datetime.now(UTC)
+        released = await release_expired_holds(ctx.store, now)
+        await patient_claims.forget_days_before(ctx.store, now.date() - timedelta(days=1))
+        return released
+
+    released: int = runtime.run(job)
     return released
 
 

@@ -21,7 +21,7 @@ that they still hold its id. Claims are written in the booking's unit of work.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from functools import partial
 
 from pymongo.errors import DuplicateKeyError, OperationFailure
@@ -79,7 +79,7 @@ async def _claim_row(
 ) -> None:
     rows = store.database.db[COLLECTION]
     free = {field: {"$exists": False} for field in fields}
-    mine = {field: appointment for field in fields}
+    mine = {"day": row.rpartition("|")[2], **{field: appointment for field in fields}}
     for attempt in range(2):
         try:
             await rows.update_one(
@@ -114,3 +114,15 @@ async def _unset(
         session=uow.session if uow else None,
     )
     return bool(result.matched_count)
+
+
+async def forget_days_before(store: ResourceStore, day: date) -> int:
+    """Drop the claim rows of UTC days before `day`; how many.
+
+    A past day can no longer be booked (a past Slot is refused), so its rows
+    only grow the collection: one per patient and day with a booking.
+    """
+    result = await store.database.db[COLLECTION].delete_many(
+        {"day": {"$lt": day.strftime("%Y%m%d")}}
+    )
+    return int(result.deleted_count)

@@ -134,3 +134,18 @@ def test_overlapping_claims_of_one_patient_conflict_and_releases_free_only_their
         assert await claim(store, Claim("Patient/p", "h", at("11:00"), at("11:30")))
 
     run(mongo_uri, scenario)
+
+
+def test_claims_of_days_gone_by_are_forgotten_and_later_ones_kept(mongo_uri: str) -> None:
+    async def scenario(store: ResourceStore) -> None:
+        for day, appointment in ((3, "past"), (4, "yesterday"), (5, "today")):
+            async with store.unit_of_work() as work:
+                wanted = Claim("Patient/p", appointment, at("09:00", day), at("09:30", day))
+                await patient_claims.claim(store, wanted, work)
+        forgotten = await patient_claims.forget_days_before(store, at("00:00", 4).date())
+        rows = store.database.db[patient_claims.COLLECTION]
+        kept = sorted([doc["_id"] async for doc in rows.find({})])
+        assert forgotten == 1
+        assert kept == ["Patient/p|20260104", "Patient/p|20260105"]
+
+    run(mongo_uri, scenario)
