@@ -14,6 +14,7 @@ from fhir_server.auth.bootstrap import build_auth
 from fhir_server.auth.cors import SmartCors
 from fhir_server.auth.discovery import capability_security
 from fhir_server.auth.manage import router as manage_router
+from fhir_server.auth.routes import discovery_router
 from fhir_server.auth.routes import router as auth_router
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
@@ -79,8 +80,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(SmartCors)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
-    app.include_router(auth_router)  # before the /fhir catch-all: it serves /fhir/.well-known/*
+    # Routes are matched in order: the FHIR API, nearly all the traffic, right after the two
+    # discovery documents that share its /fhir prefix; the login pages after it.
+    app.include_router(discovery_router)
+    install_fhir_routes(app)
+    app.include_router(auth_router)
     app.include_router(account_router)
     app.include_router(manage_router)
-    install_fhir_routes(app)
     return app

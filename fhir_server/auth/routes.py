@@ -44,6 +44,8 @@ from fhir_server.fhir.errors import FhirError
 _UI_FIELDS = frozenset({"step", "username", "password", "totp", "ticket", "decision", "patient"})
 
 router = APIRouter(include_in_schema=False)
+# Discovery lives under /fhir: included before the FHIR catch-all, the rest after it.
+discovery_router = APIRouter(include_in_schema=False)
 
 
 async def _oauth_request(auth: AuthComponents, request: Request) -> StarletteOAuth2Request:
@@ -70,12 +72,12 @@ def _reply(result: tuple[int, Any, list[tuple[str, str]]]) -> Response:
 # -- discovery --------------------------------------------------------------------
 
 
-@router.get("/fhir/.well-known/smart-configuration")
+@discovery_router.get("/fhir/.well-known/smart-configuration")
 async def smart_config(request: Request) -> Response:
     return json_response(smart_configuration(components_of(request).settings))
 
 
-@router.get("/fhir/.well-known/openid-configuration")
+@discovery_router.get("/fhir/.well-known/openid-configuration")
 async def openid_config(request: Request) -> Response:
     return json_response(openid_configuration(components_of(request).settings))
 
