@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -138,7 +138,7 @@ def test_sixty_clients_on_two_processes_book_one_slot_once(
         },
     )
     patients = [
-        _post(urls[n % 2], {"resourceType": "Patient", "name": [{"family": f"P{n}"}]})["id"]
+        _post(urls[n % len(urls)], {"resourceType": "Patient", "name": [{"family": f"P{n}"}]})["id"]
         for n in range(REQUESTS)
     ]
     bodies = [appointment(pid, slot) for pid in patients]
@@ -161,18 +161,7 @@ def test_concurrent_bookings_of_distinct_slots_all_succeed(
 ) -> None:
     urls, _ = two_servers
     schedule = _schedule(urls[0])
-    base = hours_from_now(60)
-    slots = []
-    for n in range(20):
-        start = base + timedelta(minutes=30 * n)
-        slot = {
-            "resourceType": "Slot",
-            "schedule": {"reference": f"Schedule/{schedule['id']}"},
-            "status": "free",
-            "start": instant(start),
-            "end": instant(start + timedelta(minutes=30)),
-        }
-        slots.append(_post(urls[n % 2], slot))
+    slots = _post_slots(urls, schedule["id"], _every_half_hour(60, 20))
     patients = [
         _post(urls[0], {"resourceType": "Patient", "name": [{"family": f"D{n}"}]})["id"]
         for n in range(len(slots))
@@ -182,20 +171,26 @@ def test_concurrent_bookings_of_distinct_slots_all_succeed(
     assert [r.status_code for r in responses] == [201] * len(slots)
 
 
-def _slots(url: str, schedule_id: str, count: int, hours_ahead: int) -> list[dict[str, Any]]:
+def _every_half_hour(hours_ahead: int, count: int) -> list[datetime]:
     base = hours_from_now(hours_ahead)
-    out = []
-    for n in range(count):
-        start = base + timedelta(minutes=30 * n)
-        slot = {
-            "resourceType": "Slot",
-            "schedule": {"reference": f"Schedule/{schedule_id}"},
-            "status": "free",
-            "start": instant(start),
-            "end": instant(start + timedelta(minutes=30)),
-        }
-        out.append(_post(url, slot))
-    return out
+    return [base + timedelta(minutes=30 * n) for n in range(count)]
+
+
+def _post_slots(urls: list[str], schedule_id: str, starts: list[datetime]) -> list[dict[str, Any]]:
+    """Free 30-minute Slots at these starts, created through the servers in turn."""
+    return [
+        _post(
+            urls[n % len(urls)],
+            {
+                "resourceType": "Slot",
+                "schedule": {"reference": f"Schedule/{schedule_id}"},
+                "status": "free",
+                "start": instant(start),
+                "end": instant(start + timedelta(minutes=30)),
+            },
+        )
+        for n, start in enumerate(starts)
+    ]
 
 
 async def _send(
@@ -220,9 +215,9 @@ def test_concurrent_holds_of_one_slot_leave_one_hold(
 ) -> None:
     urls, settings = two_servers
     schedule = _schedule(urls[0])
-    slot = _slots(urls[0], schedule["id"], 1, 40)[0]
+    slot = _post_slots([urls[0]], schedule["id"], _every_half_hour(40, 1))[0]
     patients = [
-        _post(urls[n % 2], {"resourceType": "Patient", "name": [{"family": f"H{n}"}]})["id"]
+        _post(urls[n % len(urls)], {"resourceType": "Patient", "name": [{"family": f"H{n}"}]})["id"]
         for n in range(REQUESTS)
     ]
     bodies = [
@@ -246,12 +241,12 @@ def test_concurrent_reschedules_onto_one_slot(two_servers: tuple[list[str], Sett
     urls, settings = two_servers
     schedule = _schedule(urls[0])
     movers = 20
-    originals = _slots(urls[0], schedule["id"], movers, 80)
-    target = _slots(urls[1], schedule["id"], 1, 120)[0]
+    originals = _post_slots([urls[0]], schedule["id"], _every_half_hour(80, movers))
+    target = _post_slots([urls[1]], schedule["id"], _every_half_hour(120, 1))[0]
     booked = []
     for n, slot in enumerate(originals):
         pid = _post(urls[0], {"resourceType": "Patient", "name": [{"family": f"R{n}"}]})["id"]
-        booked.append(_post(urls[n % 2], appointment(pid, slot)))
+        booked.append(_post(urls[n % len(urls)], appointment(pid, slot)))
     patch = [{"op": "replace", "path": "/slot", "value": [{"reference": f"Slot/{target['id']}"}]}]
     responses = asyncio.run(
         _send(
@@ -288,17 +283,8 @@ def test_one_patient_racing_for_overlapping_slots_books_one(
     urls, _ = two_servers
     schedule = _schedule(urls[0])
     base = hours_from_now(140)
-    slots = []
-    for n in range(REQUESTS):
-        start = base + timedelta(minutes=n % 25)
-        slot = {
-            "resourceType": "Slot",
-            "schedule": {"reference": f"Schedule/{schedule['id']}"},
-            "status": "free",
-            "start": instant(start),
-            "end": instant(start + timedelta(minutes=30)),
-        }
-        slots.append(_post(urls[n % 2], slot))
+    starts = [base + timedelta(minutes=n % 25) for n in range(REQUESTS)]
+    slots = _post_slots(urls, schedule["id"], starts)
     pid = _post(urls[0], {"resourceType": "Patient", "name": [{"family": "Racer"}]})["id"]
     responses = asyncio.run(_race(urls, [appointment(pid, slot) for slot in slots]))
 
@@ -319,7 +305,9 @@ def test_one_patient_booking_adjacent_slots_concurrently_gets_all(
 ) -> None:
     urls, _ = two_servers
     schedule = _schedule(urls[0])
-    slots = _slots(urls[1], schedule["id"], 12, 170)  # back to back, none overlapping
+    slots = _post_slots(
+        [urls[1]], schedule["id"], _every_half_hour(170, 12)
+    )  # back to back, none overlapping
     pid = _post(urls[0], {"resourceType": "Patient", "name": [{"family": "Busy"}]})["id"]
     responses = asyncio.run(_race(urls, [appointment(pid, slot) for slot in slots]))
     assert [r.status_code for r in responses] == [201] * len(slots)

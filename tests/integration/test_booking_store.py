@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,23 +9,10 @@ import pytest
 
 from fhir_server.fhir.errors import Conflict
 from fhir_server.store import patient_claims
-from fhir_server.store.database import connect
 from fhir_server.store.patient_claims import Claim
 from fhir_server.store.request_store import RequestStore
 from fhir_server.store.resources import ResourceStore
-
-Scenario = Callable[[ResourceStore], Awaitable[None]]
-
-
-def run(mongo_uri: str, scenario: Scenario) -> None:
-    async def main() -> None:
-        database = await connect(mongo_uri, f"t{uuid.uuid4().hex[:12]}")
-        try:
-            await scenario(ResourceStore(database))
-        finally:
-            await database.close()
-
-    asyncio.run(main())
+from tests.integration.store_support import run
 
 
 def at(hhmm: str, day: int = 5) -> datetime:

@@ -7,9 +7,6 @@ young one may belong to a write still in flight and is left alone (409, nothing 
 
 from __future__ import annotations
 
-import asyncio
-import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,23 +14,10 @@ import pytest
 
 from fhir_server.fhir.errors import Conflict
 from fhir_server.store.clock import to_instant
-from fhir_server.store.database import connect
 from fhir_server.store.message_batches import MessageBatches
 from fhir_server.store.request_store import RequestStore
 from fhir_server.store.resources import ORPHAN_GRACE, ResourceStore, Version, history_row
-
-Scenario = Callable[[ResourceStore], Awaitable[None]]
-
-
-def run(mongo_uri: str, scenario: Scenario) -> None:
-    async def main() -> None:
-        database = await connect(mongo_uri, f"t{uuid.uuid4().hex[:12]}")
-        try:
-            await scenario(ResourceStore(database))
-        finally:
-            await database.close()
-
-    asyncio.run(main())
+from tests.integration.store_support import run
 
 
 async def leave_orphan(store: ResourceStore, found: Version, age: timedelta) -> None:
