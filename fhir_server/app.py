@@ -20,7 +20,7 @@ from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
 from fhir_server.notifications import celery_app, subscriptions
 from fhir_server.rest.http import install_fhir_routes
-from fhir_server.rest.operations import push_subscription
+from fhir_server.rest.operations import push_subscription, subscription_status
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
 from fhir_server.rest.scheduling_hooks import DELETE_HOOKS, WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
@@ -64,7 +64,11 @@ def create_app(settings: Settings) -> FastAPI:
                 settings=settings,
                 store=store,
                 searcher=searcher,
-                operations=[*SCHEDULING_OPERATIONS, push_subscription.OPERATION],
+                operations=[
+                    *SCHEDULING_OPERATIONS,
+                    push_subscription.OPERATION,
+                    subscription_status.OPERATION,
+                ],
                 write_hooks={**WRITE_HOOKS, "Subscription": subscriptions.check_write},
                 delete_hooks=dict(DELETE_HOOKS),
             )

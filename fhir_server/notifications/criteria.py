@@ -34,7 +34,7 @@ def _references(resource: dict[str, Any], wanted_type: str | None) -> set[str]:
     return refs | {r.split("/", 1)[1] for r in refs if wanted_type and "/" in r}
 
 
-def _param_test(name: str, values: list[str]) -> Callable[[dict[str, Any]], bool]:
+def param_test(name: str, values: list[str]) -> Callable[[dict[str, Any]], bool]:
     if name in _PARTICIPANT_TYPES:
         wanted_type = _PARTICIPANT_TYPES[name]
         return lambda r: bool(_references(r, wanted_type) & set(values))
@@ -50,7 +50,7 @@ def compile_criteria(criteria: str) -> tuple[str, Callable[[dict[str, Any]], boo
     resource_type, _, query = criteria.partition("?")
     if resource_type != "Appointment":
         raise CriteriaError("Only Appointment criteria are supported.")
-    tests = [_param_test(name, value.split(",")) for name, value in parse_qsl(query)]
+    tests = [param_test(name, value.split(",")) for name, value in parse_qsl(query)]
     return resource_type, lambda resource: all(test(resource) for test in tests)
 
 

@@ -40,6 +40,8 @@ from fhir_server.notifications.channels.base import DeliveryError, Rendered
 from fhir_server.notifications.codes import RESTHOOK
 from fhir_server.notifications.compose import compose, load_versioned
 from fhir_server.notifications.message import code_of, details_of, reference_to, with_details
+from fhir_server.notifications.notification_bundle import notification_for
+from fhir_server.notifications.topics import is_topic_based
 from fhir_server.settings import Settings
 from fhir_server.store.clock import parse_instant, to_instant
 from fhir_server.store.message_batches import MessageBatches
@@ -335,7 +337,13 @@ async def _send_resthook(
     refused = await resthook.endpoint_problem(endpoint, settings.subscription_allowed_hosts)
     if refused:
         raise DeliveryError(refused, permanent=True)
+    if is_topic_based(subscription):
+        bundle = await notification_for(settings.base_url, store, subscription, communication)
+        resthook.notify(subscription, bundle)
+        return
     resource = await load_versioned(store, reference_to(communication, "Appointment"))
     if resource is None:
         raise DeliveryError("The appointment of this message cannot be read.", permanent=True)
-    resthook.notify(subscription, resource)
+    resthook.notify(
+        subscription, resource if subscription.get("channel", {}).get("payload") else None
+    )

@@ -8,6 +8,9 @@ so recording the same event twice stores nothing new. After the unit of work
 commits, the new messages are published to the broker from a background
 thread (the booking does not wait for it); if that fails, the relay job
 publishes them later.
+
+A topic-based Subscription (see `topics`) gets one message per focus the
+event reports on; each new one takes the Subscription's next event number.
 """
 
 from __future__ import annotations
@@ -21,8 +24,16 @@ from fhir_server.notifications import celery_app
 from fhir_server.notifications.codes import EVENTS, RESTHOOK
 from fhir_server.notifications.criteria import matches
 from fhir_server.notifications.display import display_name
+from fhir_server.notifications.event_counts import next_number
 from fhir_server.notifications.message import Message
 from fhir_server.notifications.preferences import email_of, mobile_of, read_preferences
+from fhir_server.notifications.topics import (
+    TopicError,
+    compile_filters,
+    focuses,
+    is_topic_based,
+    topic_of,
+)
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
 from fhir_server.store.clock import parse_instant, to_instant
@@ -77,6 +88,10 @@ async def record_event(
     new_ids: list[str] = []
     for message in messages:
         if message.id not in known:
+            if message.details.get("topic"):
+                sid = str(message.subscription).partition("/")[2]
+                message.details["eventNumber"] = await next_number(store, sid, uow)
+                message.details["occurred"] = to_instant(now or datetime.now(UTC))
             await store.create(message.to_communication(), rid=message.id, uow=uow)
             new_ids.append(message.id)
     if event.kind in _REMINDER_EVENTS and event.appointment.get("status") == "booked":
@@ -139,6 +154,8 @@ async def _messages(
 
     def message(channel: str, recipient: str, **extra: Any) -> Message:
         key = f"{appointment['id']}|{_event_code(event)}|{version}|{channel}|{recipient}"
+        if str(extra.get("focus", "")).startswith("Slot/"):
+            key = f"{key}|{extra['focus']}"  # one message per Slot an appointment gives back
         return Message(
             key=key,
             event=event.kind,
@@ -174,15 +191,39 @@ async def _messages(
                             language=language,
                         )
                     )
-    for subscription in await outbox.live_subscriptions("Appointment"):
-        if matches(subscription.get("criteria", ""), appointment):
-            out.append(
-                message(
-                    RESTHOOK,
-                    f"Subscription/{subscription['id']}",
-                    destination=subscription.get("channel", {}).get("endpoint"),
+    for subscription in await outbox.live_subscriptions(None):
+        recipient = f"Subscription/{subscription['id']}"
+        endpoint = subscription.get("channel", {}).get("endpoint")
+        if is_topic_based(subscription):
+            for topic, focus in await _topic_focuses(store, subscription, event):
+                out.append(
+                    message(RESTHOOK, recipient, destination=endpoint, topic=topic, focus=focus)
                 )
-            )
+        elif matches(subscription.get("criteria", ""), appointment):
+            out.append(message(RESTHOOK, recipient, destination=endpoint))
+    return out
+
+
+async def _topic_focuses(
+    store: ResourceStore, subscription: dict[str, Any], event: AppointmentEvent
+) -> list[tuple[str, str]]:
+    """(topic, focus reference) of each notification the event gives a topic-based Subscription."""
+    try:
+        topic = topic_of(subscription)
+        accepts = compile_filters(subscription)
+    except TopicError:
+        return []  # refused at write; activation puts a stored one in `error`
+    out = []
+    for focus in focuses(topic, event.kind, event.appointment, event.previous):
+        resource = event.appointment if focus.startswith("Appointment/") else None
+        if resource is None:
+            rtype, _, rid = focus.partition("/")
+            try:
+                resource = (await store.read(rtype, rid)).resource
+            except FhirError:
+                continue
+        if resource is not None and accepts(resource):
+            out.append((topic.url, focus))
     return out
 
 

@@ -36,6 +36,10 @@ _FIELDS = {
     "offset": "valueInteger",
     "attempts": "valueInteger",
     "nextAttempt": "valueInstant",
+    "topic": "valueUri",
+    "focus": "valueString",
+    "eventNumber": "valueInteger",
+    "occurred": "valueInstant",
 }
 
 

@@ -6,7 +6,9 @@ endpoint; otherwise it goes to `error` with the reason in `error`. (A first
 successful delivery also activates a requested Subscription.)
 
 Creating or updating a Subscription over the API refuses (422) a rest-hook
-endpoint the server must not call (see `channels.resthook.endpoint_problem`).
+endpoint the server must not call (see `channels.resthook.endpoint_problem`),
+and for a topic-based one (see `topics`) an unknown topic, filter or payload
+content, which activation would otherwise turn into `error` later.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server.fhir.errors import FhirError, Unprocessable
+from fhir_server.notifications import topics
 from fhir_server.notifications.channels.resthook import endpoint_problem
 from fhir_server.notifications.criteria import CriteriaError, compile_criteria
 from fhir_server.notifications.delivery import Context
+from fhir_server.notifications.topics import is_topic_based
 
 
 def problem(subscription: dict[str, Any]) -> str | None:
@@ -25,6 +29,8 @@ def problem(subscription: dict[str, Any]) -> str | None:
         return "Only the rest-hook channel is supported."
     if not str(channel.get("endpoint", "")).startswith(("http://", "https://")):
         return "A rest-hook Subscription needs an http(s) endpoint."
+    if is_topic_based(subscription):
+        return topics.problem(subscription)
     try:
         compile_criteria(str(subscription.get("criteria", "")))
     except CriteriaError as exc:
@@ -35,10 +41,15 @@ def problem(subscription: dict[str, Any]) -> str | None:
 async def check_write(
     services: Any, req: Any, body: dict[str, Any], expected: int | None, uow: Any
 ) -> None:
-    """The REST write hook of Subscription: refuse an unsafe endpoint, else write as usual.
+    """The REST write hook of Subscription: refuse an unknown topic or filter, or an
+    unsafe endpoint, else write as usual.
 
     Typed loosely: notifications do not import the REST layer that calls it.
     """
+    if is_topic_based(body):
+        refused_topic = topics.problem(body)
+        if refused_topic:
+            raise Unprocessable(refused_topic, expression=("Subscription.criteria",))
     channel = body.get("channel", {})
     if channel.get("type") != "rest-hook":
         return None

@@ -6,6 +6,7 @@ from typing import Any
 
 from fhir_server import __version__
 from fhir_server.fhir.resource_types import SERVED_TYPES
+from fhir_server.notifications.topics import TOPIC_CANONICAL_EXT, TOPICS
 from fhir_server.rest.services import Services
 
 _INSTANCE = ["read", "vread", "update", "patch", "delete", "history-instance"]
@@ -36,6 +37,8 @@ def _resource(services: Services, rtype: str) -> dict[str, Any]:
         "conditionalDelete": "single",
         **services.searcher.capability(rtype),
     }
+    if rtype == "Subscription":  # the Backport IG's way of listing the topics offered
+        entry["extension"] = [{"url": TOPIC_CANONICAL_EXT, "valueCanonical": t.url} for t in TOPICS]
     operations = _operations(services, rtype)
     if operations:
         entry["operation"] = operations

@@ -2,7 +2,8 @@
 
 POST to `channel.endpoint` with each `channel.header` ("Name: value"); the
 body is the resource as `application/fhir+json` when `channel.payload` is
-set, else empty (the EHR then reads the resource itself). Any 2xx is
+set, else empty (the EHR then reads the resource itself). A topic-based
+Subscription is always sent its notification Bundle (see `topics`). Any 2xx is
 success; everything else is retried, and the last failure puts the
 Subscription in `error` with the reason.
 
@@ -62,18 +63,19 @@ def _headers(channel: dict[str, Any]) -> dict[str, str]:
     return headers
 
 
-def notify(subscription: dict[str, Any], resource: dict[str, Any]) -> None:
+def notify(subscription: dict[str, Any], body: dict[str, Any] | None) -> None:
+    """POST `body` as FHIR JSON to the Subscription's endpoint (None: an empty POST)."""
     channel = subscription.get("channel", {})
     endpoint = str(channel.get("endpoint", ""))
     if not endpoint.startswith(("http://", "https://")):
         raise DeliveryError("The Subscription has no http(s) endpoint.", permanent=True)
     headers = _headers(channel)
-    body = b""
-    if channel.get("payload"):
+    content = b""
+    if body is not None:
         headers["Content-Type"] = "application/fhir+json"
-        body = orjson.dumps(resource)
+        content = orjson.dumps(body)
     try:
-        response = httpx.post(endpoint, content=body, headers=headers, timeout=10)
+        response = httpx.post(endpoint, content=content, headers=headers, timeout=10)
     except httpx.HTTPError:
         raise DeliveryError("The rest-hook endpoint could not be reached.") from None
     if not 200 <= response.status_code < 300:
