@@ -163,11 +163,9 @@ def test_filter_that_does_not_match_sends_nothing(env: Running) -> None:
     assert env.http.posted(hook) == [] and env.http.posted(cancelled) == []
 
 
-def test_slot_freed_on_cancel_has_the_slot_as_focus(env: Running) -> None:
-    schedule = env.rig.create({"resourceType": "Schedule", "actor": [{"reference": "Location/x"}]})
-    other = env.rig.create({"resourceType": "Schedule", "actor": [{"reference": "Location/y"}]})
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3)
-    slot = env.rig.create(
+def _slot(env: Running, schedule: dict[str, Any], days: int = 3) -> dict[str, Any]:
+    start = datetime.now(UTC).replace(microsecond=0) + timedelta(days=days)
+    return env.rig.create(
         {
             "resourceType": "Slot",
             "schedule": {"reference": f"Schedule/{schedule['id']}"},
@@ -176,6 +174,15 @@ def test_slot_freed_on_cancel_has_the_slot_as_focus(env: Running) -> None:
             "end": (start + timedelta(minutes=30)).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
     )
+
+
+def _schedule(env: Running) -> dict[str, Any]:
+    return env.rig.create({"resourceType": "Schedule", "actor": [{"reference": "Location/x"}]})
+
+
+def test_slot_freed_on_cancel_has_the_slot_as_focus(env: Running) -> None:
+    schedule, other = _schedule(env), _schedule(env)
+    slot = _slot(env, schedule)
     _, hook = _subscribe(env, SLOT_FREED, [f"Slot?schedule=Schedule/{schedule['id']}"])
     _, elsewhere = _subscribe(env, SLOT_FREED, [f"Slot?schedule={other['id']}"])
     appointment = _appointment(env, _patient(env), [f"Slot/{slot['id']}"])
@@ -186,6 +193,22 @@ def test_slot_freed_on_cancel_has_the_slot_as_focus(env: Running) -> None:
     assert bundle["entry"][1]["resource"]["resourceType"] == "Slot"
     assert bundle["entry"][1]["resource"]["id"] == slot["id"]
     assert env.http.posted(elsewhere) == []
+
+
+def test_reschedule_frees_only_the_slots_left_behind(env: Running) -> None:
+    schedule = _schedule(env)
+    kept, left = _slot(env, schedule), _slot(env, schedule, days=4)
+    _, freed = _subscribe(env, SLOT_FREED, [f"Slot?schedule={schedule['id']}"], content="id-only")
+    patient = _patient(env)
+    _, moved = _subscribe(env, RESCHEDULED, [f"Appointment?patient={patient}"])
+    before = _appointment(env, patient, [f"Slot/{kept['id']}", f"Slot/{left['id']}"])
+    after = env.rig.update({**before, "slot": [{"reference": f"Slot/{kept['id']}"}]})
+    event = AppointmentEvent("rescheduled", after, previous=before)
+    bundles = _notifications(env, event, freed)
+    assert [b["entry"][1]["fullUrl"].rsplit("/", 2)[1:] for b in bundles] == [["Slot", left["id"]]]
+    [bundle] = [fhir_json(r.body) for r in env.http.posted(moved)]
+    assert _status(bundle)["topic"] == RESCHEDULED
+    assert bundle["entry"][1]["resource"]["meta"]["versionId"] == "2"
 
 
 def test_r4_criteria_subscription_still_gets_the_resource(env: Running) -> None:
