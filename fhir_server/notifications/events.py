@@ -24,7 +24,6 @@ from fhir_server.notifications import celery_app
 from fhir_server.notifications.codes import EVENTS, RESTHOOK
 from fhir_server.notifications.criteria import matches
 from fhir_server.notifications.display import display_name
-from fhir_server.notifications.event_counts import next_number
 from fhir_server.notifications.message import Message
 from fhir_server.notifications.preferences import email_of, mobile_of, read_preferences
 from fhir_server.notifications.topics import (
@@ -39,6 +38,7 @@ from fhir_server.store.auth_store import AuthStore
 from fhir_server.store.clock import parse_instant, to_instant
 from fhir_server.store.outbox_store import OutboxStore, ReminderRow
 from fhir_server.store.resources import ResourceStore
+from fhir_server.store.subscription_events import next_number
 from fhir_server.store.unit_of_work import UnitOfWork
 
 _PROVIDER_TYPES = ("Practitioner", "PractitionerRole")

@@ -8,12 +8,12 @@ so a receiver that sees a gap in event numbers can tell how many it missed.
 from __future__ import annotations
 
 from fhir_server.fhir.errors import BadRequest, Unprocessable
-from fhir_server.notifications.event_counts import events_since_start
 from fhir_server.notifications.notification_bundle import status_bundle
 from fhir_server.notifications.topics import is_topic_based
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.operations.parameters import definition, param
 from fhir_server.rest.services import Operation, Services
+from fhir_server.store.subscription_events import events_since_start
 
 DEFINITION = definition(
     "status",
