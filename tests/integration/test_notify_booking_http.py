@@ -50,18 +50,16 @@ def _wait_mails(env: Running, address: str, count: int) -> list[str]:
     return _subjects(env, address)
 
 
-def test_book_move_cancel_over_http_mails_the_patient_and_hooks_the_ehr(
-    env: Running, api: TestClient
-) -> None:
-    clinic = make_clinic(api)
+def _subscribe_ehr(env: Running, api: TestClient, role: str, status: str) -> str:
+    """An EHR's rest-hook Subscription to one PractitionerRole's Appointments; its hook path."""
     hook = f"/hook/{os.urandom(4).hex()}"
     post(
         api,
         {
             "resourceType": "Subscription",
-            "status": "requested",
+            "status": status,
             "reason": "EHR",
-            "criteria": f"Appointment?actor=PractitionerRole/{clinic['role']}",
+            "criteria": f"Appointment?actor=PractitionerRole/{role}",
             "channel": {
                 "type": "rest-hook",
                 "endpoint": f"{env.http.url}{hook}",
@@ -69,15 +67,25 @@ def test_book_move_cancel_over_http_mails_the_patient_and_hooks_the_ehr(
             },
         },
     )
-    address = f"http-{os.urandom(3).hex()}@example.org"
-    pid = post(
-        api,
-        {
-            "resourceType": "Patient",
-            "name": [{"family": "Roe"}],
-            "telecom": [{"system": "email", "value": address}],
-        },
-    )["id"]
+    return hook
+
+
+def _patient_with_email(api: TestClient, prefix: str, family: str) -> tuple[str, str]:
+    address = f"{prefix}-{os.urandom(3).hex()}@example.org"
+    body = {
+        "resourceType": "Patient",
+        "name": [{"family": family}],
+        "telecom": [{"system": "email", "value": address}],
+    }
+    return post(api, body)["id"], address
+
+
+def test_book_move_cancel_over_http_mails_the_patient_and_hooks_the_ehr(
+    env: Running, api: TestClient
+) -> None:
+    clinic = make_clinic(api)
+    hook = _subscribe_ehr(env, api, clinic["role"], "requested")
+    pid, address = _patient_with_email(api, "http", "Roe")
     first, second = (make_slot(api, clinic["schedule"], hours_from_now(h)) for h in (70, 74))
     booked = api.post("/fhir/Appointment", json=appointment(pid, first), headers=HEADERS)
     assert booked.status_code == 201, booked.text
@@ -116,30 +124,8 @@ def test_expired_hold_goes_to_the_subscription_only(env: Running, api: TestClien
     )
     updated = api.put(f"/fhir/Schedule/{schedule['id']}", json=schedule, headers=HEADERS)
     assert updated.status_code == 200, updated.text
-    hook = f"/hook/{os.urandom(4).hex()}"
-    post(
-        api,
-        {
-            "resourceType": "Subscription",
-            "status": "active",
-            "reason": "EHR",
-            "criteria": f"Appointment?actor=PractitionerRole/{clinic['role']}",
-            "channel": {
-                "type": "rest-hook",
-                "endpoint": f"{env.http.url}{hook}",
-                "payload": "application/fhir+json",
-            },
-        },
-    )
-    address = f"hold-{os.urandom(3).hex()}@example.org"
-    pid = post(
-        api,
-        {
-            "resourceType": "Patient",
-            "name": [{"family": "Poe"}],
-            "telecom": [{"system": "email", "value": address}],
-        },
-    )["id"]
+    hook = _subscribe_ehr(env, api, clinic["role"], "active")
+    pid, address = _patient_with_email(api, "hold", "Poe")
     slot = make_slot(api, clinic["schedule"], hours_from_now(80))
     proposal: dict[str, Any] = {**appointment(pid, slot), "status": "proposed"}
     proposal["participant"] = [
