@@ -25,7 +25,9 @@ from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
 from fhir_server.rest.scheduling_hooks import DELETE_HOOKS, WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
 from fhir_server.rest.services import Services
+from fhir_server.scheduling.claims_backfill import ensure_claims_backfilled
 from fhir_server.settings import Settings
+from fhir_server.store import config_cache
 from fhir_server.store import slots as slot_store
 from fhir_server.store.connection import open_database
 from fhir_server.store.outbox_store import OutboxStore
@@ -59,6 +61,8 @@ def create_app(settings: Settings) -> FastAPI:
             await searcher.ensure_indexes()
             await slot_store.ensure_indexes(store)
             await OutboxStore(store).ensure_indexes()
+            await ensure_claims_backfilled(store)
+            config_cache.configure(settings.config_cache_seconds)
             celery_app.configure(settings)  # booking events are published with these settings
             app.state.services = Services(
                 settings=settings,

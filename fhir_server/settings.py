@@ -139,6 +139,12 @@ class Settings(BaseSettings):
         default=30,
         description="Seconds after which the relay job re-enqueues a stored, unsent message.",
     )
+    config_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="Seconds an API process keeps the Schedules and live Subscriptions a "
+        "booking reads (0: read them every time); its own writes of them apply at once.",
+    )
     subscription_allowed_hosts: list[str] = Field(
         default=[],
         description="Hosts a rest-hook Subscription may call although they resolve to a "

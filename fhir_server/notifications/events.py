@@ -191,7 +191,7 @@ async def _messages(
                             language=language,
                         )
                     )
-    for subscription in await outbox.live_subscriptions(None):
+    for subscription in await outbox.event_subscriptions():
         recipient = f"Subscription/{subscription['id']}"
         endpoint = subscription.get("channel", {}).get("endpoint")
         if is_topic_based(subscription):

@@ -32,7 +32,7 @@ from fhir_server.scheduling import extensions as ext
 from fhir_server.scheduling import slot_state
 from fhir_server.scheduling.settings import BookingSettings, booking_settings
 from fhir_server.scheduling.slots import fhir_instant
-from fhir_server.store import patient_claims
+from fhir_server.store import config_cache, patient_claims
 from fhir_server.store import slots as slot_queries
 from fhir_server.store.patient_claims import Claim
 from fhir_server.store.request_store import RequestStore, request_store
@@ -53,8 +53,6 @@ _TRANSITIONS: dict[str, frozenset[str]] = {
     "waitlist": frozenset({"cancelled", "entered-in-error"}),
 }
 _CLAIM_RETRIES = 5
-# Appointments longer than this are not seen by the patient-overlap check.
-_LONGEST_APPOINTMENT = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -149,10 +147,24 @@ async def load_booking(store: ResourceStore, ids: list[str]) -> Booking:
             expression=("Appointment.slot",),
         )
     schedule_id = _ref_id(schedules.pop(), "Schedule", "Slot.schedule")
-    schedule = await store.current("Schedule", schedule_id)
-    if schedule is None or schedule.deleted:
+    schedule = await _schedule(store, schedule_id)
+    if schedule is None:
         raise Unprocessable(f"The Slots' Schedule/{schedule_id} does not exist.")
-    return Booking(slots, schedule, booking_settings(_body(schedule)))
+    return Booking(slots, *schedule)
+
+
+async def _schedule(
+    store: ResourceStore, schedule_id: str
+) -> tuple[Version, BookingSettings] | None:
+    """The Schedule and its parsed booking settings, kept per process (`store.config_cache`)."""
+
+    async def load() -> tuple[Version, BookingSettings] | None:
+        found = await store.current("Schedule", schedule_id)
+        if found is None or found.deleted:
+            return None
+        return found, booking_settings(_body(found))
+
+    return await config_cache.cached(store.database.db, "Schedule", schedule_id, load)
 
 
 async def _allowed_actors(store: ResourceStore, schedule: dict[str, Any]) -> set[str]:
@@ -218,34 +230,20 @@ def _check_rules(appointment: dict[str, Any], booking: Booking, caller: Caller) 
         )
 
 
-async def _check_patient_free(
-    store: ResourceStore, patient: str, booking: Booking, exclude: set[str]
-) -> None:
-    """Refuse an overlap with the patient's stored Appointments (any written before).
-
-    Concurrent bookings do not see each other here; their claims on the
-    patient's minutes (`store.patient_claims`, in the unit of work) decide those.
-    """
-    overlapping = await slot_queries.patient_appointments_overlapping(
-        store,
-        patient,
-        booking.start,
-        booking.end,
-        _LONGEST_APPOINTMENT,
-    )
-    if any(a.id not in exclude for a in overlapping):
-        raise Conflict("The patient already has an appointment that overlaps this time.")
+def claims_of(appointment: Version) -> list[Claim]:
+    """The patient time an Appointment holds: its patients' claims while it is active."""
+    body = _body(appointment)
+    if body.get("status") not in slot_queries.ACTIVE or not (body.get("start") and body.get("end")):
+        return []
+    start, end = _moment(body, "start"), _moment(body, "end")
+    return [Claim(patient, appointment.id, start, end) for patient in _patients(body)]
 
 
 async def _release_patient_time(
     store: ResourceStore, appointment: Version, uow: UnitOfWork
 ) -> None:
     """Give the patient's time back when an active Appointment stops holding it (or moves)."""
-    body = _body(appointment)
-    if body.get("status") not in slot_queries.ACTIVE or not (body.get("start") and body.get("end")):
-        return
-    for patient in _patients(body):
-        held = Claim(patient, appointment.id, _moment(body, "start"), _moment(body, "end"))
+    for held in claims_of(appointment):
         await patient_claims.release(store, held, uow)
 
 
@@ -346,7 +344,6 @@ async def book(
     _check_times(appointment, booking)
     _check_rules(appointment, booking, caller)
     patient = patient_of(appointment)
-    await _check_patient_free(store, patient, booking, {replacing} if replacing else set())
     pending = hold or booking.settings.provider_must_confirm
     hold_until = caller.now + booking.settings.hold_duration if hold else None
     body = {
@@ -601,7 +598,6 @@ async def _move(
     moved = {k: v for k, v in new.items() if k not in ("start", "end")}
     _check_rules(moved, booking, caller)
     patient = patient_of(new)
-    await _check_patient_free(store, patient, booking, {current.id})
     full = await load_booking(store, slot_ids(new))
     for slot in booking.slots:
         await _claim(store, slot, caller, None, uow)

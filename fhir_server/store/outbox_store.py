@@ -16,6 +16,7 @@ from typing import Any
 from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError
 
+from fhir_server.store import config_cache
 from fhir_server.store.resources import ResourceStore, body_of
 from fhir_server.store.unit_of_work import UnitOfWork
 
@@ -85,6 +86,13 @@ class OutboxStore:
         if resource_type is None:
             return found
         return [s for s in found if s.get("criteria", "").split("?")[0] == resource_type]
+
+    async def event_subscriptions(self) -> list[dict[str, Any]]:
+        """Every live Subscription, as an event matches them: kept per process for
+        FHIR_CONFIG_CACHE_SECONDS (`config_cache`), since each booking asks."""
+        return await config_cache.cached(
+            self.store.database.db, "Subscription", "live", lambda: self.live_subscriptions(None)
+        )
 
     # -- reminders ---------------------------------------------------------
 

@@ -16,6 +16,9 @@ the 409.
 One command for the check (no read first); a cancel, decline, expiry,
 deletion or move unsets the appointment's minutes again, on the condition
 that they still hold its id. Claims are written in the booking's unit of work.
+They are the only patient-overlap check: Appointments stored before claims
+existed get theirs from a one-off backfill at startup
+(`scheduling.claims_backfill`), recorded done in a marker row.
 """
 
 from __future__ import annotations
@@ -27,10 +30,14 @@ from functools import partial
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from fhir_server.fhir.errors import Conflict
+from fhir_server.store.clock import now_instant
 from fhir_server.store.resources import ResourceStore
 from fhir_server.store.unit_of_work import UnitOfWork
 
 COLLECTION = "patient_claims"
+# One-off data migrations done on this database, one row each.
+_MARKERS = "store_markers"
+_BACKFILLED = "patient_claims_backfill"
 # The embedded store nests one condition per field; past ~1,000 its SQL is too deep.
 _FIELDS_PER_COMMAND = 720
 _DAY = 24 * 60
@@ -126,3 +133,14 @@ async def forget_days_before(store: ResourceStore, day: date) -> int:
         {"day": {"$lt": day.strftime("%Y%m%d")}}
     )
     return int(result.deleted_count)
+
+
+async def backfilled(store: ResourceStore) -> bool:
+    """Whether the one-off claims backfill has completed on this database (one read)."""
+    return await store.database.db[_MARKERS].find_one({"_id": _BACKFILLED}) is not None
+
+
+async def mark_backfilled(store: ResourceStore) -> None:
+    await store.database.db[_MARKERS].replace_one(
+        {"_id": _BACKFILLED}, {"_id": _BACKFILLED, "at": now_instant()}, upsert=True
+    )

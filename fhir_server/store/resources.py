@@ -26,6 +26,7 @@ import orjson
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from fhir_server.fhir.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
+from fhir_server.store import config_cache
 from fhir_server.store.clock import now_instant, to_instant
 from fhir_server.store.database import Database
 from fhir_server.store.unit_of_work import UnitOfWork, unit_of_work
@@ -341,6 +342,7 @@ class ResourceStore:
             if exc.has_error_label("TransientTransactionError") or exc.code == 112:
                 raise _conflict(rtype, rid) from None
             raise
+        config_cache.written(self.database.db, rtype, uow)
         return row
 
     async def _insert_history(self, row: Version, uow: UnitOfWork) -> None:

@@ -1,16 +1,16 @@
 """Queries the scheduling engine needs beyond read-by-id: Slots by Schedule and time,
-Appointments by patient, slot or flag.
+Appointments by slot or status.
 
 Every hot query is an indexed scalar `$eq` plus a range, correct on MongoDB and
 fast on the embedded server (where `$in` and `$elemMatch` scan every row):
 Slots by the search index's `idx.s.schedule` and `idx.s.start.lo`, Appointments
-by its single-valued keys (`idx.u.*`, `idx.s.date`, `idx.s.status` for flags).
+by its single-valued keys (`idx.u.slot.Slot`, `idx.s.status`).
 Status and similar filters are applied in Python on the few rows found.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from fhir_server.fhir.search_values import digits
@@ -78,23 +78,6 @@ def _active(versions: list[Version]) -> list[Version]:
     return [v for v in versions if (v.resource or {}).get("status") in ACTIVE]
 
 
-async def patient_appointments_overlapping(
-    store: ResourceStore, patient_ref: str, start: datetime, end: datetime, longest: timedelta
-) -> list[Version]:
-    """The patient's active Appointments that overlap [start, end).
-
-    Uses the search index's single-patient key and start (`idx.u.patient.Patient`,
-    `idx.s.date.lo`, indexed together), bounded below by `start - longest`, so
-    the check costs the same however many Appointments are stored.
-    """
-    query = {
-        "idx.u.patient.Patient": {"$eq": patient_ref},
-        "idx.s.date.lo": {"$gte": digits(start - longest), "$lt": digits(end)},
-    }
-    found = _active(await _versions(store, "Appointment", query))
-    return [a for a in found if _instant((a.resource or {}).get("end")) > start]
-
-
 def _instant(value: Any) -> datetime:
     return (
         datetime.fromisoformat(str(value).replace("Z", "+00:00"))
@@ -114,18 +97,24 @@ async def appointments_with_extension(
 ) -> list[Version]:
     """Appointments in one of `statuses` carrying a (top-level) extension with this URL.
 
-    Found through the indexed status, one `$eq` query per status (`$in` makes
-    the embedded store scan every row), then the extension is checked on the
-    body: the hold job runs every minute and must not read every Appointment.
+    Found through the indexed status (`appointments_in`), then the extension is
+    checked on the body: the hold job runs every minute and must not read every
+    Appointment.
     """
+    return [
+        a
+        for a in await appointments_in(store, statuses)
+        if any(e.get("url") == url for e in (a.resource or {}).get("extension", []))
+    ]
+
+
+async def appointments_in(store: ResourceStore, statuses: tuple[str, ...]) -> list[Version]:
+    """Appointments in one of `statuses`, through the indexed status: one `$eq` query per
+    status (`$in` makes the embedded store scan every row)."""
     found: list[Version] = []
     for status in statuses:
         found += await _versions(store, "Appointment", {"idx.s.status": {"$eq": status}})
-    return [
-        a
-        for a in found
-        if any(e.get("url") == url for e in (a.resource or {}).get("extension", []))
-    ]
+    return found
 
 
 async def all_current(store: ResourceStore, resource_type: str) -> list[Version]:
