@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -75,7 +76,7 @@ async def appointment_write(
         version, _ = await once(
             store,
             req.header("idempotency-key") if req.method == "POST" else None,
-            fingerprint(req),
+            partial(fingerprint, req),
             lambda: booking.book(store, body, caller, rid=rid, uow=uow),
         )
         return version, True

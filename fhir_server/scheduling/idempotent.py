@@ -23,13 +23,14 @@ STALE_AFTER = timedelta(minutes=2)
 async def once(
     store: ResourceStore,
     key: str | None,
-    fingerprint: str,
+    fingerprint: Callable[[], str],
     action: Callable[[], Awaitable[Version]],
 ) -> tuple[Version, bool]:
     """(version, replayed): run `action` once per key; a repeat returns the first version.
 
-    `fingerprint` identifies the request (method, path, body): reusing a key
+    `fingerprint()` identifies the request (method, path, body): reusing a key
     for a different request is refused rather than answered with another's result.
+    It is only computed for a request with a key (hashing the body is not free).
     """
     if key is None:
         return await action(), False
@@ -37,9 +38,10 @@ async def once(
         raise BadRequest(f"An Idempotency-Key is 1-{_MAX_KEY} characters.")
     scoped = f"booking:{key}"
     stale_before = to_instant(datetime.now(UTC) - STALE_AFTER)
-    recorded = await idempotency.reserve(store, scoped, fingerprint, stale_before)
+    identity = fingerprint()
+    recorded = await idempotency.reserve(store, scoped, identity, stale_before)
     if recorded is not None:
-        if recorded.fingerprint != fingerprint:
+        if recorded.fingerprint != identity:
             raise Unprocessable("This Idempotency-Key was already used for a different request.")
         if recorded.resource_type is None or recorded.id is None or recorded.version is None:
             raise Conflict("A request with this Idempotency-Key is still running; retry shortly.")

@@ -41,7 +41,11 @@ class OutboxStore:
     def __init__(self, store: ResourceStore) -> None:
         self.store = store
         self.reminders = store.database.db[REMINDERS]
-        self.push = store.database.db[PUSH_SUBSCRIPTIONS]
+
+    @property
+    def push(self) -> Any:
+        """Made when used: a booking records events without it (pymongo builds it anew)."""
+        return self.store.database.db[PUSH_SUBSCRIPTIONS]
 
     async def ensure_indexes(self) -> None:
         # Explicit names: the embedded server changes array matching for fields

@@ -11,9 +11,11 @@ a minute without overlapping count as overlapping: the safe side), and a
 field can be set by one of them only, so of two concurrent overlapping
 bookings exactly one claim succeeds, on one server process or many. When the
 condition fails the upsert's insert collides with the existing row, which is
-the 409.
+the 409. (Without transactions a day's first claim is a plain insert and a
+later one a conditional update; none matched is the 409.)
 
-One command for the check (no read first); a cancel, decline, expiry,
+One command for the check (no read first, two for a patient's second
+booking of a day on the embedded store); a cancel, decline, expiry,
 deletion or move unsets the appointment's minutes again, on the condition
 that they still hold its id. Claims are written in the booking's unit of work.
 They are the only patient-overlap check: Appointments stored before claims
@@ -85,30 +87,39 @@ async def _claim_row(
     store: ResourceStore, row: str, fields: list[str], appointment: str, uow: UnitOfWork | None
 ) -> None:
     rows = store.database.db[COLLECTION]
-    free = {field: {"$exists": False} for field in fields}
+    session = uow.session if uow else None
     mine = {"day": row.rpartition("|")[2], **{field: appointment for field in fields}}
-    for attempt in range(2):
+    if session is None:
+        # Without transactions (the embedded store) a patient's first claim of a day is
+        # a plain insert: the embedded server stores it for half what an upsert costs (it
+        # evaluates the upsert's condition per field in Python first). A duplicate `_id`
+        # means the row exists: then the conditional update below decides.
         try:
-            await rows.update_one(
-                {"_id": row, **free},
-                {"$set": mine},
-                upsert=True,
-                session=uow.session if uow else None,
-            )
+            await rows.insert_one({"_id": row, **mine})
             return
         except DuplicateKeyError:
-            # The row exists and a minute is taken, or a concurrent first claim
-            # created the row: asked again, the row exists and the answer is final.
-            if attempt == 1 or (uow is not None and uow.session is not None):
-                raise Conflict(
-                    "The patient already has an appointment that overlaps this time."
-                ) from None
-        except OperationFailure as exc:
-            if exc.has_error_label("TransientTransactionError"):
-                raise Conflict(
-                    "The patient's appointments were changed by another request; retry."
-                ) from None
-            raise
+            pass
+    free = {field: {"$exists": False} for field in fields}
+    try:
+        # In a transaction a failed insert would abort it, hence the upsert there; its
+        # insert colliding with the existing row (a minute taken) is the 409.
+        result = await rows.update_one(
+            {"_id": row, **free}, {"$set": mine}, upsert=session is not None, session=session
+        )
+    except DuplicateKeyError:
+        raise _overlap() from None
+    except OperationFailure as exc:
+        if exc.has_error_label("TransientTransactionError"):
+            raise Conflict(
+                "The patient's appointments were changed by another request; retry."
+            ) from None
+        raise
+    if session is None and result.matched_count == 0:
+        raise _overlap()
+
+
+def _overlap() -> Conflict:
+    return Conflict("The patient already has an appointment that overlaps this time.")
 
 
 async def _unset(

@@ -81,14 +81,20 @@ class RequestStore(ResourceStore):
         super().__init__(base.database, base.indexer)
         self._cache: dict[str, dict[Any, Any]] = defaultdict(dict)
         self._pending: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._rows: dict[str, _Rows] = {}
         self.history = cast(Any, _Rows(base.history, self._cache[HISTORY], self._pending[HISTORY]))
 
     def collection(self, resource_type: str) -> Any:
-        return _Rows(
-            super().collection(resource_type),
-            self._cache[resource_type],
-            self._pending[resource_type],
-        )
+        """The type's collection as this request sees it (made once: pymongo builds a
+        collection object anew on every lookup, and a booking looks up a dozen)."""
+        rows = self._rows.get(resource_type)
+        if rows is None:
+            rows = self._rows[resource_type] = _Rows(
+                super().collection(resource_type),
+                self._cache[resource_type],
+                self._pending[resource_type],
+            )
+        return rows
 
     async def flush(self, uow: UnitOfWork) -> None:
         """Write the buffered inserts, current rows first (a create's `_id` is its claim)."""
@@ -98,7 +104,8 @@ class RequestStore(ResourceStore):
             if not rows:
                 continue
             try:
-                await self.database.db[name].insert_many(rows, ordered=False, session=uow.session)
+                rows_of = self.history if name == HISTORY else self.collection(name)
+                await rows_of.real.insert_many(rows, ordered=False, session=uow.session)
             except BulkWriteError as exc:
                 errors = exc.details["writeErrors"]
                 if any(e.get("code") != _DUPLICATE_KEY for e in errors):

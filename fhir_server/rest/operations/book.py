@@ -6,6 +6,7 @@ A retried request with the same `Idempotency-Key` header gets the first result.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fhir_server.fhir.errors import BadRequest, Conflict
@@ -68,7 +69,7 @@ async def handle(services: Services, req: FhirRequest) -> FhirResponse:
     version, _ = await once(
         services.store,
         req.header("idempotency-key"),
-        fingerprint(req),
+        partial(fingerprint, req),
         lambda: _book(services, req, found),
     )
     return FhirResponse(200, appointment_bundle(services, version))
