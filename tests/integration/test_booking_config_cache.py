@@ -1,22 +1,30 @@
 """The per-process cache of Schedules and live Subscriptions on the booking path
-(`store.config_cache`), and the one-off patient-claims backfill at startup."""
+(`store.config_cache`), the one-off patient-claims backfill at startup, and what
+a booking costs in store commands."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pymongo import AsyncMongoClient, monitoring
 
 from fhir_server.app import create_app
 from fhir_server.fhir.indexing import ResourceIndexer
+from fhir_server.scheduling import booking
 from fhir_server.scheduling.claims_backfill import backfill_claims, ensure_claims_backfilled
 from fhir_server.settings import Settings
+from fhir_server.store import config_cache
 from fhir_server.store.clock import now_instant, parse_instant
+from fhir_server.store.database import Database
 from fhir_server.store.resources import ResourceStore, first_row
+from tests.conftest import BASE
 from tests.integration.rest_support import services
 from tests.integration.scheduling_setup import (
     HEADERS,
@@ -176,3 +184,69 @@ def test_backfill_skips_appointments_that_ended_before_yesterday(
     assert _call(client, backfill_claims, _store(client), now) == 0
     _call(client, _store(client).create, _unclaimed(pid, now + timedelta(days=3)))
     assert _call(client, backfill_claims, _store(client), now) == 1
+
+
+class _Commands(monitoring.CommandListener):
+    """The (command, collection) of every command a client sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.sent.append((event.command_name, str(event.command.get(event.command_name))))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_a_booking_without_recipients_costs_seven_store_commands(mongo_uri: str) -> None:
+    """Slot read and compare-and-set, the patient's claim, the Patient (recipient), reminder
+    rows, the Appointment and the history rows; the Schedule and Subscriptions come from
+    the cache and nothing searches the patient's Appointments."""
+    commands = _Commands()
+    config_cache.configure(5.0)
+
+    async def scenario() -> list[tuple[str, str]]:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(
+            mongo_uri, event_listeners=[commands], tz_aware=True
+        )
+        database = Database(client, client[f"t{uuid.uuid4().hex[:12]}"], transactions=False)
+        store = ResourceStore(database, indexer=ResourceIndexer(BASE))
+        try:
+            location = await store.create({"resourceType": "Location", "name": "Clinic"})
+            schedule = await store.create(
+                {
+                    "resourceType": "Schedule",
+                    "active": True,
+                    "actor": [{"reference": f"Location/{location.id}"}],
+                }
+            )
+            start = hours_from_now(30)
+            for n in range(2):  # the first one fills the cache
+                slot = {
+                    "resourceType": "Slot",
+                    "schedule": {"reference": f"Schedule/{schedule.id}"},
+                    "status": "free",
+                    "start": instant(start + timedelta(hours=n)),
+                    "end": instant(start + timedelta(hours=n, minutes=30)),
+                }
+                stored = await store.create(slot)
+                body = appointment(f"p{n}", {**slot, "id": stored.id})
+                commands.sent.clear()
+                await booking.book(store, body, booking.Caller(now=datetime.now(UTC)))
+            return sorted(commands.sent)
+        finally:
+            await client.close()
+
+    assert asyncio.run(scenario()) == [
+        ("find", "Patient"),
+        ("find", "Slot"),
+        ("insert", "Appointment"),
+        ("insert", "history"),
+        ("insert", "notification_reminders"),
+        ("insert", "patient_claims"),
+        ("update", "Slot"),
+    ]
