@@ -12,6 +12,7 @@ everything).
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -45,8 +46,13 @@ def param_test(name: str, values: list[str]) -> Callable[[dict[str, Any]], bool]
     raise CriteriaError(f"Search parameter {name!r} is not supported in Subscription criteria.")
 
 
+@lru_cache(maxsize=1024)
 def compile_criteria(criteria: str) -> tuple[str, Callable[[dict[str, Any]], bool]]:
-    """(resource type, predicate) for a criteria string; raises CriteriaError."""
+    """(resource type, predicate) for a criteria string; raises CriteriaError.
+
+    Kept per criteria string: every event is matched against every live
+    Subscription, and their criteria change far less often than bookings come.
+    """
     resource_type, _, query = criteria.partition("?")
     if resource_type != "Appointment":
         raise CriteriaError("Only Appointment criteria are supported.")

@@ -43,15 +43,18 @@ _seconds = 0.0
 
 @dataclass
 class _Cache:
-    """One database's entries: (type, key) -> (expiry, value), and a generation per type."""
+    """One database's entries: type -> key -> (expiry, value), and a generation per type.
 
-    entries: dict[tuple[str, str], tuple[float, Any]] = field(default_factory=dict)
+    Dropping a type is one `pop` (no iteration), so a write in another thread of
+    the process (a test's own loop, say) cannot trip a lookup.
+    """
+
+    entries: dict[str, dict[str, tuple[float, Any]]] = field(default_factory=dict)
     generations: dict[str, int] = field(default_factory=dict)
 
     def drop(self, resource_type: str) -> None:
         self.generations[resource_type] = self.generations.get(resource_type, 0) + 1
-        for key in [k for k in self.entries if k[0] == resource_type]:
-            del self.entries[key]
+        self.entries.pop(resource_type, None)
 
 
 _caches: weakref.WeakKeyDictionary[AsyncDatabase[Any], _Cache] = weakref.WeakKeyDictionary()
@@ -80,7 +83,7 @@ async def cached(
     if not _seconds:
         return await load()
     cache = _cache(db)
-    entry = cache.entries.get((resource_type, key))
+    entry = cache.entries.get(resource_type, {}).get(key)
     now = time.monotonic()
     if entry is not None and entry[0] > now:
         value: T = entry[1]
@@ -88,7 +91,7 @@ async def cached(
     generation = cache.generations.get(resource_type, 0)
     value = await load()
     if cache.generations.get(resource_type, 0) == generation:
-        cache.entries[(resource_type, key)] = (now + _seconds, value)
+        cache.entries.setdefault(resource_type, {})[key] = (now + _seconds, value)
     return value
 
 
