@@ -109,25 +109,27 @@ async def record_event(
 def reminder_rows(
     appointment: dict[str, Any], settings: Settings, now: datetime
 ) -> list[ReminderRow]:
-    """Rows for the reminder offsets still ahead of `now` (past ones are not sent late)."""
+    """The row for the reminder offsets still ahead of `now` (past ones are not sent late);
+    none when no offset is."""
     if not appointment.get("start"):
         return []
     start = parse_instant(appointment["start"])
-    rows = []
-    for offset in settings.notify_reminder_offsets:
-        due = start - timedelta(minutes=offset)
-        if due > now:
-            start_key = to_instant(start)
-            rows.append(
-                ReminderRow(
-                    key=f"{appointment['id']}|{start_key}|{offset}",
-                    appointment=appointment["id"],
-                    start=start_key,
-                    offset_minutes=offset,
-                    due=to_instant(due),
-                )
-            )
-    return rows
+    ahead = sorted(
+        (o for o in settings.notify_reminder_offsets if start - timedelta(minutes=o) > now),
+        reverse=True,
+    )
+    if not ahead:
+        return []
+    start_key = to_instant(start)
+    return [
+        ReminderRow(
+            key=f"{appointment['id']}|{start_key}",
+            appointment=appointment["id"],
+            start=start_key,
+            offsets=tuple(ahead),
+            due=to_instant(start - timedelta(minutes=ahead[0])),
+        )
+    ]
 
 
 def _event_code(event: AppointmentEvent) -> str:

@@ -1,13 +1,14 @@
 """Beat job (every minute): turn due reminder rows into reminder messages.
 
-Rows are written with the booking (one per configured offset, only for
-offsets still ahead). When a row is due the appointment is read again: a
-cancelled appointment, or one that moved (its start differs from the row's),
-gets no reminder from this row; a moved appointment has rows for its new
-start. When several offsets of one appointment are due at once (the scan was
-down), only the nearest is sent. The message is recorded before the row is closed, and its key makes
-recording twice harmless, so a crash between the two neither loses nor
-doubles a reminder.
+A row is written with the booking: one per appointment and start, holding
+the configured offsets still ahead and when the first is due. When it is
+due the appointment is read again: a cancelled appointment, or one that
+moved (its start differs from the row's), gets no reminder from it; a moved
+appointment has a row for its new start. When several offsets are due at
+once (the scan was down), only the nearest is sent. Then the row waits for
+its next offset, or is closed after its last. The message is recorded before
+the row moves on, and its key makes recording twice harmless, so a crash
+between the two neither loses nor doubles a reminder.
 """
 
 from __future__ import annotations
@@ -23,16 +24,21 @@ from fhir_server.store.clock import parse_instant, to_instant
 async def enqueue_due(ctx: Context, now: datetime | None = None) -> list[str]:
     """Record (and publish) the reminders due by `now`; the message ids."""
     now = now or datetime.now(UTC)
+    at = to_instant(now)
     sent: list[str] = []
-    due = await ctx.outbox.due_reminders(to_instant(now))
+    due = await ctx.outbox.due_reminders(at)
     nearest: dict[tuple[str, str], int] = {}
     for row in due:
         key = (row.appointment, row.start)
-        nearest[key] = min(nearest.get(key, row.offset_minutes), row.offset_minutes)
+        for offset in row.offsets:
+            if row.due_at(offset) <= at:
+                nearest[key] = min(nearest.get(key, offset), offset)
     for row in due:
-        if row.offset_minutes != nearest[(row.appointment, row.start)]:
+        offset = nearest[(row.appointment, row.start)]
+        left = tuple(o for o in row.offsets if row.due_at(o) > at)
+        if offset not in row.offsets:
             # A later reminder is due too (the scan was down): send only that one.
-            await ctx.outbox.close_reminder(row.key, "superseded")
+            await ctx.outbox.settle_reminder(row, left, "superseded")
             continue
         try:
             appointment = (await ctx.store.read("Appointment", row.appointment)).resource
@@ -45,10 +51,10 @@ async def enqueue_due(ctx: Context, now: datetime | None = None) -> list[str]:
             and to_instant(parse_instant(appointment["start"])) == row.start
         )
         if not current or appointment is None:
-            await ctx.outbox.close_reminder(row.key, "skipped")
+            await ctx.outbox.settle_reminder(row, left, "skipped")
             continue
-        event = AppointmentEvent("reminder", appointment, offset_minutes=row.offset_minutes)
+        event = AppointmentEvent("reminder", appointment, offset_minutes=offset)
         async with ctx.store.unit_of_work() as uow:
             sent += await record_event(ctx.store, uow, event, settings=ctx.settings, now=now)
-        await ctx.outbox.close_reminder(row.key, "sent")
+        await ctx.outbox.settle_reminder(row, left, "sent")
     return sent

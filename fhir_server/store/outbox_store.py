@@ -3,13 +3,15 @@
 Messages themselves are Communication resources written through the
 `ResourceStore`; this module only finds them (the relay's scan) and keeps two
 small bookkeeping collections that are not FHIR resources: reminder rows (one
-per appointment, start time and offset, so the every-minute scan is one
-indexed range query on a scalar) and browser push subscriptions.
+per appointment and start time, holding the offsets still to send and when
+the next is due, so the every-minute scan is one indexed range query on a
+scalar) and browser push subscriptions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -17,6 +19,7 @@ from pymongo import ASCENDING
 from pymongo.errors import BulkWriteError
 
 from fhir_server.store import config_cache
+from fhir_server.store.clock import parse_instant, to_instant
 from fhir_server.store.resources import ResourceStore, body_of
 from fhir_server.store.unit_of_work import UnitOfWork
 
@@ -28,13 +31,17 @@ _DUPLICATE_KEY = 11000
 
 @dataclass(frozen=True)
 class ReminderRow:
-    """A reminder due at `due` (UTC instant string) for an appointment starting at `start`."""
+    """The reminders still to send for an appointment starting at `start` (UTC instant
+    string): `offsets` in minutes before it, largest first; `due` is when the first is."""
 
     key: str
     appointment: str
     start: str
-    offset_minutes: int
+    offsets: tuple[int, ...]
     due: str
+
+    def due_at(self, offset: int) -> str:
+        return to_instant(parse_instant(self.start) - timedelta(minutes=offset))
 
 
 class OutboxStore:
@@ -101,13 +108,17 @@ class OutboxStore:
     # -- reminders ---------------------------------------------------------
 
     async def add_reminders(self, rows: list[ReminderRow], uow: UnitOfWork) -> None:
-        """Insert reminder rows in one command (already known keys are kept as they are)."""
+        """Insert reminder rows in one command (already known keys are kept as they are).
+
+        One row per appointment start, holding every offset: each stored document
+        costs the embedded store about as much as a command.
+        """
         docs = [
             {
                 "_id": row.key,
                 "appointment": row.appointment,
                 "start": row.start,
-                "offset": row.offset_minutes,
+                "offsets": list(row.offsets),
                 "due": row.due,
                 "state": "pending",
             }
@@ -128,20 +139,32 @@ class OutboxStore:
             uow.on_failure(partial(self.reminders.delete_one, {"_id": key}))
 
     async def due_reminders(self, now: str, limit: int = 500) -> list[ReminderRow]:
+        """Pending rows whose next reminder is due (rows of one offset each, written
+        before rows held several, read as rows of that one offset)."""
         cursor = (
             self.reminders.find({"state": {"$eq": "pending"}, "due": {"$lte": now}})
             .sort("due", ASCENDING)
             .limit(limit)
         )
         return [
-            ReminderRow(d["_id"], d["appointment"], d["start"], d["offset"], d["due"])
+            ReminderRow(
+                d["_id"],
+                d["appointment"],
+                d["start"],
+                tuple(d.get("offsets") or [d["offset"]]),
+                d["due"],
+            )
             async for d in cursor
         ]
 
-    async def close_reminder(self, key: str, state: str) -> bool:
-        """Move a pending reminder to `state`; False when another scan already did."""
+    async def settle_reminder(self, row: ReminderRow, left: tuple[int, ...], state: str) -> bool:
+        """Keep the row pending for the offsets `left`, or close it as `state` when none are;
+        False when another scan already moved it on (a compare-and-set on its `due`)."""
+        update: dict[str, Any] = (
+            {"offsets": list(left), "due": row.due_at(left[0])} if left else {"state": state}
+        )
         result = await self.reminders.update_one(
-            {"_id": key, "state": "pending"}, {"$set": {"state": state}}
+            {"_id": row.key, "state": "pending", "due": row.due}, {"$set": update}
         )
         return bool(result.modified_count == 1)
 
