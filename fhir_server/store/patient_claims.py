@@ -32,13 +32,12 @@ from functools import partial
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from fhir_server.fhir.errors import Conflict
+from fhir_server.store import markers
 from fhir_server.store.clock import now_instant
 from fhir_server.store.resources import ResourceStore
 from fhir_server.store.unit_of_work import UnitOfWork
 
 COLLECTION = "patient_claims"
-# One-off data migrations done on this database, one row each.
-_MARKERS = "store_markers"
 _BACKFILLED = "patient_claims_backfill"
 # The embedded store nests one condition per field; past ~1,000 its SQL is too deep.
 _FIELDS_PER_COMMAND = 720
@@ -148,10 +147,8 @@ async def forget_days_before(store: ResourceStore, day: date) -> int:
 
 async def backfilled(store: ResourceStore) -> bool:
     """Whether the one-off claims backfill has completed on this database (one read)."""
-    return await store.database.db[_MARKERS].find_one({"_id": _BACKFILLED}) is not None
+    return await markers.read(store, _BACKFILLED) is not None
 
 
 async def mark_backfilled(store: ResourceStore) -> None:
-    await store.database.db[_MARKERS].replace_one(
-        {"_id": _BACKFILLED}, {"_id": _BACKFILLED, "at": now_instant()}, upsert=True
-    )
+    await markers.write(store, _BACKFILLED, {"at": now_instant()})
