@@ -1,13 +1,14 @@
 """The port the scheduling engine calls: an appointment event becomes stored messages.
 
 `record_event` runs inside the caller's unit of work, so the Communications
-(and reminder rows) are written together with the booking or not at all (a
-transactional outbox). Each message is keyed by (appointment, event,
-version, channel, recipient); its Communication id is derived from that key,
-so recording the same event twice stores nothing new. After the unit of work
-commits, the new messages are published to the broker from a background
-thread (the booking does not wait for it); if that fails, the relay job
-publishes them later.
+are written together with the booking or not at all (a transactional
+outbox). Reminders are planned later from the Appointment history (see
+`reminders`), so a booking writes no reminder bookkeeping of its own.
+Each message is keyed by (appointment, event, version, channel, recipient);
+its Communication id is derived from that key, so recording the same event
+twice stores nothing new. After the unit of work commits, the new messages
+are published to the broker from a background thread (the booking does not
+wait for it); if that fails, the relay job publishes them later.
 
 A topic-based Subscription (see `topics`) gets one message per focus the
 event reports on; each new one takes the Subscription's next event number.
@@ -16,7 +17,7 @@ event reports on; each new one takes the Subscription's next event number.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from fhir_server.fhir.errors import FhirError
@@ -35,14 +36,13 @@ from fhir_server.notifications.topics import (
 )
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
-from fhir_server.store.clock import parse_instant, to_instant
-from fhir_server.store.outbox_store import OutboxStore, ReminderRow
+from fhir_server.store.clock import to_instant
+from fhir_server.store.outbox_store import OutboxStore
 from fhir_server.store.resources import ResourceStore
 from fhir_server.store.subscription_events import next_number
 from fhir_server.store.unit_of_work import UnitOfWork
 
 _PROVIDER_TYPES = ("Practitioner", "PractitionerRole")
-_REMINDER_EVENTS = ("booked", "confirmed", "rescheduled")
 
 
 @dataclass(frozen=True)
@@ -94,9 +94,6 @@ async def record_event(
                 message.details["occurred"] = to_instant(now or datetime.now(UTC))
             await store.create(message.to_communication(), rid=message.id, uow=uow)
             new_ids.append(message.id)
-    if event.kind in _REMINDER_EVENTS and event.appointment.get("status") == "booked":
-        rows = reminder_rows(event.appointment, settings, now or datetime.now(UTC))
-        await outbox.add_reminders(rows, uow)
     if new_ids:
 
         async def publish() -> None:
@@ -104,32 +101,6 @@ async def record_event(
 
         uow.after_commit.append(publish)
     return [m.id for m in messages]
-
-
-def reminder_rows(
-    appointment: dict[str, Any], settings: Settings, now: datetime
-) -> list[ReminderRow]:
-    """The row for the reminder offsets still ahead of `now` (past ones are not sent late);
-    none when no offset is."""
-    if not appointment.get("start"):
-        return []
-    start = parse_instant(appointment["start"])
-    ahead = sorted(
-        (o for o in settings.notify_reminder_offsets if start - timedelta(minutes=o) > now),
-        reverse=True,
-    )
-    if not ahead:
-        return []
-    start_key = to_instant(start)
-    return [
-        ReminderRow(
-            key=f"{appointment['id']}|{start_key}",
-            appointment=appointment["id"],
-            start=start_key,
-            offsets=tuple(ahead),
-            due=to_instant(start - timedelta(minutes=ahead[0])),
-        )
-    ]
 
 
 def _event_code(event: AppointmentEvent) -> str:

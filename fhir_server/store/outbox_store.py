@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from pymongo import ASCENDING
@@ -21,7 +20,6 @@ from pymongo.errors import BulkWriteError
 from fhir_server.store import config_cache
 from fhir_server.store.clock import parse_instant, to_instant
 from fhir_server.store.resources import ResourceStore, body_of
-from fhir_server.store.unit_of_work import UnitOfWork
 
 REMINDERS = "notification_reminders"
 PUSH_SUBSCRIPTIONS = "notification_push_subscriptions"
@@ -107,8 +105,9 @@ class OutboxStore:
 
     # -- reminders ---------------------------------------------------------
 
-    async def add_reminders(self, rows: list[ReminderRow], uow: UnitOfWork) -> None:
-        """Insert reminder rows in one command (already known keys are kept as they are).
+    async def add_reminders(self, rows: list[ReminderRow]) -> int:
+        """Insert reminder rows in one command (already known keys are kept as they are);
+        how many were new.
 
         One row per appointment start, holding every offset: each stored document
         costs the embedded store about as much as a command.
@@ -125,18 +124,15 @@ class OutboxStore:
             for row in rows
         ]
         if not docs:
-            return
+            return 0
         try:
-            await self.reminders.insert_many(docs, ordered=False, session=uow.session)
-            known: set[int] = set()
+            await self.reminders.insert_many(docs, ordered=False)
         except BulkWriteError as exc:
             errors = exc.details["writeErrors"]
             if any(e.get("code") != _DUPLICATE_KEY for e in errors):
                 raise
-            known = {e["index"] for e in errors}
-        added = [doc["_id"] for n, doc in enumerate(docs) if n not in known]
-        for key in added:
-            uow.on_failure(partial(self.reminders.delete_one, {"_id": key}))
+            return len(docs) - len(errors)
+        return len(docs)
 
     async def due_reminders(self, now: str, limit: int = 500) -> list[ReminderRow]:
         """Pending rows whose next reminder is due (rows of one offset each, written

@@ -256,6 +256,16 @@ class ResourceStore:
         next_cursor = f"{docs[count - 1]['at']},{docs[count - 1]['_id']}" if more else None
         return HistoryPage(rows, total, next_cursor)
 
+    async def versions_from(self, resource_type: str, at: str, limit: int) -> list[Version]:
+        """Versions of a type written at or after the order key `at`, oldest first: a forward
+        scan for jobs that follow the writes (one indexed range query)."""
+        cursor = (
+            self.history.find({"type": {"$eq": resource_type}, "at": {"$gte": at}})
+            .sort([("at", 1), ("_id", 1)])
+            .limit(limit)
+        )
+        return [version_from_history(doc) async for doc in cursor]
+
     # -- writes ------------------------------------------------------------
 
     async def create(

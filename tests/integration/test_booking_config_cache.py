@@ -202,10 +202,34 @@ class _Commands(monitoring.CommandListener):
         pass
 
 
-def test_a_booking_without_recipients_costs_seven_store_commands(mongo_uri: str) -> None:
-    """Slot read and compare-and-set, the patient's claim, the Patient (recipient), reminder
-    rows, the Appointment and the history rows; the Schedule and Subscriptions come from
-    the cache and nothing searches the patient's Appointments."""
+async def _recipients(store: ResourceStore) -> str:
+    """Patients p0 and p1 with e-mail, a Practitioner with e-mail in a PractitionerRole (the
+    Schedule's actor, so a participant of the booking) and an active Subscription."""
+    email = [{"system": "email", "value": "someone@example.org"}]
+    for n in range(2):
+        await store.update({"resourceType": "Patient", "id": f"p{n}", "telecom": email})
+    doctor = await store.create({"resourceType": "Practitioner", "telecom": email})
+    role = await store.create(
+        {
+            "resourceType": "PractitionerRole",
+            "practitioner": {"reference": f"Practitioner/{doctor.id}"},
+        }
+    )
+    await store.create(
+        {
+            "resourceType": "Subscription",
+            "status": "active",
+            "reason": "EHR sync",
+            "criteria": "Appointment?status=booked",
+            "channel": {"type": "rest-hook", "endpoint": "http://127.0.0.1:1/hook"},
+        }
+    )
+    return f"PractitionerRole/{role.id}"
+
+
+def _booking_commands(mongo_uri: str, *, recipients: bool) -> list[tuple[str, str]]:
+    """The (command, collection) list of the second of two bookings (the first fills the
+    Schedule and Subscription cache)."""
     commands = _Commands()
     config_cache.configure(5.0)
 
@@ -217,15 +241,12 @@ def test_a_booking_without_recipients_costs_seven_store_commands(mongo_uri: str)
         store = ResourceStore(database, indexer=ResourceIndexer(BASE))
         try:
             location = await store.create({"resourceType": "Location", "name": "Clinic"})
+            actor = await _recipients(store) if recipients else f"Location/{location.id}"
             schedule = await store.create(
-                {
-                    "resourceType": "Schedule",
-                    "active": True,
-                    "actor": [{"reference": f"Location/{location.id}"}],
-                }
+                {"resourceType": "Schedule", "active": True, "actor": [{"reference": actor}]}
             )
             start = hours_from_now(30)
-            for n in range(2):  # the first one fills the cache
+            for n in range(2):
                 slot = {
                     "resourceType": "Slot",
                     "schedule": {"reference": f"Schedule/{schedule.id}"},
@@ -241,12 +262,37 @@ def test_a_booking_without_recipients_costs_seven_store_commands(mongo_uri: str)
         finally:
             await client.close()
 
-    assert asyncio.run(scenario()) == [
+    return asyncio.run(scenario())
+
+
+def test_a_booking_without_recipients_costs_six_store_commands(mongo_uri: str) -> None:
+    """Slot read and compare-and-set, the patient's claim, the Patient (recipient), the
+    Appointment and the history rows; the Schedule and Subscriptions come from the cache,
+    nothing searches the patient's Appointments and reminders are planned later by the beat."""
+    assert _booking_commands(mongo_uri, recipients=False) == [
         ("find", "Patient"),
         ("find", "Slot"),
         ("insert", "Appointment"),
         ("insert", "history"),
-        ("insert", "notification_reminders"),
+        ("insert", "patient_claims"),
+        ("update", "Slot"),
+    ]
+
+
+def test_a_booking_with_recipients_adds_their_reads_and_one_insert_of_messages(
+    mongo_uri: str,
+) -> None:
+    """The PractitionerRole (to add its Practitioner as participant) and the Practitioner
+    (a recipient) are read; the messages (to both and to the Subscription) are one insert,
+    and their history rows ride with the booking's."""
+    assert _booking_commands(mongo_uri, recipients=True) == [
+        ("find", "Patient"),
+        ("find", "Practitioner"),
+        ("find", "PractitionerRole"),
+        ("find", "Slot"),
+        ("insert", "Appointment"),
+        ("insert", "Communication"),
+        ("insert", "history"),
         ("insert", "patient_claims"),
         ("update", "Slot"),
     ]

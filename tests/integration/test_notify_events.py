@@ -511,7 +511,8 @@ def test_reminders_at_offsets_once_and_not_for_cancelled_or_moved(env: Running) 
     *_, reminder = env.smtp.to(moved_mail)
     assert len(env.smtp.to(moved_mail)) == 3  # the 24 h one was overtaken by the 2 h one
     assert subject(reminder).startswith("Reminder: your appointment is in 2 hours")
-    assert subject(env.smtp.to(kept)[-1]).startswith("Reminder: your appointment is in 2 hours")
+    # By then the kept appointment has started: its 2 h reminder is not sent late.
+    assert len(env.smtp.to(kept)) == 2
 
 
 def test_transient_failures_are_retried_with_backoff_until_delivered(env: Running) -> None:
