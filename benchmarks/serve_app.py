@@ -7,11 +7,17 @@ uvicorn (uvloop, httptools) and middleware as the FHIR routes, so the ratios
 measure the FHIR code path and nothing else.
 
 Run: python -m benchmarks.serve_app --uri URI --database DB --port P --payload FILE
+
+The data dir (where the embedded Redis of `/readyz` and notifications lives) is
+the payload's folder, the benchmark's temporary directory, and the process ends
+through its exit hooks on SIGTERM so that Redis is stopped with it.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +63,14 @@ def main() -> None:
         mongodb_uri=args.uri,
         database=args.database,
         port=args.port,
+        data_dir=args.payload.parent,
         log_level="WARNING",
         auth_enabled=False,  # the REST core alone; SMART token checks are not measured here
     )
     configure_logging(settings.log_level)
     app = build(settings, orjson.loads(args.payload.read_bytes()))
+    # Uvicorn re-raises SIGTERM after its graceful shutdown: exit normally then.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     uvicorn.run(
         app,
         host="127.0.0.1",
