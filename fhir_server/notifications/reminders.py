@@ -22,6 +22,7 @@ doubles a reminder.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,9 @@ from fhir_server.settings import Settings
 from fhir_server.store import markers
 from fhir_server.store.clock import parse_instant, to_instant
 from fhir_server.store.outbox_store import ReminderRow
-from fhir_server.store.resources import order_key
+from fhir_server.store.resources import Version, order_key
+
+log = logging.getLogger(__name__)
 
 PLANNED = "reminders_planned"
 # How long after its instant a version's history row may still be stored (the
@@ -67,9 +70,26 @@ def reminder_rows(
     ]
 
 
+def _rows_of(version: Version, settings: Settings) -> list[ReminderRow]:
+    """The rows a stored version calls for; none (logged) for one that cannot be read as an
+    appointment, so that a single bad version never stops everyone's reminders."""
+    if version.resource is None:
+        return []
+    try:
+        return reminder_rows(version.resource, settings, parse_instant(version.updated))
+    except (KeyError, TypeError, ValueError):
+        log.warning(
+            "Appointment/%s version %s: no reminders planned (unreadable start)",
+            version.id,
+            version.version,
+        )
+        return []
+
+
 async def plan(ctx: Context, now: datetime) -> int:
     """Write the rows of the Appointment versions stored since the last run; how many were
     new. Appointments that start before `now` get none (they can no longer be reminded)."""
+    at = to_instant(now)
     marker = await markers.read(ctx.store, PLANNED)
     since = order_key(to_instant(parse_instant(marker["updated"]) - _LATE_WRITE)) if marker else ""
     seen: set[tuple[str, int]] = set()
@@ -81,13 +101,7 @@ async def plan(ctx: Context, now: datetime) -> int:
         if not fresh:
             break
         seen.update((v.id, v.version) for v in fresh)
-        rows = [
-            row
-            for v in fresh
-            if v.resource is not None
-            for row in reminder_rows(v.resource, ctx.settings, parse_instant(v.updated))
-            if parse_instant(row.start) > now
-        ]
+        rows = [row for v in fresh for row in _rows_of(v, ctx.settings) if row.start > at]
         added += await ctx.outbox.add_reminders(rows)
         latest = page[-1].updated
         since = order_key(latest)

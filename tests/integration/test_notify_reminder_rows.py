@@ -3,8 +3,11 @@ appointment start, moved on offset by offset."""
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from fhir_server.notifications.delivery import Context
 from fhir_server.notifications.reminders import PLANNED, enqueue_due, plan, reminder_rows
@@ -156,3 +159,19 @@ def test_an_appointment_that_has_started_is_not_reminded(mongo_uri: str) -> None
         assert (await _row(store, key))["state"] == "skipped"
 
     run(mongo_uri, scenario)
+
+
+def test_a_version_with_an_unreadable_start_is_logged_and_the_others_planned(
+    mongo_uri: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def scenario(store: ResourceStore) -> None:
+        ctx = Context(SETTINGS, store, OutboxStore(store))
+        now = datetime.now(UTC)
+        await _store_version(store, {**_booked("d1"), "start": "someday"}, now)
+        await store.update(_booked("d2"))
+        assert await plan(ctx, now) == 1
+        assert await _keys(store) == {f"d2|{to_instant(START)}"}
+
+    with caplog.at_level(logging.WARNING, logger="fhir_server.notifications.reminders"):
+        run(mongo_uri, scenario)
+    assert "Appointment/d1 version 1: no reminders planned" in caplog.text
