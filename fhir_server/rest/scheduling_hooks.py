@@ -77,7 +77,8 @@ async def appointment_write(
             store,
             req.header("idempotency-key") if req.method == "POST" else None,
             partial(fingerprint, req),
-            lambda: booking.book(store, body, caller, rid=rid, uow=uow),
+            lambda work: booking.book(store, body, caller, rid=rid, uow=work),
+            uow,
         )
         return version, True
     if not (body.get("slot") or (current.resource or {}).get("slot")):
