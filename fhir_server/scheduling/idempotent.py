@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
-from fhir_server.fhir.errors import BadRequest, Conflict, Unprocessable
+from fhir_server.fhir.errors import BadRequest, Conflict, FhirError, Unprocessable
 from fhir_server.store import idempotency, recovery
 from fhir_server.store.clock import to_instant
 from fhir_server.store.resources import ResourceStore, Version
@@ -52,12 +52,15 @@ async def once(
     reserved = await idempotency.reserve(store, scoped, identity, stale_before)
     if isinstance(reserved, idempotency.Recorded):
         return await _replay(store, scoped, identity, reserved), True
+    # Only a refusal releases the key at once (nothing was written). Any other failure leaves
+    # the reservation: recovery settles the unit of work, recording or releasing the key;
+    # when there was none to settle, the reservation goes stale.
     try:
         if uow is not None:
             return await _run(scoped, reserved.token, identity, action, uow), False
         async with store.unit_of_work() as own:
             return await _run(scoped, reserved.token, identity, action, own), False
-    except BaseException:
+    except FhirError:
         await idempotency.release(store, scoped, reserved.token)
         raise
 

@@ -208,11 +208,13 @@ async def commit(database: Database, staged: Staged) -> None:
     applied: list[Op] = []
     try:
         await _apply_all(db, staged, applied, lambda: _still_ours(db, lane, serial, started))
-    except BaseException:
+    except Conflict:  # a known outcome: undone here, and the lane is free again
         await undo(db, applied, staged.key)
-        raise
-    finally:
         lanes.give(lane)
+        raise
+    # Any other failure (the store unreachable mid-way) has an unknown outcome: the intent
+    # stays, its lane is not reused, and recovery settles it.
+    lanes.give(lane)
 
 
 async def _apply_all(
