@@ -63,11 +63,13 @@ class Fuse:
     after: bool = False
     count: int = 0
     blown: bool = False
+    sent: list[str] = field(default_factory=list)  # "command collection", in order
 
-    def before_command(self) -> None:
+    def before_command(self, label: str) -> None:
         if self.blown:
             raise Crash
         self.count += 1
+        self.sent.append(label)
         if self.count == self.at and not self.after:
             self.blown = True
             raise Crash
@@ -84,7 +86,7 @@ class _Collection:
         self._fuse = fuse
 
     def find(self, *args: Any, **kwargs: Any) -> Any:
-        self._fuse.before_command()
+        self._fuse.before_command(f"find {self._real.name}")
         cursor = self._real.find(*args, **kwargs)
         self._fuse.after_command()
         return cursor
@@ -93,10 +95,10 @@ class _Collection:
         attr = getattr(self._real, name)
         if name not in _COMMANDS:
             return attr
-        fuse = self._fuse
+        fuse, label = self._fuse, f"{name} {self._real.name}"
 
         async def command(*args: Any, **kwargs: Any) -> Any:
-            fuse.before_command()
+            fuse.before_command(label)
             result = await attr(*args, **kwargs)
             fuse.after_command()
             return result

@@ -5,7 +5,8 @@ the invariants hold.
 The process dies through `crash_support`'s fault-injecting wrapper of our `Database`: at its
 Nth command (before the store runs it, or after), and nothing of it runs again. Recovery then
 settles what it left (`store.recovery`, as a restart or the minute sweep does, here without
-the grace). Invariants (`crash_support.violations`): no Slot booked twice; a Slot is busy
+the grace), and the invariants are checked, as they are at the end of every example.
+Invariants (`crash_support.violations`): no Slot booked twice; a Slot is busy
 exactly when an active Appointment holds it; every resource's current version is its latest
 history version, with no gaps; an Idempotency-Key is recorded exactly when its booking exists;
 each patient's claimed minutes are those of their active appointments; every Appointment
@@ -26,7 +27,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, rule
 from pymongo import AsyncMongoClient
 
 from fhir_server.fhir.errors import FhirError
@@ -84,7 +85,10 @@ class CrashingBookings(RuleBasedStateMachine):
         self.clinic = WORLD.run(seed(self.store, start + timedelta(days=3)))
 
     def teardown(self) -> None:
-        WORLD.run(WORLD.client.drop_database(self.store.database.db.name))
+        try:
+            self.check()
+        finally:
+            WORLD.run(WORLD.client.drop_database(self.store.database.db.name))
 
     # -- the process that may die ---------------------------------------------------------
 
@@ -99,6 +103,7 @@ class CrashingBookings(RuleBasedStateMachine):
             return WORLD.run(operation(crashing(self.store, fuse)))
         except Crash:
             WORLD.run(recovery.settle(self.store.database, older_than=0))
+            self.check()
         except FhirError:
             pass
         return None
@@ -212,8 +217,7 @@ class CrashingBookings(RuleBasedStateMachine):
         later = datetime.now(UTC) + timedelta(days=1)
         self.attempt(crash, lambda s: booking.release_expired_holds(s, later))
 
-    @invariant()
-    def consistent(self) -> None:
+    def check(self) -> None:
         problems = WORLD.run(violations(self.store, self.clinic))
         assert not problems, problems
 
@@ -236,5 +240,6 @@ def test_crashes_at_any_command_leave_a_consistent_store(world: _World) -> None:
         deadline=None,
         suppress_health_check=list(HealthCheck),
         derandomize=EXAMPLES <= 200,
+        database=None,
     )(CrashingBookings)
     machine.TestCase().runTest()
