@@ -22,7 +22,7 @@ import orjson
 from fhir_server.fhir.errors import BadRequest
 from fhir_server.rest.messages import FhirRequest
 from fhir_server.rest.services import DeleteHook, Services, WriteHook
-from fhir_server.scheduling import booking
+from fhir_server.scheduling import booking, rules
 from fhir_server.scheduling.idempotent import once
 from fhir_server.store.resources import Version
 from fhir_server.store.unit_of_work import UnitOfWork
@@ -37,15 +37,15 @@ def fingerprint(req: FhirRequest) -> str:
     return hashlib.sha256(target + body).hexdigest()
 
 
-def caller_of(req: FhirRequest) -> booking.Caller:
+def caller_of(req: FhirRequest) -> rules.Caller:
     """The caller's role: from the access token when auth is on, else from X-Actor-Role."""
     now = datetime.now(UTC)
     if req.auth is not None:
-        return booking.Caller(now=now, role=_token_role(req.auth))
+        return rules.Caller(now=now, role=_token_role(req.auth))
     role = (req.header(ROLE_HEADER) or "patient").strip().lower()
-    if role not in booking.ROLES:
+    if role not in rules.ROLES:
         raise BadRequest("X-Actor-Role must be patient, practitioner or staff.")
-    return booking.Caller(now=now, role=role)
+    return rules.Caller(now=now, role=role)
 
 
 def _token_role(token: Any) -> str:
