@@ -21,4 +21,3 @@ def parse_instant(value: str) -> datetime:
 def fhir_instant(moment: datetime) -> str:
     """Fixed-width UTC instant to the second: string order equals time order."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
