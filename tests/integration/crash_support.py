@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from fhir_server.notifications.changes import event_of
 from fhir_server.notifications.codes import EVENTS
 from fhir_server.notifications.message import message_id
 from fhir_server.scheduling.booking import claims_of
+from fhir_server.scheduling.events import HoldExpired
+from fhir_server.scheduling.rules import event_of
 from fhir_server.store.clock import now_instant
 from fhir_server.store.database import Database
 from fhir_server.store.intents import HISTORY, KEYS
@@ -246,8 +247,8 @@ def _message_problems(
         before = None
         for number in range(1, 12):
             after = body_of(rows[number]) if number in rows else None
-            event = event_of(before, after) if after is not None else None
-            expects = event is not None and event.kind != "hold-expired"  # that one: hooks only
+            event = _event(before, after)
+            expects = event is not None and not isinstance(event, HoldExpired)  # hooks only
             ids = {message_id(f"{aid}|{k}|{number}|email|Patient/{patient}") for k in EVENTS}
             if expects and not ids & stored:
                 found.append(f"Appointment/{aid}/_history/{number} has no message")
@@ -255,6 +256,15 @@ def _message_problems(
                 found.append(f"a message is about Appointment/{aid}/_history/{number}")
             before = after
     return found
+
+
+def _event(before: dict[str, Any] | None, after: dict[str, Any] | None) -> object | None:
+    """The booking event a stored version was (the old Appointment of a reschedule into a
+    new one is cancelled with reason "Rescheduled" and announces nothing)."""
+    if after is None:
+        return None
+    moved = (after.get("cancelationReason") or {}).get("text") == "Rescheduled"
+    return event_of(before, after, cancelled_by="clinic", superseded=moved)
 
 
 def _claim_problems(claimed: dict[str, dict[str, Any]], active: dict[str, Version]) -> list[str]:

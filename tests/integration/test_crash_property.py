@@ -32,7 +32,7 @@ from pymongo import AsyncMongoClient
 
 from fhir_server.fhir.errors import FhirError
 from fhir_server.fhir.indexing import ResourceIndexer
-from fhir_server.notifications import celery_app
+from fhir_server.notifications import celery_app, changes
 from fhir_server.scheduling import booking
 from fhir_server.scheduling.idempotent import once
 from fhir_server.settings import Settings
@@ -225,6 +225,7 @@ class CrashingBookings(RuleBasedStateMachine):
 @pytest.fixture(scope="module")
 def world(settings_factory: Callable[..., Settings], mongo_uri: str) -> Iterator[_World]:
     celery_app.configure(settings_factory(redis_url=_NO_BROKER))
+    changes.install()  # the booking's messages, as the app's start does
     config_cache.configure(5.0)
     WORLD.loop = asyncio.new_event_loop()
     WORLD.client = AsyncMongoClient(mongo_uri, tz_aware=True)

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from fhir_server.app import create_app
 from fhir_server.fhir.errors import Conflict
 from fhir_server.fhir.indexing import ResourceIndexer
-from fhir_server.notifications import celery_app
+from fhir_server.notifications import celery_app, changes
 from fhir_server.scheduling import booking
 from fhir_server.scheduling.idempotent import once
 from fhir_server.settings import Settings
@@ -37,6 +37,7 @@ Operation = Callable[[ResourceStore, Clinic], Awaitable[Any]]
 @pytest.fixture(autouse=True)
 def no_broker(settings_factory: Callable[..., Settings]) -> Iterator[None]:
     celery_app.configure(settings_factory(redis_url=_NO_BROKER))
+    changes.install()  # the booking's messages, as the app's start does
     config_cache.configure(5.0)
     yield
 
