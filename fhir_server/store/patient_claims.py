@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
@@ -91,21 +91,28 @@ async def _run(store: ResourceStore, op: ClaimMinutes | ReleaseMinutes, uow: Uni
 
 
 @dataclass(frozen=True)
-class ClaimMinutes:
-    """Set the minute fields of one patient-day row to the appointment, where none is set."""
+class _Minutes:
+    """Minute fields of one patient-day row, for one appointment (an intent's entry)."""
 
-    kind: ClassVar[str] = "claim"
+    kind: ClassVar[str]
     row: str
     fields: tuple[str, ...]
     appointment: str
 
     @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> ClaimMinutes:
+    def from_doc(cls, doc: dict[str, Any]) -> Self:
         return cls(doc["row"], tuple(doc["fields"]), doc["appointment"])
 
     def to_doc(self) -> dict[str, Any]:
         return {"k": self.kind, "row": self.row, "fields": self.fields,
                 "appointment": self.appointment}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ClaimMinutes(_Minutes):
+    """Set the minute fields to the appointment, where none is set."""
+
+    kind: ClassVar[str] = "claim"
 
     async def apply(self, db: Any, session: Any = None) -> None:
         rows = db[COLLECTION]
@@ -144,21 +151,10 @@ class ClaimMinutes:
 
 
 @dataclass(frozen=True)
-class ReleaseMinutes:
-    """Unset the minute fields of one patient-day row where all still hold the appointment."""
+class ReleaseMinutes(_Minutes):
+    """Unset the minute fields where all still hold the appointment."""
 
     kind: ClassVar[str] = "release"
-    row: str
-    fields: tuple[str, ...]
-    appointment: str
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> ReleaseMinutes:
-        return cls(doc["row"], tuple(doc["fields"]), doc["appointment"])
-
-    def to_doc(self) -> dict[str, Any]:
-        return {"k": self.kind, "row": self.row, "fields": self.fields,
-                "appointment": self.appointment}  # fmt: skip
 
     async def apply(self, db: Any, session: Any = None) -> None:
         await db[COLLECTION].update_one(

@@ -92,15 +92,8 @@ class RequestStore(ResourceStore):
             )
         return rows
 
-    def _stage(
-        self,
-        rtype: str,
-        row: dict[str, Any],
-        previous: dict[str, Any] | None,
-        history: dict[str, Any],
-        uow: UnitOfWork,
-    ) -> None:
-        super()._stage(rtype, row, previous, history, uow)
+    def _remember(self, rtype: str, row: dict[str, Any], history: dict[str, Any]) -> None:
+        """What the request wrote is what it reads back."""
         self._cache[rtype][row["_id"]] = row
         self._cache[HISTORY][history["_id"]] = history
 

@@ -378,6 +378,10 @@ class ResourceStore:
         expect = previous["version"] if previous else None
         uow.staged.put(PutRow(rtype, row, expect, previous))
         uow.staged.history.append(history)
+        self._remember(rtype, row, history)
+
+    def _remember(self, rtype: str, row: dict[str, Any], history: dict[str, Any]) -> None:
+        """A staged write's rows, for a view that keeps what it read (none here)."""
 
     async def reclaim_orphans(self, keys: list[str]) -> set[str]:
         """Remove the history rows among `keys` that no current row ever reached; those removed.
