@@ -55,7 +55,7 @@ GRACE_SECONDS = 10.0
 
 
 class Op(Protocol):
-    """One staged compare-and-set: applied, recognised as applied, undone."""
+    """One staged compare-and-set: made when the unit commits, undone when it does not."""
 
     kind: ClassVar[str]
 
