@@ -245,3 +245,25 @@ def test_the_app_settles_cut_short_units_when_it_starts(
         slot = client.get(f"/fhir/Slot/{clinic.slots[0]['id']}").json()
         assert slot["status"] == "free"
         assert client.get("/fhir/Appointment/lost").status_code == 404
+
+
+def test_a_moved_hold_stays_a_hold_and_its_cancel_frees_the_new_slot(mongo_uri: str) -> None:
+    """Found by the property test without any crash: a hold moved to another Slot made that
+    Slot `busy`, so cancelling the hold (which frees only tentatively held Slots) left it busy
+    with no Appointment."""
+
+    async def scenario() -> None:
+        store, clinic = await _fresh(mongo_uri)
+        held = await _book(store, clinic, "held", hold=True)
+        new_slot = {"reference": f"Slot/{clinic.slots[1]['id']}"}
+        moved = await booking.change(store, held, {**(held.resource or {}), "slot": [new_slot]},
+                                     _caller())  # fmt: skip
+        slot = await store.read("Slot", clinic.slots[1]["id"])
+        assert (slot.resource or {})["status"] == "busy-tentative"
+        cancel = {**(moved.resource or {}), "status": "cancelled",
+                  "cancelationReason": {"text": "Changed my mind"}}  # fmt: skip
+        await booking.change(store, moved, cancel, _caller())
+        assert await violations(store, clinic) == []
+        await store.database.close()
+
+    asyncio.run(scenario())
