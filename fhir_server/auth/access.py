@@ -126,7 +126,9 @@ async def release(
     if resource is not None and not _let_through(limits, interaction, resource, returned):
         raise NotFound("The resource is not known.")
     judge = visible_written if interaction.kind in _WRITES else visible
-    if interaction.kind != "search":  # a search's criteria already carried the scope's
+    # A search's criteria already carried the scope's; a fresh create echoes what it sent.
+    fresh = interaction.kind == "create" and response.status == 201
+    if interaction.kind != "search" and not fresh:
         unmatched = await _scope_misses(services, limits, returned)
         if unmatched and resource is not None:
             returned = [key for key in returned if key not in unmatched]
@@ -137,7 +139,7 @@ async def release(
         current = await services.store.current(*named)
         if current is None or current.resource is None or not judge(limits, current.resource):
             raise NotFound("The resource is not known.")
-        if await _scope_misses(services, limits, [named]):
+        if not fresh and await _scope_misses(services, limits, [named]):
             raise NotFound("The resource is not known.")
         returned.append(named)
     keys = tuple(f"{rtype}/{rid}" for rtype, rid in returned)
