@@ -27,7 +27,7 @@ from fhir_server.fhir.validation import validate_resource
 from fhir_server.rest.bundles_common import bundle, full_url, history_entry
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.prefer import preference
-from fhir_server.rest.services import Services
+from fhir_server.rest.services import DeleteContext, Services, WriteContext
 from fhir_server.rest.versioning import not_modified, parse_etag, version_headers
 from fhir_server.store.clock import to_instant
 from fhir_server.store.resources import Version
@@ -146,7 +146,8 @@ async def _hooked(
 ) -> tuple[Version, bool] | None:
     """The write as done by a domain engine registered for the type (booking), if any."""
     hook = services.write_hooks.get(body["resourceType"])
-    return await hook(services, req, body, expected, uow) if hook else None
+    context = WriteContext(services, req, expected_version=expected, uow=uow, body=body)
+    return await hook(context) if hook else None
 
 
 async def update(
@@ -234,7 +235,8 @@ async def delete(
     expected = _expected_version(req)
     hook = services.delete_hooks.get(rtype)
     if hook is not None and not current.deleted:
-        version = await hook(services, req, current, expected, uow)
+        context = DeleteContext(services, req, expected_version=expected, uow=uow, current=current)
+        version = await hook(context)
     else:
         version = await services.store.delete(rtype, rid, expected_version=expected, uow=uow)
     headers = {"ETag": version.etag} if version else {}
