@@ -86,17 +86,17 @@ def _ids(response: Any) -> set[str]:
     return {e["resource"]["id"] for e in response.json().get("entry", []) if "resource" in e}
 
 
+def _found(client: TestClient, path: str, params: Any, headers: dict[str, str]) -> set[str]:
+    """The ids a search answers (asserting it succeeded)."""
+    return _ids(client.get(f"{BASE}/{path}", params=params, headers=headers))
+
+
 def test_has_from_a_patient_token_is_evaluated_within_its_compartment(
     client: TestClient, world: dict[str, str]
 ) -> None:
     query = {"_has:Appointment:practitioner:patient.birthdate": "1990-01-01"}
-    assert world["bobs_doctor"] in _ids(
-        client.get(f"{BASE}/Practitioner", params=query, headers=_everyone(client))
-    )
-    assert (
-        _ids(client.get(f"{BASE}/Practitioner", params=query, headers=_alice(client, world)))
-        == set()
-    )
+    assert world["bobs_doctor"] in _found(client, "Practitioner", query, _everyone(client))
+    assert _found(client, "Practitioner", query, _alice(client, world)) == set()
     by_patient = {"_has:Appointment:practitioner:patient": f"Patient/{world['bob']}"}
     found = client.get(f"{BASE}/Practitioner", params=by_patient, headers=_alice(client, world))
     assert _ids(found) == set()
@@ -106,9 +106,7 @@ def test_chain_into_a_type_the_token_cannot_read_is_refused(
     client: TestClient, world: dict[str, str]
 ) -> None:
     query = {"patient.birthdate": "1990-01-01"}
-    assert world["bob_appt"] in _ids(
-        client.get(f"{BASE}/Appointment", params=query, headers=_everyone(client))
-    )
+    assert world["bob_appt"] in _found(client, "Appointment", query, _everyone(client))
     no_patients = bearer(mint(client, "user/Appointment.rs"))
     refused = client.get(f"{BASE}/Appointment", params=query, headers=no_patients)
     assert refused.status_code == 403, refused.text
@@ -133,20 +131,14 @@ def test_revinclude_and_iterate_stay_in_the_compartment(
     client: TestClient, world: dict[str, str]
 ) -> None:
     rev = {"_id": world["bobs_doctor"], "_revinclude": "Appointment:practitioner"}
-    assert world["bob_appt"] in _ids(
-        client.get(f"{BASE}/Practitioner", params=rev, headers=_everyone(client))
-    )
+    assert world["bob_appt"] in _found(client, "Practitioner", rev, _everyone(client))
     alice = _alice(client, world)
-    assert _ids(client.get(f"{BASE}/Practitioner", params=rev, headers=alice)) == {
-        world["bobs_doctor"]
-    }
+    assert _found(client, "Practitioner", rev, alice) == {world["bobs_doctor"]}
     iterate = [
         ("_include", "Appointment:practitioner"),
         ("_revinclude:iterate", "Appointment:practitioner"),
     ]
-    assert world["bob_appt"] in _ids(
-        client.get(f"{BASE}/Appointment", params=iterate, headers=_everyone(client))
-    )
+    assert world["bob_appt"] in _found(client, "Appointment", iterate, _everyone(client))
     found = client.get(f"{BASE}/Appointment", params=iterate, headers=alice)
     assert world["alice_appt"] in _ids(found) and world["bob_appt"] not in _ids(found)
 
