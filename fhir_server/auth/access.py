@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from fhir_server.audit.recorder import AuditRecorder
 from fhir_server.auth.compartment import compartment_params, operation_mentions, reference_key
-from fhir_server.auth.policy import Decision, TokenContext, decide, visible, visible_written
+from fhir_server.auth.policy import Decision, TokenContext, decide, may_change, visible
 from fhir_server.auth.tokens import Tokens, unauthorized
 from fhir_server.fhir.errors import Forbidden, NotFound
 from fhir_server.fhir.messages import FhirRequest, FhirResponse
@@ -111,7 +111,7 @@ class Access:
         current = await services.store.current(rtype, rid)
         if current is None or current.resource is None:
             return  # the interaction itself answers 404/410 (or creates, checked by policy)
-        if not visible(ctx.limits, current.resource):
+        if not may_change(ctx.limits, current.resource):
             await self._denied(ctx, f"{rtype} outside the token's patient compartment")
             raise NotFound(f"{rtype}/{rid} is not known.")
 
@@ -125,7 +125,7 @@ async def release(
     returned: list[tuple[str, str]] = []
     if resource is not None and not _let_through(limits, interaction, resource, returned):
         raise NotFound("The resource is not known.")
-    judge = visible_written if interaction.kind in _WRITES else visible
+    judge = may_change if interaction.kind in _WRITES else visible
     # A search's criteria already carried the scope's; a fresh create echoes what it sent.
     fresh = interaction.kind == "create" and response.status == 201
     if interaction.kind != "search" and not fresh:
@@ -166,7 +166,7 @@ def _let_through(
         )
         return True
     written = interaction.kind in _WRITES and kind == interaction.resource_type
-    if not (visible_written if written else visible)(limits, resource):
+    if not (may_change if written else visible)(limits, resource):
         return False
     if kind in SERVED_TYPES and isinstance(resource.get("id"), str):
         returned.append((str(kind), resource["id"]))

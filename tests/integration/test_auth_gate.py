@@ -233,3 +233,22 @@ def test_next_links_do_not_grow_page_after_page(client: TestClient, world: dict[
             queries.append([(k, v) for k, v in parse_qsl(urlsplit(url).query) if k != "_cursor"])
     assert len(queries) >= 2
     assert all(query == [("_count", "1")] for query in queries)
+
+
+def test_a_write_only_token_acts_on_its_own_compartment_only(
+    client: TestClient, world: dict[str, str]
+) -> None:
+    """No read scope is needed to change one's own Appointment (and see the result);
+    another patient's is still not known."""
+    writer = bearer(mint(client, "patient/Appointment.cu", patient=world["alice"])) | FHIR
+    own = _appointment(world["alice"], world["shared"]) | {"id": world["alice_appt"]}
+    changed = client.put(
+        f"{BASE}/Appointment/{world['alice_appt']}", content=orjson.dumps(own), headers=writer
+    )
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["id"] == world["alice_appt"]
+    bobs = own | {"id": world["bob_appt"]}
+    refused = client.put(
+        f"{BASE}/Appointment/{world['bob_appt']}", content=orjson.dumps(bobs), headers=writer
+    )
+    assert refused.status_code == 404 and "HIV" not in refused.text
