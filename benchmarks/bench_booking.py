@@ -36,8 +36,8 @@ import orjson
 from benchmarks import http_load
 from benchmarks.bench_core import DATABASE, _cpu_seconds, _server
 from fhir_server.fhir.indexing import ResourceIndexer
+from fhir_server.fhir.instants import fhir_instant
 from fhir_server.scheduling import extensions as ext
-from fhir_server.scheduling.slots import fhir_instant
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
 from fhir_server.store.clock import now_instant

@@ -8,7 +8,6 @@ an OperationOutcome in one place (`rest.http`).
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -22,6 +21,7 @@ from fhir_server.fhir.errors import (
     Unprocessable,
     operation_outcome,
 )
+from fhir_server.fhir.instants import parse_instant
 from fhir_server.fhir.validation import validate_resource
 from fhir_server.rest.bundles_common import bundle, full_url, history_entry
 from fhir_server.rest.messages import FhirRequest, FhirResponse
@@ -299,7 +299,7 @@ def _since(raw: str | None) -> str | None:
     if raw is None:
         return None
     try:
-        moment = datetime.fromisoformat(raw.strip().replace(" ", "+").replace("Z", "+00:00"))
+        moment = parse_instant(raw.strip().replace(" ", "+"))
     except ValueError:
         raise BadRequest("_since must be a FHIR instant.", expression=("_since",)) from None
     if moment.tzinfo is None:
