@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fhir_server.fhir.read_limits import ReadLimits
 from fhir_server.fhir.resource import Resource
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.settings import Settings
@@ -14,16 +15,36 @@ from fhir_server.store.unit_of_work import UnitOfWork
 
 
 class Searcher(Protocol):
-    """The search engine as the REST edge sees it."""
+    """The search engine as the REST edge sees it.
+
+    `limits` (None when auth is off) are what the caller may read: every query
+    made for it, down to each chain and `_has` link and include, carries them.
+    """
 
     async def search_bundle(
-        self, resource_type: str | None, params: list[tuple[str, str]], *, strict: bool
+        self,
+        resource_type: str | None,
+        params: list[tuple[str, str]],
+        *,
+        strict: bool,
+        limits: ReadLimits | None = None,
     ) -> dict[str, Any]:
         """A searchset Bundle for the parameters (paging links included)."""
         ...
 
-    async def matching_ids(self, resource_type: str, params: list[tuple[str, str]]) -> list[str]:
+    async def matching_ids(
+        self,
+        resource_type: str,
+        params: list[tuple[str, str]],
+        limits: ReadLimits | None = None,
+    ) -> list[str]:
         """Ids of current resources matching a conditional-interaction query (at most 2)."""
+        ...
+
+    async def readable_ids(
+        self, resource_type: str, ids: list[str], limits: ReadLimits
+    ) -> list[str]:
+        """Those of `ids` whose current resource meets the limits' criteria for the type."""
         ...
 
     def capability(self, resource_type: str) -> dict[str, Any]:
