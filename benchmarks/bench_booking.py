@@ -28,7 +28,6 @@ import argparse
 import asyncio
 import os
 import platform
-import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -37,12 +36,11 @@ import httpx
 import orjson
 
 from benchmarks import http_load
-from benchmarks.bench_core import DATABASE, _cpu_seconds, _server
+from benchmarks.bench_core import DATABASE, _cpu_seconds, _server, embedded_store
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.fhir.instants import fhir_instant
 from fhir_server.scheduling import extensions as ext
 from fhir_server.settings import Settings
-from fhir_server.store import embedded
 from fhir_server.store.clock import now_instant
 from fhir_server.store.database import connect
 from fhir_server.store.resources import ResourceStore, first_row
@@ -251,15 +249,10 @@ def main() -> None:
         f"bench_booking: Python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"{CLIENTS} clients, {args.seconds:.0f} s per measurement"
     )
-    with tempfile.TemporaryDirectory(prefix="fhir-bench-booking-") as tmp:
-        data_dir = Path(tmp)
-        store_server = embedded.start(data_dir)
-        try:
-            asyncio.run(
-                _run(store_server.uri, store_server.pid, data_dir, args.seconds, args.find_slots)
-            )
-        finally:
-            embedded.stop(store_server, data_dir)
+    with embedded_store("fhir-bench-booking-") as (store_server, data_dir):
+        asyncio.run(
+            _run(store_server.uri, store_server.pid, data_dir, args.seconds, args.find_slots)
+        )
 
 
 async def _seed_find(store: ResourceStore, total: int) -> datetime:

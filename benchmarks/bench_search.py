@@ -33,7 +33,6 @@ import os
 import platform
 import random
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -42,11 +41,10 @@ from typing import Any
 import orjson
 
 from benchmarks import http_load
-from benchmarks.bench_core import _cpu_seconds, _server
+from benchmarks.bench_core import _cpu_seconds, _server, embedded_store
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.rest.search import FhirSearcher
 from fhir_server.settings import Settings
-from fhir_server.store import embedded
 from fhir_server.store.clock import to_instant
 from fhir_server.store.database import Database, connect
 from fhir_server.store.resources import ResourceStore, first_row
@@ -134,18 +132,9 @@ def _appointment_searches(patients: int, rng: random.Random) -> list[bytes]:
     ]
 
 
-def _cycle(requests: list[bytes]) -> http_load.RequestFactory:
-    def make(client: int, number: int) -> bytes:
-        return requests[(client * 7919 + number * 31) % len(requests)]
-
-    return make
-
-
-Measured = dict[str, tuple[http_load.Result, tuple[float, ...]]]
-"""Per scenario: the median round, and CPU ms per request (server, store, load generator)."""
-
-
-async def _measure(port: int, slots: int, seconds: float, cpu: http_load.CpuProbe) -> Measured:
+async def _measure(
+    port: int, slots: int, seconds: float, cpu: http_load.CpuProbe
+) -> http_load.Measured:
     """Interleaved rounds (slot, floor, appt, read, slot, ...) after a 1 s warm-up each, so drift
     on the shared machine falls on every scenario alike; the median round is reported
     with the CPU cost per request pooled over the rounds."""
@@ -153,37 +142,19 @@ async def _measure(port: int, slots: int, seconds: float, cpu: http_load.CpuProb
     schedules = slots // SLOTS_PER_SCHEDULE
     patients = max(1, int(slots * APPOINTMENTS_PER_SLOT) // APPOINTMENTS_PER_PATIENT)
     slot_searches, slot_floor = _slot_searches(schedules, rng)
-    plan = {
-        "slot": _cycle(slot_searches),
-        "floor": _cycle(slot_floor),
-        "appt": _cycle(_appointment_searches(patients, rng)),
-        "read": _cycle(
-            [
-                http_load.request("GET", f"/fhir/Slot/slot-{rng.randrange(slots):07d}")
-                for _ in range(2000)
-            ]
-        ),
-    }
-    rounds: dict[str, list[http_load.Result]] = {name: [] for name in plan}
-    for _ in range(ROUNDS):
-        for name, make in plan.items():
-            rounds[name].append(
-                await http_load.run(
-                    name, "127.0.0.1", port, make, concurrency=CONCURRENCY, seconds=seconds, cpu=cpu
-                )
-            )
-    measured: Measured = {}
-    for name, runs in rounds.items():
-        runs.sort(key=lambda r: r.rate)
-        median, cost = runs[len(runs) // 2], http_load.cpu_ms_per_request(runs)
-        measured[name] = (median, cost)
-        print(f"    {median.line()}  (rounds {runs[0].rate:.0f}-{runs[-1].rate:.0f})")
-        print(
-            f"             CPU ms/request: server {cost[0]:.2f}, store {cost[1]:.2f}, "
-            f"load generator {cost[2]:.2f}",
-            flush=True,
-        )
-    return measured
+    reads = [
+        http_load.request("GET", f"/fhir/Slot/slot-{rng.randrange(slots):07d}") for _ in range(2000)
+    ]
+    plan: http_load.Plan = [
+        ("slot", http_load.cycle(slot_searches), 200),
+        ("floor", http_load.cycle(slot_floor), 200),
+        ("appt", http_load.cycle(_appointment_searches(patients, rng)), 200),
+        ("read", http_load.cycle(reads), 200),
+    ]
+    rounds = await http_load.interleaved(
+        port, plan, rounds=ROUNDS, seconds=seconds, concurrency=CONCURRENCY, cpu=cpu
+    )
+    return http_load.medians(rounds, indent="    ")
 
 
 async def _open(uri: str, settings: Settings) -> tuple[Database, ResourceStore]:
@@ -226,13 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     previous = os.environ.get("FHIR_AUTH_ENABLED")
     os.environ["FHIR_AUTH_ENABLED"] = "false"
     try:
-        with tempfile.TemporaryDirectory(prefix="fhir-bench-search-") as tmp:
-            data_dir = Path(tmp)
-            store_server = embedded.start(data_dir)
-            try:
-                asyncio.run(_run(store_server.uri, store_server.pid, data_dir, sizes, args.seconds))
-            finally:
-                embedded.stop(store_server, data_dir)
+        with embedded_store("fhir-bench-search-") as (store_server, data_dir):
+            asyncio.run(_run(store_server.uri, store_server.pid, data_dir, sizes, args.seconds))
     finally:
         if previous is None:
             os.environ.pop("FHIR_AUTH_ENABLED")
@@ -246,7 +212,7 @@ async def _run(uri: str, store_pid: int, data_dir: Path, sizes: list[int], secon
     indexer = ResourceIndexer(settings.base_url)
     payload = data_dir / "payload.json"
     payload.write_bytes(orjson.dumps({"resourceType": "Patient"}))
-    figures: dict[int, Measured] = {}
+    figures: dict[int, http_load.Measured] = {}
     loaded_slots = loaded_appts = 0
     with _server(uri, payload) as (port, process):
         for size in sizes:
@@ -267,7 +233,7 @@ async def _run(uri: str, store_pid: int, data_dir: Path, sizes: list[int], secon
     _summary(figures)
 
 
-def _summary(figures: dict[int, Measured]) -> None:
+def _summary(figures: dict[int, http_load.Measured]) -> None:
     """p99 growth with the store, and search/read throughput ratios: measured, and from the
     total CPU per request (server + store + load generator share the cores, so the inverse
     cost ratio is the steadier estimate of the same figure)."""
