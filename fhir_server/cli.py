@@ -1,4 +1,5 @@
-"""The `fhir-server` command line: `serve` and `demo` (later issues add more).
+"""The `fhir-server` command line: `serve`, `demo`, and the `outbox`, `users`,
+`clients`, `keys` and `slots` sub-commands of the packages that own them.
 
 Without FHIR_MONGODB_URI the commands share one embedded store per data
 directory: `serve` starts it and keeps it up for its own lifetime, and every
