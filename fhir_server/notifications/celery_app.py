@@ -99,6 +99,14 @@ def embedded_redis_url(data_dir: Path) -> str:
     return f"redis+socket://{socket_path}"
 
 
+def embedded_redis_pid(data_dir: Path) -> int | None:
+    """The pid of the embedded Redis this process started for `data_dir` (None: not ours)."""
+    with _lock:
+        server = _embedded.get(data_dir.resolve())
+    pid = server.pid if server is not None else 0
+    return int(pid) or None
+
+
 @contextlib.contextmanager
 def _termination_held() -> Iterator[None]:
     """Hold SIGTERM/SIGINT while the server starts, so it is registered (and then
