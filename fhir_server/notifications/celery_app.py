@@ -12,6 +12,8 @@ Reliability options, and why:
   the batch it had claimed, which the relay job publishes again after the
   claim lease (a larger prefetch measured no faster: the batch, not the
   queue, carries the throughput);
+- beat's scheduler takes a lock in Redis (`beat_lock`): one beat per broker
+  fires the jobs, however many are started;
 - publishing does not retry: the booking must not wait for a broker that is
   down; the stored Communication is relayed later instead.
 """
@@ -30,6 +32,7 @@ from typing import Any
 
 from celery import Celery
 
+from fhir_server.notifications import beat_lock
 from fhir_server.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -161,6 +164,9 @@ def make_celery(settings: Settings, *, url: str | None = None) -> Celery:
         },
         worker_hijack_root_logger=False,
         beat_schedule=BEAT_SCHEDULE,
+        # One beat per broker (a lock in Redis, renewed every tick; see `beat_lock`).
+        beat_scheduler="fhir_server.notifications.beat_lock:LockedScheduler",
+        beat_max_loop_interval=beat_lock.RENEW_EVERY,
         imports=("fhir_server.notifications.tasks",),
     )
     return app
