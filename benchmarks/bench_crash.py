@@ -94,6 +94,7 @@ class Server:
             env=self.env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal or a service runs it
         )
         self.wait_ready(began, 300)
         return time.monotonic() - began
