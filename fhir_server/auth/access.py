@@ -46,6 +46,9 @@ class Access:
         return await self.tokens.authenticate(authorization)
 
     async def guard(self, services: _Services, req: FhirRequest, run: Run) -> FhirResponse:
+        return await self.audit.watch(req, self._guard(services, req, run))
+
+    async def _guard(self, services: _Services, req: FhirRequest, run: Run) -> FhirResponse:
         ctx = req.auth
         if not isinstance(ctx, TokenContext):
             raise unauthorized("This server needs a SMART access token (Bearer).", error="")

@@ -50,6 +50,7 @@ class TokenContext:
     patient: str | None = None
     fhir_user: str | None = None
     jti: str | None = None
+    role: str | None = None  # the account's role (auth.roles); None for a backend service
 
 
 @dataclass(frozen=True)

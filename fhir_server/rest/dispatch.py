@@ -5,10 +5,12 @@ from __future__ import annotations
 from fhir_server.fhir.errors import BadRequest, MethodNotAllowed, NotFound
 from fhir_server.fhir.resource_types import CONFORMANCE_TYPES, SERVED_TYPES
 from fhir_server.rest import interactions as i
+from fhir_server.rest.audit_events import admit
 from fhir_server.rest.conformance import conformance_resources, read_conformance, search_conformance
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.prefer import preference
 from fhir_server.rest.services import OperationKey, Services
+from fhir_server.store.audit_store import AUDIT_EVENT
 from fhir_server.store.unit_of_work import UnitOfWork
 
 _SERVED = frozenset(SERVED_TYPES)
@@ -42,7 +44,9 @@ async def _route(services: Services, req: FhirRequest, uow: UnitOfWork | None) -
         raise _not_allowed(req, "metadata")
     if head in _CONFORMANCE:
         return _conformance(services, req)
-    if head not in _SERVED:
+    if head == AUDIT_EVENT:
+        admit(req)  # an admin's read or search; nothing else, for anyone
+    elif head not in _SERVED:
         raise NotFound(f"Resource type {head!r:.40} is not served here.")
     return await _on_type(services, req, head, path[1:], uow)
 
