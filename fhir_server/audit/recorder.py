@@ -118,6 +118,6 @@ class AuditRecorder:
             if self.journal is not None:
                 self.journal.append(event)
             else:
-                await self.store.insert([event])
+                await self.store.insert([self.store.row(event)])
         except Exception:  # the audit trail must not fail the request it records
             log.error("could not record an audit event (%s)", event["type"]["code"])

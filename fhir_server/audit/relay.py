@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from fhir_server.audit.journal import Journal
 from fhir_server.settings import Settings
@@ -23,6 +24,7 @@ from fhir_server.store.resources import ResourceStore
 log = logging.getLogger("fhir_server.audit")
 
 RELAY_SECONDS = 0.5
+CHUNK = 32
 
 
 class AuditRelay:
@@ -33,15 +35,29 @@ class AuditRelay:
     async def relay(self) -> int:
         """Store every complete journal line on this data directory; how many were new."""
         batch = self.journal.pending()
-        stored = await self.store.insert(batch.events)
+        stored = await self._insert(batch.events)
         self.journal.done(batch)
         for orphan, fd in self.journal.orphans():
             try:
-                stored += await self.store.insert(orphan.events)
+                stored += await self._insert(orphan.events)
             except BaseException:
                 Journal.release(fd)
                 raise
             Journal.forget(orphan, fd)
+        return stored
+
+    async def _insert(self, events: list[dict[str, Any]]) -> int:
+        """Indexing an event takes the event loop for about 0.1 ms: the requests waiting on the
+        loop go between two events, and the rows go to the store `CHUNK` at a time (one
+        command's own cost, about 1.5 ms of CPU, is shared by that many)."""
+        stored = 0
+        rows: list[dict[str, Any]] = []
+        for number, event in enumerate(events, 1):
+            rows.append(self.store.row(event))
+            await asyncio.sleep(0)
+            if len(rows) == CHUNK or number == len(events):
+                stored += await self.store.insert(rows)
+                rows = []
         return stored
 
     async def forever(self) -> None:

@@ -30,9 +30,13 @@ class AuditStore:
         versioned store, so `_history` listed them); their current rows hold the same bodies."""
         await self.store.history.delete_many({"type": {"$eq": AUDIT_EVENT}})
 
-    async def insert(self, events: list[dict[str, Any]]) -> int:
-        """Store finished AuditEvents (each with its `id` and `recorded`); how many were new."""
-        rows = [first_row(event, self.store.indexer, event["recorded"]) for event in events]
+    def row(self, event: dict[str, Any]) -> dict[str, Any]:
+        """The stored row of a finished AuditEvent (with its `id` and `recorded`): the indexing,
+        about 0.1 ms of CPU, which a caller on an event loop may want to spread out."""
+        return first_row(event, self.store.indexer, event["recorded"])
+
+    async def insert(self, rows: list[dict[str, Any]]) -> int:
+        """Store rows made by `row`; how many were new (an id already stored is kept as is)."""
         if not rows:
             return 0
         try:
