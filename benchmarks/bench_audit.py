@@ -36,9 +36,10 @@ from typing import Any
 import httpx
 
 from fhir_server.app import create_app
-from fhir_server.audit.recorder import AuditRecorder
+from fhir_server.audit.recorder import AuditRecorder, S
 from fhir_server.audit.relay import AuditRelay
-from fhir_server.rest.messages import FhirRequest, FhirResponse
+from fhir_server.auth.access import Passage, release
+from fhir_server.fhir.messages import FhirRequest, FhirResponse
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
 
@@ -51,7 +52,7 @@ MATCHES = 20
 class Unaudited(AuditRecorder):
     """The gate's hook with recording taken out: the baseline."""
 
-    async def watch(self, req: FhirRequest, interaction: Awaitable[FhirResponse]) -> FhirResponse:
+    async def watch(self, req: FhirRequest, interaction: Awaitable[S]) -> S:
         return await interaction
 
 
@@ -94,14 +95,14 @@ async def _setup(app: Any) -> tuple[str, dict[str, str]]:
     return created[0].id, {"Authorization": f"Bearer {issued.token}"}
 
 
-async def _hook_cpu(recorder: AuditRecorder, req: FhirRequest, answer: FhirResponse) -> list[float]:
+async def _hook_cpu(recorder: AuditRecorder, req: FhirRequest, passage: Passage) -> list[float]:
     """CPU seconds (this thread's, so other processes' load does not count) the hook adds to
-    one interaction: the event built from the answer and journaled."""
+    one interaction: the event built from what the gate let out, and journaled."""
     samples = []
     for _ in range(2000):
 
-        async def interaction() -> FhirResponse:
-            return answer
+        async def interaction() -> Passage:
+            return passage
 
         began = time.thread_time()
         await recorder.watch(req, interaction())
@@ -150,18 +151,17 @@ async def _run(settings: Settings) -> None:
             answers = {k: (await http.get(url, headers=headers)).json() for k, url in urls.items()}
         ctx = await access.authenticate(headers["Authorization"])
         await _relay_cpu(journaled)  # what the rounds left, so the hook is timed alone
-        hook = {
-            "read": await _hook_cpu(
-                journaled,
-                FhirRequest("GET", ["Appointment", appointment], auth=ctx),
-                FhirResponse(200, answers["read"]),
-            ),
-            "search": await _hook_cpu(
-                journaled,
-                FhirRequest("GET", ["Appointment"], [("actor", "Practitioner/bench")], auth=ctx),
-                FhirResponse(200, answers["search"]),
+        requests = {
+            "read": FhirRequest("GET", ["Appointment", appointment], auth=ctx),
+            "search": FhirRequest(
+                "GET", ["Appointment"], [("actor", "Practitioner/bench")], auth=ctx
             ),
         }
+        hook = {}
+        for kind, req in requests.items():
+            response = FhirResponse(200, answers[kind])
+            passage = await release(app.state.services, ctx, req.interaction, response)
+            hook[kind] = await _hook_cpu(journaled, req, passage)
         relay = await _relay_cpu(journaled)
     load = os.getloadavg()[0]
     print(

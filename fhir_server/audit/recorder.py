@@ -17,19 +17,20 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, TypeVar
 
 from fhir_server.audit.events import SOURCE, Actor, agents, audited, rest_event
 from fhir_server.audit.journal import Journal
-from fhir_server.audit.trail import access_of, actor_of
-from fhir_server.auth.policy import TokenContext, classify
+from fhir_server.audit.trail import Seen, access_of, actor_of
+from fhir_server.auth.policy import TokenContext
 from fhir_server.fhir.errors import FhirError
-from fhir_server.rest.messages import FhirRequest, FhirResponse
+from fhir_server.fhir.messages import FhirRequest
 from fhir_server.store.audit_store import AuditStore
 from fhir_server.store.clock import now_instant
 from fhir_server.store.resources import ResourceStore
 
 log = logging.getLogger("fhir_server.audit")
+S = TypeVar("S", bound=Seen)
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 OURS = "urn:fhir-server:audit-subtype"
@@ -81,35 +82,36 @@ class AuditRecorder:
     async def record(self, event: str, *, success: bool, who: str | None, **extra: Any) -> None:
         await self._keep(audit_event(event, success=success, who=who, **extra))
 
-    async def watch(self, req: FhirRequest, interaction: Awaitable[FhirResponse]) -> FhirResponse:
-        """Run one interaction of a token and record it, answered or refused (the gate's hook).
+    async def watch(self, req: FhirRequest, interaction: Awaitable[S]) -> S:
+        """Run one interaction of a token through the gate and record it, answered or refused
+        (the gate's one hook; `interaction` yields what the gate let out).
 
         Without a token (auth switched off) nothing is recorded: there is no
         one to name, and that mode is for development and the REST core's tests.
         """
         ctx = req.auth
-        if not isinstance(ctx, TokenContext) or not audited(classify(req).kind):
+        if not isinstance(ctx, TokenContext) or not audited(req.interaction.kind):
             return await interaction
         try:
-            response = await interaction
+            seen = await interaction
         except FhirError as error:
             await self._keep_access(ctx, req, error.status, None, error.diagnostics)
             raise
         except Exception:
             await self._keep_access(ctx, req, 500, None, "Internal Server Error")
             raise
-        await self._keep_access(ctx, req, response.status, response, None)
-        return response
+        await self._keep_access(ctx, req, seen.response.status, seen, None)
+        return seen
 
     async def _keep_access(
         self,
         ctx: TokenContext,
         req: FhirRequest,
         status: int,
-        response: FhirResponse | None,
+        seen: Seen | None,
         detail: str | None,
     ) -> None:
-        access = access_of(req, status, response, detail)
+        access = access_of(req, status, seen, detail)
         event_id, recorded = str(uuid.uuid4()), now_instant()
         await self._keep(rest_event(actor_of(ctx), access, event_id=event_id, recorded=recorded))
 

@@ -6,10 +6,17 @@ claimed) is not an admin's, whatever its scopes.
 
 from __future__ import annotations
 
-from fhir_server.auth.policy import TokenContext
+from typing import Protocol, runtime_checkable
 
 ADMIN = "admin"
 
 
+@runtime_checkable
+class _Claims(Protocol):
+    @property
+    def role(self) -> str | None: ...
+
+
 def is_admin(ctx: object) -> bool:
-    return isinstance(ctx, TokenContext) and ctx.role == ADMIN
+    """True for an admin's `auth.policy.TokenContext`; False for anything else (or None)."""
+    return isinstance(ctx, _Claims) and ctx.role == ADMIN
