@@ -67,6 +67,9 @@ class Access:
         return await self.tokens.authenticate(authorization)
 
     async def guard(self, services: _Services, req: FhirRequest, run: Run) -> FhirResponse:
+        return (await self.audit.watch(req, self._guard(services, req, run))).response
+
+    async def _guard(self, services: _Services, req: FhirRequest, run: Run) -> Passage:
         ctx = req.auth
         if not isinstance(ctx, TokenContext):
             raise unauthorized("This server needs a SMART access token (Bearer).", error="")
@@ -77,8 +80,7 @@ class Access:
                 raise NotFound(decision.reason)
             raise Forbidden(decision.reason)
         await self._check_named(services, ctx, decision, req)
-        passage = await release(services, ctx, req.interaction, await run(req))
-        return passage.response
+        return await release(services, ctx, req.interaction, await run(req))
 
     async def _denied(self, ctx: TokenContext, reason: str) -> None:
         await self.audit.record(
