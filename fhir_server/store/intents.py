@@ -13,7 +13,9 @@ every write it will make. Then it applies them in three steps:
 3. the Idempotency-Key's result.
 
 A conflict in step 1 undoes the steps already made (each undo is conditional
-on the row still holding what the unit wrote) and is the request's 409.
+on the row still holding exactly what the unit wrote: its version and `updated`,
+compared in Python, as the embedded store compares ISO strings to the second)
+and is the request's 409.
 
 A process killed mid-way leaves its intent behind. `recovery.settle` finds
 intents older than a few seconds and finishes them: past the commit point
@@ -106,12 +108,21 @@ class PutRow:
             raise conflict(self.collection, rid)
 
     async def undo(self, db: Any) -> None:
-        mine = {"_id": self.row["_id"], "version": self.row["version"],
-                "updated": self.row["updated"]}  # fmt: skip
+        """Only this unit's own write is undone. Another unit may hold the same version (this
+        one never applied, the row was free for it), and the embedded store compares `updated`
+        (an ISO string) to the second only, so the filter cannot tell the two apart: the row is
+        read and its `updated` compared here, exactly. Between the read and the write only a
+        later version can replace it (a compare-and-set on our version), which the filter
+        then misses."""
+        rows, mine = db[self.collection], {"_id": self.row["_id"], "version": self.row["version"]}
+        stored = await rows.find_one(mine, {"updated": 1})
+        if stored is None or stored["updated"] != self.row["updated"]:
+            return
+        mine["updated"] = self.row["updated"]
         if self.prev is None:
-            await db[self.collection].delete_one(mine)
+            await rows.delete_one(mine)
         else:
-            await db[self.collection].replace_one(mine, self.prev)
+            await rows.replace_one(mine, self.prev)
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
+from pymongo.errors import AutoReconnect
+
 from fhir_server.notifications.codes import EVENTS
 from fhir_server.notifications.message import message_id
 from fhir_server.scheduling.booking import claims_of
@@ -58,10 +60,14 @@ class Crash(BaseException):
 
 @dataclass
 class Fuse:
-    """Blows at command `at` (1-based; None: never), before or `after` the store ran it."""
+    """Blows at command `at` (1-based; None: never), before or `after` the store ran it.
+
+    A fuse that `lives` is a lost connection instead: that command raises pymongo's
+    `AutoReconnect` and the process goes on (the store answers again at once)."""
 
     at: int | None = None
     after: bool = False
+    lives: bool = False
     count: int = 0
     blown: bool = False
     sent: list[str] = field(default_factory=list)  # "command collection", in order
@@ -72,13 +78,17 @@ class Fuse:
         self.count += 1
         self.sent.append(label)
         if self.count == self.at and not self.after:
-            self.blown = True
-            raise Crash
+            self._blow()
 
     def after_command(self) -> None:
         if self.count == self.at and self.after:
-            self.blown = True
-            raise Crash
+            self._blow()
+
+    def _blow(self) -> None:
+        if self.lives:
+            raise AutoReconnect("connection to the store lost")
+        self.blown = True
+        raise Crash
 
 
 class _Collection:
