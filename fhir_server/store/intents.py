@@ -22,7 +22,10 @@ intents older than a few seconds and finishes them: past the commit point
 (any of its history rows stored) it rolls forward (the missing history rows,
 the key's result); before it, it rolls back (the undos, and the key's
 reservation is released so a retry runs again). Every step is idempotent, so
-settling twice, or alongside a late writer, agrees.
+settling twice, or alongside a late writer, agrees. A unit whose connection was
+lost mid-way (the store restarted under a living process) settles itself the
+same way (`finish`) as soon as the store answers again: left for the sweep, its
+partial writes (a Slot claim) would be built on by other requests meanwhile.
 
 Marking an intent done costs nothing: a process keeps a few intent rows
 ("lanes") and writes each unit's intent over the previous, settled one of
@@ -35,6 +38,7 @@ pays per stored field, not per byte.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -42,7 +46,13 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import orjson
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    NetworkTimeout,
+    PyMongoError,
+)
 
 from fhir_server.fhir.errors import Conflict
 from fhir_server.store.clock import now_instant
@@ -54,6 +64,7 @@ KEYS = "idempotency_keys"
 _DUPLICATE_KEY = 11000
 # A unit older than this is a dead writer's: settling it may undo it (a live one takes ms).
 GRACE_SECONDS = 10.0
+FORWARD, BACK = "forward", "back"  # how a unit cut short was settled
 
 
 class Op(Protocol):
@@ -223,9 +234,68 @@ async def commit(database: Database, staged: Staged) -> None:
         await undo(db, applied, staged.key)
         lanes.give(lane)
         raise
-    # Any other failure (the store unreachable mid-way) has an unknown outcome: the intent
-    # stays, its lane is not reused, and recovery settles it.
+    except ConnectionFailure as lost:
+        # The connection was lost (a restarted store): the command in flight ran or not, and
+        # no late write of it follows. The unit is settled as soon as the store answers, so
+        # no other request builds on a write rolled back later (a Slot claimed by a unit that
+        # never committed). A timeout may still be running in the store, and a store still
+        # away leaves the intent to recovery after the grace.
+        if isinstance(lost, NetworkTimeout) or (outcome := await _settle(db, staged)) is None:
+            raise
+        await _free(db, lanes, lane, serial)
+        if outcome == BACK:
+            raise
+        return  # past its commit point: the unit is in
+    # Any other failure has an unknown outcome: the intent stays, its lane is not reused, and
+    # recovery settles it.
     lanes.give(lane)
+
+
+async def _settle(db: Any, staged: Staged) -> str | None:
+    """`finish` for a unit whose connection was lost; None while the store still does not answer."""
+    try:
+        return await finish(db, staged) or FORWARD
+    except PyMongoError:
+        return None
+
+
+async def _free(db: Any, lanes: _Lanes, lane: str, serial: str) -> None:
+    """Drop a settled unit's intent (if the store lets us) and reuse its lane."""
+    with contextlib.suppress(PyMongoError):
+        await db[COLLECTION].delete_one({"_id": lane, "n": serial})
+        lanes.give(lane)
+
+
+async def finish(db: Any, staged: Staged) -> str | None:
+    """Settle a unit cut short: FORWARD past its commit point (one of its history rows is
+    stored: they follow every compare-and-set), else BACK; None when it was already whole."""
+    stored = await _stored(db, staged.history)
+    if any(stored.get(row["_id"]) == row["updated"] for row in staged.history):
+        return FORWARD if await _roll_forward(db, staged, stored) else None
+    await undo(db, staged.ops, staged.key)
+    return BACK
+
+
+async def _stored(db: Any, history: list[dict[str, Any]]) -> dict[str, str]:
+    """The `updated` of each of these history rows that is stored, by key."""
+    if not history:
+        return {}
+    keys = [row["_id"] for row in history]
+    cursor = db[HISTORY].find({"_id": {"$in": keys}}, {"updated": 1})
+    return {row["_id"]: row["updated"] async for row in cursor}
+
+
+async def _roll_forward(db: Any, staged: Staged, stored: dict[str, str]) -> bool:
+    """Write what is missing past the commit point; whether anything was."""
+    missing = [row for row in staged.history if stored.get(row["_id"]) != row["updated"]]
+    await insert_history(db, missing)
+    repaired = bool(missing)
+    if staged.key is not None:
+        record = await db[KEYS].find_one({"_id": staged.key.key})
+        if record is None or not record.get("done"):
+            await staged.key.apply(db)
+            repaired = True
+    return repaired
 
 
 async def _apply_all(

@@ -53,13 +53,10 @@ async def settle(
     done = Settled()
     async for doc in db[intents.COLLECTION].find(query):
         staged = intents.staged_from(doc, _KINDS)
-        stored = await _stored(db, staged.history)
-        # The commit point: one of its history rows is stored (they follow every compare-and-set).
-        if any(stored.get(row["_id"]) == row["updated"] for row in staged.history):
-            if await _roll_forward(db, staged, stored):
-                done.forward += _ids(staged)
-        else:
-            await intents.undo(db, staged.ops, staged.key)
+        outcome = await intents.finish(db, staged)
+        if outcome == intents.FORWARD:
+            done.forward += _ids(staged)
+        elif outcome == intents.BACK:
             done.back += _ids(staged)
         await db[intents.COLLECTION].delete_one({"_id": doc["_id"], "n": doc["n"]})
     if done.forward or done.back:
@@ -69,28 +66,6 @@ async def settle(
             sorted(set(done.back)),
         )
     return done
-
-
-async def _stored(db: Any, history: list[dict[str, Any]]) -> dict[str, str]:
-    """The `updated` of each of these history rows that is stored, by key."""
-    if not history:
-        return {}
-    keys = [row["_id"] for row in history]
-    cursor = db[intents.HISTORY].find({"_id": {"$in": keys}}, {"updated": 1})
-    return {row["_id"]: row["updated"] async for row in cursor}
-
-
-async def _roll_forward(db: Any, staged: intents.Staged, stored: dict[str, str]) -> bool:
-    """Write what is missing past the commit point; whether anything was."""
-    missing = [row for row in staged.history if stored.get(row["_id"]) != row["updated"]]
-    await intents.insert_history(db, missing)
-    repaired = bool(missing)
-    if staged.key is not None:
-        record = await db[intents.KEYS].find_one({"_id": staged.key.key})
-        if record is None or not record.get("done"):
-            await staged.key.apply(db)
-            repaired = True
-    return repaired
 
 
 def _ids(staged: intents.Staged) -> list[str]:

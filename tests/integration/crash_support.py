@@ -63,18 +63,20 @@ class Fuse:
     """Blows at command `at` (1-based; None: never), before or `after` the store ran it.
 
     A fuse that `lives` is a lost connection instead: that command raises pymongo's
-    `AutoReconnect` and the process goes on (the store answers again at once)."""
+    `AutoReconnect` and the process goes on, the store answering again at once (or, `down`,
+    not before the request has ended: its every later command raises it too)."""
 
     at: int | None = None
     after: bool = False
     lives: bool = False
+    down: bool = False
     count: int = 0
     blown: bool = False
     sent: list[str] = field(default_factory=list)  # "command collection", in order
 
     def before_command(self, label: str) -> None:
         if self.blown:
-            raise Crash
+            self._fail()
         self.count += 1
         self.sent.append(label)
         if self.count == self.at and not self.after:
@@ -85,9 +87,12 @@ class Fuse:
             self._blow()
 
     def _blow(self) -> None:
+        self.blown = not self.lives or self.down
+        self._fail()
+
+    def _fail(self) -> None:
         if self.lives:
             raise AutoReconnect("connection to the store lost")
-        self.blown = True
         raise Crash
 
 
