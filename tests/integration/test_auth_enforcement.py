@@ -22,6 +22,7 @@ from tests.integration.auth_helpers import (
     create,
     mint,
     new_patient,
+    relay,
 )
 
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -317,6 +318,7 @@ def test_metadata_needs_no_token_and_carries_smart_security(client: TestClient) 
 
 def test_access_denied_is_audited(client: TestClient, world: dict[str, str]) -> None:
     client.get(f"{BASE}/Appointment/{world['bob_appt']}", headers=alice_token(client, world))
+    relay(client)  # the event reaches the store through the audit relay
     store = client.app.state.services.store  # type: ignore[attr-defined]
 
     async def denied() -> int:
