@@ -27,6 +27,7 @@ _ROUTED = _SERVED | frozenset(ADMIN_TYPES)
 OPEN_TYPES = frozenset((*CONFORMANCE_TYPES, "OperationDefinition"))
 
 SYSTEM, TYPE, INSTANCE = "system", "type", "instance"
+_WRITES = frozenset({"create", "update", "patch", "delete"})
 
 
 def check_id(rid: str) -> str:
@@ -53,6 +54,7 @@ class Interaction:
     version: str | None = None
     operation: str | None = None
     conditional: bool = False  # PUT or DELETE on a type: the target is found by criteria
+    changes: bool = False  # a write, or an operation invoked with POST (may change state)
     error: FhirError | None = field(default=None, compare=False)
 
     @property
@@ -156,6 +158,7 @@ def _bound(route: Route, bound: dict[str, str], method: str) -> Interaction:
         version=bound.get("vid"),
         operation=bound.get("op"),
         conditional=route.kind in ("update", "delete") and rid is None,
+        changes=route.kind in _WRITES or (route.method == "*" and method != "GET"),
     )
 
 

@@ -74,3 +74,15 @@ def test_patient_holds_and_books_only_their_own(client: TestClient) -> None:
     assert [e["resource"]["id"] for e in mine.get("entry", [])] == [pending["id"]]
     assert client.get(f"{BASE}/Appointment", headers=as_bob).json().get("entry", []) == []
     assert client.get(f"{BASE}/Appointment/{pending['id']}", headers=as_bob).status_code == 404
+
+
+def test_a_write_only_patient_token_sees_what_it_booked(client: TestClient) -> None:
+    """An operation that changes state echoes its own resources within the compartment,
+    even to a token without a read scope (the gate judges them as the token's writes)."""
+    site = make_clinic(client)
+    slot = make_slot(client, site["schedule"], hours_from_now(96))
+    alice = new_patient(client, "Alice")
+    writer = bearer(mint(client, "patient/Appointment.c", patient=alice)) | FHIR
+    booked = operation(client, "book", writer, name="appt-resource", resource=proposal(slot, alice))
+    assert booked.status_code == 200, booked.text
+    assert booked.json()["entry"][0]["resource"]["status"] == "booked"

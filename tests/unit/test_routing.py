@@ -16,20 +16,24 @@ def route(method: str, path: str) -> Interaction:
     ("method", "path", "expected"),
     [
         ("GET", "Appointment/a1/_history/3", Interaction("vread", "Appointment", "a1", "3")),
-        ("PUT", "Appointment", Interaction("update", "Appointment", conditional=True)),
-        ("DELETE", "Slot", Interaction("delete", "Slot", conditional=True)),
-        ("PUT", "Slot/s1", Interaction("update", "Slot", "s1")),
+        (
+            "PUT",
+            "Appointment",
+            Interaction("update", "Appointment", conditional=True, changes=True),
+        ),
+        ("DELETE", "Slot", Interaction("delete", "Slot", conditional=True, changes=True)),
+        ("PUT", "Slot/s1", Interaction("update", "Slot", "s1", changes=True)),
         (
             "POST",
             "Appointment/$book",
-            Interaction("operation-type", "Appointment", operation="book"),
+            Interaction("operation-type", "Appointment", operation="book", changes=True),
         ),
         (
             "GET",
             "Subscription/x/$status",
             Interaction("operation-instance", "Subscription", "x", operation="status"),
         ),
-        ("POST", "$export", Interaction("operation-system", operation="export")),
+        ("POST", "$export", Interaction("operation-system", operation="export", changes=True)),
         ("GET", "", Interaction("search-system")),
         ("GET", "ValueSet/abc", Interaction("conformance", "ValueSet", "abc")),
         ("POST", "CodeSystem/_search", Interaction("conformance", "CodeSystem")),
@@ -37,6 +41,13 @@ def route(method: str, path: str) -> Interaction:
 )
 def test_routes_bind_every_part(method: str, path: str, expected: Interaction) -> None:
     assert route(method, path) == expected
+
+
+def test_what_changes_state() -> None:
+    assert route("GET", "Appointment/$find").changes is False
+    assert route("POST", "Appointment/$find").changes is True  # an operation may change state
+    assert route("POST", "Appointment/_search").changes is False
+    assert route("PATCH", "Appointment/a1").changes is True
 
 
 def test_levels() -> None:
