@@ -1,10 +1,11 @@
 """The notification worker's floor: a bare Celery task doing the same store calls and SMTP send.
 
 Run by `celery -A benchmarks.floor_worker worker -P solo -Q floor` (as
-`bench_notify` does), with the same broker settings as the real worker
-(acks late, prefetch 1, JSON). Like the real one (`notifications.delivery`),
-the first task of a batch takes up to 50 never-attempted messages and the
-later tasks of the batch return at once; for the batch it issues, through
+`bench_notify` does), with the real worker's settings for taking and
+acknowledging tasks (acks late, prefetch 1, JSON: read from its app). Like
+the real one (`notifications.delivery`), the first task of a batch takes up
+to 50 never-attempted messages and the later tasks of the batch return at
+once; for the batch it issues, through
 plain PyMongo, the real worker's commands: read the batch; claim it (history
 rows, one bulk replace of the current rows); read the appointment versions;
 per message an SMTP send on one connection and its sent mark; settle (history
@@ -26,21 +27,27 @@ from typing import Any
 from celery import Celery
 from pymongo import MongoClient, ReplaceOne
 
+from fhir_server.notifications.celery_app import make_celery
+from fhir_server.settings import Settings
+
 BATCH = 50
 TASK = "benchmarks.floor_send"
 QUEUE = "floor"
 
-app = Celery("floor", broker=os.environ.get("FHIR_REDIS_URL", "memory://"))
-app.conf.update(
-    task_ignore_result=True,
-    task_acks_late=True,
-    task_reject_on_worker_lost=True,
-    worker_prefetch_multiplier=1,
-    task_serializer="json",
-    accept_content=["json"],
-    task_default_queue=QUEUE,
-    worker_hijack_root_logger=False,
+_BROKER = os.environ.get("FHIR_REDIS_URL", "memory://")
+# The real worker's settings for how tasks are taken and acknowledged, read from its app.
+_SAME = (
+    "task_ignore_result",
+    "task_acks_late",
+    "task_reject_on_worker_lost",
+    "worker_prefetch_multiplier",
+    "task_serializer",
+    "accept_content",
+    "worker_hijack_root_logger",
 )
+_ours = make_celery(Settings(), url=_BROKER).conf
+app = Celery("floor", broker=_BROKER)
+app.conf.update({name: _ours[name] for name in _SAME}, task_default_queue=QUEUE)
 _finished: set[str] = set()
 _db: Any = None
 
