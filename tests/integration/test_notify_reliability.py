@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from fhir_server.notifications import celery_app
+from fhir_server.notifications import celery_app, delivery
 from fhir_server.notifications.celery_app import RELAY_TASK
 from fhir_server.notifications.events import AppointmentEvent, record_event
 from fhir_server.notifications.message import message_id
@@ -121,6 +121,7 @@ def test_worker_killed_mid_batch_every_message_delivered_exactly_once(env: Runni
     ids = []
     for address in addresses:
         ids += book_and_record(env, address)
+    time.sleep(delivery.SETTLED_AFTER)  # only messages of complete writes are taken along
     env.worker.start()
     wait_until(env.smtp.holding.is_set, timeout=30)
     env.worker.kill()
