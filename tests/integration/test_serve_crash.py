@@ -13,10 +13,13 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 import redis
 
 from fhir_server.store import embedded
 from tests.integration.test_cli import Serving, _env
+
+pytestmark = pytest.mark.slow  # fhir-server subprocesses
 
 
 def _gone(process: psutil.Process) -> bool:
