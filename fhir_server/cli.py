@@ -1,4 +1,5 @@
-"""The `fhir-server` command line: `serve` and `demo` (later issues add more).
+"""The `fhir-server` command line: `serve`, `demo`, and the `outbox`, `users`,
+`clients`, `keys` and `slots` sub-commands of the packages that own them.
 
 Without FHIR_MONGODB_URI the commands share one embedded store per data
 directory: `serve` starts it and keeps it up for its own lifetime, and every
@@ -27,6 +28,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from fhir_server.app import create_app
+from fhir_server.audit import cli as audit_cli
 from fhir_server.auth import cli as auth_cli
 from fhir_server.demo import DemoResult, prepare_demo
 from fhir_server.demo.clinic import CLINICIANS, practitioner_id
@@ -269,5 +271,6 @@ app.add_typer(auth_cli.users_app)
 app.add_typer(auth_cli.clients_app)
 app.add_typer(auth_cli.keys_app)
 app.add_typer(slots_app, name="slots")
+app.add_typer(audit_cli.audit_app)
 app.command()(notifications_cli.worker)
 app.command()(notifications_cli.beat)

@@ -49,7 +49,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "relay-unsent-messages": {"task": RELAY_TASK, "schedule": 30.0},
     "enqueue-due-reminders": {"task": REMINDERS_TASK, "schedule": 60.0},
     "activate-subscriptions": {"task": ACTIVATE_TASK, "schedule": 60.0},
-    # The scheduling engine's periodic jobs (issue 4), run by the same beat.
+    # The scheduling engine's periodic jobs, run by the same beat (one beat per deployment).
     "release-expired-holds": {"task": RELEASE_HOLDS_TASK, "schedule": 60.0},
     "generate-rolling-slots": {"task": ROLLING_SLOTS_TASK, "schedule": 3600.0},
 }

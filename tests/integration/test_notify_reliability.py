@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,15 +14,7 @@ from fhir_server.notifications.celery_app import RELAY_TASK
 from fhir_server.notifications.events import AppointmentEvent, record_event
 from fhir_server.notifications.message import message_id
 from fhir_server.notifications.relay import relay
-from fhir_server.settings import Settings
-from tests.integration.notify_support import Running, start_all, stop_all, wait_until
-
-
-@pytest.fixture(scope="module")
-def env(settings_factory: Callable[..., Settings]) -> Iterator[Running]:
-    running = start_all(settings_factory)
-    yield running
-    stop_all(running)
+from tests.integration.notify_support import Running, wait_until
 
 
 def booking(env: Running, address: str) -> dict[str, Any]:
