@@ -34,8 +34,20 @@ def fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
+def in_utc(moment: datetime) -> datetime:
+    """`moment` in UTC. A valid FHIR time within hours of the ends of years 1-9999
+    (`0001-01-01T00:00:00+14:00`) has no UTC form in Python; it is held at that end,
+    which is what a search or `_since` there means ("from the start", "until the end")."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        edge = datetime.min if moment.year < 5000 else datetime.max
+        return edge.replace(tzinfo=UTC)
+
+
 def digits(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+    utc = in_utc(moment)  # not strftime: glibc writes year 1 as "1", breaking the fixed width
+    return f"{utc.year:04d}{utc:%m%d%H%M%S%f}"
 
 
 def date_range(text: str) -> tuple[str, str]:
@@ -76,7 +88,11 @@ def date_range(text: str) -> tuple[str, str]:
         width = timedelta(seconds=1)
     else:
         width = timedelta(microseconds=10 ** max(0, 6 - len(fraction)))
-    return digits(start), digits(start + width - timedelta(microseconds=1))
+    try:
+        end = digits(start + width - timedelta(microseconds=1))
+    except OverflowError:  # the last minute of year 9999 in its local time
+        end = HIGHEST
+    return digits(start), end
 
 
 def shift(value: str, delta: timedelta) -> str:
