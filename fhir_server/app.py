@@ -22,6 +22,7 @@ from fhir_server.notifications import celery_app, subscriptions
 from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import push_subscription, subscription_status
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
+from fhir_server.rest.rate_limit import RateLimiter
 from fhir_server.rest.scheduling_hooks import DELETE_HOOKS, WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
 from fhir_server.rest.services import Services
@@ -81,7 +82,11 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.auth = await build_auth(database, store, settings)
                 app.state.services.access = app.state.auth.access
                 app.state.services.security = capability_security(settings)
-            yield
+            app.state.limiter = RateLimiter(settings)
+            try:
+                yield
+            finally:
+                await app.state.limiter.close()
 
     app = FastAPI(title="fhir-server", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.add_middleware(RequestIdMiddleware)
