@@ -26,7 +26,7 @@ from fhir_server.auth.clients import Client
 from fhir_server.auth.discovery import openid_configuration, smart_configuration
 from fhir_server.auth.records import Subject, scope_for
 from fhir_server.auth.scopes import plain_words, split_scope
-from fhir_server.auth.token_endpoints import describe, find_token
+from fhir_server.auth.token_endpoints import describe, find_token, may_introspect
 from fhir_server.auth.urls import auth_base
 from fhir_server.auth.users import User
 from fhir_server.auth.web import (
@@ -286,7 +286,7 @@ async def introspect(request: Request) -> Response:
     bearer = request.headers.get("authorization", "")
     if bearer.lower().startswith("bearer "):
         try:
-            await auth.tokens.verify(bearer[7:].strip())
+            caller = await auth.tokens.verify(bearer[7:].strip())
         except FhirError:
             return json_response(
                 {"error": "invalid_token"},
@@ -299,6 +299,9 @@ async def introspect(request: Request) -> Response:
         record = await anyio.to_thread.run_sync(
             find_token, auth.server, text, oreq.form.get("token_type_hint")
         )
+        caller_id = str(caller.get("client_id", ""))
+        if not may_introspect(await auth.clients.get(caller_id), caller_id, record):
+            record = None  # answered exactly as an unknown token
         return json_response(describe(record, auth.settings), headers=NO_STORE)
     result = await anyio.to_thread.run_sync(
         auth.server.create_endpoint_response, "introspection", oreq

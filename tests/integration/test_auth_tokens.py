@@ -38,7 +38,19 @@ def carol(client: TestClient) -> str:
     patient = new_patient(client, "Carol")
     add_user(client, "carol", "patient", f"Patient/{patient}")
     add_client(client, "app", "public", SCOPE)
-    add_client(client, "rs", "confidential", "user/*.rs", secret="resource-server-secret")
+    add_client(
+        client,
+        "rs",
+        "confidential",
+        "user/*.rs",
+        secret="resource-server-secret",
+        resource_server=True,
+    )
+    add_client(client, "nosy", "confidential", "user/*.rs", secret="nosy-client-secret")
+    # The client `mint` issues tokens to: a resource server too (the bearer-caller case).
+    add_client(
+        client, "test-client", "confidential", "user/*.rs", secret="x" * 20, resource_server=True
+    )
     return patient
 
 
@@ -131,6 +143,24 @@ def test_introspection_with_a_bearer_token(client: TestClient, carol: str) -> No
     assert bad.status_code == 401
     anonymous = client.post(f"{AUTH}/introspect", data={"token": body["access_token"]})
     assert anonymous.status_code == 401
+
+
+def test_a_client_introspects_only_its_own_tokens(client: TestClient, carol: str) -> None:
+    """Unless it is registered as a resource server (`rs`), a client learns nothing about
+    another client's tokens: the answer is the one for an unknown token."""
+    body = login_token(client, "app", "carol", SCOPE)
+    for token in (body["access_token"], body["refresh_token"]):
+        nosy = client.post(
+            f"{AUTH}/introspect", data={"token": token}, auth=("nosy", "nosy-client-secret")
+        )
+        assert nosy.status_code == 200 and nosy.json() == {"active": False}
+        assert introspect(client, token)["active"] is True
+    own = bearer(body["access_token"])  # the app's own token asks about itself, then another's
+    mine = client.post(f"{AUTH}/introspect", data={"token": body["access_token"]}, headers=own)
+    assert mine.json()["active"] is True and mine.json()["client_id"] == "app"
+    other = mint(client, "user/*.rs")
+    theirs = client.post(f"{AUTH}/introspect", data={"token": other}, headers=own)
+    assert theirs.status_code == 200 and theirs.json() == {"active": False}
 
 
 def test_revocation_kills_access_and_refresh(client: TestClient, carol: str) -> None:
