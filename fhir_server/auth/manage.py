@@ -63,7 +63,8 @@ async def manage(request: Request) -> Response:
     auth = components_of(request)
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     if form.get("step") == "revoke":
-        username = read_ticket(auth.settings.secret_key, form.get("ticket", ""), _BINDING)
+        ticket = read_ticket(auth.settings.secret_key, form.get("ticket", ""), _BINDING)
+        username = ticket.username if ticket else None
         if username is None:
             return page(
                 "manage.html",

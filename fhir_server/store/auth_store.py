@@ -180,10 +180,13 @@ class AuthStore:
 
     async def remember_assertion(self, client_id: str, jti: str, expires_at: int) -> bool:
         """Record a client assertion's jti; False when it was seen before (a replay)."""
+        return await self.use_once(client_id, jti, expires_at)
+
+    async def use_once(self, kind: str, key: str, expires_at: int) -> bool:
+        """Claim a single-use value (an assertion jti, a consent form's nonce) until it
+        expires; False when it was claimed before."""
         try:
-            await self.assertions.insert_one(
-                {"_id": f"{client_id}|{jti}", "expires_at": expires_at}
-            )
+            await self.assertions.insert_one({"_id": f"{kind}|{key}", "expires_at": expires_at})
         except DuplicateKeyError:
             return False
         return True

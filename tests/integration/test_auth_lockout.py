@@ -27,6 +27,7 @@ from tests.integration.auth_helpers import (
     authorize_params,
     call,
     components,
+    login_form,
     new_patient,
     pkce,
 )
@@ -48,10 +49,7 @@ def portal(client: TestClient) -> str:
 def _login(client: TestClient, username: str, password: str) -> Any:
     _, challenge = pkce()
     params = authorize_params("portal", "launch/patient patient/*.rs", challenge)
-    login_page = client.get(f"{AUTH}/authorize", params=params)
-    assert login_page.status_code == 200
-    form = {**params, "step": "login", "username": username, "password": password}
-    return client.post(f"{AUTH}/authorize", data=form)
+    return login_form(client, params, username, password)
 
 
 def _signed_in(response: Any) -> bool:
@@ -62,6 +60,7 @@ def test_parallel_wrong_passwords_all_count_towards_the_lockout(
     client: TestClient, portal: str
 ) -> None:
     add_user(client, "racer", "patient", f"Patient/{new_patient(client, 'Race')}")
+    _login(client, "nobody-at-all", "x")  # the browser holds its CSRF cookie before the race
     with ThreadPoolExecutor(FAILURES) as pool:
         answers = list(
             pool.map(lambda _: _login(client, "racer", "wrong-password-1"), range(FAILURES))
