@@ -360,7 +360,11 @@ async def create_launch(request: Request) -> Response:
     if not is_system and not (ctx.fhir_user or "").startswith("Practitioner/"):
         return json_response({"error": "insufficient_scope"}, 403)
     if request.headers.get("content-type", "").startswith("application/json"):
-        body = orjson.loads(await request.body() or b"{}")
+        try:
+            body = orjson.loads(await request.body() or b"{}")
+        except orjson.JSONDecodeError:
+            bad = {"error": "invalid_request", "error_description": "The body is not JSON."}
+            return json_response(bad, 400)
     else:
         body = dict((await request.form()).items())
     patient = str(body.get("patient", "")) if isinstance(body, dict) else ""

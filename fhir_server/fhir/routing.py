@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from fhir_server.fhir.errors import BadRequest, FhirError, MethodNotAllowed, NotFound
 from fhir_server.fhir.resource_types import CONFORMANCE_TYPES, SERVED_TYPES
 
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+# FHIR's id pattern, less ids of dots alone: `Patient/..` would read as a path step up.
+_ID = re.compile(r"^(?!\.+$)[A-Za-z0-9\-.]{1,64}$")
 _SERVED = frozenset(SERVED_TYPES)
 # Read-only types served from packaged files (and the OperationDefinitions of the
 # registered operations): no token is needed to read them.
@@ -30,7 +31,8 @@ SYSTEM, TYPE, INSTANCE = "system", "type", "instance"
 def check_id(rid: str) -> str:
     if not _ID.match(rid):
         raise BadRequest(
-            "A resource id is 1-64 letters, digits, '-' or '.'.", expression=("Resource.id",)
+            "A resource id is 1-64 letters, digits, '-' or '.' (not dots alone).",
+            expression=("Resource.id",),
         )
     return rid
 
