@@ -19,6 +19,8 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
+from fhir_server.fhir.instants import in_utc
+
 LOWEST = "0" * 20
 HIGHEST = "9" * 20
 
@@ -32,17 +34,6 @@ _DATE = re.compile(
 def fold(text: str) -> str:
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
-
-
-def in_utc(moment: datetime) -> datetime:
-    """`moment` in UTC. A valid FHIR time within hours of the ends of years 1-9999
-    (`0001-01-01T00:00:00+14:00`) has no UTC form in Python; it is held at that end,
-    which is what a search or `_since` there means ("from the start", "until the end")."""
-    try:
-        return moment.astimezone(UTC)
-    except OverflowError:
-        edge = datetime.min if moment.year < 5000 else datetime.max
-        return edge.replace(tzinfo=UTC)
 
 
 def digits(moment: datetime) -> str:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fhir_server.fhir.search_values import in_utc
+from fhir_server.fhir.instants import in_utc
+from fhir_server.fhir.instants import parse_instant as parse_instant
 
 
 def to_instant(moment: datetime) -> str:
@@ -19,7 +20,3 @@ def to_instant(moment: datetime) -> str:
 
 def now_instant() -> str:
     return to_instant(datetime.now(UTC))
-
-
-def parse_instant(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
