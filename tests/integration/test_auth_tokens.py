@@ -20,6 +20,7 @@ from tests.integration.auth_helpers import (
     bearer,
     call,
     components,
+    csrf_of,
     login_token,
     mint,
     new_patient,
@@ -203,25 +204,28 @@ def test_password_change_revokes_refresh_tokens(client: TestClient, carol: str) 
 
 def test_manage_page_lists_and_stops_app_access(client: TestClient, carol: str) -> None:
     body = login_token(client, "app", "carol", SCOPE)
-    assert client.get(f"{AUTH}/manage").status_code == 200
-    wrong = client.post(
-        f"{AUTH}/manage", data={"step": "login", "username": "carol", "password": "nope-nope-nope"}
-    )
+    opened = client.get(f"{AUTH}/manage")
+    assert opened.status_code == 200
+    csrf = {"csrf": csrf_of(opened.text)}
+    login = {"step": "login", "username": "carol"}
+    no_token = client.post(f"{AUTH}/manage", data=login | {"password": PASSWORD})
+    assert no_token.status_code == 403 and "ticket" not in no_token.text  # no CSRF field
+    wrong = client.post(f"{AUTH}/manage", data=login | csrf | {"password": "nope-nope-nope"})
     assert 'role="alert"' in wrong.text and "ticket" not in wrong.text
-    listing = client.post(
-        f"{AUTH}/manage", data={"step": "login", "username": "carol", "password": PASSWORD}
-    )
+    listing = client.post(f"{AUTH}/manage", data=login | csrf | {"password": PASSWORD})
     assert listing.status_code == 200 and "Stop app" in listing.text
     ticket = re.search(r'name="ticket" value="([^"]+)"', listing.text)
     families = re.findall(r'name="family" value="([^"]+)"', listing.text)
     assert ticket and families
     forged = client.post(
-        f"{AUTH}/manage", data={"step": "revoke", "ticket": "x|1|y|z", "family": families[0]}
+        f"{AUTH}/manage",
+        data=csrf | {"step": "revoke", "ticket": "x|1|y|z|w", "family": families[0]},
     )
     assert "sign in again" in forged.text
     for family in families:
         client.post(
-            f"{AUTH}/manage", data={"step": "revoke", "ticket": ticket.group(1), "family": family}
+            f"{AUTH}/manage",
+            data=csrf | {"step": "revoke", "ticket": ticket.group(1), "family": family},
         )
     assert refresh(client, body["refresh_token"]).status_code == 400
     assert (
