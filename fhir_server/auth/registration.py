@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from fhir_server.auth.users import AccountError, Accounts, hash_secret, password_problem
+from fhir_server.auth.users import (
+    AccountError,
+    Accounts,
+    hash_secret,
+    password_problem,
+    username_problem,
+)
 from fhir_server.fhir.errors import FhirError
 from fhir_server.fhir.validation import validate_resource
 from fhir_server.store.resources import ResourceStore
@@ -28,7 +34,8 @@ class Registration:
             raise AccountError("Fill in every field.")
         if not _DATE.match(form.get("birthDate", "")):
             raise AccountError("Give the date of birth as YYYY-MM-DD.")
-        problem = password_problem(password, username)
+        # Checked before the Patient is written: a refused registration stores nothing.
+        problem = username_problem(username) or password_problem(password, username)
         if problem:
             raise AccountError(problem)
         if await self.accounts.store.user(username) is not None:

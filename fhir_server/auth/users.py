@@ -38,6 +38,13 @@ def common_passwords() -> frozenset[str]:
     return frozenset(x.strip().lower() for x in lines if x.strip() and not x.startswith("#"))
 
 
+def username_problem(username: str) -> str | None:
+    """Why a new user name is refused, or None when it is acceptable."""
+    if not username or len(username) > 100 or not username.isprintable():
+        return "The user name must be 1 to 100 printable characters."
+    return None
+
+
 def password_problem(password: str, username: str = "") -> str | None:
     """Why a new password is refused, or None when it is acceptable."""
     if len(password) < MIN_LENGTH:
@@ -96,9 +103,7 @@ class Accounts:
     ) -> User:
         if role not in ROLES:
             raise AccountError(f"The role must be one of {', '.join(ROLES)}.")
-        if not username or len(username) > 100 or not username.isprintable():
-            raise AccountError("The user name must be 1 to 100 printable characters.")
-        problem = password_problem(password, username)
+        problem = username_problem(username) or password_problem(password, username)
         if problem:
             raise AccountError(problem)
         doc = {

@@ -133,3 +133,19 @@ def test_registration_answers_the_same_for_a_taken_name(
     assert taken.text == free.text
     assert "taken" not in taken.text.lower()
     assert call(client, components(client).accounts.get, "free-name") is not None
+
+
+def test_a_refused_registration_stores_no_patient(client: TestClient) -> None:
+    store = client.app.state.services.store  # type: ignore[attr-defined]
+    before = call(client, store.collection("Patient").count_documents, {})
+    form = {
+        "given": "Long",
+        "family": "Name",
+        "birthDate": "1990-01-01",
+        "email": "long@example.org",
+        "username": "n" * 101,
+        "password": "harbour-lights-2030x",
+    }
+    refused = client.post(f"{AUTH}/register", data=form)
+    assert refused.status_code == 400 and "user name" in refused.text
+    assert call(client, store.collection("Patient").count_documents, {}) == before
