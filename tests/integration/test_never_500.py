@@ -29,6 +29,7 @@ from tests.integration.rest_support import store_state
 PROPERTY = settings(
     max_examples=200,
     deadline=None,
+    database=None,  # no .hypothesis/ directory left in the working tree
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 EXTREMES = [
