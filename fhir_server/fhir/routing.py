@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from fhir_server.fhir.errors import BadRequest, FhirError, MethodNotAllowed, NotFound
 from fhir_server.fhir.resource_types import ADMIN_TYPES, CONFORMANCE_TYPES, SERVED_TYPES
 
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+# FHIR's id pattern, less ids of dots alone: `Patient/..` would read as a path step up.
+_ID = re.compile(r"^(?!\.+$)[A-Za-z0-9\-.]{1,64}$")
 _SERVED = frozenset(SERVED_TYPES)
 # Routed like the served types: only an admin's reads and searches get through.
 _ROUTED = _SERVED | frozenset(ADMIN_TYPES)
@@ -33,7 +34,8 @@ _WRITES = frozenset({"create", "update", "patch", "delete"})
 def check_id(rid: str) -> str:
     if not _ID.match(rid):
         raise BadRequest(
-            "A resource id is 1-64 letters, digits, '-' or '.'.", expression=("Resource.id",)
+            "A resource id is 1-64 letters, digits, '-' or '.' (not dots alone).",
+            expression=("Resource.id",),
         )
     return rid
 
