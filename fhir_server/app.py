@@ -30,7 +30,7 @@ from fhir_server.rest.security_headers import SecurityHeaders
 from fhir_server.rest.services import Services
 from fhir_server.scheduling.claims_backfill import ensure_claims_backfilled
 from fhir_server.settings import Settings
-from fhir_server.store import config_cache
+from fhir_server.store import config_cache, recovery
 from fhir_server.store import slots as slot_store
 from fhir_server.store.connection import open_database
 from fhir_server.store.outbox_store import OutboxStore
@@ -68,6 +68,7 @@ def create_app(settings: Settings) -> FastAPI:
             await slot_store.ensure_indexes(store)
             await OutboxStore(store).ensure_indexes()
             await ensure_claims_backfilled(store)
+            await recovery.settle(database)  # units of work a crash cut short
             config_cache.configure(settings.config_cache_seconds)
             celery_app.configure(settings)  # booking events are published with these settings
             app.state.services = Services(

@@ -98,8 +98,9 @@ class MessageBatches:
         replaced = await self._replace_current([(changes[i][0], rows[i]) for i in written])
         lost = [rows[i] for i in written if rows[i].id not in replaced]
         if lost:  # compensate: a history row whose current row another writer took
-            keys = [history_row(row)["_id"] for row in lost]
-            await self.store.history.delete_many({"_id": {"$in": keys}})
+            # (only rows still ours: the winner's unit of work may have written that key)
+            mine = [{"_id": history_row(row)["_id"], "updated": row.updated} for row in lost]
+            await self.store.history.delete_many({"$or": mine})
         return [row if i in written and row.id in replaced else None for i, row in enumerate(rows)]
 
     async def _insert_history(self, rows: list[Version]) -> list[int]:
