@@ -88,8 +88,9 @@ async def audit_trail(store: ResourceStore, settings: Settings) -> AsyncIterator
             await task
         try:
             await relay.relay()
-        finally:
-            journal.close()
+        except Exception as exc:  # the journal keeps them for the next start
+            log.warning("audit relay at shutdown failed (%s)", type(exc).__name__)
+        journal.close()
 
 
 def journal_dir(settings: Settings) -> Path:
