@@ -14,8 +14,10 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
+from fhir_server.audit.relay import AuditRelay
 from fhir_server.auth.bootstrap import AuthComponents
 from fhir_server.settings import Settings
+from fhir_server.store.resources import body_of
 
 # authlib refuses plain http outside localhost; the TestClient talks http://testserver.
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
@@ -200,3 +202,18 @@ def appointment(*patients: str, status: str = "booked") -> dict[str, Any]:
         "end": "2030-01-02T09:30:00Z",
         "participant": [{"actor": {"reference": a}, "status": "accepted"} for a in actors],
     }
+
+
+def audit_events(client: TestClient) -> list[dict[str, Any]]:
+    """Every stored AuditEvent, once the journal is relayed (the relay task does it every
+    half second; a test asks for it now)."""
+    recorder = components(client).audit
+    assert recorder.journal is not None
+    call(client, AuditRelay(recorder.journal, recorder.store).relay)
+    store = client.app.state.services.store  # type: ignore[attr-defined]
+
+    async def events() -> list[dict[str, Any]]:
+        return [body_of(doc) async for doc in store.collection("AuditEvent").find({})]
+
+    found: list[dict[str, Any]] = call(client, events)
+    return found
