@@ -235,12 +235,13 @@ def _compartment_criteria(rtype: str, patient: str) -> Pairs | None:
     return ((params[0], f"Patient/{patient}"),) if params else None
 
 
-def visible_written(limits: ReadLimits, resource: dict[str, Any]) -> bool:
-    """May the resource a token just wrote be echoed back to it?
+def may_change(limits: ReadLimits, resource: dict[str, Any]) -> bool:
+    """May the token act on this resource, or see back the one it just wrote?
 
-    Its own write needs no read scope (a write-only token sees what it sent, with
-    the id the server gave it), but the written resource must be one it could
-    have read: in its compartment when the token has a patient context.
+    Acting needs no read scope (the interaction's own scope was decided; a
+    write-only token sees what it sent, with the id the server gave it), but
+    the resource must be one it could read, or in its compartment when the
+    token has a patient context.
     """
     rtype = resource.get("resourceType")
     if limits.of(str(rtype)) is not None or limits.patient is None:
