@@ -14,6 +14,7 @@ from fhir_server.auth.bootstrap import build_auth
 from fhir_server.auth.cors import SmartCors
 from fhir_server.auth.discovery import capability_security
 from fhir_server.auth.manage import router as manage_router
+from fhir_server.auth.role_checks import guarded
 from fhir_server.auth.routes import discovery_router
 from fhir_server.auth.routes import router as auth_router
 from fhir_server.fhir.indexing import ResourceIndexer
@@ -73,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
                     push_subscription.OPERATION,
                     subscription_status.OPERATION,
                 ],
-                write_hooks={**WRITE_HOOKS, "Subscription": subscriptions.check_write},
+                write_hooks=guarded({**WRITE_HOOKS, "Subscription": subscriptions.check_write}),
                 delete_hooks=dict(DELETE_HOOKS),
             )
             app.state.auth = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_server.auth import roles
 from fhir_server.auth.compartment import (
     DIRECTORY_TYPES,
     compartment_params,
@@ -50,6 +51,8 @@ class TokenContext:
     patient: str | None = None
     fhir_user: str | None = None
     jti: str | None = None
+    role: str | None = None  # the account's role (auth.roles); None for a backend service
+    actors: tuple[str, ...] = ()  # a practitioner's own references (auth.role_checks)
 
 
 @dataclass(frozen=True)
@@ -128,6 +131,10 @@ def _best(scopes: list[ResourceScope]) -> ResourceScope:
 
 
 def decide(ctx: TokenContext, req: FhirRequest) -> Decision:
+    return roles.applied(_by_scopes(ctx, req), roles.judge(ctx, classify(req), req))
+
+
+def _by_scopes(ctx: TokenContext, req: FhirRequest) -> Decision:
     interaction = classify(req)
     kind, rtype = interaction.kind, interaction.resource_type
     if kind == "conformance":

@@ -1,0 +1,84 @@
+"""The facts the role rules need from the store: who a practitioner is, what a write replaces.
+
+A practitioner acts through their Practitioner and their PractitionerRoles
+(a clinic's Schedules and the Appointments booked on them name the
+PractitionerRole): `with_actors` looks those up once per request, so "their
+own" records are found whichever of the references names them.
+
+`auth.roles.refused_write` decides about writes (pure); `guarded` wraps the per-type write hooks
+(`rest.services.WriteHook`) so every create, update and patch of the types
+a patient or practitioner may write, plain or inside a Bundle, is asked with
+the stored version it replaces: clinic-controlled fields and other
+participants' statuses stay as stored, and a deleted id is re-created only by
+whoever it belonged to. A refusal is a 403 OperationOutcome; nothing is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Protocol
+
+from fhir_server.auth.policy import TokenContext
+from fhir_server.auth.roles import WRITE_CHECKED, WRITE_CHECKED_TYPES, refused_write, role_of
+from fhir_server.fhir.errors import Forbidden, Gone, NotFound
+from fhir_server.rest.messages import FhirRequest
+from fhir_server.rest.services import Services, WriteHook
+from fhir_server.store.resources import Version
+from fhir_server.store.unit_of_work import UnitOfWork
+
+
+class _Searcher(Protocol):
+    async def matching_ids(self, rtype: str, params: list[tuple[str, str]]) -> list[str]: ...
+
+
+async def with_actors(searcher: _Searcher, ctx: TokenContext) -> TokenContext:
+    """The token with the references its practitioner acts through (`actors`)."""
+    me = ctx.fhir_user or ""
+    if role_of(ctx) != "practitioner" or ctx.actors or not me.startswith("Practitioner/"):
+        return ctx
+    found = await searcher.matching_ids("PractitionerRole", [("practitioner", me)])
+    return replace(ctx, actors=(me, *(f"PractitionerRole/{rid}" for rid in found)))
+
+
+def guarded(hooks: dict[str, WriteHook]) -> dict[str, WriteHook]:
+    """The write hooks with the role check in front of each checked type's."""
+    return {**hooks, **{t: _guard(hooks.get(t)) for t in WRITE_CHECKED_TYPES}}
+
+
+def _guard(inner: WriteHook | None) -> WriteHook:
+    async def hook(
+        services: Services,
+        req: FhirRequest,
+        body: dict[str, Any],
+        expected: int | None,
+        uow: UnitOfWork | None,
+    ) -> tuple[Version, bool] | None:
+        token = req.auth
+        if isinstance(token, TokenContext) and role_of(token) in WRITE_CHECKED:
+            old, previous = await _stored(services, req, body, uow)
+            refusal = refused_write(token, body, old, previous)
+            if refusal:
+                raise Forbidden(refusal)
+        return await inner(services, req, body, expected, uow) if inner else None
+
+    return hook
+
+
+async def _stored(
+    services: Services, req: FhirRequest, body: dict[str, Any], uow: UnitOfWork | None
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """The live version a write replaces, or the last live one of a deleted id."""
+    if req.method == "POST" or "id" not in body:
+        return None, None
+    rtype, rid = str(body["resourceType"]), str(body["id"])
+    current = await services.store.current(rtype, rid, uow)
+    if current is None:
+        return None, None
+    if not current.deleted:
+        return current.resource, None
+    for version in range(current.version - 1, 0, -1):
+        try:
+            return None, (await services.store.vread(rtype, rid, version)).resource
+        except (Gone, NotFound):
+            continue
+    return None, None
