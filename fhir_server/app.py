@@ -19,7 +19,7 @@ from fhir_server.auth.routes import discovery_router
 from fhir_server.auth.routes import router as auth_router
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
-from fhir_server.notifications import celery_app, subscriptions
+from fhir_server.notifications import celery_app, changes, subscriptions
 from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import push_subscription, subscription_status
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
@@ -53,6 +53,8 @@ async def readyz(request: Request) -> Response:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    changes.install()  # the booking engine's events become notifications
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with open_database(settings) as database:

@@ -33,6 +33,7 @@ from fhir_server.demo.clinic import CLINICIANS, practitioner_id
 from fhir_server.demo.full import SLOT_WEEKS
 from fhir_server.fhir.errors import ServiceUnavailable
 from fhir_server.logs import configure_logging
+from fhir_server.notifications import changes
 from fhir_server.notifications import cli as notifications_cli
 from fhir_server.rest.services import Services
 from fhir_server.scheduling.cli import slots_app
@@ -41,6 +42,8 @@ from fhir_server.store import embedded
 from fhir_server.store.database import connect
 
 T = TypeVar("T")
+
+changes.install()  # every command that books or expires holds announces it
 
 app = typer.Typer(
     name="fhir-server",

@@ -21,10 +21,8 @@ from typing import Any, Protocol
 from fhir_server.auth.policy import TokenContext
 from fhir_server.auth.roles import WRITE_CHECKED, WRITE_CHECKED_TYPES, refused_write, role_of
 from fhir_server.fhir.errors import Forbidden, Gone, NotFound
-from fhir_server.rest.messages import FhirRequest
-from fhir_server.rest.services import Services, WriteHook
+from fhir_server.rest.services import WriteContext, WriteHook
 from fhir_server.store.resources import Version
-from fhir_server.store.unit_of_work import UnitOfWork
 
 
 class _Searcher(Protocol):
@@ -46,39 +44,32 @@ def guarded(hooks: dict[str, WriteHook]) -> dict[str, WriteHook]:
 
 
 def _guard(inner: WriteHook | None) -> WriteHook:
-    async def hook(
-        services: Services,
-        req: FhirRequest,
-        body: dict[str, Any],
-        expected: int | None,
-        uow: UnitOfWork | None,
-    ) -> tuple[Version, bool] | None:
-        token = req.auth
+    async def hook(write: WriteContext) -> tuple[Version, bool] | None:
+        token = write.request.auth
         if isinstance(token, TokenContext) and role_of(token) in WRITE_CHECKED:
-            old, previous = await _stored(services, req, body, uow)
-            refusal = refused_write(token, body, old, previous)
+            old, previous = await _stored(write)
+            refusal = refused_write(token, write.body, old, previous)
             if refusal:
                 raise Forbidden(refusal)
-        return await inner(services, req, body, expected, uow) if inner else None
+        return await inner(write) if inner else None
 
     return hook
 
 
-async def _stored(
-    services: Services, req: FhirRequest, body: dict[str, Any], uow: UnitOfWork | None
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+async def _stored(write: WriteContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """The live version a write replaces, or the last live one of a deleted id."""
-    if req.method == "POST" or "id" not in body:
+    body = write.body
+    if write.request.method == "POST" or "id" not in body:
         return None, None
     rtype, rid = str(body["resourceType"]), str(body["id"])
-    current = await services.store.current(rtype, rid, uow)
+    current = await write.store.current(rtype, rid, write.uow)
     if current is None:
         return None, None
     if not current.deleted:
         return current.resource, None
     for version in range(current.version - 1, 0, -1):
         try:
-            return None, (await services.store.vread(rtype, rid, version)).resource
+            return None, (await write.store.vread(rtype, rid, version)).resource
         except (Gone, NotFound):
             continue
     return None, None

@@ -32,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from fhir_server.auth.compartment import in_patient_compartment, reference_key
+from fhir_server.fhir.read_limits import Pairs, ReadLimits
 
 ROLES = ("patient", "practitioner", "frontdesk", "admin")
 # Words earlier versions used: booking's "staff" is the front desk.
@@ -157,10 +158,7 @@ class Token(Protocol):
 
 
 class Request(Protocol):
-    """The request (rest.messages.FhirRequest): its path names an operation."""
-
-    @property
-    def path(self) -> list[str]: ...
+    """The request (fhir.messages.FhirRequest): a create's body must name the caller."""
 
     @property
     def body(self) -> Any: ...
@@ -179,6 +177,9 @@ class Asked(Protocol):
     def rid(self) -> str | None: ...
 
     @property
+    def operation(self) -> str | None: ...
+
+    @property
     def conditional(self) -> bool: ...
 
 
@@ -188,7 +189,6 @@ class Verdict:
 
     refusal: str | None = None
     narrowing: tuple[tuple[str, str], ...] = ()
-    searching: bool = False  # the narrowing also joins the request's search parameters
 
 
 def role_of(token: Token) -> str | None:
@@ -211,14 +211,14 @@ def booking_role(token: Token) -> str:
 
 def judge(token: Token, asked: Asked, request: Request) -> Verdict:
     """May this token's role do this interaction, and on which records?"""
-    operation = next((p[1:] for p in request.path if p.startswith("$")), None)
+    operation = asked.operation
     role = role_of(token)
     if role is None or role == "admin":
         return Verdict()
     if asked.kind in _SYSTEM_KINDS:
         return Verdict(f"A {role} cannot use system-wide interactions.")
     rtype = asked.resource_type
-    if rtype is None or asked.kind in ("conformance", "batch", "unknown"):
+    if rtype is None or asked.kind in ("conformance", "batch", "invalid"):
         return Verdict()
     if operation is not None and role not in OPERATIONS.get(operation, frozenset()):
         return Verdict(f"A {role} cannot use ${operation}.")
@@ -228,20 +228,23 @@ def judge(token: Token, asked: Asked, request: Request) -> Verdict:
         return Verdict(f"A {role} cannot {_VERB[letter]} {rtype} resources.")
     if letter not in grant.mine or grant.narrow is None:
         return Verdict()
-    me = token.fhir_user or ""
     if asked.conditional or asked.kind == "history-type":
         return Verdict(f"A {role} can only reach their own {rtype} resources one by one.")
-    name, template = grant.narrow
-    mine = _mine(token)
-    value = template.format(me=",".join(mine), id=me.rpartition("/")[2])
+    name, value = _narrowing(token, grant.narrow)
     if name == "_id" and asked.rid not in (None, value):
         return Verdict(f"A {role} can only change their own {rtype}.")
-    if letter == "c" and not set(mine) & _references(request.body):
+    if letter == "c" and not set(_mine(token)) & _references(request.body):
         return Verdict(f"A {role} can only create {rtype} resources that name them.")
-    return Verdict(narrowing=((name, value),), searching=asked.kind == "search")
+    return Verdict(narrowing=((name, value),))
 
 
 _VERB = {"c": "create", "r": "read", "u": "change", "d": "delete", "s": "search"}
+
+
+def _narrowing(token: Token, narrow: tuple[str, str]) -> tuple[str, str]:
+    name, template = narrow
+    me = token.fhir_user or ""
+    return name, template.format(me=",".join(_mine(token)), id=me.rpartition("/")[2])
 
 
 def _mine(token: Token) -> tuple[str, ...]:
@@ -287,19 +290,36 @@ def applied(decision: D, verdict: Verdict) -> D:
     """The scope decision with the role's refusal or narrowing added.
 
     `decision` is an `auth.policy.Decision` (typed loosely to keep this
-    module below the policy): a refusal replaces it with a 403, a narrowing
-    joins its search parameters (searches) and its per-resource filter.
+    module below the policy): a refusal replaces it with a 403; a narrowing
+    joins the criteria the resource an instance-level request names must
+    match (searches are narrowed by `read_limits`).
     """
     if not getattr(decision, "allowed", False) or not (verdict.refusal or verdict.narrowing):
         return decision
     if verdict.refusal:
         return replace(decision, status=403, reason=verdict.refusal)  # type: ignore[type-var]
-    search = verdict.narrowing if verdict.searching else ()
-    return replace(  # type: ignore[type-var]
-        decision,
-        search_params=(*getattr(decision, "search_params", ()), *search),
-        scope_params=(*getattr(decision, "scope_params", ()), *verdict.narrowing),
-    )
+    narrowed = (*getattr(decision, "scope_params", ()), *verdict.narrowing)
+    return replace(decision, scope_params=narrowed)  # type: ignore[type-var]
+
+
+def read_limits(token: Token, limits: ReadLimits) -> ReadLimits:
+    """The scopes' read limits cut to the role's: a type the role may not read is
+    dropped; a type it reads only where its own gets the narrowing criteria (checked
+    by a query on every way out, like a scope's `?param=` restriction)."""
+    role = role_of(token)
+    if role is None or role == "admin":
+        return limits
+    criteria: dict[str, Pairs] = {}
+    scoped = set(limits.scoped)
+    for rtype, pairs in limits.criteria.items():
+        grant = _grant(role, rtype)
+        if grant is None or "r" not in grant.may:
+            continue
+        if "r" in grant.mine and grant.narrow is not None:
+            pairs = (*pairs, _narrowing(token, grant.narrow))
+            scoped.add(rtype)
+        criteria[rtype] = pairs
+    return replace(limits, criteria=criteria, scoped=frozenset(scoped))
 
 
 # -- writes that compare the new version with the stored one ----------------------

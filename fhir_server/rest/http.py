@@ -174,7 +174,10 @@ async def _system(services: Services, req: FhirRequest) -> FhirResponse:
         if req.param("_type") is None:
             raise BadRequest("A system search needs _type.", expression=("_type",))
         return FhirResponse(
-            200, await services.searcher.search_bundle(None, req.params, strict=False)
+            200,
+            await services.searcher.search_bundle(
+                None, req.params, strict=False, limits=req.limits
+            ),
         )
     raise MethodNotAllowed(f"{req.method} is not supported on the base URL.")
 

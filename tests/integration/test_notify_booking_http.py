@@ -145,3 +145,36 @@ def test_expired_hold_goes_to_the_subscription_only(env: Running, api: TestClien
     [expired] = [fhir_json(r.body) for r in env.http.posted(hook)]
     assert expired["status"] == "cancelled"
     assert env.smtp.to(address) == []  # neither the hold nor its expiry is mailed
+
+
+def test_a_reschedule_announces_the_move_and_a_cancellation_is_one_whatever_its_text(
+    env: Running, api: TestClient
+) -> None:
+    """The engine, not the cancellation reason's text, says when a cancellation is a move's."""
+    clinic = make_clinic(api)
+    pid, address = _patient_with_email(api, "move", "Moe")
+    first, second = (make_slot(api, clinic["schedule"], hours_from_now(h)) for h in (90, 94))
+    old = post(api, appointment(pid, first))
+    assert _wait_mails(env, address, 1)[0].startswith("Your appointment is booked")
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "appt-resource", "resource": appointment(pid, second)},
+            {"name": "cancelled-appt-id", "valueString": old["id"]},
+        ],
+    }
+    moved = api.post("/fhir/Appointment/$book", json=params, headers=HEADERS)
+    assert moved.status_code == 200, moved.text
+    assert _wait_mails(env, address, 2)[1].startswith("Your appointment was moved")
+    [new] = [e["resource"] for e in moved.json()["entry"]]
+    reason = {"text": "Rescheduled"}  # the text a move writes on the old one
+    cancelled = api.put(
+        f"/fhir/Appointment/{new['id']}",
+        json={**new, "status": "cancelled", "cancelationReason": reason},
+        headers=HEADERS,
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    subjects = _wait_mails(env, address, 3)
+    assert subjects[2].startswith("Your appointment was cancelled")
+    time.sleep(0.5)  # and the move's own cancellation of the old one sent nothing
+    assert len(_subjects(env, address)) == 3

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from fhir_server.auth import roles
-from fhir_server.auth.policy import TokenContext, classify, decide
+from fhir_server.auth.policy import TokenContext, decide
 from fhir_server.auth.scopes import ScopeSet
-from fhir_server.rest.messages import FhirRequest
+from fhir_server.fhir.messages import FhirRequest
 
 DR = "Practitioner/dr"
 
@@ -31,7 +31,7 @@ def req(method: str, path: str, body: Any = None) -> FhirRequest:
 
 def verdict(who: TokenContext, method: str, path: str, body: Any = None) -> roles.Verdict:
     request = req(method, path, body)
-    return roles.judge(who, classify(request), request)
+    return roles.judge(who, request.interaction, request)
 
 
 @pytest.mark.parametrize(
@@ -70,16 +70,22 @@ def test_the_table(role: str | None, method: str, path: str, allowed: bool) -> N
 
 def test_practitioner_reads_are_narrowed_to_their_own() -> None:
     who = token("practitioner", DR, actors=(DR, "PractitionerRole/r1"))
-    assert verdict(who, "GET", "Appointment").narrowing == (
-        ("actor", "Practitioner/dr,PractitionerRole/r1"),
-    )
-    patients = verdict(who, "GET", "Patient/p")
-    assert patients.narrowing == (
-        ("_has:Appointment:patient:actor", "Practitioner/dr,PractitionerRole/r1"),
-    )
-    assert not patients.searching
+    mine = "Practitioner/dr,PractitionerRole/r1"
+    assert verdict(who, "GET", "Appointment/a").narrowing == (("actor", mine),)
+    assert verdict(who, "GET", "Patient/p").narrowing == (("_has:Appointment:patient:actor", mine),)
     assert verdict(who, "GET", "Location").narrowing == ()
     assert verdict(who, "GET", "Appointment/_history").refusal
+    limits = who.limits
+    assert limits.of("Appointment") == (("actor", mine),)
+    assert limits.of("Location") == () and limits.of("Subscription") is None
+    assert "Appointment" in limits.scoped and "Location" not in limits.scoped
+
+
+def test_front_desk_reads_the_clinic_but_no_subscription() -> None:
+    limits = token("frontdesk").limits
+    assert limits.of("Patient") == () and limits.of("Appointment") == ()
+    assert limits.of("Subscription") is None and limits.of("AuditEvent") is None
+    assert token("admin").limits.of("Subscription") == ()
 
 
 def test_practitioner_creates_only_what_names_them() -> None:
@@ -92,8 +98,7 @@ def test_practitioner_creates_only_what_names_them() -> None:
 
 def test_the_narrowing_joins_the_scope_decision() -> None:
     who = token("practitioner", DR)
-    searched = decide(who, req("GET", "Appointment"))
-    assert ("actor", DR) in searched.search_params and ("actor", DR) in searched.scope_params
+    assert ("actor", DR) in decide(who, req("PUT", "Appointment/a")).scope_params
     assert decide(who, req("DELETE", "Patient/p")).status == 403
 
 
