@@ -24,7 +24,7 @@ def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
 
 def patient_headers(client: TestClient, patient_id: str) -> dict[str, str]:
     token = mint(client, "patient/*.cruds", patient=patient_id, fhir_user=f"Patient/{patient_id}")
-    return bearer(token) | FHIR | {"X-Actor-Role": "staff"}  # the role header is ignored
+    return bearer(token) | FHIR | {"X-Actor-Role": "frontdesk"}  # the role header is ignored
 
 
 def proposal(slot: dict[str, Any], patient_id: str) -> dict[str, Any]:
