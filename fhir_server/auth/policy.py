@@ -27,23 +27,13 @@ from fhir_server.auth.compartment import (
     operation_resources,
     patient_references,
 )
-from fhir_server.auth.scopes import ResourceScope, ScopeSet
+from fhir_server.auth.scopes import INTERACTION_LETTER, ResourceScope, ScopeSet
 from fhir_server.fhir.messages import FhirRequest
 from fhir_server.fhir.read_limits import Pairs, ReadLimits
 from fhir_server.fhir.resource_types import SERVED_TYPES
 from fhir_server.fhir.routing import Interaction
 
-_NEEDS = {
-    "read": "r",
-    "vread": "r",
-    "history-instance": "r",
-    "history-type": "r",
-    "search": "s",
-    "create": "c",
-    "update": "u",
-    "patch": "u",
-    "delete": "d",
-}
+_NEEDS = INTERACTION_LETTER
 _CHANGES = frozenset({"create", "update", "patch", "delete"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 

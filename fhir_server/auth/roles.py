@@ -32,7 +32,10 @@ from typing import Any, Protocol, TypeVar
 import orjson
 
 from fhir_server.auth.compartment import in_patient_compartment, reference_key
+from fhir_server.auth.scopes import INTERACTION_LETTER
+from fhir_server.fhir.messages import FhirRequest
 from fhir_server.fhir.read_limits import Pairs, ReadLimits
+from fhir_server.fhir.routing import Interaction
 
 ROLES = ("patient", "practitioner", "frontdesk", "admin")
 # Words earlier versions used: booking's "staff" is the front desk.
@@ -57,37 +60,32 @@ class Grant:
     narrow: tuple[str, str] | None = None
 
 
+# What every clinic user reads: the directory, the Schedules and Slots, Communications.
+_READS = {
+    t: Grant("rs") for t in (*_DIRECTORY, "Practitioner", "Schedule", "Slot", "Communication")
+}
 TABLE: dict[str, dict[str, Grant]] = {
     "patient": {
         # The patient compartment (auth.policy) limits these to the patient's own.
+        **_READS,
         "Patient": Grant("rsu"),
         "Appointment": Grant("crsud"),
         "AppointmentResponse": Grant("crs"),
-        "Communication": Grant("rs"),
-        "Practitioner": Grant("rs"),
-        "Schedule": Grant("rs"),
-        "Slot": Grant("rs"),
-        **{t: Grant("rs") for t in _DIRECTORY},
     },
     "practitioner": {
+        **_READS,
         "Patient": Grant("rsu", "rsu", ("_has:Appointment:patient:actor", "{me}")),
         "Practitioner": Grant("rsu", "u", ("_id", "{id}")),
         "Appointment": Grant("crsu", "crsu", ("actor", "{me}")),
         "AppointmentResponse": Grant("crs", "crs", ("actor", "{me}")),
         "Communication": Grant("rs", "rs", ("recipient", "{me}")),
         "Schedule": Grant("rsu", "u", ("actor", "{me}")),
-        "Slot": Grant("rs"),
-        **{t: Grant("rs") for t in _DIRECTORY},
     },
     "frontdesk": {
+        **_READS,
         "Patient": Grant("crsu"),
         "Appointment": Grant("crsud"),
         "AppointmentResponse": Grant("crs"),
-        "Communication": Grant("rs"),
-        "Practitioner": Grant("rs"),
-        "Schedule": Grant("rs"),
-        "Slot": Grant("rs"),
-        **{t: Grant("rs") for t in _DIRECTORY},
     },
     "admin": {"*": Grant(_ALL)},
 }
@@ -128,17 +126,6 @@ ENGINE_EXTENSIONS = (
 )
 
 _SYSTEM_KINDS = frozenset({"search-system", "history-system", "operation-system"})
-_PERMISSION = {
-    "read": "r",
-    "vread": "r",
-    "history-instance": "r",
-    "history-type": "r",
-    "search": "s",
-    "create": "c",
-    "update": "u",
-    "patch": "u",
-    "delete": "d",
-}
 
 
 class Token(Protocol):
@@ -155,32 +142,6 @@ class Token(Protocol):
 
     @property
     def actors(self) -> tuple[str, ...]: ...
-
-
-class Request(Protocol):
-    """The request (fhir.messages.FhirRequest): a create's body must name the caller."""
-
-    @property
-    def body(self) -> Any: ...
-
-
-class Asked(Protocol):
-    """The classified interaction (auth.policy.Interaction)."""
-
-    @property
-    def kind(self) -> str: ...
-
-    @property
-    def resource_type(self) -> str | None: ...
-
-    @property
-    def rid(self) -> str | None: ...
-
-    @property
-    def operation(self) -> str | None: ...
-
-    @property
-    def conditional(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -209,7 +170,7 @@ def booking_role(token: Token) -> str:
     return role_of(token) or "frontdesk"
 
 
-def judge(token: Token, asked: Asked, request: Request) -> Verdict:
+def judge(token: Token, asked: Interaction, request: FhirRequest) -> Verdict:
     """May this token's role do this interaction, and on which records?"""
     operation = asked.operation
     role = role_of(token)
@@ -258,9 +219,9 @@ def _grant(role: str, rtype: str) -> Grant | None:
     return table.get(rtype) or table.get("*")
 
 
-def _letter(asked: Asked, operation: str | None) -> str:
+def _letter(asked: Interaction, operation: str | None) -> str:
     if operation is None:
-        return _PERMISSION.get(asked.kind, "r")
+        return INTERACTION_LETTER.get(asked.kind, "r")
     if operation not in _CHANGING:
         return "r"
     return "u" if asked.rid else "c"
