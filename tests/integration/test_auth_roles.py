@@ -15,6 +15,7 @@ from fhir_server.auth.users import AccountError
 from fhir_server.scheduling import extensions as ext
 from fhir_server.settings import Settings
 from tests.integration.auth_helpers import (
+    AUTH,
     BASE,
     add_client,
     add_user,
@@ -387,3 +388,37 @@ def test_accounts_take_the_four_role_words_only(client: TestClient) -> None:
         add_user(client, "old-word", "staff", None)
     with pytest.raises(AccountError, match="Practitioner/"):
         add_user(client, "unlinked-doctor", "practitioner", None)
+
+
+def test_clinic_roles_open_an_ehr_launch_and_a_patient_does_not(
+    client: TestClient, world: dict[str, str]
+) -> None:
+    launch = {"patient": world["alice"]}
+    for role, fhir_user in (("frontdesk", None), ("practitioner", f"Practitioner/{world['dr_a']}")):
+        headers = as_role(client, role, fhir_user) | {"Content-Type": "application/json"}
+        opened = client.post(f"{AUTH}/launch", json=launch, headers=headers)
+        assert opened.status_code == 200 and opened.json()["launch"], opened.text
+    as_alice = as_patient(client, world["alice"]) | {"Content-Type": "application/json"}
+    refused_launch = client.post(f"{AUTH}/launch", json=launch, headers=as_alice)
+    assert refused_launch.status_code == 403
+
+
+def test_a_transaction_entry_is_held_to_the_same_fields(
+    client: TestClient, world: dict[str, str]
+) -> None:
+    alice = create(
+        client,
+        {"resourceType": "Patient", "identifier": [{"value": "mrn-9"}], "name": [{"family": "T"}]},
+    )
+    headers = as_patient(client, alice)
+    current = client.get(f"{BASE}/Patient/{alice}", headers=headers).json()
+    changed = {**current, "identifier": [{"value": "mine-now"}], "name": [{"family": "U"}]}
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [{"resource": changed, "request": {"method": "PUT", "url": f"Patient/{alice}"}}],
+    }
+    answer = client.post(BASE, json=bundle, headers=headers)
+    assert answer.status_code == 403, answer.text
+    stored = client.get(f"{BASE}/Patient/{alice}", headers=headers).json()
+    assert stored["identifier"] == [{"value": "mrn-9"}] and stored["name"] == [{"family": "T"}]
