@@ -17,11 +17,18 @@ without one is either a backend service's (no user: its scopes alone decide,
 `role_of` answers None) or one issued before roles existed (its role follows
 its fhirUser: patient or practitioner; otherwise its scopes alone decide).
 
-`judge` is asked by `auth.policy.decide` for every interaction; a refusal is
-403, and `narrowing` is a search restriction the edge applies to searches and
-checks a single resource against (so another practitioner's appointment
-answers 404, as for a patient). `refused_write` is asked with the stored
-version before a write, for the rules that compare old and new.
+Three questions, each asked from one place:
+
+- `judge`, from `auth.policy.decide`, for every interaction: a refusal is
+  403; a `narrowing` is the criteria the resource an instance-level request
+  names must match (another practitioner's appointment answers 404, as for
+  a patient).
+- `read_limits`, from `auth.policy` when a token's read limits are worked
+  out: types the role may not read are dropped, "own records only" types get
+  the narrowing as criteria, so searches, chains, includes and everything
+  leaving the server are cut the same way.
+- `refused_write`, from `auth.role_checks` before a write, for the rules
+  that compare the new version with the stored one.
 """
 
 from __future__ import annotations
