@@ -9,6 +9,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from fhir_server.audit.relay import audit_trail
 from fhir_server.auth.account_routes import router as account_router
 from fhir_server.auth.bootstrap import build_auth
 from fhir_server.auth.cors import SmartCors
@@ -57,9 +58,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_database(settings) as database:
+        async with open_database(settings) as database, contextlib.AsyncExitStack() as stack:
             store = ResourceStore(database, indexer=ResourceIndexer(settings.base_url))
             await store.ensure_indexes()
+            journal = await stack.enter_async_context(audit_trail(store, settings))
             searcher = FhirSearcher(store, settings)
             await searcher.ensure_indexes()
             await slot_store.ensure_indexes(store)
@@ -81,7 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
             )
             app.state.auth = None
             if settings.auth_enabled:
-                app.state.auth = await build_auth(database, store, settings)
+                app.state.auth = await build_auth(database, store, settings, journal)
                 app.state.services.access = app.state.auth.access
                 app.state.services.security = capability_security(settings)
             yield

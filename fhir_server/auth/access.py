@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 from fhir_server.audit.recorder import AuditRecorder
 from fhir_server.auth.compartment import compartment_params, operation_mentions, reference_key
-from fhir_server.auth.policy import Decision, TokenContext, decide, visible, visible_written
+from fhir_server.auth.policy import Decision, TokenContext, decide, may_change, visible
 from fhir_server.auth.role_checks import with_actors
 from fhir_server.auth.tokens import Tokens, unauthorized
 from fhir_server.fhir.errors import Forbidden, NotFound
@@ -68,6 +68,9 @@ class Access:
         return await self.tokens.authenticate(authorization)
 
     async def guard(self, services: _Services, req: FhirRequest, run: Run) -> FhirResponse:
+        return (await self.audit.watch(req, self._guard(services, req, run))).response
+
+    async def _guard(self, services: _Services, req: FhirRequest, run: Run) -> Passage:
         ctx = req.auth
         if not isinstance(ctx, TokenContext):
             raise unauthorized("This server needs a SMART access token (Bearer).", error="")
@@ -79,8 +82,7 @@ class Access:
                 raise NotFound(decision.reason)
             raise Forbidden(decision.reason)
         await self._check_named(services, ctx, decision, req)
-        passage = await release(services, ctx, req.interaction, await run(req))
-        return passage.response
+        return await release(services, ctx, req.interaction, await run(req))
 
     async def _denied(self, ctx: TokenContext, reason: str) -> None:
         await self.audit.record(
@@ -113,7 +115,7 @@ class Access:
         current = await services.store.current(rtype, rid)
         if current is None or current.resource is None:
             return  # the interaction itself answers 404/410 (or creates, checked by policy)
-        if not visible(ctx.limits, current.resource):
+        if not may_change(ctx.limits, current.resource):
             await self._denied(ctx, f"{rtype} outside the token's patient compartment")
             raise NotFound(f"{rtype}/{rid} is not known.")
 
@@ -127,8 +129,10 @@ async def release(
     returned: list[tuple[str, str]] = []
     if resource is not None and not _let_through(limits, interaction, resource, returned):
         raise NotFound("The resource is not known.")
-    judge = visible_written if interaction.kind in _WRITES else visible
-    if interaction.kind != "search":  # a search's criteria already carried the scope's
+    judge = may_change if interaction.kind in _WRITES else visible
+    # A search's criteria already carried the scope's; a fresh create echoes what it sent.
+    fresh = interaction.kind == "create" and response.status == 201
+    if interaction.kind != "search" and not fresh:
         unmatched = await _scope_misses(services, limits, returned)
         if unmatched and resource is not None:
             returned = [key for key in returned if key not in unmatched]
@@ -139,7 +143,7 @@ async def release(
         current = await services.store.current(*named)
         if current is None or current.resource is None or not judge(limits, current.resource):
             raise NotFound("The resource is not known.")
-        if await _scope_misses(services, limits, [named]):
+        if not fresh and await _scope_misses(services, limits, [named]):
             raise NotFound("The resource is not known.")
         returned.append(named)
     keys = tuple(f"{rtype}/{rid}" for rtype, rid in returned)
@@ -166,7 +170,7 @@ def _let_through(
         )
         return True
     written = interaction.kind in _WRITES and kind == interaction.resource_type
-    if not (visible_written if written else visible)(limits, resource):
+    if not (may_change if written else visible)(limits, resource):
         return False
     if kind in SERVED_TYPES and isinstance(resource.get("id"), str):
         returned.append((str(kind), resource["id"]))

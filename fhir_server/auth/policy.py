@@ -19,6 +19,7 @@ from functools import cached_property
 from typing import Any
 
 from fhir_server.auth import roles
+from fhir_server.auth.admin import is_admin
 from fhir_server.auth.compartment import (
     DIRECTORY_TYPES,
     compartment_params,
@@ -30,7 +31,7 @@ from fhir_server.auth.compartment import (
 from fhir_server.auth.scopes import INTERACTION_LETTER, ResourceScope, ScopeSet
 from fhir_server.fhir.messages import FhirRequest
 from fhir_server.fhir.read_limits import Pairs, ReadLimits
-from fhir_server.fhir.resource_types import SERVED_TYPES
+from fhir_server.fhir.resource_types import ADMIN_TYPES, SERVED_TYPES
 from fhir_server.fhir.routing import Interaction
 
 _NEEDS = INTERACTION_LETTER
@@ -194,7 +195,7 @@ def read_limits(ctx: TokenContext) -> ReadLimits:
     criteria: dict[str, Pairs] = {}
     scoped: set[str] = set()
     confined: set[str] = set()
-    for rtype in SERVED_TYPES:
+    for rtype in (*SERVED_TYPES, *ADMIN_TYPES) if is_admin(ctx) else SERVED_TYPES:
         broad = _reading(ctx, rtype, ("user", "system"))
         narrow = _reading(ctx, rtype, ("patient",)) if ctx.patient is not None else []
         if not (broad or narrow):
@@ -230,12 +231,13 @@ def _compartment_criteria(rtype: str, patient: str) -> Pairs | None:
     return ((params[0], f"Patient/{patient}"),) if params else None
 
 
-def visible_written(limits: ReadLimits, resource: dict[str, Any]) -> bool:
-    """May the resource a token just wrote be echoed back to it?
+def may_change(limits: ReadLimits, resource: dict[str, Any]) -> bool:
+    """May the token act on this resource, or see back the one it just wrote?
 
-    Its own write needs no read scope (a write-only token sees what it sent, with
-    the id the server gave it), but the written resource must be one it could
-    have read: in its compartment when the token has a patient context.
+    Acting needs no read scope (the interaction's own scope was decided; a
+    write-only token sees what it sent, with the id the server gave it), but
+    the resource must be one it could read, or in its compartment when the
+    token has a patient context.
     """
     rtype = resource.get("resourceType")
     if limits.of(str(rtype)) is not None or limits.patient is None:

@@ -12,6 +12,9 @@ from typing import Final
 ACTIVE: Final = ("proposed", "pending", "booked", "arrived", "checked-in")
 """Statuses that hold their Slot(s) and the patient's time."""
 
+BOOKED: Final = ("booked", "pending", "arrived", "checked-in")
+"""Active statuses a booking through the engine can have (a stored `proposed` one never was)."""
+
 RELEASING: Final = ("cancelled", "entered-in-error")
 """Statuses that give the Slot(s) and the patient's time back."""
 

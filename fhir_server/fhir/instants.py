@@ -1,11 +1,11 @@
-"""FHIR instants: parse, format and compare, one way everywhere.
+"""FHIR instants: parsed and formatted one way everywhere.
 
 FHIR writes UTC as a trailing `Z`, which `datetime.fromisoformat` accepts
-only from Python 3.11 on and which we normalise to `+00:00` before parsing
-so the behaviour does not depend on the interpreter. Two fixed-width output
-forms exist because string order must equal time order where instants are
-compared as strings (in store queries): seconds for what clients see and
-Slots are keyed by, microseconds for what the store stamps.
+only from Python 3.11 on; it is normalised to `+00:00` before parsing so
+the result does not depend on the interpreter. Parsed instants compare as
+aware datetimes. The output form is fixed-width UTC, because string order
+must equal time order where instants are compared as strings (in store
+queries); the store's own microsecond stamps are `store.clock.to_instant`.
 """
 
 from __future__ import annotations

@@ -16,10 +16,12 @@ import re
 from dataclasses import dataclass, field
 
 from fhir_server.fhir.errors import BadRequest, FhirError, MethodNotAllowed, NotFound
-from fhir_server.fhir.resource_types import CONFORMANCE_TYPES, SERVED_TYPES
+from fhir_server.fhir.resource_types import ADMIN_TYPES, CONFORMANCE_TYPES, SERVED_TYPES
 
 _ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _SERVED = frozenset(SERVED_TYPES)
+# Routed like the served types: only an admin's reads and searches get through.
+_ROUTED = _SERVED | frozenset(ADMIN_TYPES)
 # Read-only types served from packaged files (and the OperationDefinitions of the
 # registered operations): no token is needed to read them.
 OPEN_TYPES = frozenset((*CONFORMANCE_TYPES, "OperationDefinition"))
@@ -124,7 +126,7 @@ def classify(method: str, path: list[str]) -> Interaction:
         return _invalid(MethodNotAllowed(f"{method} is not supported on metadata."))
     if head in OPEN_TYPES:
         return _conformance(method, path)
-    if head and not head.startswith(("$", "_")) and head not in _SERVED:
+    if head and not head.startswith(("$", "_")) and head not in _ROUTED:
         return _invalid(NotFound(f"Resource type {head!r:.40} is not served here."))
     fitting: Route | None = None
     for route in ROUTES:

@@ -12,10 +12,12 @@ from collections.abc import Awaitable, Callable
 from fhir_server.fhir.errors import BadRequest, NotFound
 from fhir_server.fhir.routing import Interaction
 from fhir_server.rest import interactions as i
+from fhir_server.rest.audit_events import admit
 from fhir_server.rest.conformance import conformance_resources, read_conformance, search_conformance
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.prefer import preference
 from fhir_server.rest.services import OperationKey, Services
+from fhir_server.store.audit_store import AUDIT_EVENT
 from fhir_server.store.unit_of_work import UnitOfWork
 
 Handler = Callable[[Services, FhirRequest, Interaction, UnitOfWork | None], Awaitable[FhirResponse]]
@@ -33,6 +35,8 @@ async def _route(services: Services, req: FhirRequest, uow: UnitOfWork | None) -
     interaction = req.interaction
     if interaction.error is not None:
         raise interaction.error
+    if interaction.resource_type == AUDIT_EVENT:
+        admit(req)  # an admin's read or search; nothing else, for anyone
     return await _HANDLERS[interaction.kind](services, req, interaction, uow)
 
 

@@ -7,7 +7,6 @@ an OperationOutcome in one place (`rest.http`).
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -21,6 +20,7 @@ from fhir_server.fhir.errors import (
     Unprocessable,
     operation_outcome,
 )
+from fhir_server.fhir.instants import parse_instant
 from fhir_server.fhir.read_limits import ReadLimits
 from fhir_server.fhir.routing import check_id
 from fhir_server.fhir.validation import validate_resource
@@ -296,7 +296,7 @@ def _since(raw: str | None) -> str | None:
     if raw is None:
         return None
     try:
-        moment = datetime.fromisoformat(raw.strip().replace(" ", "+").replace("Z", "+00:00"))
+        moment = parse_instant(raw.strip().replace(" ", "+"))
     except ValueError:
         raise BadRequest("_since must be a FHIR instant.", expression=("_since",)) from None
     if moment.tzinfo is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,8 +14,7 @@ from fhir_server.app import create_app
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.celery_app import RELEASE_HOLDS_TASK
 from fhir_server.scheduling import extensions as ext
-from fhir_server.settings import Settings
-from tests.integration.notify_support import Running, fhir_json, start_all, stop_all, wait_until
+from tests.integration.notify_support import Running, fhir_json, wait_until
 from tests.integration.scheduling_setup import (
     HEADERS,
     appointment,
@@ -26,13 +25,6 @@ from tests.integration.scheduling_setup import (
 )
 
 JSON_PATCH = {"content-type": "application/json-patch+json"}
-
-
-@pytest.fixture(scope="module")
-def env(settings_factory: Callable[..., Settings]) -> Iterator[Running]:
-    running = start_all(settings_factory)
-    yield running
-    stop_all(running)
 
 
 @pytest.fixture(scope="module")
