@@ -15,7 +15,6 @@ from fhir_server.auth.bootstrap import build_auth
 from fhir_server.auth.cors import SmartCors
 from fhir_server.auth.discovery import capability_security
 from fhir_server.auth.manage import router as manage_router
-from fhir_server.auth.role_checks import guarded
 from fhir_server.auth.routes import discovery_router
 from fhir_server.auth.routes import router as auth_router
 from fhir_server.fhir.indexing import ResourceIndexer
@@ -24,6 +23,7 @@ from fhir_server.notifications import celery_app, changes, subscriptions
 from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import push_subscription, subscription_status
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
+from fhir_server.rest.role_hooks import guarded
 from fhir_server.rest.scheduling_hooks import DELETE_HOOKS, WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
 from fhir_server.rest.services import Services

@@ -1,28 +1,19 @@
-"""The facts the role rules need from the store: who a practitioner is, what a write replaces.
+"""Who a practitioner is, for the role rules: the references they act through.
 
 A practitioner acts through their Practitioner and their PractitionerRoles
 (a clinic's Schedules and the Appointments booked on them name the
-PractitionerRole): `with_actors` looks those up once per request, so "their
-own" records are found whichever of the references names them.
-
-`auth.roles.refused_write` decides about writes (pure); `guarded` wraps the per-type write hooks
-(`rest.services.WriteHook`) so every create, update and patch of the types
-a patient or practitioner may write, plain or inside a Bundle, is asked with
-the stored version it replaces: clinic-controlled fields and other
-participants' statuses stay as stored, and a deleted id is re-created only by
-whoever it belonged to. A refusal is a 403 OperationOutcome; nothing is written.
+PractitionerRole): `with_actors` looks those up once per request (the gate
+calls it), so "their own" records are found whichever reference names them.
+The writes' facts are gathered by `rest.role_hooks`.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Protocol
 
 from fhir_server.auth.policy import TokenContext
-from fhir_server.auth.roles import WRITE_CHECKED, WRITE_CHECKED_TYPES, refused_write, role_of
-from fhir_server.fhir.errors import Forbidden, Gone, NotFound
-from fhir_server.rest.services import WriteContext, WriteHook
-from fhir_server.store.resources import Version
+from fhir_server.auth.roles import role_of
 
 
 class _Searcher(Protocol):
@@ -36,40 +27,3 @@ async def with_actors(searcher: _Searcher, ctx: TokenContext) -> TokenContext:
         return ctx
     found = await searcher.matching_ids("PractitionerRole", [("practitioner", me)])
     return replace(ctx, actors=(me, *(f"PractitionerRole/{rid}" for rid in found)))
-
-
-def guarded(hooks: dict[str, WriteHook]) -> dict[str, WriteHook]:
-    """The write hooks with the role check in front of each checked type's."""
-    return {**hooks, **{t: _guard(hooks.get(t)) for t in WRITE_CHECKED_TYPES}}
-
-
-def _guard(inner: WriteHook | None) -> WriteHook:
-    async def hook(write: WriteContext) -> tuple[Version, bool] | None:
-        token = write.request.auth
-        if isinstance(token, TokenContext) and role_of(token) in WRITE_CHECKED:
-            old, previous = await _stored(write)
-            refusal = refused_write(token, write.body, old, previous)
-            if refusal:
-                raise Forbidden(refusal)
-        return await inner(write) if inner else None
-
-    return hook
-
-
-async def _stored(write: WriteContext) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """The live version a write replaces, or the last live one of a deleted id."""
-    body = write.body
-    if write.request.method == "POST" or "id" not in body:
-        return None, None
-    rtype, rid = str(body["resourceType"]), str(body["id"])
-    current = await write.store.current(rtype, rid, write.uow)
-    if current is None:
-        return None, None
-    if not current.deleted:
-        return current.resource, None
-    for version in range(current.version - 1, 0, -1):
-        try:
-            return None, (await write.store.vread(rtype, rid, version)).resource
-        except (Gone, NotFound):
-            continue
-    return None, None

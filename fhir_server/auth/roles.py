@@ -83,7 +83,7 @@ TABLE: dict[str, dict[str, Grant]] = {
         **_READS,
         "Patient": Grant("rsu", "rsu", ("_has:Appointment:patient:actor", "{me}")),
         "Practitioner": Grant("rsu", "u", ("_id", "{id}")),
-        "Appointment": Grant("crsu", "crsu", ("actor", "{me}")),
+        "Appointment": Grant("crsud", "crsud", ("actor", "{me}")),
         "AppointmentResponse": Grant("crs", "crs", ("actor", "{me}")),
         "Communication": Grant("rs", "rs", ("recipient", "{me}")),
         "Schedule": Grant("rsu", "u", ("actor", "{me}")),

@@ -422,3 +422,15 @@ def test_a_transaction_entry_is_held_to_the_same_fields(
     assert answer.status_code == 403, answer.text
     stored = client.get(f"{BASE}/Patient/{alice}", headers=headers).json()
     assert stored["identifier"] == [{"value": "mrn-9"}] and stored["name"] == [{"family": "T"}]
+
+
+def test_practitioner_deletes_only_their_own_appointments(
+    client: TestClient, world: dict[str, str]
+) -> None:
+    headers = dr_a(client, world)
+    mine = create(client, _appointment(world["alice"], f"Practitioner/{world['dr_a']}"))
+    theirs = create(client, _appointment(world["bob"], f"Practitioner/{world['dr_b']}"))
+    refused(client.delete(f"{BASE}/Appointment/{theirs}", headers=headers), 404)
+    assert client.delete(f"{BASE}/Appointment/{mine}", headers=headers).status_code == 200
+    admin = as_role(client, "admin")
+    assert client.get(f"{BASE}/Appointment/{theirs}", headers=admin).status_code == 200
