@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
+from fhir_server.audit.relay import AuditRelay
 from fhir_server.auth.bootstrap import AuthComponents
 from fhir_server.settings import Settings
 
@@ -202,3 +203,10 @@ def appointment(*patients: str, status: str = "booked") -> dict[str, Any]:
         "end": "2030-01-02T09:30:00Z",
         "participant": [{"actor": {"reference": a}, "status": "accepted"} for a in actors],
     }
+
+
+def relay(client: TestClient) -> None:
+    """Store what the audit journal holds now, as the relay task does every half second."""
+    recorder = components(client).audit
+    assert recorder.journal is not None
+    call(client, AuditRelay(recorder.journal, recorder.store).relay)
