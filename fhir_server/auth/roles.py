@@ -20,9 +20,9 @@ its fhirUser: patient or practitioner; otherwise its scopes alone decide).
 Three questions, each asked from one place:
 
 - `judge`, from `auth.policy.decide`, for every interaction: a refusal is
-  403; a `narrowing` is the criteria the resource an instance-level request
-  names must match (another practitioner's appointment answers 404, as for
-  a patient).
+  403; a `narrowing` is the criteria the resource a change names must match
+  (changing another practitioner's appointment answers 404, as for a
+  patient).
 - `read_limits`, from `auth.policy` when a token's read limits are worked
   out: types the role may not read are dropped, "own records only" types get
   the narrowing as criteria, so searches, chains, includes and everything
@@ -198,6 +198,8 @@ def judge(token: Token, asked: Interaction, request: FhirRequest) -> Verdict:
         return Verdict()
     if asked.conditional or asked.kind == "history-type":
         return Verdict(f"A {role} can only reach their own {rtype} resources one by one.")
+    if letter in "rs":
+        return Verdict()  # reads are cut by `read_limits`, checked on the way out
     name, value = _narrowing(token, grant.narrow)
     if name == "_id" and asked.rid not in (None, value):
         return Verdict(f"A {role} can only change their own {rtype}.")

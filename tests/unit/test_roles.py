@@ -71,8 +71,11 @@ def test_the_table(role: str | None, method: str, path: str, allowed: bool) -> N
 def test_practitioner_reads_are_narrowed_to_their_own() -> None:
     who = token("practitioner", DR, actors=(DR, "PractitionerRole/r1"))
     mine = "Practitioner/dr,PractitionerRole/r1"
-    assert verdict(who, "GET", "Appointment/a").narrowing == (("actor", mine),)
-    assert verdict(who, "GET", "Patient/p").narrowing == (("_has:Appointment:patient:actor", mine),)
+    assert verdict(who, "PUT", "Appointment/a").narrowing == (("actor", mine),)
+    assert verdict(who, "PATCH", "Patient/p").narrowing == (
+        ("_has:Appointment:patient:actor", mine),
+    )
+    assert verdict(who, "GET", "Appointment/a").narrowing == ()  # cut by read_limits instead
     assert verdict(who, "GET", "Location").narrowing == ()
     assert verdict(who, "GET", "Appointment/_history").refusal
     limits = who.limits
