@@ -17,6 +17,7 @@ from fhir_server.app import create_app
 from fhir_server.audit.relay import AuditRelay
 from fhir_server.auth.bootstrap import AuthComponents
 from fhir_server.settings import Settings
+from fhir_server.store.resources import body_of
 
 # authlib refuses plain http outside localhost; the TestClient talks http://testserver.
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
@@ -205,8 +206,16 @@ def appointment(*patients: str, status: str = "booked") -> dict[str, Any]:
     }
 
 
-def relay(client: TestClient) -> None:
-    """Store what the audit journal holds now, as the relay task does every half second."""
+def audit_events(client: TestClient) -> list[dict[str, Any]]:
+    """Every stored AuditEvent, once the journal is relayed (the relay task does it every
+    half second; a test asks for it now)."""
     recorder = components(client).audit
     assert recorder.journal is not None
     call(client, AuditRelay(recorder.journal, recorder.store).relay)
+    store = client.app.state.services.store  # type: ignore[attr-defined]
+
+    async def events() -> list[dict[str, Any]]:
+        return [body_of(doc) async for doc in store.collection("AuditEvent").find({})]
+
+    found: list[dict[str, Any]] = call(client, events)
+    return found
