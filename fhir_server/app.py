@@ -24,6 +24,7 @@ from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import push_subscription, subscription_status
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
 from fhir_server.rest.rate_limit import RateLimiter
+from fhir_server.rest.role_hooks import guarded
 from fhir_server.rest.scheduling_hooks import DELETE_HOOKS, WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
 from fhir_server.rest.security_headers import SecurityHeaders
@@ -80,7 +81,7 @@ def create_app(settings: Settings) -> FastAPI:
                     push_subscription.OPERATION,
                     subscription_status.OPERATION,
                 ],
-                write_hooks={**WRITE_HOOKS, "Subscription": subscriptions.check_write},
+                write_hooks=guarded({**WRITE_HOOKS, "Subscription": subscriptions.check_write}),
                 delete_hooks=dict(DELETE_HOOKS),
             )
             app.state.auth = None

@@ -183,7 +183,7 @@ def _describe(result: DemoResult, settings: Settings) -> str:
         access = result.access
         lines += [
             f"  Logins (password '{access.password}'): {access.patient_login}, "
-            f"{access.practitioner_login}.",
+            f"{access.practitioner_login}, {access.frontdesk_login} (front desk).",
             f"  SMART app: client_id '{access.client_id}' (public), "
             f"redirect {access.redirect_uris[0]}.",
             f"  Try: TOKEN=$({_command()} users token demo-practitioner | "

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from fhir_server.audit.recorder import AuditRecorder
 from fhir_server.auth.compartment import compartment_params, operation_mentions, reference_key
 from fhir_server.auth.policy import Decision, TokenContext, decide, may_change, visible
+from fhir_server.auth.role_checks import with_actors
 from fhir_server.auth.tokens import Tokens, unauthorized
 from fhir_server.fhir.errors import Forbidden, NotFound
 from fhir_server.fhir.messages import FhirRequest, FhirResponse
@@ -72,6 +73,7 @@ class Access:
         ctx = req.auth
         if not isinstance(ctx, TokenContext):
             raise unauthorized("This server needs a SMART access token (Bearer).", error="")
+        req.auth = ctx = await with_actors(services.searcher, ctx)  # a practitioner's roles
         decision = decide(ctx, req)
         if not decision.allowed:
             await self._denied(ctx, decision.reason)

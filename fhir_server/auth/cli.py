@@ -63,7 +63,7 @@ def _stdin_secret(what: str) -> str:
 @users_app.command("add")
 def users_add(
     username: Annotated[str, typer.Option(help="Login name.")],
-    role: Annotated[str, typer.Option(help="patient, practitioner or admin.")],
+    role: Annotated[str, typer.Option(help="patient, practitioner, frontdesk or admin.")],
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from stdin.")
     ] = False,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from fhir_server.auth import roles
 from fhir_server.auth.admin import is_admin
 from fhir_server.auth.compartment import (
     DIRECTORY_TYPES,
@@ -27,23 +28,13 @@ from fhir_server.auth.compartment import (
     operation_resources,
     patient_references,
 )
-from fhir_server.auth.scopes import ResourceScope, ScopeSet
+from fhir_server.auth.scopes import INTERACTION_LETTER, ResourceScope, ScopeSet
 from fhir_server.fhir.messages import FhirRequest
 from fhir_server.fhir.read_limits import Pairs, ReadLimits
 from fhir_server.fhir.resource_types import ADMIN_TYPES, SERVED_TYPES
 from fhir_server.fhir.routing import Interaction
 
-_NEEDS = {
-    "read": "r",
-    "vread": "r",
-    "history-instance": "r",
-    "history-type": "r",
-    "search": "s",
-    "create": "c",
-    "update": "u",
-    "patch": "u",
-    "delete": "d",
-}
+_NEEDS = INTERACTION_LETTER
 _CHANGES = frozenset({"create", "update", "patch", "delete"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -59,11 +50,12 @@ class TokenContext:
     fhir_user: str | None = None
     jti: str | None = None
     role: str | None = None  # the account's role (auth.roles); None for a backend service
+    actors: tuple[str, ...] = ()  # a practitioner's own references (auth.role_checks)
 
     @cached_property
     def limits(self) -> ReadLimits:
         """What this token may read (worked out once per token, see `read_limits`)."""
-        return read_limits(self)
+        return roles.read_limits(self, read_limits(self))
 
 
 @dataclass(frozen=True)
@@ -98,6 +90,10 @@ def _best(scopes: list[ResourceScope]) -> ResourceScope:
 
 
 def decide(ctx: TokenContext, req: FhirRequest) -> Decision:
+    return roles.applied(_by_scopes(ctx, req), roles.judge(ctx, req.interaction, req))
+
+
+def _by_scopes(ctx: TokenContext, req: FhirRequest) -> Decision:
     interaction = req.interaction
     kind, rtype = interaction.kind, interaction.resource_type
     if kind in ("conformance", "invalid"):

@@ -25,6 +25,7 @@ from fhir_server.auth.bridge import StarletteOAuth2Request
 from fhir_server.auth.clients import Client
 from fhir_server.auth.discovery import openid_configuration, smart_configuration
 from fhir_server.auth.records import Subject, scope_for
+from fhir_server.auth.roles import role_of
 from fhir_server.auth.scopes import plain_words, split_scope
 from fhir_server.auth.token_endpoints import describe, find_token, may_introspect
 from fhir_server.auth.urls import auth_base
@@ -350,14 +351,15 @@ async def revoke(request: Request) -> Response:
 
 @router.post("/auth/launch")
 async def create_launch(request: Request) -> Response:
-    """An EHR (system token) or a practitioner (user token) opens an app for a patient."""
+    """An EHR (system token) or a clinic user (practitioner, front desk, admin) opens an app
+    for a patient."""
     auth = components_of(request)
     try:
         ctx = await auth.tokens.authenticate(request.headers.get("authorization"))
     except FhirError as error:
         return json_response({"error": "invalid_token"}, 401, error.headers)
     is_system = any(s.context == "system" for s in ctx.scopes.resources)
-    if not is_system and not (ctx.fhir_user or "").startswith("Practitioner/"):
+    if not is_system and role_of(ctx) not in ("practitioner", "frontdesk", "admin"):
         return json_response({"error": "insufficient_scope"}, 403)
     if request.headers.get("content-type", "").startswith("application/json"):
         try:

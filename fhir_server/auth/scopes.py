@@ -16,6 +16,18 @@ from urllib.parse import parse_qsl
 
 CONTEXTS = ("patient", "user", "system")
 LETTERS = "cruds"
+# The letter each interaction needs (operations are decided by whoever asks).
+INTERACTION_LETTER = {
+    "read": "r",
+    "vread": "r",
+    "history-instance": "r",
+    "history-type": "r",
+    "search": "s",
+    "create": "c",
+    "update": "u",
+    "patch": "u",
+    "delete": "d",
+}
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 _RESOURCE = re.compile(
     r"^(patient|user|system)/([A-Z][A-Za-z]+|\*)\.(read|write|\*|c?r?u?d?s?)(?:\?(.+))?$"

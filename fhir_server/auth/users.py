@@ -1,4 +1,5 @@
-"""User accounts: patients, practitioners and admins, each linked to a FHIR resource.
+"""User accounts: patients, practitioners, front desk and admins (`auth.roles`),
+each linked to a FHIR resource.
 
 Passwords are argon2id hashes (argon2-cffi); hashing runs in a worker thread
 so it never blocks the event loop. An account that fails `login_max_failures`
@@ -19,10 +20,10 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from fhir_server.auth.roles import LEGACY, ROLES
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
 
-ROLES = ("patient", "practitioner", "admin")
 MIN_LENGTH = 12
 _HASHER = PasswordHasher()
 
@@ -103,6 +104,8 @@ class Accounts:
     ) -> User:
         if role not in ROLES:
             raise AccountError(f"The role must be one of {', '.join(ROLES)}.")
+        if role == "practitioner" and migrated_role({"role": role, "fhir_user": fhir_user}) != role:
+            raise AccountError("A practitioner account needs --fhir-user Practitioner/<id>.")
         problem = username_problem(username) or password_problem(password, username)
         if problem:
             raise AccountError(problem)
@@ -175,6 +178,23 @@ class Accounts:
             raise AccountError("No such user.")
         return secret
 
+    async def migrate_roles(self) -> list[str]:
+        """Give every account one of the four role words; the user names changed.
+
+        A `staff` account, and a practitioner account not linked to a
+        Practitioner (it acted as staff in booking), become `frontdesk`; admin,
+        patient and linked practitioner accounts keep their role. The changed
+        accounts' sessions end, so no token carries the old role.
+        """
+        changed = []
+        for doc in await self.store.list_users():
+            role = migrated_role(doc)
+            if role != doc.get("role"):
+                await self.store.update_user(doc["_id"], {"role": role})
+                await self.store.revoke_user_tokens(doc["_id"])
+                changed.append(str(doc["_id"]))
+        return changed
+
     async def list(self) -> list[dict[str, Any]]:
         return [
             {
@@ -185,6 +205,16 @@ class Accounts:
             }
             for d in await self.store.list_users()
         ]
+
+
+def migrated_role(doc: dict[str, Any]) -> str:
+    """The role word an account of an earlier version has now (see `migrate_roles`)."""
+    role = str(doc.get("role") or "")
+    role = LEGACY.get(role, role)
+    linked = str(doc.get("fhir_user") or "").startswith(("Practitioner/", "PractitionerRole/"))
+    if role == "practitioner" and not linked:
+        return "frontdesk"
+    return role if role in ROLES else "frontdesk"
 
 
 DUMMY_HASH = _HASHER.hash("timing-equaliser-not-a-password")

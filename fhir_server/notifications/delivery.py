@@ -44,6 +44,7 @@ import orjson
 from fhir_server.fhir.errors import FhirError
 from fhir_server.notifications.channels import email, outbox, push, resthook, sms
 from fhir_server.notifications.channels.base import DeliveryError, Rendered
+from fhir_server.notifications.channels.outbound import Reach
 from fhir_server.notifications.codes import RESTHOOK
 from fhir_server.notifications.compose import compose, load_versioned
 from fhir_server.notifications.message import code_of, details_of, reference_to, with_details
@@ -361,17 +362,14 @@ async def _send_resthook(
     subscription = await load_versioned(store, reference_to(communication, "Subscription"))
     if subscription is None or subscription.get("status") not in ("requested", "active"):
         raise DeliveryError("The Subscription is no longer active.", permanent=True)
-    endpoint = str(subscription.get("channel", {}).get("endpoint", ""))
-    refused = await resthook.endpoint_problem(endpoint, settings.subscription_allowed_hosts)
-    if refused:
-        raise DeliveryError(refused, permanent=True)
+    reach = Reach.of(settings)
     if is_topic_based(subscription):
         bundle = await notification_for(settings.base_url, store, subscription, communication)
-        resthook.notify(subscription, bundle)
+        resthook.notify(subscription, bundle, reach)
         return
     resource = await load_versioned(store, reference_to(communication, "Appointment"))
     if resource is None:
         raise _unreadable()
     resthook.notify(
-        subscription, resource if subscription.get("channel", {}).get("payload") else None
+        subscription, resource if subscription.get("channel", {}).get("payload") else None, reach
     )

@@ -185,6 +185,7 @@ def mint(
     patient: str | None = None,
     fhir_user: str | None = None,
     lifetime: int | None = None,
+    role: str | None = None,
 ) -> str:
     """An access token issued and recorded the way the token endpoint does it."""
     auth = components(client)
@@ -194,6 +195,7 @@ def mint(
         "scope": scope,
         "patient": patient,
         "fhir_user": fhir_user,
+        "role": role,
         "family": secrets.token_hex(8),
     }
     issued = auth.tokens.access_token(grant, lifetime)

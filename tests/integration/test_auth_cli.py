@@ -275,3 +275,25 @@ def test_users_token_is_accepted_by_the_api_within_its_compartment(
             headers=bearer(token),
         )
         assert write.status_code == 403  # the token was minted read/search only
+
+
+def test_users_add_takes_the_four_role_words(env: dict[str, str]) -> None:
+    desk = run(
+        env,
+        "users",
+        "add",
+        "--username",
+        "desk",
+        "--role",
+        "frontdesk",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert desk == {"username": "desk", "role": "frontdesk", "fhir_user": None}
+    staff = runner.invoke(
+        app,
+        ["users", "add", "--username", "old", "--role", "staff", "--password-stdin"],
+        env=env,
+        input=PASSWORD + "\n",
+    )
+    assert staff.exit_code == 1 and "patient, practitioner, frontdesk, admin" in staff.output
