@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 import smtplib
 import ssl
 import threading
@@ -30,14 +31,19 @@ def build_email(rendered: Rendered, sender: str) -> Message:
     """multipart/mixed: (text | HTML alternatives) + the .ics, built with the compat32 classes.
 
     The policy-based `EmailMessage` API builds and flattens the same message
-    several times slower; at worker throughput that matters.
+    several times slower; at worker throughput that matters. The boundaries are
+    chosen here, not by the generator (which compiles a regex per message to
+    search the parts for its random one): every part is base64 (the utf-8
+    charset's body encoding) under fixed headers, so no line of a part contains
+    `_`, and the two boundaries differ, so neither can occur in the text.
     """
-    body = MIMEMultipart("alternative")
+    token = secrets.token_hex(8)
+    body = MIMEMultipart("alternative", boundary=f"=_alt_{token}")
     body.attach(MIMEText(rendered.text, "plain", "utf-8"))
     body.attach(MIMEText(rendered.html, "html", "utf-8"))
     mail: Message = body
     if rendered.calendar is not None:
-        mail = MIMEMultipart("mixed")
+        mail = MIMEMultipart("mixed", boundary=f"=_mix_{token}")
         mail.attach(body)
         calendar = MIMEText(rendered.calendar.decode(), "calendar", "utf-8")
         calendar.set_param("method", rendered.calendar_method or "REQUEST")
