@@ -16,14 +16,35 @@ from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.policy import compat32
+from email.policy import Compat32
 from email.utils import formatdate
+from typing import Any
 
 from fhir_server.notifications.channels.base import DeliveryError, Rendered
 from fhir_server.settings import Settings
 
-# SMTP wants CRLF line ends; smtplib does not fix bare LF in a bytes message.
-_WIRE = compat32.clone(linesep="\r\n")
+# A header value compat32 writes unchanged when its line fits: printable ASCII
+# words joined by single spaces (no encoding, no folding point is needed).
+_PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*")
+
+
+class _Wire(Compat32):
+    """compat32 with CRLF line ends (SMTP wants them; smtplib does not fix bare LF in
+    bytes), writing a plain header that fits on its line directly: compat32 runs
+    every header through `email.header.Header`'s folding, a third of flattening."""
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if (
+            isinstance(value, str)
+            and self.max_line_length is not None
+            and len(name) + 2 + len(value) <= self.max_line_length
+            and _PLAIN_VALUE.fullmatch(value)
+        ):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+_WIRE = _Wire(linesep="\r\n")
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 
 
