@@ -105,6 +105,23 @@ def ticket_of(html: str) -> str:
     return found.group(1)
 
 
+def csrf_of(html: str) -> str:
+    """The CSRF token a sign-in or consent form carries (its twin is in a cookie)."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+def login_form(
+    client: TestClient, params: dict[str, str], username: str, password: str, **extra: str
+) -> Any:
+    """Open the sign-in page (as a browser does, getting its CSRF cookie) and post it."""
+    login_page = client.get(f"{AUTH}/authorize", params=params)
+    assert login_page.status_code == 200, login_page.text[:300]
+    form = {**params, "step": "login", "username": username, "password": password, **extra}
+    return client.post(f"{AUTH}/authorize", data=form | {"csrf": csrf_of(login_page.text)})
+
+
 def log_in_and_consent(
     client: TestClient,
     params: dict[str, str],
@@ -115,15 +132,10 @@ def log_in_and_consent(
     password: str = PASSWORD,
 ) -> str:
     """Drive the login and consent forms; the Location the browser is sent to."""
-    login_page = client.get(f"{AUTH}/authorize", params=params)
-    assert login_page.status_code == 200, login_page.text[:300]
-    assert 'name="username"' in login_page.text and 'name="password"' in login_page.text
-    consent = client.post(
-        f"{AUTH}/authorize",
-        data={**params, "step": "login", "username": username, "password": password},
-    )
+    consent = login_form(client, params, username, password)
     assert consent.status_code == 200 and 'value="allow"' in consent.text, consent.text[:500]
     form = {**params, "step": "consent", "ticket": ticket_of(consent.text), "decision": decision}
+    form["csrf"] = csrf_of(consent.text)
     if patient:
         form["patient"] = patient
     done = client.post(f"{AUTH}/authorize", data=form, follow_redirects=False)

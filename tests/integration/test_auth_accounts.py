@@ -27,6 +27,7 @@ from tests.integration.auth_helpers import (
     call,
     components,
     log_in_and_consent,
+    login_form,
     new_patient,
     pkce,
 )
@@ -76,8 +77,7 @@ def setup(client: TestClient) -> None:
 def login(client: TestClient, username: str, password: str, totp: str = "") -> Any:
     _, challenge = pkce()
     params = authorize_params("portal", "launch/patient patient/*.rs", challenge)
-    form = {**params, "step": "login", "username": username, "password": password, "totp": totp}
-    return client.post(f"{AUTH}/authorize", data=form)
+    return login_form(client, params, username, password, totp=totp)
 
 
 def consented(response: Any) -> bool:
