@@ -258,6 +258,8 @@ def _item_issues(
 def _walk(node: dict[str, Any], rule: ElementRule, expression: str, issues: list[Issue]) -> None:
     issues += _constraint_issues(node, rule, expression)
     for name, child in rule.children.items():
+        if not child.min and name not in node and "_" + name not in node and name[-1] != "]":
+            continue  # an optional element that is absent (most are): nothing to check
         key, type_code, value = _element(node, name, child)
         items = value if isinstance(value, list) else ([] if value is None else [value])
         if len(items) < child.min:
