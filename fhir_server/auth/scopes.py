@@ -134,9 +134,12 @@ def _grant_one(requested: ResourceScope, allowed: ResourceScope) -> ResourceScop
 def narrow(requested: Iterable[str], allowed: Iterable[str]) -> list[str]:
     """Requested scopes cut down to what `allowed` permits (never wider than either).
 
-    A requested clinical-data scope is granted with the permissions both sides
-    share and with every `?param=` restriction of either side; a scope that
-    nothing allows is dropped, as the IG lets a server grant less than asked.
+    A requested clinical-data scope is granted with what all the allowed scopes
+    together permit: the permissions it shares with each allowed scope, with
+    every `?param=` restriction of either side, the pieces of equal restriction
+    merged (`patient/*.rs` and `patient/Appointment.cruds` both allowed grant
+    `patient/Appointment.cruds`, in whichever order they were registered). A
+    scope that nothing allows is dropped, as the IG lets a server grant less.
     """
     allowed_list = list(allowed)
     allowed_resources = [p for p in map(parse_resource_scope, allowed_list) if p is not None]
@@ -147,12 +150,37 @@ def narrow(requested: Iterable[str], allowed: Iterable[str]) -> list[str]:
             if item in NON_RESOURCE and item in allowed_list:
                 granted.setdefault(item, None)
             continue
-        for candidate in allowed_resources:
-            piece = _grant_one(parsed, candidate)
-            if piece is not None:
-                granted.setdefault(piece.text(), None)
-                break
+        pieces = [p for c in allowed_resources if (p := _grant_one(parsed, c)) is not None]
+        for piece in _merged(parsed, pieces):
+            granted.setdefault(piece.text(), None)
     return list(granted)
+
+
+def _merged(requested: ResourceScope, pieces: list[ResourceScope]) -> list[ResourceScope]:
+    """Pieces of one requested scope: permissions united per restriction, and none kept
+    that another piece already covers (as wide or wider permissions, fewer restrictions)."""
+    by_params: dict[frozenset[tuple[str, str]], ResourceScope] = {}
+    for piece in pieces:
+        key = frozenset(piece.params)
+        known = by_params.get(key)
+        permissions = piece.permissions | (known.permissions if known else frozenset())
+        v1 = requested.v1 and permissions == requested.permissions and key == set(requested.params)
+        base = known or piece
+        by_params[key] = ResourceScope(
+            base.context, base.resource_type, permissions, base.params, v1
+        )
+    kept = list(by_params.values())
+    return [
+        p
+        for p in kept
+        if not any(
+            q is not p
+            and q.permissions >= p.permissions
+            and set(q.params) <= set(p.params)
+            and (q.permissions, set(q.params)) != (p.permissions, set(p.params))
+            for q in kept
+        )
+    ]
 
 
 def only_contexts(scopes: Iterable[str], contexts: Iterable[str]) -> list[str]:
