@@ -19,9 +19,27 @@ from fastapi.testclient import TestClient
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
+from tests.fhir_conformance import check_response
 
 BASE = "http://testserver/fhir"
 FHIR_JSON = "application/fhir+json"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def strict_fhir_responses() -> Iterator[None]:
+    """Every FHIR JSON body any TestClient receives must be valid R4 JSON to an
+    independent validator (`tests/fhir_conformance.py`), so no test can pass on a
+    response a strict client would reject."""
+    original = TestClient.request
+
+    def checked(self: TestClient, *args: Any, **kwargs: Any) -> Any:
+        response = original(self, *args, **kwargs)
+        check_response(response)
+        return response
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TestClient, "request", checked)
+        yield
 
 
 @pytest.fixture(scope="session")

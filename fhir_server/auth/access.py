@@ -115,6 +115,8 @@ class Access:
             kept = [e for e in entries if _entry_visible(decision, e)]
             if len(kept) != len(entries):
                 resource["entry"] = kept
+                if not kept:
+                    del resource["entry"]  # R4 JSON has no empty arrays
             return
         if resource.get("resourceType") != "OperationOutcome" and not visible(decision, resource):
             raise NotFound("The resource is not known.")

@@ -123,7 +123,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         if not named and "authorization" not in request.headers:
             text = request.form.get("refresh_token")
             doc = wait_for(self.server.store.refresh_token, text) if text else None
-            owner = self.server.query_client(doc["client_id"]) if doc else None
+            owner: Client | None = self.server.query_client(doc["client_id"]) if doc else None
             if owner is not None and owner.kind == "public":
                 return owner
         client: Client = super().authenticate_token_endpoint_client()
