@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,7 +19,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="FHIR_", extra="ignore")
 
-    environment: str = Field(default="development", description="`development` or `production`.")
+    environment: Literal["development", "production"] = Field(
+        default="development", description="`development` or `production`."
+    )
     host: str = Field(default="127.0.0.1", description="Address `serve` binds to.")
     port: int = Field(default=8000, description="Port `serve` listens on.")
     forwarded_allow_ips: str = Field(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -16,6 +17,8 @@ from fastapi.testclient import TestClient
 from fhir_server.app import create_app
 from fhir_server.auth.bootstrap import AuthComponents
 from fhir_server.settings import Settings
+from fhir_server.store.connection import open_database
+from fhir_server.store.resources import ResourceStore
 
 # authlib refuses plain http outside localhost; the TestClient talks http://testserver.
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
@@ -200,3 +203,15 @@ def appointment(*patients: str, status: str = "booked") -> dict[str, Any]:
         "end": "2030-01-02T09:30:00Z",
         "participant": [{"actor": {"reference": a}, "status": "accepted"} for a in actors],
     }
+
+
+def stored_patient(env: dict[str, str], rid: str | None = None) -> str:
+    """A Patient written straight to the store a CLI `env` names (setup for `users add`)."""
+
+    async def create() -> str:
+        settings = Settings(mongodb_uri=env["FHIR_MONGODB_URI"], database=env["FHIR_DATABASE"])
+        async with open_database(settings) as database:
+            resource = {"resourceType": "Patient", "name": [{"family": "Stored"}]}
+            return (await ResourceStore(database).create(resource, rid=rid)).id
+
+    return asyncio.run(create())

@@ -32,6 +32,7 @@ from tests.integration.auth_helpers import (
     login_token,
     mint,
     pkce,
+    stored_patient,
 )
 
 runner = CliRunner()
@@ -56,6 +57,7 @@ def run(env: dict[str, str], *args: str, stdin: str | None = None) -> Any:
 def test_users_and_clients_commands(
     env: dict[str, str], settings_factory: Callable[..., Settings]
 ) -> None:
+    stored_patient(env, "p1")  # `users add --fhir-user` checks that it exists
     user = run(
         env,
         "users",
