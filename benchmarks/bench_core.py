@@ -164,6 +164,18 @@ async def _bulk_load(store: ResourceStore, count: int) -> list[str]:
 
 
 @contextmanager
+def embedded_store(prefix: str) -> Iterator[tuple[embedded.EmbeddedServer, Path]]:
+    """An embedded store in a temporary directory, stopped and removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        data_dir = Path(tmp)
+        store_server = embedded.start(data_dir)
+        try:
+            yield store_server, data_dir
+        finally:
+            embedded.stop(store_server, data_dir)
+
+
+@contextmanager
 def _server(uri: str, payload: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = _free_port()
     process = subprocess.Popen(
@@ -197,21 +209,10 @@ def _server(uri: str, payload: Path) -> Iterator[tuple[int, subprocess.Popen[byt
         process.wait(timeout=15)
 
 
-def _cycle(requests: list[bytes]) -> http_load.RequestFactory:
-    def make(client: int, number: int) -> bytes:
-        return requests[(client * 7919 + number * 31) % len(requests)]
-
-    return make
-
-
-Measured = dict[str, tuple[http_load.Result, tuple[float, ...]]]
-"""Scenario -> (its median round, CPU ms per request of server, store, load generator)."""
-
-
-async def _load_tests(port: int, ids: list[str], cpu: http_load.CpuProbe) -> Measured:
-    reads = _cycle([http_load.request("GET", f"/fhir/Patient/{rid}") for rid in ids])
-    b0 = _cycle([http_load.request("GET", f"/bench/b0/{rid}") for rid in ids])
-    b1 = _cycle([http_load.request("GET", f"/bench/b1/{rid}") for rid in ids])
+async def _load_tests(port: int, ids: list[str], cpu: http_load.CpuProbe) -> http_load.Measured:
+    reads = http_load.cycle([http_load.request("GET", f"/fhir/Patient/{rid}") for rid in ids])
+    b0 = http_load.cycle([http_load.request("GET", f"/bench/b0/{rid}") for rid in ids])
+    b1 = http_load.cycle([http_load.request("GET", f"/bench/b1/{rid}") for rid in ids])
     post = http_load.request("POST", "/fhir/Patient", orjson.dumps(bench_patient(0)), FHIR)
     puts = [
         http_load.request(
@@ -222,40 +223,20 @@ async def _load_tests(port: int, ids: list[str], cpu: http_load.CpuProbe) -> Mea
         )
         for n, rid in enumerate(ids[:CONCURRENCY])
     ]
-    plan: list[tuple[str, http_load.RequestFactory, int]] = [
+    plan: http_load.Plan = [
         ("B0", b0, 200),
         ("B1", b1, 200),
         ("read", reads, 200),
         ("create", lambda _c, _n: post, 201),
         ("update", lambda c, _n: puts[c], 200),
     ]
-    rounds: dict[str, list[http_load.Result]] = {name: [] for name, _, _ in plan}
-    for _ in range(ROUNDS):
-        for name, make, expect in plan:
-            rounds[name].append(
-                await http_load.run(
-                    name,
-                    "127.0.0.1",
-                    port,
-                    make,
-                    concurrency=CONCURRENCY,
-                    seconds=SECONDS,
-                    expect=expect,
-                    cpu=cpu,
-                )
-            )
-    measured: Measured = {}
-    for name, runs in rounds.items():
-        runs.sort(key=lambda r: r.rate)
-        median, cost = runs[len(runs) // 2], http_load.cpu_ms_per_request(runs)
-        measured[name] = (median, cost)
-        print(f"  {median.line()}  (rounds {runs[0].rate:.0f}-{runs[-1].rate:.0f})")
-        print(f"           CPU ms/request: server {cost[0]:.2f}, store {cost[1]:.2f}, ", end="")
-        print(f"load generator {cost[2]:.2f}", flush=True)
-    return measured
+    rounds = await http_load.interleaved(
+        port, plan, rounds=ROUNDS, seconds=SECONDS, concurrency=CONCURRENCY, cpu=cpu
+    )
+    return http_load.medians(rounds)
 
 
-def _ratios(measured: Measured) -> None:
+def _ratios(measured: http_load.Measured) -> None:
     """Measured throughput ratios, and the same ratios from CPU cost per request.
 
     The machine's cores are shared by server, store, load generator (and
@@ -291,13 +272,8 @@ def main() -> None:
         f"bench_core: Python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"concurrency {CONCURRENCY}, median of {ROUNDS} interleaved {SECONDS:.0f} s rounds"
     )
-    with tempfile.TemporaryDirectory(prefix="fhir-bench-") as tmp:
-        data_dir = Path(tmp)
-        store_server = embedded.start(data_dir)
-        try:
-            _run(store_server, data_dir)
-        finally:
-            embedded.stop(store_server, data_dir)
+    with embedded_store("fhir-bench-") as (store_server, data_dir):
+        _run(store_server, data_dir)
 
 
 def _run(store_server: embedded.EmbeddedServer, data_dir: Path) -> None:
@@ -316,7 +292,9 @@ def _run(store_server: embedded.EmbeddedServer, data_dir: Path) -> None:
             before = _rss_mib(process.pid)
             print(f"Memory with {STORED_PATIENTS:,} Patients stored:")
             bulk = loop.run_until_complete(_bulk_load(store, STORED_PATIENTS))
-            reads = _cycle([http_load.request("GET", f"/fhir/Patient/{rid}") for rid in bulk])
+            reads = http_load.cycle(
+                [http_load.request("GET", f"/fhir/Patient/{rid}") for rid in bulk]
+            )
             spread = loop.run_until_complete(
                 http_load.run("read", "127.0.0.1", port, reads, seconds=3.0)
             )

@@ -122,3 +122,62 @@ async def run(
     metering = asyncio.ensure_future(meter())
     await asyncio.gather(*(client(n) for n in range(concurrency)))
     return Result(name, len(latencies), errors, seconds, latencies, await metering)
+
+
+def cycle(requests: list[bytes]) -> RequestFactory:
+    """Spread the clients over a list of prepared requests."""
+
+    def make(client: int, number: int) -> bytes:
+        return requests[(client * 7919 + number * 31) % len(requests)]
+
+    return make
+
+
+Plan = list[tuple[str, RequestFactory, int]]
+"""(scenario, its requests, the status each must answer)."""
+Measured = dict[str, tuple[Result, tuple[float, ...]]]
+"""Scenario -> (its median round, CPU ms per request of each probed process)."""
+
+
+async def interleaved(
+    port: int,
+    plan: Plan,
+    *,
+    rounds: int,
+    seconds: float,
+    concurrency: int,
+    cpu: CpuProbe,
+) -> dict[str, list[Result]]:
+    """Every scenario once per round, in turn (a, b, c, a, b, c, ...), so drift on the
+    shared machine falls on all of them alike; each scenario's rounds."""
+    out: dict[str, list[Result]] = {name: [] for name, _, _ in plan}
+    for _ in range(rounds):
+        for name, make, expect in plan:
+            result = await run(
+                name,
+                "127.0.0.1",
+                port,
+                make,
+                concurrency=concurrency,
+                seconds=seconds,
+                expect=expect,
+                cpu=cpu,
+            )
+            out[name].append(result)
+    return out
+
+
+def medians(rounds: dict[str, list[Result]], indent: str = "  ") -> Measured:
+    """Each scenario's median round and pooled CPU cost per request, printed as they come."""
+    measured: Measured = {}
+    for name, runs in rounds.items():
+        runs.sort(key=lambda r: r.rate)
+        median, cost = runs[len(runs) // 2], cpu_ms_per_request(runs)
+        measured[name] = (median, cost)
+        print(f"{indent}{median.line()}  (rounds {runs[0].rate:.0f}-{runs[-1].rate:.0f})")
+        print(
+            f"{indent}         CPU ms/request: server {cost[0]:.2f}, store {cost[1]:.2f}, "
+            f"load generator {cost[2]:.2f}",
+            flush=True,
+        )
+    return measured

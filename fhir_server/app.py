@@ -9,6 +9,7 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
+from fhir_server.audit.relay import audit_trail
 from fhir_server.auth.account_routes import router as account_router
 from fhir_server.auth.bootstrap import build_auth
 from fhir_server.auth.cors import SmartCors
@@ -18,7 +19,7 @@ from fhir_server.auth.routes import discovery_router
 from fhir_server.auth.routes import router as auth_router
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
-from fhir_server.notifications import celery_app, subscriptions
+from fhir_server.notifications import celery_app, changes, subscriptions
 from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import push_subscription, subscription_status
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
@@ -52,11 +53,14 @@ async def readyz(request: Request) -> Response:
 
 
 def create_app(settings: Settings) -> FastAPI:
+    changes.install()  # the booking engine's events become notifications
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with open_database(settings) as database:
+        async with open_database(settings) as database, contextlib.AsyncExitStack() as stack:
             store = ResourceStore(database, indexer=ResourceIndexer(settings.base_url))
             await store.ensure_indexes()
+            journal = await stack.enter_async_context(audit_trail(store, settings))
             searcher = FhirSearcher(store, settings)
             await searcher.ensure_indexes()
             await slot_store.ensure_indexes(store)
@@ -78,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
             )
             app.state.auth = None
             if settings.auth_enabled:
-                app.state.auth = await build_auth(database, store, settings)
+                app.state.auth = await build_auth(database, store, settings, journal)
                 app.state.services.access = app.state.auth.access
                 app.state.services.security = capability_security(settings)
             yield

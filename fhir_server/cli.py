@@ -1,4 +1,5 @@
-"""The `fhir-server` command line: `serve` and `demo` (later issues add more).
+"""The `fhir-server` command line: `serve`, `demo`, and the `outbox`, `users`,
+`clients`, `keys` and `slots` sub-commands of the packages that own them.
 
 Without FHIR_MONGODB_URI the commands share one embedded store per data
 directory: `serve` starts it and keeps it up for its own lifetime, and every
@@ -26,6 +27,7 @@ import typer
 import uvicorn
 
 from fhir_server.app import create_app
+from fhir_server.audit import cli as audit_cli
 from fhir_server.auth import cli as auth_cli
 from fhir_server.cli_support import fail as _fail
 from fhir_server.cli_support import load_settings as _settings
@@ -34,14 +36,18 @@ from fhir_server.demo import DemoResult, prepare_demo
 from fhir_server.demo.clinic import CLINICIANS, practitioner_id
 from fhir_server.demo.full import SLOT_WEEKS
 from fhir_server.logs import configure_logging
+from fhir_server.notifications import changes
 from fhir_server.notifications import cli as notifications_cli
 from fhir_server.rest.services import Services
 from fhir_server.scheduling.cli import slots_app
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
 from fhir_server.store.database import connect
+from fhir_server.watchdog import Watchdog
 
 T = TypeVar("T")
+
+changes.install()  # every command that books or expires holds announces it
 
 app = typer.Typer(
     name="fhir-server",
@@ -72,8 +78,12 @@ def _redacted(uri: str) -> str:
 
 
 @contextlib.contextmanager
-def _store(settings: Settings) -> Iterator[tuple[Settings, str]]:
-    """Settings that point at a reachable store for this command's lifetime, and where it is."""
+def _store(settings: Settings, watchdog: Watchdog | None = None) -> Iterator[tuple[Settings, str]]:
+    """Settings that point at a reachable store for this command's lifetime, and where it is.
+
+    With a `watchdog` (`serve`), an embedded store this command starts is
+    supervised (restarted when killed) and ends with this process.
+    """
     if settings.mongodb_uri:
         yield settings, f"MongoDB at {_redacted(settings.mongodb_uri)}"
         return
@@ -83,10 +93,29 @@ def _store(settings: Settings) -> Iterator[tuple[Settings, str]]:
     where = (
         f"embedded store (nx-27017) at {server.uri}, {whose}; data in {settings.data_dir.resolve()}"
     )
+    supervisor = None
+    if watchdog is not None and server.owned:
+        watchdog.watch(server.pid, group=True)
+        supervisor = embedded.Supervisor(
+            server, settings.data_dir, lambda new: watchdog.watch(new.pid, group=True)
+        )
     try:
         yield settings.model_copy(update={"mongodb_uri": server.uri}), where
     finally:
-        embedded.stop(server, settings.data_dir)
+        if supervisor is not None:
+            supervisor.stop()
+        else:
+            embedded.stop(server, settings.data_dir)
+
+
+@contextlib.contextmanager
+def _watchdog() -> Iterator[Watchdog]:
+    """The watchdog that ends `serve`'s children if `serve` dies (see `fhir_server.watchdog`)."""
+    watchdog = Watchdog()
+    try:
+        yield watchdog
+    finally:
+        watchdog.close()
 
 
 async def _load_demo(settings: Settings) -> DemoResult:
@@ -200,9 +229,11 @@ def serve(
         _refuse_demo_in_production(settings)
     configure_logging(settings.log_level)
     _check_port(settings.host, settings.port)
-    with _store(settings) as (ready, where), contextlib.ExitStack() as background:
+    with contextlib.ExitStack() as background:
+        watchdog = background.enter_context(_watchdog())  # entered first: ends last
+        ready, where = background.enter_context(_store(settings, watchdog))
         summary = _run(_load_demo(ready)) if demo else _run(_probe(ready))
-        worker = background.enter_context(notifications_cli.background_worker(ready))
+        worker = background.enter_context(notifications_cli.background_worker(ready, watchdog))
         root = f"http://{settings.host}:{settings.port}"
         typer.echo(f"FHIR server: {settings.base_url}  (health: {root}/healthz, {root}/readyz)")
         typer.echo(f"Store: {where}; database '{settings.database}'")
@@ -247,5 +278,6 @@ app.add_typer(auth_cli.users_app)
 app.add_typer(auth_cli.clients_app)
 app.add_typer(auth_cli.keys_app)
 app.add_typer(slots_app, name="slots")
+app.add_typer(audit_cli.audit_app)
 app.command()(notifications_cli.worker)
 app.command()(notifications_cli.beat)

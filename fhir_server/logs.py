@@ -11,6 +11,8 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fhir_server.audit.context import client_address
+
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
 
@@ -55,6 +57,7 @@ class RequestIdMiddleware:
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         rid = incoming[:64] if incoming.isprintable() and incoming else uuid.uuid4().hex
         token = request_id.set(rid)
+        address = client_address.set(scope["client"][0] if scope.get("client") else None)
         started = time.perf_counter()
         status = 0
 
@@ -81,3 +84,4 @@ class RequestIdMiddleware:
                     },
                 )
             request_id.reset(token)
+            client_address.reset(address)

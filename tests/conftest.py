@@ -3,6 +3,12 @@
 By default the embedded server (nx-27017) is started in a temporary
 directory; set FHIR_TEST_MONGODB_URI to run the same suite against a real
 MongoDB.
+
+Tiers: every test is marked by its directory (`unit`: pure, no store;
+`integration`: the real store, Redis, worker, SMTP; `e2e`: a browser), and
+modules that start `fhir-server` subprocesses or race several server
+processes also carry `slow`. `pytest -m "not slow"` is the inner loop,
+`pytest -m unit` the under-a-second one; `make test` runs everything.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from fhir_server.store import embedded
 from tests.fhir_conformance import check_response
 
 BASE = "http://testserver/fhir"
+TIERS = ("unit", "integration", "e2e")
 FHIR_JSON = "application/fhir+json"
 
 
@@ -40,6 +47,15 @@ def strict_fhir_responses() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(TestClient, "request", checked)
         yield
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the tier its directory names (tests/<tier>/...)."""
+    root = Path(__file__).parent
+    for item in items:
+        tier = item.path.relative_to(root).parts[0]
+        if tier in TIERS:
+            item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")

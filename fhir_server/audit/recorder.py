@@ -1,21 +1,36 @@
-"""AuditEvent recording for authentication and access decisions.
+"""AuditEvent recording: authentication events and every FHIR interaction of a token.
 
-Events are written through the versioned store into the `AuditEvent`
-collection. Codes: DICOM DCM 110114 "User Authentication" and 110113
-"Security Alert" (event types), DCM 110122 "Login"; the finer sub-types
-(token issued, refreshed, revoked, access denied) are this server's own codes.
-Recording never fails the request it describes: a store error is logged only.
+Authentication events use DICOM codes: DCM 110114 "User Authentication" and
+110113 "Security Alert" (event types), DCM 110122 "Login"; the finer
+sub-types (token issued, refreshed, revoked, access denied) are this
+server's own codes. FHIR interactions are recorded by `watch`, the access
+gate's one hook (`audit.events` holds their codes).
+
+In the server, events go to the process's journal (`audit.journal`) before
+the answer does, and the relay stores them; a command-line process without
+a journal stores its few events directly. Recording never fails the request
+it describes: an error is logged only.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+import uuid
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
+from fhir_server.audit.events import SOURCE, Actor, agents, audited, rest_event
+from fhir_server.audit.journal import Journal
+from fhir_server.audit.trail import Seen, access_of, actor_of
+from fhir_server.auth.policy import TokenContext
+from fhir_server.fhir.errors import FhirError
+from fhir_server.fhir.messages import FhirRequest
+from fhir_server.store.audit_store import AuditStore
 from fhir_server.store.clock import now_instant
 from fhir_server.store.resources import ResourceStore
 
 log = logging.getLogger("fhir_server.audit")
+S = TypeVar("S", bound=Seen)
 
 DCM = "http://dicom.nema.org/resources/ontology/DCM"
 OURS = "urn:fhir-server:audit-subtype"
@@ -43,21 +58,16 @@ def audit_event(
 ) -> dict[str, Any]:
     """The AuditEvent resource for one security event (pure)."""
     (type_code, type_display), (sub_system, sub_code, sub_display) = _EVENTS[event]
-    agent: dict[str, Any] = {"requestor": True, "who": {"display": who or "anonymous"}}
-    if address:
-        agent["network"] = {"address": address, "type": "2"}
-    agents = [agent]
-    if client_id:
-        agents.append({"requestor": False, "who": {"identifier": {"value": client_id}}})
     resource: dict[str, Any] = {
         "resourceType": "AuditEvent",
+        "id": str(uuid.uuid4()),
         "type": {"system": DCM, "code": type_code, "display": type_display},
         "subtype": [{"system": sub_system, "code": sub_code, "display": sub_display}],
         "action": "E",
         "recorded": now_instant(),
         "outcome": "0" if success else "4",
-        "agent": agents,
-        "source": {"observer": {"display": "fhir-server"}},
+        "agent": agents(Actor(username=who, client_id=client_id, address=address)),
+        "source": SOURCE,
     }
     if detail:
         resource["outcomeDesc"] = detail
@@ -65,11 +75,51 @@ def audit_event(
 
 
 class AuditRecorder:
-    def __init__(self, store: ResourceStore) -> None:
-        self.store = store
+    def __init__(self, store: ResourceStore, journal: Journal | None = None) -> None:
+        self.store = AuditStore(store)
+        self.journal = journal
 
     async def record(self, event: str, *, success: bool, who: str | None, **extra: Any) -> None:
+        await self._keep(audit_event(event, success=success, who=who, **extra))
+
+    async def watch(self, req: FhirRequest, interaction: Awaitable[S]) -> S:
+        """Run one interaction of a token through the gate and record it, answered or refused
+        (the gate's one hook; `interaction` yields what the gate let out).
+
+        Without a token (auth switched off) nothing is recorded: there is no
+        one to name, and that mode is for development and the REST core's tests.
+        """
+        ctx = req.auth
+        if not isinstance(ctx, TokenContext) or not audited(req.interaction.kind):
+            return await interaction
         try:
-            await self.store.create(audit_event(event, success=success, who=who, **extra))
+            seen = await interaction
+        except FhirError as error:
+            await self._keep_access(ctx, req, error.status, None, error.diagnostics)
+            raise
+        except Exception:
+            await self._keep_access(ctx, req, 500, None, "Internal Server Error")
+            raise
+        await self._keep_access(ctx, req, seen.response.status, seen, None)
+        return seen
+
+    async def _keep_access(
+        self,
+        ctx: TokenContext,
+        req: FhirRequest,
+        status: int,
+        seen: Seen | None,
+        detail: str | None,
+    ) -> None:
+        access = access_of(req, status, seen, detail)
+        event_id, recorded = str(uuid.uuid4()), now_instant()
+        await self._keep(rest_event(actor_of(ctx), access, event_id=event_id, recorded=recorded))
+
+    async def _keep(self, event: dict[str, Any]) -> None:
+        try:
+            if self.journal is not None:
+                self.journal.append(event)
+            else:
+                await self.store.insert([self.store.row(event)])
         except Exception:  # the audit trail must not fail the request it records
-            log.warning("could not record audit event %s", event)
+            log.error("could not record an audit event (%s)", event["type"]["code"])

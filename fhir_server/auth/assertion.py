@@ -5,7 +5,7 @@ RS384/ES384 only, `jti` never reused, `exp` at most 5 minutes ahead, `jku` pinne
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 from authlib.oauth2.rfc6749 import (
@@ -18,12 +18,10 @@ from joserfc.errors import JoseError
 
 from fhir_server.auth.bridge import wait_for
 from fhir_server.auth.clients import ASSERTION_METHOD, Client
+from fhir_server.auth.token_server import TokenServer
 
 ASSERTION_ALGORITHMS = ["RS384", "ES384"]
 MAX_ASSERTION_LIFETIME = 300
-
-if TYPE_CHECKING:
-    from fhir_server.auth.server import SmartAuthorizationServer
 
 
 # -- client authentication with a signed JWT ------------------------------------------
@@ -32,7 +30,7 @@ if TYPE_CHECKING:
 class PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
     CLIENT_AUTH_METHOD = ASSERTION_METHOD
 
-    def __init__(self, server: SmartAuthorizationServer) -> None:
+    def __init__(self, server: TokenServer) -> None:
         super().__init__(validate_jti=True, leeway=30)
         self.server = server
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from fhir_server.audit.journal import Journal
 from fhir_server.audit.recorder import AuditRecorder
 from fhir_server.auth.access import Access
 from fhir_server.auth.clients import ClientRegistry
@@ -44,13 +45,13 @@ class AuthComponents:
 
 
 async def build_auth(
-    database: Database, resources: ResourceStore, settings: Settings
+    database: Database, resources: ResourceStore, settings: Settings, journal: Journal | None = None
 ) -> AuthComponents:
     store = AuthStore(database)
     await store.ensure_indexes()
     tokens = Tokens(store, settings, await load_keyring(store, settings.secret_key))
     accounts = Accounts(store, settings)
-    audit = AuditRecorder(resources)
+    audit = AuditRecorder(resources, journal)
     return AuthComponents(
         settings=settings,
         store=store,

@@ -17,6 +17,7 @@ import orjson
 from fhirpathpy.models import models
 
 from fhir_server.fhir.datafiles import data_dir
+from fhir_server.fhir.resource_types import SERVED_TYPES
 
 # The public directory a patient needs to book (the list). Schedule is in
 # the R4 patient compartment through `actor`, but a clinic's schedules are public.
@@ -60,6 +61,8 @@ def _evaluators() -> dict[str, tuple[Evaluator, ...]]:
             expressions[(base, parameter["code"])] = parameter.get("expression", "")
     out: dict[str, tuple[Evaluator, ...]] = {}
     for rtype, params in compartment_params().items():
+        if rtype not in SERVED_TYPES:  # never stored here (AuditEvent's needs `resolve()`)
+            continue
         compiled: list[Evaluator] = []
         for param in params:
             expression = expressions.get((rtype, param))

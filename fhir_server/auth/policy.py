@@ -1,17 +1,24 @@
 """The one access decision point: token claims + a FHIR request -> a decision.
 
-Pure (no I/O). The edge (`auth.access`) authenticates the bearer token, asks
-`decide` before running the interaction, narrows searches with the returned
-parameters, and asks `visible` about each resource it is about to return or
-change. Read-side refusals about a single resource answer 404, so a patient
-cannot learn which ids exist outside its compartment; scope refusals are 403.
+Pure (no I/O). Two questions, both asked by the gate (`auth.access`):
+
+- `decide`: may this token run this interaction (the route table's reading of
+  the request, `req.interaction`)? Scope refusals are 403; read-side refusals
+  about a single resource answer 404, so a patient cannot learn which ids
+  exist outside its compartment.
+- `read_limits` / `visible`: what may it read? `read_limits` gives, per
+  type, the criteria every query made for the token carries (the way in:
+  searches, chains, `_has`, includes, conditional criteria); `visible` judges
+  a resource about to leave the server (the way out).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
+from fhir_server.auth.admin import is_admin
 from fhir_server.auth.compartment import (
     DIRECTORY_TYPES,
     compartment_params,
@@ -21,10 +28,11 @@ from fhir_server.auth.compartment import (
     patient_references,
 )
 from fhir_server.auth.scopes import ResourceScope, ScopeSet
-from fhir_server.fhir.resource_types import CONFORMANCE_TYPES
-from fhir_server.rest.messages import FhirRequest
+from fhir_server.fhir.messages import FhirRequest
+from fhir_server.fhir.read_limits import Pairs, ReadLimits
+from fhir_server.fhir.resource_types import ADMIN_TYPES, SERVED_TYPES
+from fhir_server.fhir.routing import Interaction
 
-_OPEN_TYPES = frozenset((*CONFORMANCE_TYPES, "OperationDefinition"))
 _NEEDS = {
     "read": "r",
     "vread": "r",
@@ -50,25 +58,22 @@ class TokenContext:
     patient: str | None = None
     fhir_user: str | None = None
     jti: str | None = None
+    role: str | None = None  # the account's role (auth.roles); None for a backend service
 
-
-@dataclass(frozen=True)
-class Interaction:
-    kind: str
-    resource_type: str | None = None
-    rid: str | None = None
-    conditional: bool = False
+    @cached_property
+    def limits(self) -> ReadLimits:
+        """What this token may read (worked out once per token, see `read_limits`)."""
+        return read_limits(self)
 
 
 @dataclass(frozen=True)
 class Decision:
-    """Allowed, or refused with a status; how to narrow and what to check on resources."""
+    """Allowed, or refused with a status; what to check on the resource an instance names."""
 
     status: int = 200
     reason: str = ""
-    search_params: tuple[tuple[str, str], ...] = ()
     patient: str | None = None  # results must lie in this patient's compartment
-    scope_params: tuple[tuple[str, str], ...] = ()  # a ?param= restriction of the scope
+    scope_params: Pairs = ()  # a ?param= restriction of the scope
 
     @property
     def allowed(self) -> bool:
@@ -77,41 +82,6 @@ class Decision:
 
 def _deny(status: int, reason: str) -> Decision:
     return Decision(status=status, reason=reason)
-
-
-def classify(req: FhirRequest) -> Interaction:
-    """Which interaction a request is, from its method and path alone."""
-    path, method = req.path, req.method
-    if not path:
-        return Interaction("batch" if method == "POST" else "search-system")
-    head = path[0]
-    if head.startswith("$"):
-        return Interaction("operation-system")
-    if head == "_history":
-        return Interaction("history-system")
-    if head in _OPEN_TYPES or head == "metadata":
-        return Interaction("conformance", head)
-    rest = path[1:]
-    if not rest:
-        kind = {"GET": "search", "POST": "create", "PUT": "update", "DELETE": "delete"}
-        return Interaction(
-            kind.get(method, "unknown"), head, conditional=method in ("PUT", "DELETE")
-        )
-    first = rest[0]
-    if first == "_search":
-        return Interaction("search", head)
-    if first == "_history":
-        return Interaction("history-type", head)
-    if first.startswith("$"):
-        return Interaction("operation-type", head)
-    if len(rest) == 1:
-        kind = {"GET": "read", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
-        return Interaction(kind.get(method, "unknown"), head, first)
-    if rest[1].startswith("$"):
-        return Interaction("operation-instance", head, first)
-    if rest[1] == "_history":
-        return Interaction("vread" if len(rest) == 3 else "history-instance", head, first)
-    return Interaction("unknown", head, first)
 
 
 def _needed(interaction: Interaction, method: str) -> str:
@@ -128,16 +98,16 @@ def _best(scopes: list[ResourceScope]) -> ResourceScope:
 
 
 def decide(ctx: TokenContext, req: FhirRequest) -> Decision:
-    interaction = classify(req)
+    interaction = req.interaction
     kind, rtype = interaction.kind, interaction.resource_type
-    if kind == "conformance":
-        return Decision()
+    if kind in ("conformance", "invalid"):
+        return Decision()  # open to all; routing answers 400/404/405 for invalid ones
     if kind == "batch":
         return Decision()  # every entry is decided on its own
     if kind in ("search-system", "history-system", "operation-system"):
         return _system_level(ctx, req, kind)
-    if rtype is None or kind == "unknown":
-        return Decision()  # routing answers 404/405 for these
+    if rtype is None:
+        return Decision()
     permission = _needed(interaction, req.method)
     broad = ctx.scopes.matching(rtype, permission, ("user", "system"))
     if broad:
@@ -156,9 +126,7 @@ def decide(ctx: TokenContext, req: FhirRequest) -> Decision:
 def _with_scope_filter(scope: ResourceScope, permission: str) -> Decision:
     if scope.params and permission in "cud":
         return _deny(403, "A scope with a ?param= restriction grants no write access.")
-    return Decision(
-        search_params=scope.params if permission == "s" else (), scope_params=scope.params
-    )
+    return Decision(scope_params=scope.params)
 
 
 def _system_level(ctx: TokenContext, req: FhirRequest, kind: str) -> Decision:
@@ -189,8 +157,7 @@ def _in_compartment(
             return _deny(403, "A patient token cannot act for another patient.")
         if rtype == "Slot" and kind == "history-type":
             return _deny(403, "Slot history is not available to a patient token.")
-        extra = (("status", "free"),) if rtype == "Slot" and kind == "search" else ()
-        return Decision(search_params=base.search_params + extra, patient=patient)
+        return Decision(patient=patient, scope_params=base.scope_params)
     if interaction.conditional or kind == "history-type":
         return _deny(403, f"This interaction on {rtype} cannot be limited to one patient.")
     if rtype == "Patient" and kind == "create":
@@ -218,23 +185,89 @@ def _in_compartment(
         )
     ):
         return _deny(403, f"The {rtype} must keep naming the token's patient.")
-    search = base.search_params
-    if kind == "search":
-        search += _compartment_search(rtype, patient)
-    return Decision(search_params=search, patient=patient, scope_params=base.scope_params)
+    return Decision(patient=patient, scope_params=base.scope_params)
 
 
-def _compartment_search(rtype: str, patient: str) -> tuple[tuple[str, str], ...]:
+def read_limits(ctx: TokenContext) -> ReadLimits:
+    """Per served type the token may read (r or s), the criteria its queries carry.
+
+    A `user/` or `system/` scope reads a type across patients; a `patient/`
+    scope alone confines it to the token's patient (its compartment, or the
+    public directory with only free Slots). A scope's `?param=` restriction
+    is added to the criteria either way.
+    """
+    criteria: dict[str, Pairs] = {}
+    scoped: set[str] = set()
+    confined: set[str] = set()
+    for rtype in (*SERVED_TYPES, *ADMIN_TYPES) if is_admin(ctx) else SERVED_TYPES:
+        broad = _reading(ctx, rtype, ("user", "system"))
+        narrow = _reading(ctx, rtype, ("patient",)) if ctx.patient is not None else []
+        if not (broad or narrow):
+            continue
+        params = _best(broad or narrow).params
+        scoped.update([rtype] if params else [])
+        if not broad:
+            assert ctx.patient is not None
+            confinement = _compartment_criteria(rtype, ctx.patient)
+            if confinement is None:
+                continue
+            params += confinement
+            confined.add(rtype)
+        criteria[rtype] = params
+    return ReadLimits(
+        criteria, patient=ctx.patient, confined=frozenset(confined), scoped=frozenset(scoped)
+    )
+
+
+def _reading(ctx: TokenContext, rtype: str, contexts: tuple[str, ...]) -> list[ResourceScope]:
+    return ctx.scopes.matching(rtype, "r", contexts) + ctx.scopes.matching(rtype, "s", contexts)
+
+
+def _compartment_criteria(rtype: str, patient: str) -> Pairs | None:
+    """The criteria that keep a patient token's queries over a type inside what it may see."""
     if rtype == "Patient":
         return (("_id", patient),)
-    param = compartment_params()[rtype][0]
-    return ((param, f"Patient/{patient}"),)
+    if rtype == "Slot":
+        return (("status", "free"),)
+    if rtype in DIRECTORY_TYPES:
+        return ()
+    params = compartment_params().get(rtype)
+    return ((params[0], f"Patient/{patient}"),) if params else None
 
 
-def visible(decision: Decision, resource: dict[str, Any]) -> bool:
-    """May a resource be returned (or changed) under this decision?"""
-    if decision.patient is None:
+def may_change(limits: ReadLimits, resource: dict[str, Any]) -> bool:
+    """May the token act on this resource, or see back the one it just wrote?
+
+    Acting needs no read scope (the interaction's own scope was decided; a
+    write-only token sees what it sent, with the id the server gave it), but
+    the resource must be one it could read, or in its compartment when the
+    token has a patient context.
+    """
+    rtype = resource.get("resourceType")
+    if limits.of(str(rtype)) is not None or limits.patient is None:
+        return visible(limits, resource)
+    return rtype in DIRECTORY_TYPES or in_patient_compartment(resource, limits.patient)
+
+
+def visible(limits: ReadLimits, resource: dict[str, Any]) -> bool:
+    """May a resource leave the server for a token with these limits?
+
+    A stored resource's type must be readable and, where the token is confined
+    to its patient, lie in the compartment (or the public directory). A
+    resource of no stored type or without an id (an operation's proposal, a
+    Parameters) must name no other patient. A scope's `?param=` criteria are
+    checked by a query (`ReadLimits.scoped`), not here.
+    """
+    rtype = resource.get("resourceType")
+    patient = limits.patient
+    if rtype in SERVED_TYPES and isinstance(resource.get("id"), str):
+        if limits.of(str(rtype)) is None:
+            return False
+        if rtype not in limits.confined or patient is None:
+            return True
+        if rtype in DIRECTORY_TYPES:
+            return directory_visible(resource)
+        return in_patient_compartment(resource, patient)
+    if not limits.confined or patient is None:
         return True
-    if resource.get("resourceType") in DIRECTORY_TYPES:
-        return directory_visible(resource)
-    return in_patient_compartment(resource, decision.patient)
+    return not patient_references(resource) - {f"Patient/{patient}"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from authlib.oauth2.rfc6749 import (
     OAuth2Request,
@@ -14,18 +14,14 @@ from fhir_server.auth.bridge import wait_for
 from fhir_server.auth.clients import ASSERTION_METHOD, Client
 from fhir_server.auth.grants import ALL_METHODS
 from fhir_server.auth.records import TokenRecord
+from fhir_server.auth.token_server import TokenServer
 from fhir_server.fhir.errors import Unauthorized
 from fhir_server.settings import Settings
 
 # -- introspection and revocation ----------------------------------------------------------
 
-if TYPE_CHECKING:
-    from fhir_server.auth.server import SmartAuthorizationServer
 
-
-def find_token(
-    server: SmartAuthorizationServer, token: str, hint: str | None
-) -> TokenRecord | None:
+def find_token(server: TokenServer, token: str, hint: str | None) -> TokenRecord | None:
     """An access token (a JWT we issued) or a refresh token, from the store."""
     if hint != "refresh_token":
         try:

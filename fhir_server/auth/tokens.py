@@ -71,7 +71,7 @@ class Tokens:
             "iat": now,
             "exp": expires,
         }
-        for name, key in (("patient", "patient"), ("fhirUser", "fhir_user")):
+        for name, key in (("patient", "patient"), ("fhirUser", "fhir_user"), ("role", "role")):
             if grant.get(key):
                 claims[name] = grant[key]
         return Issued(self._sign(claims), jti, expires)
@@ -144,4 +144,5 @@ def context_of(claims: dict[str, Any]) -> TokenContext:
         patient=claims.get("patient"),
         fhir_user=fhir_user,
         jti=claims.get("jti"),
+        role=claims.get("role"),
     )

@@ -21,5 +21,8 @@ SERVED_TYPES: Final[tuple[str, ...]] = (
     "Subscription",
 )
 
+# Written by the server alone; read and searched by admins only (`rest.audit_events`).
+ADMIN_TYPES: Final[tuple[str, ...]] = ("AuditEvent",)
+
 # Served read-only from packaged files, not from the store.
 CONFORMANCE_TYPES: Final[tuple[str, ...]] = ("CodeSystem", "ValueSet", "StructureDefinition")

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from fhir_server.fhir.definitions import ElementRule, datatype_rules, resource_rule
 from fhir_server.fhir.errors import Issue, Unprocessable
+from fhir_server.fhir.instants import parse_instant
 from fhir_server.fhir.terminology import valueset_codes
 
 # pydantic error types whose message may quote the submitted value: replaced by a
@@ -195,7 +196,7 @@ def _datatype_rule(rule: ElementRule, key: str) -> ElementRule | None:
 
 def _instant(value: str) -> datetime | None:
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        parsed = parse_instant(value)
     except ValueError:
         return None
     return parsed if parsed.tzinfo else None

@@ -12,6 +12,8 @@ Reliability options, and why:
   the batch it had claimed, which the relay job publishes again after the
   claim lease (a larger prefetch measured no faster: the batch, not the
   queue, carries the throughput);
+- beat's scheduler takes a lock in Redis (`beat_lock`): one beat per broker
+  fires the jobs, however many are started;
 - publishing does not retry: the booking must not wait for a broker that is
   down; the stored Communication is relayed later instead.
 """
@@ -30,6 +32,7 @@ from typing import Any
 
 from celery import Celery
 
+from fhir_server.notifications import beat_lock
 from fhir_server.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -46,7 +49,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "relay-unsent-messages": {"task": RELAY_TASK, "schedule": 30.0},
     "enqueue-due-reminders": {"task": REMINDERS_TASK, "schedule": 60.0},
     "activate-subscriptions": {"task": ACTIVATE_TASK, "schedule": 60.0},
-    # The scheduling engine's periodic jobs (issue 4), run by the same beat.
+    # The scheduling engine's periodic jobs, run by the same beat (one beat per deployment).
     "release-expired-holds": {"task": RELEASE_HOLDS_TASK, "schedule": 60.0},
     "generate-rolling-slots": {"task": ROLLING_SLOTS_TASK, "schedule": 3600.0},
 }
@@ -97,6 +100,14 @@ def embedded_redis_url(data_dir: Path) -> str:
                     # open (and Celery keeps a pool): stop it ourselves at exit.
                     atexit.register(stop_embedded, data_dir)
     return f"redis+socket://{socket_path}"
+
+
+def embedded_redis_pid(data_dir: Path) -> int | None:
+    """The pid of the embedded Redis this process started for `data_dir` (None: not ours)."""
+    with _lock:
+        server = _embedded.get(data_dir.resolve())
+    pid = server.pid if server is not None else 0
+    return int(pid) or None
 
 
 @contextlib.contextmanager
@@ -153,6 +164,9 @@ def make_celery(settings: Settings, *, url: str | None = None) -> Celery:
         },
         worker_hijack_root_logger=False,
         beat_schedule=BEAT_SCHEDULE,
+        # One beat per broker (a lock in Redis, renewed every tick; see `beat_lock`).
+        beat_scheduler="fhir_server.notifications.beat_lock:LockedScheduler",
+        beat_max_loop_interval=beat_lock.RENEW_EVERY,
         imports=("fhir_server.notifications.tasks",),
     )
     return app

@@ -1,105 +1,53 @@
-"""Which notification event, if any, an Appointment write is.
+"""The handler that turns the booking engine's domain events into stored messages.
 
-The booking engine reports every Appointment it writes (before and after);
-this module names the event, so the engine states facts and the wording of
-notifications stays here:
-
-- new and `booked` -> booked; new and `pending` -> pending (a hold, which
-  carries the hold-expiry extension, is not announced);
-- a hold that becomes `booked` -> booked; `pending` -> `booked` -> confirmed;
-- `cancelled` after a hold -> hold-expired (Subscriptions only); after a
-  participant declined -> declined; with reason "Rescheduled" -> nothing (the
-  new Appointment announces the move); otherwise -> cancelled;
-- a new start time on an active Appointment -> rescheduled;
-- a new Appointment that replaces another -> rescheduled;
-- an active Appointment deleted -> cancelled (its last content, status cancelled).
+The engine (`scheduling.booking`) names what happened (`scheduling.events`);
+this module maps each event to the notification event code of the messages
+(`codes.EVENTS`) and records them in the booking's unit of work through
+`events.record_event`. `install` subscribes it; every process that books or
+expires holds (the app, the worker, the CLI) calls it at start.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from fhir_server.fhir.errors import FhirError
 from fhir_server.notifications.events import AppointmentEvent, record_event
-from fhir_server.scheduling import extensions
-from fhir_server.store.resources import ResourceStore, Version
+from fhir_server.scheduling import events as booking_events
+from fhir_server.store.resources import ResourceStore
 from fhir_server.store.unit_of_work import UnitOfWork
 
-HOLD_EXPIRES = extensions.HOLD_EXPIRES
-_ACTIVE = ("booked", "pending")
+_KINDS: dict[type[booking_events.BookingEvent], str] = {
+    booking_events.Booked: "booked",
+    booking_events.Pending: "pending",
+    booking_events.Confirmed: "confirmed",
+    booking_events.Declined: "declined",
+    booking_events.Cancelled: "cancelled",
+    booking_events.Rescheduled: "rescheduled",
+    booking_events.HoldExpired: "hold-expired",
+}
 
 
-def _held(appointment: dict[str, Any]) -> bool:
-    return any(e.get("url") == HOLD_EXPIRES for e in appointment.get("extension", []))
+def notification_of(event: booking_events.BookingEvent) -> AppointmentEvent:
+    """The notification event (code and details) a booking event is announced as."""
+    kind = _KINDS[type(event)]
+    if isinstance(event, booking_events.Rescheduled):
+        return AppointmentEvent(kind, event.appointment, previous=event.previous)
+    if isinstance(event, booking_events.Cancelled):
+        return AppointmentEvent(kind, event.appointment, cancelled_by=event.cancelled_by)
+    return AppointmentEvent(kind, event.appointment)
 
 
-def _declined(appointment: dict[str, Any]) -> bool:
-    return any(p.get("status") == "declined" for p in appointment.get("participant", []))
-
-
-def event_of(
-    before: dict[str, Any] | None,
-    after: dict[str, Any],
-    replaced: dict[str, Any] | None = None,
-    cancelled_by: str | None = None,
-) -> AppointmentEvent | None:
-    status = after.get("status")
-    if before is None:
-        if replaced is not None and status in _ACTIVE and not _held(after):
-            return AppointmentEvent("rescheduled", after, previous=replaced)
-        if status in _ACTIVE and not _held(after):
-            return AppointmentEvent(str(status), after)
-        return None
-    old = before.get("status")
-    if status == "cancelled" and old != "cancelled":
-        if _held(before):
-            return AppointmentEvent("hold-expired", after)
-        if old == "pending" and _declined(after):
-            return AppointmentEvent("declined", after)
-        if (after.get("cancelationReason") or {}).get("text") == "Rescheduled":
-            return None
-        return AppointmentEvent("cancelled", after, cancelled_by=cancelled_by)
-    if status == "booked" and old == "pending":
-        return AppointmentEvent("booked" if _held(before) else "confirmed", after)
-    if status in _ACTIVE and old in _ACTIVE and before.get("start") != after.get("start"):
-        return AppointmentEvent("rescheduled", after, previous=before)
-    return None
-
-
-async def appointment_written(
-    store: ResourceStore,
-    uow: UnitOfWork,
-    written: Version,
-    *,
-    replaced: dict[str, Any] | None = None,
-    cancelled_by: str | None = None,
-    before: dict[str, Any] | None = None,
+async def record_booking_event(
+    store: ResourceStore, uow: UnitOfWork, event: booking_events.BookingEvent
 ) -> list[str]:
-    """Record the notifications of an Appointment write in its unit of work.
+    """Store the event's messages in the booking's unit of work; their ids.
 
-    `before` is the version it replaced when the caller has it (else it is read).
+    The Appointment version an event reports was written in this unit of work,
+    so no message keyed by it can exist yet (`fresh`), except for a deletion,
+    which reports the last stored version.
     """
-    if written.resource is None:
-        return []
-    if before is None and written.version > 1:
-        try:
-            before = (await store.vread("Appointment", written.id, written.version - 1)).resource
-        except FhirError:
-            before = None
-    event = event_of(before, written.resource, replaced, cancelled_by)
-    if event is None:
-        return []
-    return await record_event(store, uow, event, fresh=True)
+    fresh = not (isinstance(event, booking_events.Cancelled) and event.deleted)
+    return await record_event(store, uow, notification_of(event), fresh=fresh)
 
 
-async def appointment_deleted(
-    store: ResourceStore, uow: UnitOfWork, last: Version, *, cancelled_by: str | None = None
-) -> list[str]:
-    """A deleted Appointment that was booked or pending is announced as cancelled."""
-    body = last.resource
-    if body is None or body.get("status") not in _ACTIVE or _held(body):
-        return []
-    cancelled = {**body, "status": "cancelled"}
-    return await record_event(
-        store, uow, AppointmentEvent("cancelled", cancelled, cancelled_by=cancelled_by)
-    )
+def install() -> None:
+    """Send the booking engine's events to the notifications (idempotent)."""
+    booking_events.subscribe(record_booking_event)

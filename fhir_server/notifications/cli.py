@@ -20,6 +20,7 @@ from fhir_server.cli_support import load_settings
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.channels.outbox import list_outbox, outbox_dir
 from fhir_server.settings import Settings
+from fhir_server.watchdog import Watchdog
 
 outbox_app = typer.Typer(
     name="outbox", help="Messages written to the local outbox.", no_args_is_help=True
@@ -101,25 +102,34 @@ def settings_environment(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def background_worker(settings: Settings) -> Iterator[subprocess.Popen[Any] | None]:
+def background_worker(
+    settings: Settings, watchdog: Watchdog
+) -> Iterator[subprocess.Popen[Any] | None]:
     """For `serve` in the default setup: one worker process with beat inside it (`-B`).
 
     Only without FHIR_REDIS_URL: a production setup runs `fhir-server worker`
     and `fhir-server beat` as their own processes (one beat, not one per API
     replica). This process starts the embedded Redis first, so the worker and
-    the API join the same server.
+    the API join the same server. The `watchdog` ends the Redis server and the
+    worker's process group (its pool and beat) if this process dies.
     """
     if settings.redis_url is not None:
         yield None
         return
     celery_app.embedded_redis_url(settings.data_dir)
+    redis_pid = celery_app.embedded_redis_pid(settings.data_dir)
+    if redis_pid is not None:
+        watchdog.watch(redis_pid)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable, "-m", "celery", "-A", "fhir_server.notifications.worker", "worker",
         "-B", f"--schedule={settings.data_dir / 'celerybeat-schedule'}",
         "-Q", "notifications", "--concurrency=1", "--loglevel=WARNING",
     ]  # fmt: skip
-    process = subprocess.Popen(command, env={**os.environ, **settings_environment(settings)})
+    process = subprocess.Popen(
+        command, env={**os.environ, **settings_environment(settings)}, start_new_session=True
+    )
+    watchdog.watch(process.pid, group=True)
     try:
         yield process
     finally:

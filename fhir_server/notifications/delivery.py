@@ -3,7 +3,13 @@
 The queue holds one task per message; a task wakes the worker, which takes
 the task's message together with up to `BATCH - 1` never-attempted ones, so
 one claim, one read and one settle serve the whole batch (the later tasks of
-the batch find their message settled by this process and return at once):
+the batch find their message settled by this process and return at once).
+A task is published once its write is complete, but the messages taken along
+may belong to writes still under way (on a store without transactions their
+rows appear one by one, and a failing write takes them back): only messages
+older than `SETTLED_AFTER` are taken along. And an appointment version that
+cannot be read is retried like any transient failure: the message ends
+`not-done` for it only after its last attempt.
 
 1. Read the batch; finished messages are left alone (a redelivered task).
 2. Claim: one versioned write to `in-progress` (compare-and-set per
@@ -53,6 +59,9 @@ log = logging.getLogger(__name__)
 # Messages per batch: enough that the fixed cost of a store command is shared
 # widely, few enough that a batch ends well within the lease.
 BATCH = 50
+# Seconds after which a message's write is complete (or was rolled back or
+# recovered): younger messages are left to their own tasks.
+SETTLED_AFTER = 5.0
 _FINAL = ("completed", "not-done")
 
 
@@ -115,7 +124,7 @@ async def deliver(ctx: Context, cid: str, now: datetime | None = None) -> dict[s
         return {cid: Outcome("finished")}
     now = now or datetime.now(UTC)
     batches = MessageBatches(ctx.store)
-    found = await batches.fresh(BATCH)
+    found = await batches.fresh(BATCH, to_instant(now - timedelta(seconds=SETTLED_AFTER)))
     outcomes: dict[str, Outcome] = {}
     if all(version.id != cid for version in found):
         head = await ctx.store.current("Communication", cid)
@@ -140,6 +149,11 @@ async def deliver(ctx: Context, cid: str, now: datetime | None = None) -> dict[s
     outcomes.update(await _settle_all(ctx, batches, sent, now))
     ctx.finished.add([i for i, outcome in outcomes.items() if outcome.status in _FINAL])
     return outcomes
+
+
+def _unreadable() -> DeliveryError:
+    """Not permanent: the version may belong to a write whose rows are still appearing."""
+    return DeliveryError("The appointment of this message cannot be read.")
 
 
 def _not_claimable(settings: Settings, current: Version, now: datetime) -> Outcome | None:
@@ -285,7 +299,7 @@ async def _send(ctx: Context, store: ResourceStore, communication: dict[str, Any
         return
     rendered = await compose(store, ctx.settings, communication)
     if rendered is None:
-        raise DeliveryError("The appointment of this message cannot be read.", permanent=True)
+        raise _unreadable()
     if channel == "email":
         _send_email(ctx.settings, rendered)
     elif channel == "sms":
@@ -343,7 +357,7 @@ async def _send_resthook(
         return
     resource = await load_versioned(store, reference_to(communication, "Appointment"))
     if resource is None:
-        raise DeliveryError("The appointment of this message cannot be read.", permanent=True)
+        raise _unreadable()
     resthook.notify(
         subscription, resource if subscription.get("channel", {}).get("payload") else None
     )

@@ -15,27 +15,43 @@ from fhir_server.notifications.delivery import Context
 from fhir_server.notifications.message import details_of
 from fhir_server.store.clock import parse_instant, to_instant
 
+# Pages of unsent messages one relay run looks through at most.
+_PAGES = 20
 
-async def stranded(ctx: Context, now: datetime | None = None) -> list[str]:
-    """Ids of unsent messages that should be published again now."""
+
+async def stranded(ctx: Context, now: datetime | None = None, page: int = 500) -> list[str]:
+    """Ids of unsent messages that should be published again now (at most `page`).
+
+    Pages on past the messages that wait for a later retry, so that a backlog
+    of them never hides a message whose claim expired (or that nobody published).
+    """
     now = now or datetime.now(UTC)
     settings = ctx.settings
     quiet = min(settings.notify_relay_after, settings.notify_lease)
-    found = await ctx.outbox.unsent_before(to_instant(now - timedelta(seconds=quiet)))
+    cutoff = to_instant(now - timedelta(seconds=quiet))
     lease_cutoff = now - timedelta(seconds=settings.notify_lease)
     relay_cutoff = now - timedelta(seconds=settings.notify_relay_after)
-    ids = []
-    for communication in found:
-        updated = parse_instant(communication["meta"]["lastUpdated"])
-        if communication["status"] == "in-progress":
-            if updated <= lease_cutoff:
+    ids: list[str] = []
+    seen: set[str] = set()
+    since = None
+    for _ in range(_PAGES):
+        found = [c for c in await ctx.outbox.unsent_before(cutoff, page, since=since)
+                 if c["id"] not in seen]  # fmt: skip
+        for communication in found:
+            seen.add(communication["id"])
+            updated = parse_instant(communication["meta"]["lastUpdated"])
+            if communication["status"] == "in-progress":
+                if updated <= lease_cutoff:
+                    ids.append(communication["id"])
+                continue
+            next_attempt = details_of(communication).get("nextAttempt")
+            due = parse_instant(next_attempt) if next_attempt else updated
+            if due <= now and updated <= relay_cutoff:
                 ids.append(communication["id"])
-            continue
-        next_attempt = details_of(communication).get("nextAttempt")
-        due = parse_instant(next_attempt) if next_attempt else updated
-        if due <= now and updated <= relay_cutoff:
-            ids.append(communication["id"])
-    return ids
+        if not found or len(ids) >= page:
+            break
+        since = found[-1]["meta"]["lastUpdated"]
+    return ids[:page]
 
 
 async def relay(ctx: Context, now: datetime | None = None) -> list[str]:

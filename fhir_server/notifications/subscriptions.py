@@ -38,14 +38,14 @@ def problem(subscription: dict[str, Any]) -> str | None:
     return None
 
 
-async def check_write(
-    services: Any, req: Any, body: dict[str, Any], expected: int | None, uow: Any
-) -> None:
+async def check_write(ctx: Any) -> None:
     """The REST write hook of Subscription: refuse an unknown topic or filter, or an
     unsafe endpoint, else write as usual.
 
-    Typed loosely: notifications do not import the REST layer that calls it.
+    Typed loosely (`rest.services.WriteContext`): notifications do not import the
+    REST layer that calls it.
     """
+    body, settings = ctx.body, ctx.services.settings
     if is_topic_based(body):
         refused_topic = topics.problem(body)
         if refused_topic:
@@ -54,7 +54,7 @@ async def check_write(
     if channel.get("type") != "rest-hook":
         return None
     refused = await endpoint_problem(
-        str(channel.get("endpoint", "")), services.settings.subscription_allowed_hosts
+        str(channel.get("endpoint", "")), settings.subscription_allowed_hosts
     )
     if refused:
         raise Unprocessable(refused, expression=("Subscription.channel.endpoint",))

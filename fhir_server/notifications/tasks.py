@@ -14,6 +14,7 @@ from celery import shared_task
 
 from fhir_server.notifications import (
     celery_app,
+    changes,
     delivery,
     relay,
     reminders,
@@ -34,6 +35,8 @@ from fhir_server.scheduling.generation import generate_rolling
 from fhir_server.store import patient_claims
 
 ROLLING_HORIZON_DAYS = 28
+
+changes.install()  # the hold expiry job announces what it releases
 
 F = TypeVar("F", bound=Callable[..., Any])
 

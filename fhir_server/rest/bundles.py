@@ -166,8 +166,7 @@ async def _assign_ids(
         if req.method != "POST" or not isinstance(req.body, dict):
             continue
         rtype = str(req.body.get("resourceType"))
-        condition = req.header("if-none-exist")
-        existing = await existing_match(services, rtype, condition) if condition else None
+        existing = await existing_match(services, req, rtype)
         if existing is None:
             req.assigned_id = existing = str(uuid.uuid4())
         full = entry.get("fullUrl")

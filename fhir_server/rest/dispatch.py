@@ -1,22 +1,26 @@
-"""Route a `FhirRequest` (from HTTP or from a Bundle entry) to its interaction."""
+"""Run a `FhirRequest` (from HTTP or from a Bundle entry) as the interaction it is.
+
+Which interaction a request is comes from the route table (`fhir.routing`),
+read through `req.interaction`; the access gate reads the same value, so the
+two cannot disagree. Each handler below is a line or two.
+"""
 
 from __future__ import annotations
 
-from fhir_server.fhir.errors import BadRequest, MethodNotAllowed, NotFound
-from fhir_server.fhir.resource_types import CONFORMANCE_TYPES, SERVED_TYPES
+from collections.abc import Awaitable, Callable
+
+from fhir_server.fhir.errors import BadRequest, NotFound
+from fhir_server.fhir.routing import Interaction
 from fhir_server.rest import interactions as i
+from fhir_server.rest.audit_events import admit
 from fhir_server.rest.conformance import conformance_resources, read_conformance, search_conformance
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.prefer import preference
 from fhir_server.rest.services import OperationKey, Services
+from fhir_server.store.audit_store import AUDIT_EVENT
 from fhir_server.store.unit_of_work import UnitOfWork
 
-_SERVED = frozenset(SERVED_TYPES)
-_CONFORMANCE = frozenset((*CONFORMANCE_TYPES, "OperationDefinition"))
-
-
-def _not_allowed(req: FhirRequest, what: str) -> MethodNotAllowed:
-    return MethodNotAllowed(f"{req.method} is not supported on {what}.")
+Handler = Callable[[Services, FhirRequest, Interaction, UnitOfWork | None], Awaitable[FhirResponse]]
 
 
 async def dispatch(
@@ -28,108 +32,124 @@ async def dispatch(
 
 
 async def _route(services: Services, req: FhirRequest, uow: UnitOfWork | None) -> FhirResponse:
-    path, method = req.path, req.method
-    if not path:
-        raise BadRequest("Batch and transaction Bundles are handled by the system endpoint.")
-    head = path[0]
-    if head.startswith("$"):
-        return await _operation(services, req, OperationKey(head[1:]))
-    if head == "_history" and len(path) == 1:
-        if method != "GET":
-            raise _not_allowed(req, "system history")
-        return await i.history(services, req)
-    if head == "metadata":  # GET has its own route; any other method lands here
-        raise _not_allowed(req, "metadata")
-    if head in _CONFORMANCE:
-        return _conformance(services, req)
-    if head not in _SERVED:
-        raise NotFound(f"Resource type {head!r:.40} is not served here.")
-    return await _on_type(services, req, head, path[1:], uow)
+    interaction = req.interaction
+    if interaction.error is not None:
+        raise interaction.error
+    if interaction.resource_type == AUDIT_EVENT:
+        admit(req)  # an admin's read or search; nothing else, for anyone
+    return await _HANDLERS[interaction.kind](services, req, interaction, uow)
 
 
-_TYPE_WRITES = {
-    "POST": i.create,
-    "PUT": i.conditional_update,
-    "DELETE": i.conditional_delete,
-}
-_INSTANCE = {"GET": i.read, "PUT": i.update, "PATCH": i.patch, "DELETE": i.delete}
+def _rtype(interaction: Interaction) -> str:
+    assert interaction.resource_type is not None  # the route table bound it
+    return interaction.resource_type
 
 
-async def _on_type(
-    services: Services, req: FhirRequest, rtype: str, rest: list[str], uow: UnitOfWork | None
+def _rid(interaction: Interaction) -> str:
+    assert interaction.rid is not None
+    return interaction.rid
+
+
+async def _system_entry(
+    services: Services, req: FhirRequest, interaction: Interaction, uow: UnitOfWork | None
 ) -> FhirResponse:
-    if not rest:
-        if req.method == "GET":
-            return await _search(services, req, rtype)
-        write = _TYPE_WRITES.get(req.method)
-        if write is None:
-            raise _not_allowed(req, rtype)
-        return await write(services, req, rtype, uow)
-    first = rest[0]
-    if len(rest) == 1 and first in ("_search", "_history"):
-        return await _type_query(services, req, rtype, first)
-    if first.startswith("$") and len(rest) == 1:
-        return await _operation(services, req, OperationKey(first[1:], rtype))
-    return await _on_instance(services, req, rtype, i.check_id(first), rest[1:], uow)
+    raise BadRequest("Batch and transaction Bundles are handled by the system endpoint.")
 
 
-async def _type_query(services: Services, req: FhirRequest, rtype: str, what: str) -> FhirResponse:
-    """`[type]/_search` (POST) and `[type]/_history` (GET)."""
-    if what == "_search":
-        if req.method != "POST":
-            raise _not_allowed(req, f"{rtype}/_search")
-        return await _search(services, req, rtype)
-    if req.method != "GET":
-        raise _not_allowed(req, f"{rtype}/_history")
-    return await i.history(services, req, rtype)
-
-
-async def _on_instance(
-    services: Services,
-    req: FhirRequest,
-    rtype: str,
-    rid: str,
-    rest: list[str],
-    uow: UnitOfWork | None,
+async def _search(
+    services: Services, req: FhirRequest, interaction: Interaction, uow: UnitOfWork | None
 ) -> FhirResponse:
-    if not rest:
-        handler = _INSTANCE.get(req.method)
-        if handler is None:
-            raise _not_allowed(req, f"{rtype}/[id]")
-        return await handler(services, req, rtype, rid, uow)
-    if rest[0].startswith("$") and len(rest) == 1:
-        return await _operation(services, req, OperationKey(rest[0][1:], rtype, instance=True))
-    if rest[0] != "_history" or len(rest) > 2:
-        raise NotFound("No such endpoint.")
-    if req.method != "GET":
-        raise _not_allowed(req, f"{rtype}/[id]/_history")
-    if len(rest) == 1:
-        return await i.history(services, req, rtype, rid)
-    return await i.vread(services, req, rtype, rid, rest[1])
-
-
-async def _search(services: Services, req: FhirRequest, rtype: str) -> FhirResponse:
     strict = preference(req.header("prefer"), "handling") == "strict"
-    return FhirResponse(
-        200, await services.searcher.search_bundle(rtype, req.params, strict=strict)
+    bundle = await services.searcher.search_bundle(
+        _rtype(interaction), req.params, strict=strict, limits=req.limits
     )
+    return FhirResponse(200, bundle)
 
 
-async def _operation(services: Services, req: FhirRequest, key: OperationKey) -> FhirResponse:
+async def _create(
+    services: Services, req: FhirRequest, interaction: Interaction, uow: UnitOfWork | None
+) -> FhirResponse:
+    return await i.create(services, req, _rtype(interaction), uow)
+
+
+async def _update(
+    services: Services, req: FhirRequest, interaction: Interaction, uow: UnitOfWork | None
+) -> FhirResponse:
+    if interaction.conditional:
+        return await i.conditional_update(services, req, _rtype(interaction), uow)
+    return await i.update(services, req, _rtype(interaction), _rid(interaction), uow)
+
+
+async def _delete(
+    services: Services, req: FhirRequest, interaction: Interaction, uow: UnitOfWork | None
+) -> FhirResponse:
+    if interaction.conditional:
+        return await i.conditional_delete(services, req, _rtype(interaction), uow)
+    return await i.delete(services, req, _rtype(interaction), _rid(interaction), uow)
+
+
+async def _read(
+    services: Services, req: FhirRequest, interaction: Interaction, uow: UnitOfWork | None
+) -> FhirResponse:
+    return await i.read(services, req, _rtype(interaction), _rid(interaction), uow)
+
+
+async def _patch(
+    services: Services, req: FhirRequest, interaction: Interaction, uow: UnitOfWork | None
+) -> FhirResponse:
+    return await i.patch(services, req, _rtype(interaction), _rid(interaction), uow)
+
+
+async def _vread(
+    services: Services, req: FhirRequest, interaction: Interaction, uow: UnitOfWork | None
+) -> FhirResponse:
+    version = interaction.version or ""
+    return await i.vread(services, req, _rtype(interaction), _rid(interaction), version)
+
+
+async def _history(
+    services: Services, req: FhirRequest, interaction: Interaction, uow: UnitOfWork | None
+) -> FhirResponse:
+    return await i.history(services, req, interaction.resource_type, interaction.rid)
+
+
+async def _operation(
+    services: Services, req: FhirRequest, interaction: Interaction, uow: UnitOfWork | None
+) -> FhirResponse:
+    name = interaction.operation or ""
+    key = OperationKey(name, interaction.resource_type, instance=interaction.rid is not None)
     operation = services.operation(key)
     if operation is None:
-        raise NotFound(f"Operation ${key.name} is not supported here.")
+        raise NotFound(f"Operation ${name} is not supported here.")
     return await operation.handler(services, req)
 
 
-def _conformance(services: Services, req: FhirRequest) -> FhirResponse:
-    rtype = req.path[0]
-    if req.method != "GET" and not (req.method == "POST" and req.path[1:] == ["_search"]):
-        raise _not_allowed(req, f"{rtype} (read-only)")
+async def _conformance(
+    services: Services, req: FhirRequest, interaction: Interaction, uow: UnitOfWork | None
+) -> FhirResponse:
+    rtype = _rtype(interaction)
     definitions = [op.definition for op in services.operations]
     resources = conformance_resources(rtype, {"OperationDefinition": definitions})
-    if len(req.path) == 2 and req.path[1] != "_search":
-        return FhirResponse(200, read_conformance(resources, rtype, req.path[1]))
-    if len(req.path) > 2:
-        raise NotFound("No such endpoint.")
+    if interaction.rid is not None:
+        return FhirResponse(200, read_conformance(resources, rtype, interaction.rid))
     return FhirResponse(200, search_conformance(resources, rtype, req.params, services.base_url))
+
+
+_HANDLERS: dict[str, Handler] = {
+    "batch": _system_entry,
+    "search-system": _system_entry,
+    "search": _search,
+    "create": _create,
+    "update": _update,
+    "delete": _delete,
+    "read": _read,
+    "vread": _vread,
+    "patch": _patch,
+    "history-system": _history,
+    "history-type": _history,
+    "history-instance": _history,
+    "operation-system": _operation,
+    "operation-type": _operation,
+    "operation-instance": _operation,
+    "conformance": _conformance,
+}

@@ -20,6 +20,7 @@ from fhir_server.fhir.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    ServiceUnavailable,
     UnsupportedMediaType,
     operation_outcome,
 )
@@ -31,6 +32,7 @@ from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.services import Services
 from fhir_server.rest.shaping import FHIR_JSON, Output, output_options, shape
 from fhir_server.store.clock import now_instant
+from fhir_server.store.connection import RETRY_AFTER_SECONDS, UNREACHABLE
 
 log = logging.getLogger("fhir_server.http")
 
@@ -128,8 +130,27 @@ def _respond(request: Request, result: FhirResponse, output: Output) -> Response
     )
 
 
+def _store_unreachable(request: Request, exc: Exception) -> Response:
+    """503 with Retry-After while the store cannot be reached: an OperationOutcome, or on
+    the authorization server's endpoints the OAuth error `temporarily_unavailable`."""
+    log.warning("store unreachable (%s) in %s %s", type(exc).__name__, request.method,
+                request.url.path)  # fmt: skip
+    headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    text = "The data store is not reachable right now; retry shortly."
+    if request.url.path.startswith("/auth/"):
+        body = {"error": "temporarily_unavailable", "error_description": text}
+        return Response(dumps(body), 503, headers, media_type="application/json")
+    return error_response(ServiceUnavailable(text, headers=headers))
+
+
+async def _unreachable(request: Request, exc: Exception) -> Response:
+    return _store_unreachable(request, exc)
+
+
 def _internal_error(request: Request, exc: Exception) -> Response:
     """A 500 says "Internal Server Error" and nothing more; the log names only the type."""
+    if isinstance(exc, UNREACHABLE):
+        return _store_unreachable(request, exc)
     log.error("unhandled %s in %s %s", type(exc).__name__, request.method, request.url.path)
     outcome = operation_outcome([Issue("exception", "Internal Server Error")])
     return fhir_json_response(500, outcome)
@@ -174,7 +195,10 @@ async def _system(services: Services, req: FhirRequest) -> FhirResponse:
         if req.param("_type") is None:
             raise BadRequest("A system search needs _type.", expression=("_type",))
         return FhirResponse(
-            200, await services.searcher.search_bundle(None, req.params, strict=False)
+            200,
+            await services.searcher.search_bundle(
+                None, req.params, strict=False, limits=req.limits
+            ),
         )
     raise MethodNotAllowed(f"{req.method} is not supported on the base URL.")
 
@@ -208,4 +232,6 @@ def install_fhir_routes(app: FastAPI) -> None:
     app.add_api_route("/fhir", fhir_endpoint, methods=methods, include_in_schema=False)
     app.add_api_route("/fhir/{path:path}", fhir_endpoint, methods=methods, include_in_schema=False)
     app.add_exception_handler(StarletteHTTPException, _http_exception)  # type: ignore[arg-type]
+    for unreachable in UNREACHABLE:  # handled here, so not re-raised to the server as a 500
+        app.add_exception_handler(unreachable, _unreachable)
     app.add_exception_handler(Exception, _unhandled)

@@ -7,8 +7,6 @@ an OperationOutcome in one place (`rest.http`).
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -22,25 +20,18 @@ from fhir_server.fhir.errors import (
     Unprocessable,
     operation_outcome,
 )
+from fhir_server.fhir.instants import parse_instant
+from fhir_server.fhir.read_limits import ReadLimits
+from fhir_server.fhir.routing import check_id
 from fhir_server.fhir.validation import validate_resource
 from fhir_server.rest.bundles_common import bundle, full_url, history_entry
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.prefer import preference
-from fhir_server.rest.services import Services
+from fhir_server.rest.services import DeleteContext, Services, WriteContext
 from fhir_server.rest.versioning import not_modified, parse_etag, version_headers
 from fhir_server.store.clock import to_instant
 from fhir_server.store.resources import Version
 from fhir_server.store.unit_of_work import UnitOfWork
-
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-
-
-def check_id(rid: str) -> str:
-    if not _ID.match(rid):
-        raise BadRequest(
-            "A resource id is 1-64 letters, digits, '-' or '.'.", expression=("Resource.id",)
-        )
-    return rid
 
 
 def checked_body(req: FhirRequest, resource_type: str) -> dict[str, Any]:
@@ -102,30 +93,36 @@ async def vread(
     return FhirResponse(200, version.resource, version_headers(version))
 
 
-async def single_match(services: Services, rtype: str, params: list[tuple[str, str]]) -> str | None:
-    """The one current resource matching a conditional request's criteria, if any."""
+async def single_match(
+    services: Services, rtype: str, params: list[tuple[str, str]], limits: ReadLimits | None
+) -> str | None:
+    """The one current resource matching a conditional request's criteria, if any,
+    among those the caller may read (so the answer reveals nothing else)."""
     if not params:
         raise BadRequest("A conditional request needs search parameters.")
-    ids = await services.searcher.matching_ids(rtype, params)
+    ids = await services.searcher.matching_ids(rtype, params, limits)
     if len(ids) > 1:
         raise PreconditionFailed("More than one resource matches the condition.")
     return ids[0] if ids else None
 
 
-async def existing_match(services: Services, rtype: str, if_none_exist: str) -> str | None:
-    """The id an If-None-Exist condition finds (412 when it finds more than one)."""
-    return await single_match(services, rtype, parse_qsl(if_none_exist, keep_blank_values=True))
+async def existing_match(services: Services, req: FhirRequest, rtype: str) -> str | None:
+    """The id the request's If-None-Exist condition finds (412 when it finds more than
+    one); None when it has no condition or finds nothing the caller may read."""
+    condition = req.header("if-none-exist")
+    if condition is None:
+        return None
+    criteria = parse_qsl(condition, keep_blank_values=True)
+    return await single_match(services, rtype, criteria, req.limits)
 
 
 async def create(
     services: Services, req: FhirRequest, rtype: str, uow: UnitOfWork | None = None
 ) -> FhirResponse:
     body = checked_body(req, rtype)
-    condition = req.header("if-none-exist")
-    if condition is not None:
-        existing = await existing_match(services, rtype, condition)
-        if existing is not None:
-            return written(req, services, await services.store.read(rtype, existing, uow), 200)
+    existing = await existing_match(services, req, rtype)
+    if existing is not None:
+        return written(req, services, await services.store.read(rtype, existing, uow), 200)
     return await _create(services, req, body, uow)
 
 
@@ -149,7 +146,8 @@ async def _hooked(
 ) -> tuple[Version, bool] | None:
     """The write as done by a domain engine registered for the type (booking), if any."""
     hook = services.write_hooks.get(body["resourceType"])
-    return await hook(services, req, body, expected, uow) if hook else None
+    context = WriteContext(services, req, expected_version=expected, uow=uow, body=body)
+    return await hook(context) if hook else None
 
 
 async def update(
@@ -173,7 +171,7 @@ async def update(
 async def conditional_update(
     services: Services, req: FhirRequest, rtype: str, uow: UnitOfWork | None = None
 ) -> FhirResponse:
-    match = await single_match(services, rtype, _criteria(req))
+    match = await single_match(services, rtype, _criteria(req), req.limits)
     body = checked_body(req, rtype)
     if match is None:
         if "id" in body:
@@ -237,7 +235,8 @@ async def delete(
     expected = _expected_version(req)
     hook = services.delete_hooks.get(rtype)
     if hook is not None and not current.deleted:
-        version = await hook(services, req, current, expected, uow)
+        context = DeleteContext(services, req, expected_version=expected, uow=uow, current=current)
+        version = await hook(context)
     else:
         version = await services.store.delete(rtype, rid, expected_version=expected, uow=uow)
     headers = {"ETag": version.etag} if version else {}
@@ -247,7 +246,7 @@ async def delete(
 async def conditional_delete(
     services: Services, req: FhirRequest, rtype: str, uow: UnitOfWork | None = None
 ) -> FhirResponse:
-    match = await single_match(services, rtype, _criteria(req))
+    match = await single_match(services, rtype, _criteria(req), req.limits)
     if match is None:
         return FhirResponse(204)
     return await delete(services, req, rtype, match, uow)
@@ -297,7 +296,7 @@ def _since(raw: str | None) -> str | None:
     if raw is None:
         return None
     try:
-        moment = datetime.fromisoformat(raw.strip().replace(" ", "+").replace("Z", "+00:00"))
+        moment = parse_instant(raw.strip().replace(" ", "+"))
     except ValueError:
         raise BadRequest("_since must be a FHIR instant.", expression=("_since",)) from None
     if moment.tzinfo is None:

@@ -21,11 +21,10 @@ import orjson
 
 from fhir_server.fhir.errors import BadRequest
 from fhir_server.rest.messages import FhirRequest
-from fhir_server.rest.services import DeleteHook, Services, WriteHook
-from fhir_server.scheduling import booking
+from fhir_server.rest.services import DeleteContext, DeleteHook, WriteContext, WriteHook
+from fhir_server.scheduling import booking, rules
 from fhir_server.scheduling.idempotent import once
 from fhir_server.store.resources import Version
-from fhir_server.store.unit_of_work import UnitOfWork
 
 ROLE_HEADER = "x-actor-role"
 
@@ -37,15 +36,15 @@ def fingerprint(req: FhirRequest) -> str:
     return hashlib.sha256(target + body).hexdigest()
 
 
-def caller_of(req: FhirRequest) -> booking.Caller:
+def caller_of(req: FhirRequest) -> rules.Caller:
     """The caller's role: from the access token when auth is on, else from X-Actor-Role."""
     now = datetime.now(UTC)
     if req.auth is not None:
-        return booking.Caller(now=now, role=_token_role(req.auth))
+        return rules.Caller(now=now, role=_token_role(req.auth))
     role = (req.header(ROLE_HEADER) or "patient").strip().lower()
-    if role not in booking.ROLES:
+    if role not in rules.ROLES:
         raise BadRequest("X-Actor-Role must be patient, practitioner or staff.")
-    return booking.Caller(now=now, role=role)
+    return rules.Caller(now=now, role=role)
 
 
 def _token_role(token: Any) -> str:
@@ -59,14 +58,9 @@ def _token_role(token: Any) -> str:
     return "staff"
 
 
-async def appointment_write(
-    services: Services,
-    req: FhirRequest,
-    body: dict[str, Any],
-    expected: int | None,
-    uow: UnitOfWork | None,
-) -> tuple[Version, bool] | None:
-    store = services.store
+async def appointment_write(ctx: WriteContext) -> tuple[Version, bool] | None:
+    """Book, hold or change an Appointment that names Slots through the booking engine."""
+    store, req, body = ctx.store, ctx.request, ctx.body
     current = None if req.method == "POST" else await store.current("Appointment", body["id"])
     if current is None or current.deleted:
         if not body.get("slot"):
@@ -77,68 +71,51 @@ async def appointment_write(
             store,
             req.header("idempotency-key") if req.method == "POST" else None,
             partial(fingerprint, req),
-            lambda: booking.book(store, body, caller, rid=rid, uow=uow),
+            lambda: booking.book(store, body, caller, rid=rid, uow=ctx.uow),
         )
         return version, True
     if not (body.get("slot") or (current.resource or {}).get("slot")):
         return None
     changed = await booking.change(
-        store, current, body, caller_of(req), expected_version=expected, uow=uow
+        store, current, body, caller_of(req), expected_version=ctx.expected_version, uow=ctx.uow
     )
     return changed, False
 
 
-async def appointment_response_write(
-    services: Services,
-    req: FhirRequest,
-    body: dict[str, Any],
-    expected: int | None,
-    uow: UnitOfWork | None,
-) -> tuple[Version, bool] | None:
-    if req.method != "POST":
+async def appointment_response_write(ctx: WriteContext) -> tuple[Version, bool] | None:
+    """A new AppointmentResponse accepts or declines its Appointment, in the same unit of work."""
+    if ctx.request.method != "POST":
         return None
-    store = services.store
-    async with booking.within(store, uow) as work:
-        await booking.respond(store, body, caller_of(req), uow=work)
-        return await store.create(body, rid=req.assigned_id, uow=work), True
+    store = ctx.store
+    async with booking.within(store, ctx.uow) as work:
+        await booking.respond(store, ctx.body, caller_of(ctx.request), uow=work)
+        return await store.create(ctx.body, rid=ctx.request.assigned_id, uow=work), True
 
 
-async def slot_write(
-    services: Services,
-    req: FhirRequest,
-    body: dict[str, Any],
-    expected: int | None,
-    uow: UnitOfWork | None,
-) -> tuple[Version, bool] | None:
+async def slot_write(ctx: WriteContext) -> tuple[Version, bool] | None:
     """Guard a client's update of a booked Slot; the write itself is the plain one."""
-    if req.method != "POST" and "id" in body:
-        current = await services.store.current("Slot", body["id"])
+    if ctx.request.method != "POST" and "id" in ctx.body:
+        current = await ctx.store.current("Slot", ctx.body["id"])
         if current is not None and not current.deleted:
-            await booking.guard_slot_edit(services.store, current, body)
+            await booking.guard_slot_edit(ctx.store, current, ctx.body)
     return None
 
 
-async def appointment_delete(
-    services: Services,
-    req: FhirRequest,
-    current: Version,
-    expected: int | None,
-    uow: UnitOfWork | None,
-) -> Version | None:
+async def appointment_delete(ctx: DeleteContext) -> Version | None:
     return await booking.remove(
-        services.store, current, caller_of(req), expected_version=expected, uow=uow
+        ctx.store,
+        ctx.current,
+        caller_of(ctx.request),
+        expected_version=ctx.expected_version,
+        uow=ctx.uow,
     )
 
 
-async def slot_delete(
-    services: Services,
-    req: FhirRequest,
-    current: Version,
-    expected: int | None,
-    uow: UnitOfWork | None,
-) -> Version | None:
-    await booking.guard_slot_delete(services.store, current)
-    return await services.store.delete("Slot", current.id, expected_version=expected, uow=uow)
+async def slot_delete(ctx: DeleteContext) -> Version | None:
+    await booking.guard_slot_delete(ctx.store, ctx.current)
+    return await ctx.store.delete(
+        "Slot", ctx.current.id, expected_version=ctx.expected_version, uow=ctx.uow
+    )
 
 
 DELETE_HOOKS: dict[str, DeleteHook] = {"Appointment": appointment_delete, "Slot": slot_delete}

@@ -15,14 +15,15 @@ from urllib.parse import urlencode
 
 import orjson
 
-from fhir_server.fhir.errors import BadRequest
+from fhir_server.fhir.errors import BadRequest, Forbidden
+from fhir_server.fhir.read_limits import ReadLimits
 from fhir_server.fhir.resource_types import SERVED_TYPES
 from fhir_server.fhir.search_params import search_params
-from fhir_server.fhir.search_syntax import ParsedSearch, SearchParser
+from fhir_server.fhir.search_syntax import Criterion, Has, ParsedSearch, SearchParser
 from fhir_server.rest.bundles_common import bundle, full_url
 from fhir_server.settings import Settings
 from fhir_server.store.resources import ResourceStore, body_of
-from fhir_server.store.search_engine import Found, SearchEngine, revinclude_names
+from fhir_server.store.search_engine import Found, Reach, SearchEngine, revinclude_names
 from fhir_server.store.search_query import sort_fields, sort_values
 
 
@@ -93,13 +94,42 @@ class FhirSearcher:
             )
         return search
 
+    def _reach(self, limits: ReadLimits | None) -> Reach | None:
+        """The limits as parsed criteria per type, for the engine's every query."""
+        if limits is None:
+            return None
+
+        def reach(rtype: str) -> list[Criterion | Has] | None:
+            extra = limits.of(rtype)
+            if extra is None:
+                return None
+            return self.parser.parse(rtype, list(extra)).criteria if extra else []
+
+        return reach
+
+    def _limited(
+        self, resource_type: str, criteria: list[Criterion | Has], reach: Reach | None
+    ) -> list[Criterion | Has]:
+        """The client's criteria plus what the caller's limits require of the type."""
+        extra = [] if reach is None else reach(resource_type)
+        if extra is None:
+            raise Forbidden(f"The access token may not read {resource_type}.")
+        return [*criteria, *extra]
+
     async def search_bundle(
-        self, resource_type: str | None, params: list[tuple[str, str]], *, strict: bool
+        self,
+        resource_type: str | None,
+        params: list[tuple[str, str]],
+        *,
+        strict: bool,
+        limits: ReadLimits | None = None,
     ) -> dict[str, Any]:
         if resource_type is None:
             resource_type = _system_type(params)
         search = self._parse(resource_type, params, strict)
-        filters = await self.engine.filters(resource_type, search.criteria)
+        reach = self._reach(limits)
+        criteria = self._limited(resource_type, search.criteria, reach)
+        filters = await self.engine.filters(resource_type, criteria, reach)
         fields = sort_fields(resource_type, search.sort)
         link = f"{self.base_url}/{resource_type}"
         total = None
@@ -121,7 +151,7 @@ class FhirSearcher:
             forward=forward,
             count=search.count,
         )
-        included = await self.engine.included(page.rows, search.include, search.revinclude)
+        included = await self.engine.included(page.rows, search.include, search.revinclude, reach)
         entries = [_entry(self.base_url, row, "match") for row in page.rows]
         entries += [_entry(self.base_url, row, "include") for row in included]
         extra: dict[str, Any] = {
@@ -159,12 +189,31 @@ class FhirSearcher:
                 links.append({"relation": "previous", "url": url(encode_cursor(False, first))})
         return links
 
-    async def matching_ids(self, resource_type: str, params: list[tuple[str, str]]) -> list[str]:
-        """At most two ids; unknown parameters are refused so a typo cannot match everything."""
+    async def matching_ids(
+        self,
+        resource_type: str,
+        params: list[tuple[str, str]],
+        limits: ReadLimits | None = None,
+    ) -> list[str]:
+        """At most two ids; unknown parameters are refused so a typo cannot match everything.
+
+        Evaluated within the caller's limits, so a conditional interaction's answer
+        never depends on a resource the caller cannot read.
+        """
         search = self._parse(resource_type, params, strict=True)
         if not search.criteria:
             raise BadRequest("A conditional request needs at least one search criterion.")
-        return await self.engine.ids(resource_type, search.criteria, 2)
+        reach = self._reach(limits)
+        criteria = self._limited(resource_type, search.criteria, reach)
+        return await self.engine.ids(resource_type, criteria, 2, reach)
+
+    async def readable_ids(
+        self, resource_type: str, ids: list[str], limits: ReadLimits
+    ) -> list[str]:
+        reach = self._reach(limits)
+        wanted = self.parser.parse(resource_type, [("_id", ",".join(ids))]).criteria
+        criteria = self._limited(resource_type, wanted, reach)
+        return await self.engine.ids(resource_type, criteria, len(ids), reach)
 
     def capability(self, resource_type: str) -> dict[str, Any]:
         params = search_params(resource_type)

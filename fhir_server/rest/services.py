@@ -6,6 +6,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from fhir_server.fhir.read_limits import ReadLimits
+from fhir_server.fhir.resource import Resource
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.settings import Settings
 from fhir_server.store.resources import ResourceStore, Version
@@ -13,16 +15,36 @@ from fhir_server.store.unit_of_work import UnitOfWork
 
 
 class Searcher(Protocol):
-    """The search engine as the REST edge sees it."""
+    """The search engine as the REST edge sees it.
+
+    `limits` (None when auth is off) are what the caller may read: every query
+    made for it, down to each chain and `_has` link and include, carries them.
+    """
 
     async def search_bundle(
-        self, resource_type: str | None, params: list[tuple[str, str]], *, strict: bool
+        self,
+        resource_type: str | None,
+        params: list[tuple[str, str]],
+        *,
+        strict: bool,
+        limits: ReadLimits | None = None,
     ) -> dict[str, Any]:
         """A searchset Bundle for the parameters (paging links included)."""
         ...
 
-    async def matching_ids(self, resource_type: str, params: list[tuple[str, str]]) -> list[str]:
+    async def matching_ids(
+        self,
+        resource_type: str,
+        params: list[tuple[str, str]],
+        limits: ReadLimits | None = None,
+    ) -> list[str]:
         """Ids of current resources matching a conditional-interaction query (at most 2)."""
+        ...
+
+    async def readable_ids(
+        self, resource_type: str, ids: list[str], limits: ReadLimits
+    ) -> list[str]:
+        """Those of `ids` whose current resource meets the limits' criteria for the type."""
         ...
 
     def capability(self, resource_type: str) -> dict[str, Any]:
@@ -32,21 +54,49 @@ class Searcher(Protocol):
 
 OperationHandler = Callable[["Services", FhirRequest], Awaitable[FhirResponse]]
 
-# A domain engine that takes over create/update writes of one resource type (the
-# booking engine for Appointment): given the validated body and expected version,
-# it returns (version, created), or None to let the plain store write happen.
-WriteHook = Callable[
-    ["Services", FhirRequest, dict[str, Any], int | None, UnitOfWork | None],
-    Awaitable[tuple[Version, bool] | None],
-]
 
-# A domain engine that takes over deletes of one resource type (the booking engine
-# frees the Slots of a deleted Appointment): given the current version and the
-# expected one, it deletes in the unit of work, or refuses with a FhirError.
-DeleteHook = Callable[
-    ["Services", FhirRequest, Version, int | None, UnitOfWork | None],
-    Awaitable[Version | None],
-]
+@dataclass(frozen=True)
+class HookContext:
+    """What every write or delete hook is given, in one object (HAPI's pointcut parameters).
+
+    `expected_version` is the version the client's If-Match (or a patch) names,
+    None when the write is unconditional; `uow` is the caller's unit of work (a
+    transaction Bundle's), None when the hook may open its own.
+    """
+
+    services: Services
+    request: FhirRequest
+    expected_version: int | None
+    uow: UnitOfWork | None
+
+    @property
+    def store(self) -> ResourceStore:
+        return self.services.store
+
+
+@dataclass(frozen=True)
+class WriteContext(HookContext):
+    """A create or update: `body` is the validated resource to write."""
+
+    body: Resource
+
+
+@dataclass(frozen=True)
+class DeleteContext(HookContext):
+    """A delete: `current` is the stored version about to be deleted."""
+
+    current: Version
+
+
+WriteHook = Callable[[WriteContext], Awaitable[tuple[Version, bool] | None]]
+"""A domain engine that takes over create/update writes of one resource type (the
+booking engine for Appointment): it returns (version, created), or None to let the
+plain store write happen, or refuses with a FhirError."""
+
+DeleteHook = Callable[[DeleteContext], Awaitable[Version | None]]
+"""A domain engine that takes over deletes of one resource type (the booking engine
+frees the Slots of a deleted Appointment): it deletes in the unit of work, or refuses
+with a FhirError."""
 
 
 class AccessGuard(Protocol):

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fhir_server.fhir.errors import Unprocessable
+from fhir_server.fhir.instants import parse_instant
+from fhir_server.fhir.resource import Resource
 from fhir_server.scheduling import extensions as ext
 from fhir_server.scheduling.intervals import Interval, intersect, merge, subtract
 
@@ -28,12 +29,12 @@ _DAY = timedelta(days=1)
 class Actors:
     """The resources behind a Schedule's actors (any may be missing)."""
 
-    location: dict[str, Any] | None = None
-    practitioner_role: dict[str, Any] | None = None
-    healthcare_service: dict[str, Any] | None = None
+    location: Resource | None = None
+    practitioner_role: Resource | None = None
+    healthcare_service: Resource | None = None
 
 
-def zone_of(location: dict[str, Any] | None) -> ZoneInfo:
+def zone_of(location: Resource | None) -> ZoneInfo:
     """The Location's IANA zone; UTC when it states none."""
     item = ext.first(location, ext.TIMEZONE) if location else None
     if item is None:
@@ -58,7 +59,7 @@ def parse_moment(value: str, zone: ZoneInfo, *, end: bool = False) -> datetime:
             return datetime.combine(day + (_DAY if end else timedelta(0)), time(), zone)
         if len(value) in (4, 7):
             raise ValueError(value)
-        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        moment = parse_instant(value)
     except ValueError:
         raise Unprocessable(
             "A period in the availability rules is not a FHIR date or dateTime."
@@ -91,7 +92,7 @@ def day_span(day: date, zone: ZoneInfo) -> Interval:
 
 
 def weekly(
-    rules: Iterable[dict[str, Any]],
+    rules: Iterable[Resource],
     zone: ZoneInfo,
     window: Interval,
     *,
@@ -118,7 +119,7 @@ def weekly(
     return intersect(out, [window])
 
 
-def unavailable(resource: dict[str, Any], zone: ZoneInfo) -> list[Interval]:
+def unavailable(resource: Resource, zone: ZoneInfo) -> list[Interval]:
     """`notAvailable[].during` periods as UTC intervals (open-ended ones run for a year)."""
     out: list[Interval] = []
     for item in resource.get("notAvailable", []):

@@ -1,4 +1,10 @@
-"""The booking state machine over Appointments and their Slots.
+"""The booking state machine over Appointments and their Slots: the store side.
+
+The rules (which status may follow which, for whom; notice, horizon and
+cut-off; which event a write is) are pure and live in `rules`; this module
+reads what they need, applies them, and writes the result in one unit of
+work, publishing each write's domain event (`events`) inside it so the
+messages it causes commit with it.
 
 No double booking: a Slot is claimed by a compare-and-set update of its
 current row (from the version that was read, which must show a free place)
@@ -13,8 +19,8 @@ share no Slot row, so each also claims the patient's minutes it covers
 (`store.patient_claims`, one conditional upsert in the same unit of work);
 every way an Appointment stops holding its time gives them back.
 
-Every function takes `now` and the caller's role instead of reading a clock
-or a token, so the rules are testable and the auth layer can supply the role.
+Every function takes the caller (`rules.Caller`: `now` and role) instead of
+reading a clock or a token, so the auth layer supplies the role.
 """
 
 from __future__ import annotations
@@ -23,15 +29,16 @@ import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
+from fhir_server.fhir.appointment_status import ACTIVE, RELEASING
 from fhir_server.fhir.errors import Conflict, NotFound, PreconditionFailed, Unprocessable
-from fhir_server.notifications.changes import appointment_deleted, appointment_written
+from fhir_server.fhir.instants import fhir_instant
+from fhir_server.fhir.resource import Resource
+from fhir_server.scheduling import events, rules, slot_state
 from fhir_server.scheduling import extensions as ext
-from fhir_server.scheduling import slot_state
+from fhir_server.scheduling.rules import Caller, moment, slot_ids
 from fhir_server.scheduling.settings import BookingSettings, booking_settings
-from fhir_server.scheduling.slots import fhir_instant
 from fhir_server.store import config_cache, patient_claims
 from fhir_server.store import slots as slot_queries
 from fhir_server.store.patient_claims import Claim
@@ -39,37 +46,9 @@ from fhir_server.store.request_store import RequestStore, request_store
 from fhir_server.store.resources import ResourceStore, Version
 from fhir_server.store.unit_of_work import UnitOfWork
 
-ROLES = ("patient", "practitioner", "staff")
-_PROVIDERS = ("Practitioner/", "PractitionerRole/")
-_RELEASING = ("cancelled", "entered-in-error")
-_TRANSITIONS: dict[str, frozenset[str]] = {
-    "proposed": frozenset({"pending", "booked", "cancelled", "entered-in-error"}),
-    "pending": frozenset({"booked", "cancelled", "entered-in-error"}),
-    "booked": frozenset(
-        {"arrived", "checked-in", "fulfilled", "noshow", "cancelled", "entered-in-error"}
-    ),
-    "arrived": frozenset({"fulfilled", "entered-in-error"}),
-    "checked-in": frozenset({"arrived", "fulfilled", "entered-in-error"}),
-    "waitlist": frozenset({"cancelled", "entered-in-error"}),
-}
+__all__ = ["Caller", "book", "change", "claims_of", "remove", "respond", "within"]
+
 _CLAIM_RETRIES = 5
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who asks and when: the role decides the patient-only rules (cancellation cut-off)."""
-
-    now: datetime
-    role: str = "patient"
-
-    @property
-    def is_patient(self) -> bool:
-        return self.role == "patient"
-
-    @property
-    def side(self) -> str:
-        """Who a cancellation is by, in the notifications' terms: `patient` or `clinic`."""
-        return "patient" if self.is_patient else "clinic"
 
 
 @dataclass(frozen=True)
@@ -82,35 +61,21 @@ class Booking:
 
     @property
     def start(self) -> datetime:
-        return min(_moment(s.resource, "start") for s in self.slots)
+        return min(moment(_body(s), "start") for s in self.slots)
 
     @property
     def end(self) -> datetime:
-        return max(_moment(s.resource, "end") for s in self.slots)
+        return max(moment(_body(s), "end") for s in self.slots)
+
+    def check_bookable(self, appointment: Resource, caller: Caller) -> None:
+        slots = [(s.id, _body(s)) for s in self.slots]
+        schedule = (self.schedule.id, _body(self.schedule))
+        rules.check_bookable(appointment, slots, schedule, self.settings, caller)
 
 
-def _body(version: Version) -> dict[str, Any]:
+def _body(version: Version) -> Resource:
     assert version.resource is not None
     return version.resource
-
-
-def _moment(resource: dict[str, Any] | None, key: str) -> datetime:
-    assert resource is not None
-    return datetime.fromisoformat(str(resource[key]).replace("Z", "+00:00"))
-
-
-def _ref_id(reference: str, resource_type: str, where: str) -> str:
-    kind, _, rid = reference.rpartition("/")
-    if not kind.endswith(resource_type) or not rid:
-        raise Unprocessable(f"{where} must reference a {resource_type}.", expression=(where,))
-    return rid
-
-
-def slot_ids(appointment: dict[str, Any]) -> list[str]:
-    return [
-        _ref_id(str(s.get("reference", "")), "Slot", "Appointment.slot")
-        for s in appointment.get("slot", [])
-    ]
 
 
 @contextlib.asynccontextmanager
@@ -146,7 +111,7 @@ async def load_booking(store: ResourceStore, ids: list[str]) -> Booking:
             "All Slots of one Appointment must belong to the same Schedule.",
             expression=("Appointment.slot",),
         )
-    schedule_id = _ref_id(schedules.pop(), "Schedule", "Slot.schedule")
+    schedule_id = rules.ref_id(schedules.pop(), "Schedule", "Slot.schedule")
     schedule = await _schedule(store, schedule_id)
     if schedule is None:
         raise Unprocessable(f"The Slots' Schedule/{schedule_id} does not exist.")
@@ -167,7 +132,7 @@ async def _schedule(
     return await config_cache.cached(store.database.db, "Schedule", schedule_id, load)
 
 
-async def _allowed_actors(store: ResourceStore, schedule: dict[str, Any]) -> set[str]:
+async def _allowed_actors(store: ResourceStore, schedule: Resource) -> set[str]:
     """The Schedule's actors, plus the Practitioner of each PractitionerRole actor."""
     refs = {str(a.get("reference")) for a in schedule.get("actor", []) if a.get("reference")}
     for ref in list(refs):
@@ -179,64 +144,13 @@ async def _allowed_actors(store: ResourceStore, schedule: dict[str, Any]) -> set
     return refs
 
 
-def _patients(appointment: dict[str, Any]) -> list[str]:
-    return [
-        str(p["actor"]["reference"])
-        for p in appointment.get("participant", [])
-        if str(p.get("actor", {}).get("reference", "")).startswith("Patient/")
-    ]
-
-
-def patient_of(appointment: dict[str, Any]) -> str:
-    patients = _patients(appointment)
-    if len(patients) != 1:
-        raise Unprocessable(
-            "A booking needs exactly one Patient participant.",
-            expression=("Appointment.participant",),
-        )
-    return patients[0]
-
-
-def _check_times(appointment: dict[str, Any], booking: Booking) -> None:
-    for key, expected in (("start", booking.start), ("end", booking.end)):
-        if key in appointment and _moment(appointment, key) != expected:
-            raise Unprocessable(
-                f"Appointment.{key} must equal the {key} of its Slot(s), {fhir_instant(expected)}.",
-                expression=(f"Appointment.{key}",),
-            )
-
-
-def _check_rules(appointment: dict[str, Any], booking: Booking, caller: Caller) -> None:
-    for slot in booking.slots:
-        slot_state.refuse_unless_claimable(slot.id, _body(slot), caller.now)
-    if _body(booking.schedule).get("active") is False:
-        raise Conflict(f"Schedule/{booking.schedule.id} is not active.")
-    settings = booking.settings
-    if booking.start - caller.now < settings.minimum_notice:
-        minutes = int(settings.minimum_notice.total_seconds() // 60)
-        raise Unprocessable(
-            f"This Schedule needs at least {minutes} minutes' notice for a booking.",
-            expression=("Appointment.start",),
-        )
-    if booking.start - caller.now > timedelta(days=settings.maximum_days_ahead):
-        raise Unprocessable(
-            f"This Schedule takes bookings at most {settings.maximum_days_ahead} days ahead.",
-            expression=("Appointment.start",),
-        )
-    if not settings.offers(appointment.get("appointmentType")):
-        raise Unprocessable(
-            "This Schedule does not offer that appointment type.",
-            expression=("Appointment.appointmentType",),
-        )
-
-
 def claims_of(appointment: Version) -> list[Claim]:
     """The patient time an Appointment holds: its patients' claims while it is active."""
     body = _body(appointment)
-    if body.get("status") not in slot_queries.ACTIVE or not (body.get("start") and body.get("end")):
+    if body.get("status") not in ACTIVE or not (body.get("start") and body.get("end")):
         return []
-    start, end = _moment(body, "start"), _moment(body, "end")
-    return [Claim(patient, appointment.id, start, end) for patient in _patients(body)]
+    start, end = moment(body, "start"), moment(body, "end")
+    return [Claim(patient, appointment.id, start, end) for patient in rules.patients(body)]
 
 
 async def _release_patient_time(
@@ -245,32 +159,6 @@ async def _release_patient_time(
     """Give the patient's time back when an active Appointment stops holding it (or moves)."""
     for held in claims_of(appointment):
         await patient_claims.release(store, held, uow)
-
-
-async def _participants(
-    store: ResourceStore, appointment: dict[str, Any], booking: Booking, pending: bool
-) -> list[dict[str, Any]]:
-    """The participants with the Schedule's actors added and statuses set for the outcome."""
-    allowed = await _allowed_actors(store, _body(booking.schedule))
-    given = appointment.get("participant", [])
-    named = {str(p.get("actor", {}).get("reference", "")) for p in given}
-    for ref in named:
-        if ref and not ref.startswith("Patient/") and ref not in allowed:
-            raise Unprocessable(
-                f"The Slot belongs to Schedule/{booking.schedule.id}, which does not serve {ref}.",
-                expression=("Appointment.participant",),
-            )
-    schedule_actors = [
-        {"actor": {"reference": ref}, "required": "required"}
-        for ref in sorted(allowed - named)
-        if any(a.get("reference") == ref for a in _body(booking.schedule).get("actor", []))
-    ]
-    out = []
-    for participant in [*given, *schedule_actors]:
-        ref = str(participant.get("actor", {}).get("reference", ""))
-        waits = pending and ref.startswith(_PROVIDERS)
-        out.append({**participant, "status": "needs-action" if waits else "accepted"})
-    return out
 
 
 async def _claim(
@@ -322,7 +210,7 @@ async def _release(
 
 async def book(
     store: ResourceStore,
-    appointment: dict[str, Any],
+    appointment: Resource,
     caller: Caller,
     *,
     hold: bool = False,
@@ -337,21 +225,24 @@ async def book(
 
     `replacing` is the id of an Appointment being rescheduled: it is not counted
     as an overlap, and it is cancelled in the same unit of work after the new
-    Slots are claimed, so a failure leaves it untouched.
+    Slots are claimed, so a failure leaves it untouched. Only the new
+    Appointment is announced (as rescheduled), not the old one's cancellation.
     """
     store = request_store(store)
     booking = await load_booking(store, slot_ids(appointment))
-    _check_times(appointment, booking)
-    _check_rules(appointment, booking, caller)
-    patient = patient_of(appointment)
+    rules.check_times(appointment, booking.start, booking.end)
+    booking.check_bookable(appointment, caller)
+    patient = rules.patient_of(appointment)
     pending = hold or booking.settings.provider_must_confirm
     hold_until = caller.now + booking.settings.hold_duration if hold else None
+    allowed = await _allowed_actors(store, _body(booking.schedule))
+    schedule = (booking.schedule.id, _body(booking.schedule))
     body = {
         **ext.without(appointment, ext.HOLD_EXPIRES),
         "status": "pending" if pending else "booked",
         "start": fhir_instant(booking.start),
         "end": fhir_instant(booking.end),
-        "participant": await _participants(store, appointment, booking, pending),
+        "participant": rules.booking_participants(appointment, schedule, allowed, pending),
     }
     if hold_until is not None:
         body = ext.replaced(
@@ -371,16 +262,17 @@ async def book(
             await _release_patient_time(store, old, work)
         await patient_claims.claim(store, Claim(patient, rid, booking.start, booking.end), work)
         written = await store.create(body, rid=rid, uow=work)
-        replaced = None
         if old is not None:
             reason = {"text": "Rescheduled"}
-            await _cancel(store, old, reason, caller, work, old.version)
-            replaced = old.resource
-        await appointment_written(store, work, written, replaced=replaced)
+            await _cancel(store, old, reason, caller, work, old.version, superseded=True)
+        replaced = old.resource if old is not None else None
+        event = rules.event_of(None, _body(written), cancelled_by=caller.side, replaced=replaced)
+        await events.publish(store, work, event)
     return written
 
 
 async def _expire_hold(store: ResourceStore, appointment_id: str, uow: UnitOfWork) -> None:
+    """Cancel a hold that lapsed (or whose Slot a new booking took over); the clinic's side."""
     held = await store.current("Appointment", appointment_id)
     if held is None or held.deleted:
         return
@@ -391,63 +283,60 @@ async def _expire_hold(store: ResourceStore, appointment_id: str, uow: UnitOfWor
     }
     written, _ = await store.update(body, expected_version=held.version, uow=uow)
     await _release_patient_time(store, held, uow)
-    await appointment_written(store, uow, written, before=held.resource)
-
-
-def _check_cutoff(current: dict[str, Any], caller: Caller, settings: BookingSettings) -> None:
-    if not caller.is_patient or current.get("status") != "booked":
-        return
-    if _moment(current, "start") - caller.now < settings.cancellation_cutoff:
-        hours = settings.cancellation_cutoff.total_seconds() / 3600
-        raise Unprocessable(
-            f"Patients can cancel at most {hours:g} hours before the appointment; "
-            "please contact the clinic.",
-            expression=("Appointment.status",),
-        )
+    event = rules.event_of(_body(held), _body(written), cancelled_by="clinic")
+    await events.publish(store, uow, event)
 
 
 async def _cancel(
     store: ResourceStore,
     current: Version,
-    reason: dict[str, Any] | None,
+    reason: Resource | None,
     caller: Caller,
     uow: UnitOfWork,
     expected_version: int | None,
-    new_body: dict[str, Any] | None = None,
+    new_body: Resource | None = None,
     status: str = "cancelled",
+    *,
+    superseded: bool = False,
 ) -> Version:
+    """Cancel (or mark entered-in-error) and give the Slots back.
+
+    `superseded`: a reschedule into a new Appointment cancels this one (see `rules.event_of`).
+    """
     body = _body(current)
-    _check_transition(body, status, caller)
-    holds_slots = body.get("status") not in _RELEASING
-    if status == "cancelled" and not reason:
-        raise Unprocessable(
-            "A cancellation needs a cancelationReason.",
-            expression=("Appointment.cancelationReason",),
-        )
+    rules.check_transition(body, status, caller)
+    holds_slots = body.get("status") not in RELEASING
+    rules.check_reason(status, reason)
     ids = slot_ids(body)
     if ids and status == "cancelled" and holds_slots:
         booking = await load_booking(store, ids)
-        _check_cutoff(body, caller, booking.settings)
+        rules.check_cutoff(body, caller, booking.settings)
     updated = {**ext.without(new_body or body, ext.HOLD_EXPIRES), "status": status}
     if reason:
         updated["cancelationReason"] = reason
     written = await _update(
-        store, updated, current, uow, expected_version=expected_version, cancelled_by=caller.side
+        store,
+        updated,
+        current,
+        caller,
+        uow,
+        expected_version=expected_version,
+        superseded=superseded,
     )
-    held = ext.first(body, ext.HOLD_EXPIRES) is not None
     for sid in dict.fromkeys(ids) if holds_slots else ():
-        await _release(store, sid, uow, only_held=held)
+        await _release(store, sid, uow, only_held=rules.is_hold(body))
     return written
 
 
 async def _update(
     store: ResourceStore,
-    body: dict[str, Any],
+    body: Resource,
     current: Version,
+    caller: Caller,
     uow: UnitOfWork,
     *,
     expected_version: int | None = None,
-    cancelled_by: str | None = None,
+    superseded: bool = False,
 ) -> Version:
     """Write the Appointment's next version (a compare-and-set on `current`'s, or the one given)."""
     expected = expected_version or current.version
@@ -457,49 +346,19 @@ async def _update(
         raise
     except Conflict:
         raise Conflict("The Appointment was changed by another request; retry.") from None
-    if body.get("status") not in slot_queries.ACTIVE:
+    if body.get("status") not in ACTIVE:
         await _release_patient_time(store, current, uow)
-    before = current.resource if version.version == current.version + 1 else None
-    await appointment_written(store, uow, version, cancelled_by=cancelled_by, before=before)
+    event = rules.event_of(
+        _body(current), _body(version), cancelled_by=caller.side, superseded=superseded
+    )
+    await events.publish(store, uow, event)
     return version
-
-
-def _check_transition(current: dict[str, Any], status: str, caller: Caller) -> None:
-    old = str(current.get("status"))
-    if status == old:
-        return
-    if status not in _TRANSITIONS.get(old, frozenset()):
-        raise Conflict(f"An Appointment that is {old} cannot become {status}.")
-    if status == "noshow" and _moment(current, "start") > caller.now:
-        raise Conflict("An Appointment cannot be marked noshow before it starts.")
-    if status in ("arrived", "checked-in", "fulfilled", "noshow") and caller.is_patient:
-        raise Unprocessable(
-            f"Only clinic staff or the practitioner can mark an Appointment {status}.",
-            expression=("Appointment.status",),
-        )
-
-
-def _statuses(appointment: dict[str, Any]) -> dict[str, str]:
-    return {
-        str(p.get("actor", {}).get("reference")): str(p.get("status"))
-        for p in appointment.get("participant", [])
-    }
-
-
-def _decided(appointment: dict[str, Any]) -> str | None:
-    """`booked` when every required participant accepted, `cancelled` when one declined."""
-    required = [p for p in appointment.get("participant", []) if p.get("required") != "optional"]
-    if any(p.get("status") == "declined" for p in required):
-        return "cancelled"
-    if all(p.get("status") == "accepted" for p in required):
-        return "booked"
-    return None
 
 
 async def change(
     store: ResourceStore,
     current: Version,
-    new: dict[str, Any],
+    new: Resource,
     caller: Caller,
     *,
     expected_version: int | None = None,
@@ -519,43 +378,34 @@ async def change(
     status = str(new.get("status"))
     store = request_store(store)
     async with within(store, uow) as work:
-        if set(slot_ids(new)) != set(slot_ids(old)) and status not in _RELEASING:
+        if set(slot_ids(new)) != set(slot_ids(old)) and status not in RELEASING:
             return await _move(store, current, new, caller, work)
-        _check_unchanged_times(old, new)
-        if status in _RELEASING:
+        rules.check_unchanged_times(old, new)
+        if status in RELEASING:
             reason = new.get("cancelationReason")
             return await _cancel(store, current, reason, caller, work, current.version, new, status)
-        if status == old.get("status") and _statuses(new) != _statuses(old):
-            decided = _decided(new) if status == "pending" else None
+        if status == old.get("status") and (
+            rules.participant_statuses(new) != rules.participant_statuses(old)
+        ):
+            decided = rules.decided(new) if status == "pending" else None
             if decided == "cancelled":
                 reason = new.get("cancelationReason") or {"text": "Declined by a participant"}
                 return await _cancel(store, current, reason, caller, work, current.version, new)
-            if decided == "booked" and ext.first(old, ext.HOLD_EXPIRES) is None:
-                return await _update(store, {**new, "status": "booked"}, current, work)
+            if decided == "booked" and not rules.is_hold(old):
+                return await _update(store, {**new, "status": "booked"}, current, caller, work)
         if status == "booked" and old.get("status") == "pending":
             return await _confirm(store, current, new, caller, work)
-        _check_transition(old, status, caller)
-        return await _update(store, new, current, work)
-
-
-def _check_unchanged_times(old: dict[str, Any], new: dict[str, Any]) -> None:
-    for key in ("start", "end"):
-        if old.get(key) and new.get(key) and _moment(old, key) != _moment(new, key):
-            raise Unprocessable(
-                f"Appointment.{key} follows its Slots; to move it, reference other Slots.",
-                expression=(f"Appointment.{key}",),
-            )
+        rules.check_transition(old, status, caller)
+        return await _update(store, new, current, caller, work)
 
 
 async def _confirm(
-    store: ResourceStore, current: Version, new: dict[str, Any], caller: Caller, uow: UnitOfWork
+    store: ResourceStore, current: Version, new: Resource, caller: Caller, uow: UnitOfWork
 ) -> Version:
     """pending -> booked: a hold being booked, or staff/provider confirming."""
     old = _body(current)
-    held = ext.first(old, ext.HOLD_EXPIRES) is not None
-    if not held and caller.is_patient:
-        raise Conflict("This Appointment is waiting for the provider's confirmation.")
-    if held:
+    rules.check_confirmable(old, caller)
+    if rules.is_hold(old):
         for sid in slot_ids(old):
             slot = await store.current("Slot", sid)
             if slot is None or slot.deleted:
@@ -569,42 +419,38 @@ async def _confirm(
                 except (PreconditionFailed, Conflict):
                     raise Conflict(f"The hold on Slot/{sid} was lost; book again.") from None
     settings = (await load_booking(store, slot_ids(old))).settings
-    participants = [
-        {**p, "status": "accepted"}
-        if not (settings.provider_must_confirm and caller.is_patient)
-        else p
-        for p in new.get("participant", old.get("participant", []))
-    ]
+    before: list[Resource] = old.get("participant", [])
+    given: list[Resource] = new.get("participant", before)
+    participants = rules.confirmed_participants(given, settings, caller)
     waits = any(p.get("status") == "needs-action" for p in participants)
     body = {
         **ext.without(new, ext.HOLD_EXPIRES),
         "status": "pending" if waits else "booked",
         "participant": participants,
     }
-    return await _update(store, body, current, uow)
+    return await _update(store, body, current, caller, uow)
 
 
 async def _move(
-    store: ResourceStore, current: Version, new: dict[str, Any], caller: Caller, uow: UnitOfWork
+    store: ResourceStore, current: Version, new: Resource, caller: Caller, uow: UnitOfWork
 ) -> Version:
     """Reschedule in place: claim the new Slots, then free the old ones, in one unit of work."""
     old = _body(current)
-    if old.get("status") not in ("booked", "pending", "proposed"):
-        raise Conflict(f"An Appointment that is {old.get('status')} cannot be moved.")
+    rules.check_movable(old)
     old_ids = slot_ids(old)
     if old_ids:
-        _check_cutoff(old, caller, (await load_booking(store, old_ids)).settings)
+        rules.check_cutoff(old, caller, (await load_booking(store, old_ids)).settings)
     booking = await load_booking(store, [s for s in slot_ids(new) if s not in old_ids])
     moved = {k: v for k, v in new.items() if k not in ("start", "end")}
-    _check_rules(moved, booking, caller)
-    patient = patient_of(new)
+    booking.check_bookable(moved, caller)
+    patient = rules.patient_of(new)
     full = await load_booking(store, slot_ids(new))
     for slot in booking.slots:
         await _claim(store, slot, caller, None, uow)
     await _release_patient_time(store, current, uow)
     await patient_claims.claim(store, Claim(patient, current.id, full.start, full.end), uow)
     body = {**moved, "start": fhir_instant(full.start), "end": fhir_instant(full.end)}
-    written = await _update(store, body, current, uow)
+    written = await _update(store, body, current, caller, uow)
     for sid in old_ids:
         if sid not in slot_ids(new):
             await _release(store, sid, uow)
@@ -612,11 +458,11 @@ async def _move(
 
 
 async def respond(
-    store: ResourceStore, response: dict[str, Any], caller: Caller, uow: UnitOfWork | None = None
+    store: ResourceStore, response: Resource, caller: Caller, uow: UnitOfWork | None = None
 ) -> Version:
     """Apply an AppointmentResponse's participantStatus to its Appointment."""
     ref = str(response.get("appointment", {}).get("reference", ""))
-    appointment_id = _ref_id(ref, "Appointment", "AppointmentResponse.appointment")
+    appointment_id = rules.ref_id(ref, "Appointment", "AppointmentResponse.appointment")
     current = await store.current("Appointment", appointment_id)
     if current is None or current.deleted:
         raise Unprocessable(
@@ -625,7 +471,7 @@ async def respond(
     actor = str(response.get("actor", {}).get("reference", ""))
     answer = str(response.get("participantStatus"))
     old = _body(current)
-    if actor not in _statuses(old):
+    if actor not in rules.participant_statuses(old):
         raise Unprocessable(
             f"{actor or 'The actor'} is not a participant of {ref}.",
             expression=("AppointmentResponse.actor",),
@@ -637,7 +483,7 @@ async def respond(
     return await change(store, current, {**old, "participant": participants}, caller, uow=uow)
 
 
-async def guard_slot_edit(store: ResourceStore, current: Version, new: dict[str, Any]) -> None:
+async def guard_slot_edit(store: ResourceStore, current: Version, new: Resource) -> None:
     """Refuse a direct edit of a Slot's status, times or Schedule while it has bookings.
 
     Bookings change Slots only through this engine; a client flipping a booked
@@ -667,25 +513,24 @@ async def remove(
     """
     store = request_store(store)
     body = _body(current)
-    ids = list(dict.fromkeys(slot_ids(body))) if body.get("status") not in _RELEASING else []
+    ids = list(dict.fromkeys(slot_ids(body))) if body.get("status") not in RELEASING else []
     if ids:
-        _check_cutoff(body, caller, (await load_booking(store, ids)).settings)
-    held = ext.first(body, ext.HOLD_EXPIRES) is not None
+        rules.check_cutoff(body, caller, (await load_booking(store, ids)).settings)
     async with within(store, uow) as work:
         deleted = await store.delete(
             "Appointment", current.id, expected_version=expected_version, uow=work
         )
         for sid in ids:
-            await _release(store, sid, work, only_held=held)
+            await _release(store, sid, work, only_held=rules.is_hold(body))
         await _release_patient_time(store, current, work)
-        await appointment_deleted(store, work, current, cancelled_by=caller.side)
+        await events.publish(store, work, rules.deleted_event(body, cancelled_by=caller.side))
     return deleted
 
 
 async def guard_slot_delete(store: ResourceStore, current: Version) -> None:
     """Refuse deleting a Slot that an active Appointment still books or holds."""
     on_slot = await slot_queries.appointments_on_slot(store, f"Slot/{current.id}")
-    if any(_body(a).get("status") not in _RELEASING for a in on_slot):
+    if any(_body(a).get("status") not in RELEASING for a in on_slot):
         raise Conflict(f"Slot/{current.id} has bookings; cancel or move them before deleting it.")
 
 
@@ -695,10 +540,7 @@ async def release_expired_holds(store: ResourceStore, now: datetime) -> int:
     held = await slot_queries.appointments_with_extension(store, ext.HOLD_EXPIRES, ("pending",))
     for appointment in held:
         body = _body(appointment)
-        expiry = ext.first(body, ext.HOLD_EXPIRES)
-        if body.get("status") != "pending" or expiry is None:
-            continue
-        if datetime.fromisoformat(str(expiry["valueInstant"]).replace("Z", "+00:00")) > now:
+        if not rules.hold_lapsed(body, now):
             continue
         with contextlib.suppress(Conflict, PreconditionFailed, NotFound):
             one = request_store(store)  # one view per unit of work: a failed one leaves nothing

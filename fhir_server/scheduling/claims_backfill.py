@@ -18,21 +18,19 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from fhir_server.fhir.appointment_status import BOOKED
 from fhir_server.fhir.errors import Conflict
 from fhir_server.scheduling.booking import claims_of
 from fhir_server.store import patient_claims
 from fhir_server.store import slots as slot_queries
 from fhir_server.store.resources import ResourceStore
 
-# The statuses that hold a patient's time (a `proposed` Appointment was never booked).
-_HOLDING = ("booked", "pending", "arrived", "checked-in")
-
 
 async def backfill_claims(store: ResourceStore, now: datetime) -> int:
     """Claim the time of every active Appointment that has none; how many were claimed."""
     since = (now - timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
     claimed = 0
-    for appointment in await slot_queries.appointments_in(store, _HOLDING):
+    for appointment in await slot_queries.appointments_in(store, BOOKED):
         for claim in claims_of(appointment):
             if claim.end < since:
                 continue

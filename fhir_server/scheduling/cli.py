@@ -1,9 +1,10 @@
 """`fhir-server slots ...`: the rolling slot-generation job as a command.
 
 The main CLI adds this sub-app with `app.add_typer(slots_app, name="slots")`.
-Run `fhir-server slots generate` periodically (cron now, Celery beat later):
-it releases expired holds and keeps every active Schedule's free Slots
-generated up to its horizon; reruns create nothing new.
+Celery beat runs the same job hourly (`notifications.tasks`); this command
+runs it once, by hand or from cron where no beat runs: it releases expired
+holds and keeps every active Schedule's free Slots generated up to its
+horizon; reruns create nothing new.
 """
 
 from __future__ import annotations

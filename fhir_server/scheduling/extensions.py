@@ -6,7 +6,7 @@ StructureDefinitions cannot drift apart.
 
 from __future__ import annotations
 
-from typing import Any
+from fhir_server.fhir.resource import Resource
 
 BASE = "https://clinic-booking.example.org/fhir/StructureDefinition"
 
@@ -28,17 +28,17 @@ TIMEZONE = "http://hl7.org/fhir/StructureDefinition/timezone"
 SLOT_KEY_SYSTEM = f"{BASE.rsplit('/', 1)[0]}/slot-key"
 
 
-def values(resource: dict[str, Any], url: str) -> list[dict[str, Any]]:
+def values(resource: Resource, url: str) -> list[Resource]:
     """All extensions of `resource` with this URL (top level only)."""
     return [e for e in resource.get("extension", []) if e.get("url") == url]
 
 
-def first(resource: dict[str, Any], url: str) -> dict[str, Any] | None:
+def first(resource: Resource, url: str) -> Resource | None:
     found = values(resource, url)
     return found[0] if found else None
 
 
-def without(resource: dict[str, Any], url: str) -> dict[str, Any]:
+def without(resource: Resource, url: str) -> Resource:
     """A copy of the resource with the extensions of this URL removed."""
     kept = [e for e in resource.get("extension", []) if e.get("url") != url]
     out = {k: v for k, v in resource.items() if k != "extension"}
@@ -47,7 +47,7 @@ def without(resource: dict[str, Any], url: str) -> dict[str, Any]:
     return out
 
 
-def replaced(resource: dict[str, Any], extension: dict[str, Any]) -> dict[str, Any]:
+def replaced(resource: Resource, extension: Resource) -> Resource:
     """A copy with the one extension of `extension['url']` set to `extension`."""
     out = without(resource, extension["url"])
     out["extension"] = [*out.get("extension", []), extension]

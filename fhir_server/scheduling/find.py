@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
+from fhir_server.fhir.resource import Resource
 from fhir_server.scheduling.settings import booking_settings
 from fhir_server.store import slots as slot_queries
 from fhir_server.store.resources import ResourceStore, Version
@@ -34,7 +34,7 @@ def _ref(value: str, resource_type: str) -> str:
     return value if "/" in value else f"{resource_type}/{value}"
 
 
-def _token_match(tokens: tuple[str, ...], concepts: list[dict[str, Any]]) -> bool:
+def _token_match(tokens: tuple[str, ...], concepts: list[Resource]) -> bool:
     codings = [c for concept in concepts for c in concept.get("coding", [])]
     for token in tokens:
         system, bar, code = token.rpartition("|")
@@ -44,7 +44,7 @@ def _token_match(tokens: tuple[str, ...], concepts: list[dict[str, Any]]) -> boo
     return False
 
 
-async def _related(store: ResourceStore, schedule: dict[str, Any]) -> set[str]:
+async def _related(store: ResourceStore, schedule: Resource) -> set[str]:
     """The Schedule's actors and what they point at (practitioner, location, organization)."""
     refs = {str(a.get("reference")) for a in schedule.get("actor", []) if a.get("reference")}
     for ref in list(refs):
@@ -60,7 +60,7 @@ async def _related(store: ResourceStore, schedule: dict[str, Any]) -> set[str]:
     return refs
 
 
-async def _matching_schedules(store: ResourceStore, query: FindQuery) -> dict[str, dict[str, Any]]:
+async def _matching_schedules(store: ResourceStore, query: FindQuery) -> dict[str, Resource]:
     out = {}
     for version in await slot_queries.all_current(store, "Schedule"):
         schedule = version.resource or {}
@@ -83,7 +83,7 @@ async def _matching_schedules(store: ResourceStore, query: FindQuery) -> dict[st
     return out
 
 
-def _slot_matches(slot: dict[str, Any], schedule: dict[str, Any], query: FindQuery) -> bool:
+def _slot_matches(slot: Resource, schedule: Resource, query: FindQuery) -> bool:
     if query.specialty and not _token_match(
         query.specialty, [*schedule.get("specialty", []), *slot.get("specialty", [])]
     ):
@@ -96,9 +96,7 @@ def _slot_matches(slot: dict[str, Any], schedule: dict[str, Any], query: FindQue
     return True
 
 
-def proposed(
-    slot_id: str, slot: dict[str, Any], schedule: dict[str, Any], patient: str | None
-) -> dict[str, Any]:
+def proposed(slot_id: str, slot: Resource, schedule: Resource, patient: str | None) -> Resource:
     """The proposed Appointment a client may pass to $hold or $book."""
     participants = [
         {"actor": {"reference": a["reference"]}, "required": "required", "status": "needs-action"}
@@ -114,7 +112,7 @@ def proposed(
                 "status": "needs-action",
             },
         )
-    appointment: dict[str, Any] = {
+    appointment: Resource = {
         "resourceType": "Appointment",
         "status": "proposed",
         "start": slot["start"],
@@ -164,7 +162,7 @@ async def _free_in_order(
             return final[:limit]
 
 
-async def find(store: ResourceStore, query: FindQuery, now: datetime) -> list[dict[str, Any]]:
+async def find(store: ResourceStore, query: FindQuery, now: datetime) -> list[Resource]:
     """Proposed Appointments for free Slots in the window, earliest first.
 
     Each Schedule's window is narrowed to its notice and horizon rules before
@@ -181,7 +179,7 @@ async def find(store: ResourceStore, query: FindQuery, now: datetime) -> list[di
         if first < last:
             windows[schedule_id] = (first, last)
 
-    def schedule_of(slot: Version) -> dict[str, Any]:
+    def schedule_of(slot: Version) -> Resource:
         return schedules[str((slot.resource or {})["schedule"]["reference"]).partition("/")[2]]
 
     def wanted(slot: Version) -> bool:

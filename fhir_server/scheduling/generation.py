@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
 
 from fhir_server.fhir.errors import Conflict, PreconditionFailed, Unprocessable
+from fhir_server.fhir.instants import fhir_instant, parse_instant
+from fhir_server.fhir.resource import Resource
 from fhir_server.scheduling import extensions as ext
 from fhir_server.scheduling import slot_state
 from fhir_server.scheduling.availability import Actors, local_days, open_intervals, zone_of
@@ -21,7 +22,7 @@ from fhir_server.scheduling.booking import release_expired_holds
 from fhir_server.scheduling.holidays import calendar_of, public_holidays
 from fhir_server.scheduling.intervals import Interval, covers
 from fhir_server.scheduling.settings import booking_settings
-from fhir_server.scheduling.slots import fhir_instant, slot_resource, slot_times
+from fhir_server.scheduling.slots import slot_resource, slot_times
 from fhir_server.store import slots as slot_queries
 from fhir_server.store.resources import ResourceStore, Version
 
@@ -46,9 +47,9 @@ class GenerationReport:
     flagged: list[str] = field(default_factory=list)
 
 
-async def schedule_actors(store: ResourceStore, schedule: dict[str, Any]) -> Actors:
+async def schedule_actors(store: ResourceStore, schedule: Resource) -> Actors:
     """The first Location, PractitionerRole and HealthcareService among the actors."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, Resource] = {}
     for actor in schedule.get("actor", []):
         kind, _, rid = str(actor.get("reference", "")).partition("/")
         name = _ACTOR_TYPES.get(kind)
@@ -69,7 +70,7 @@ async def schedule_actors(store: ResourceStore, schedule: dict[str, Any]) -> Act
 
 async def open_for(
     store: ResourceStore,
-    schedule: dict[str, Any],
+    schedule: Resource,
     window: Interval,
     holidays_override: str | None = None,
 ) -> list[Interval]:
@@ -133,7 +134,7 @@ async def generate(
     return report
 
 
-async def _write_slot(store: ResourceStore, slot: dict[str, Any]) -> bool:
+async def _write_slot(store: ResourceStore, slot: Resource) -> bool:
     """Create the Slot under its deterministic id; False when it already exists.
 
     A conflict means another run wrote it first, or the store reported a
@@ -154,9 +155,9 @@ async def _write_slot(store: ResourceStore, slot: dict[str, Any]) -> bool:
     raise Conflict(f"Slot/{slot['id']} could not be written; run the generation again.")
 
 
-def _span(slot: dict[str, Any]) -> Interval:
+def _span(slot: Resource) -> Interval:
     def moment(key: str) -> datetime:
-        return datetime.fromisoformat(str(slot[key]).replace("Z", "+00:00"))
+        return parse_instant(str(slot[key]))
 
     return moment("start"), moment("end")
 
@@ -173,7 +174,7 @@ async def _repair_if_orphaned(
     body = slot.resource or {}
     if body.get("status") not in ("busy", "busy-tentative") or slot_state.capacity(body) != 1:
         return slot
-    if now - datetime.fromisoformat(slot.updated.replace("Z", "+00:00")) < ORPHAN_AGE:
+    if now - parse_instant(slot.updated) < ORPHAN_AGE:
         return slot
     if await slot_queries.appointments_on_slot(store, f"Slot/{slot.id}"):
         return slot

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from fhir_server.fhir.errors import Unprocessable
+from fhir_server.fhir.resource import Resource
 from fhir_server.scheduling import extensions as ext
 
 # UCUM codes accepted in a Duration, with their length.
@@ -61,7 +62,7 @@ def duration(value: dict[str, Any], where: str) -> timedelta:
     return _UNITS[str(unit)] * amount
 
 
-def booking_settings(schedule: dict[str, Any]) -> BookingSettings:
+def booking_settings(schedule: Resource) -> BookingSettings:
     """The settings a Schedule carries; raises Unprocessable on a malformed one."""
     found: dict[str, Any] = {}
     for url, name in (

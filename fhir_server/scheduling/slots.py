@@ -9,17 +9,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import UTC, datetime
-from typing import Any
 
+from fhir_server.fhir.instants import fhir_instant
+from fhir_server.fhir.resource import Resource
 from fhir_server.scheduling import extensions as ext
 from fhir_server.scheduling.intervals import Interval
 from fhir_server.scheduling.settings import BookingSettings
-
-
-def fhir_instant(moment: datetime) -> str:
-    """Fixed-width UTC instant (seconds): string order equals time order in queries."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def slot_times(open_intervals: Iterable[Interval], settings: BookingSettings) -> list[Interval]:
@@ -39,11 +34,9 @@ def slot_id(schedule_id: str, span: Interval) -> str:
     return "g" + hashlib.sha256(key.encode()).hexdigest()[:40]
 
 
-def slot_resource(
-    schedule: dict[str, Any], span: Interval, settings: BookingSettings
-) -> dict[str, Any]:
+def slot_resource(schedule: Resource, span: Interval, settings: BookingSettings) -> Resource:
     """A free Slot of the Schedule for the span, carrying its capacity when above one."""
-    slot: dict[str, Any] = {
+    slot: Resource = {
         "resourceType": "Slot",
         "id": slot_id(schedule["id"], span),
         "identifier": [

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from fhir_server.fhir.instants import parse_instant as parse_instant
+
 
 def to_instant(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -16,7 +18,3 @@ def to_instant(moment: datetime) -> str:
 
 def now_instant() -> str:
     return to_instant(datetime.now(UTC))
-
-
-def parse_instant(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))

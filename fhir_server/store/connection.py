@@ -5,9 +5,18 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from pymongo.errors import ConnectionFailure
+
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
 from fhir_server.store.database import Database, connect
+
+# The driver's errors that mean "the store cannot be reached now" (its
+# ServerSelectionTimeoutError, AutoReconnect and NetworkTimeout are kinds of
+# ConnectionFailure): the edge answers them 503 with Retry-After, never 500.
+UNREACHABLE: tuple[type[Exception], ...] = (ConnectionFailure,)
+# Seconds a client is asked to wait: a supervised embedded store is back within 5 s.
+RETRY_AFTER_SECONDS = 5
 
 
 @contextlib.asynccontextmanager

@@ -53,16 +53,24 @@ class MessageBatches:
         """This store, with `vread` answered from `versions` (see `history_versions`)."""
         return _PrefetchedStore(self.store, versions)
 
-    async def fresh(self, limit: int) -> list[Version]:
-        """Messages never attempted (`preparation`, version 1), oldest first.
+    async def fresh(self, limit: int, before: str) -> list[Version]:
+        """Messages never attempted (`preparation`, version 1) written before `before`,
+        oldest first.
 
         Version 1 tells them apart without reading their bodies: a message
         waiting for its retry has been claimed and settled since (version 3
         or more), so a backlog of retries never crowds new messages out.
+        `before` keeps out the messages of writes that may still be under way
+        (see `delivery.SETTLED_AFTER`).
         """
         cursor = (
             self.messages.find(
-                {"idx.s.status": {"$eq": "preparation"}, "version": 1, "deleted": {"$eq": False}}
+                {
+                    "idx.s.status": {"$eq": "preparation"},
+                    "version": 1,
+                    "deleted": {"$eq": False},
+                    "updated": {"$lt": before},
+                }
             )
             .sort("updated", ASCENDING)
             .limit(limit)

@@ -65,14 +65,18 @@ class OutboxStore:
 
     # -- messages ----------------------------------------------------------
 
-    async def unsent_before(self, cutoff: str, limit: int = 500) -> list[dict[str, Any]]:
-        """Communications still `preparation`/`in-progress` whose last write is before cutoff."""
+    async def unsent_before(
+        self, cutoff: str, limit: int = 500, *, since: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Communications still `preparation`/`in-progress` whose last write is before
+        cutoff (and at or after `since`: the next page), oldest first."""
+        updated = {"$lt": cutoff, **({"$gte": since} if since else {})}
         cursor = (
             self.store.collection("Communication")
             .find(
                 {
                     "idx.s.status": {"$in": _UNSENT},
-                    "updated": {"$lt": cutoff},
+                    "updated": updated,
                     "deleted": {"$eq": False},
                 },
             )

@@ -9,11 +9,11 @@ no row is skipped or repeated, unlike skip/limit over a moving set.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_server.fhir.errors import BadRequest
+from fhir_server.fhir.errors import BadRequest, Forbidden
 from fhir_server.fhir.resource_types import SERVED_TYPES
 from fhir_server.fhir.search_params import SearchParam, reference_params, search_params
 from fhir_server.fhir.search_syntax import Criterion, Has, Include
@@ -36,6 +36,21 @@ CHAIN_LIMIT = 5000
 # Most resources `_revinclude` adds per page, and rounds of `:iterate`.
 REVINCLUDE_LIMIT = 1000
 _ITERATE_ROUNDS = 4
+
+# What a caller may read of a type, as criteria every query over it must also meet
+# (its compartment, a scope's restriction): [] for all of it, None for none of it.
+# Absent (None instead of a Reach), the caller reads everything (auth off).
+Reach = Callable[[str], list[Criterion | Has] | None]
+
+
+def _required(rtype: str, reach: Reach | None) -> list[Criterion | Has]:
+    """The criteria a chain or `_has` link into `rtype` must carry; 403 when it may not go."""
+    if reach is None:
+        return []
+    extra = reach(rtype)
+    if extra is None:
+        raise Forbidden(f"The search reaches {rtype}, which the access token may not read.")
+    return extra
 
 
 @dataclass(frozen=True)
@@ -75,14 +90,19 @@ class SearchEngine:
 
     # -- criteria to filters -----------------------------------------------------
 
-    async def clause(self, rtype: str, criterion: Criterion | Has) -> Clause:
+    async def clause(
+        self, rtype: str, criterion: Criterion | Has, reach: Reach | None = None
+    ) -> Clause:
+        """The filter of one criterion; its chain and `_has` links run within `reach`."""
         if isinstance(criterion, Has):
-            return Clause({"_id": {"$in": await self._has_ids(rtype, criterion)}})
+            return Clause({"_id": {"$in": await self._has_ids(rtype, criterion, reach)}})
         if criterion.chain:
             references = [
                 f"{target}/{rid}"
                 for target, sub in criterion.chain
-                for rid in await self.ids(target, [sub], CHAIN_LIMIT + 1)
+                for rid in await self.ids(
+                    target, [sub, *_required(target, reach)], CHAIN_LIMIT + 1, reach
+                )
             ]
             if len(references) > CHAIN_LIMIT:
                 raise BadRequest(
@@ -92,24 +112,25 @@ class SearchEngine:
             return reference_clause(criterion.param, references)
         return criterion_clause(criterion)
 
-    async def _has_ids(self, rtype: str, has: Has) -> list[str]:
+    async def _has_ids(self, rtype: str, has: Has, reach: Reach | None) -> list[str]:
         prefix = f"{rtype}/"
-        cursor = self.store.collection(has.resource_type).find(
-            live((await self.clause(has.resource_type, has.criterion)).plain),
-            {"idx": 1},
-        )
+        criteria = [has.criterion, *_required(has.resource_type, reach)]
+        collection = self.store.collection(has.resource_type)
         ids: set[str] = set()
-        async for doc in cursor.limit(CHAIN_LIMIT + 1):
-            ids.update(
-                r[len(prefix) :]
-                for r in indexed_values(doc, has.reference)
-                if isinstance(r, str) and r.startswith(prefix)
-            )
+        for one in await self.filters(has.resource_type, criteria, reach):
+            async for doc in collection.find(one, {"idx": 1}).limit(CHAIN_LIMIT + 1):
+                ids.update(
+                    r[len(prefix) :]
+                    for r in indexed_values(doc, has.reference)
+                    if isinstance(r, str) and r.startswith(prefix)
+                )
         return sorted(ids)
 
-    async def filters(self, rtype: str, criteria: list[Criterion | Has]) -> list[dict[str, Any]]:
+    async def filters(
+        self, rtype: str, criteria: list[Criterion | Has], reach: Reach | None = None
+    ) -> list[dict[str, Any]]:
         """Disjoint filters whose union is the search (one, unless a clause has branches)."""
-        clauses = [await self.clause(rtype, c) for c in criteria]
+        clauses = [await self.clause(rtype, c, reach) for c in criteria]
         branched = next((c for c in clauses if c.branches), None)
         plains = [c.plain for c in clauses if c is not branched]
         if branched is None:
@@ -118,9 +139,11 @@ class SearchEngine:
 
     # -- running -----------------------------------------------------------------
 
-    async def ids(self, rtype: str, criteria: list[Criterion | Has], limit: int) -> list[str]:
+    async def ids(
+        self, rtype: str, criteria: list[Criterion | Has], limit: int, reach: Reach | None = None
+    ) -> list[str]:
         found: list[str] = []
-        for one in await self.filters(rtype, criteria):
+        for one in await self.filters(rtype, criteria, reach):
             cursor = self.store.collection(rtype).find(one, {"_id": 1}).limit(limit)
             found += [doc["_id"] async for doc in cursor]
         return sorted(set(found))[:limit]
@@ -177,8 +200,13 @@ class SearchEngine:
     # -- _include / _revinclude ------------------------------------------------------
 
     async def included(
-        self, matches: list[Found], include: list[Include], revinclude: list[Include]
+        self,
+        matches: list[Found],
+        include: list[Include],
+        revinclude: list[Include],
+        reach: Reach | None = None,
     ) -> list[Found]:
+        """The `_include`/`_revinclude` rows of a page, only those within `reach`."""
         seen = {m.key for m in matches}
         out: list[Found] = []
         frontier = matches
@@ -187,8 +215,8 @@ class SearchEngine:
             wanted_rev = [i for i in revinclude if round_ == 0 or i.iterate]
             if not frontier or not (wanted_inc or wanted_rev):
                 break
-            found = await self._forward(frontier, wanted_inc)
-            found += await self._reverse(frontier, wanted_rev)
+            found = await self._forward(frontier, wanted_inc, reach)
+            found += await self._reverse(frontier, wanted_rev, reach)
             fresh = []
             for item in found:
                 if item.key not in seen:
@@ -198,7 +226,9 @@ class SearchEngine:
             frontier = fresh
         return out
 
-    async def _forward(self, sources: list[Found], include: list[Include]) -> list[Found]:
+    async def _forward(
+        self, sources: list[Found], include: list[Include], reach: Reach | None
+    ) -> list[Found]:
         wanted: dict[str, set[str]] = {}
         for item in sources:
             for inc in include:
@@ -212,21 +242,36 @@ class SearchEngine:
                             wanted.setdefault(kind, set()).add(rid)
         out: list[Found] = []
         for kind, ids in wanted.items():
-            out += await self._by_ids(kind, ids)
+            out += await self._by_ids(kind, ids, reach)
         return out
 
-    async def _by_ids(self, rtype: str, ids: Iterable[str]) -> list[Found]:
+    async def _reachable(self, rtype: str, reach: Reach | None) -> list[dict[str, Any]] | None:
+        """Filters (ORed) that keep a query over `rtype` within reach; None: out of reach."""
+        extra = [] if reach is None else reach(rtype)
+        if extra is None:
+            return None
+        return await self.filters(rtype, extra) if extra else [{}]
+
+    async def _by_ids(self, rtype: str, ids: Iterable[str], reach: Reach | None) -> list[Found]:
         collection = self.store.collection(rtype)
+        within = await self._reachable(rtype, reach)
         out = []
-        for rid in sorted(ids):
-            doc = await collection.find_one({"_id": {"$eq": rid}, **LIVE})
-            if doc is not None:
-                out.append(Found(rtype, doc))
+        for rid in sorted(ids) if within is not None else ():
+            for one in within or ():
+                doc = await collection.find_one(conjoin({"_id": {"$eq": rid}, **LIVE}, one))
+                if doc is not None:
+                    out.append(Found(rtype, doc))
+                    break
         return out
 
-    async def _reverse(self, targets: list[Found], revinclude: list[Include]) -> list[Found]:
+    async def _reverse(
+        self, targets: list[Found], revinclude: list[Include], reach: Reach | None
+    ) -> list[Found]:
         out: list[Found] = []
         for inc in revinclude:
+            within = await self._reachable(inc.source_type, reach)
+            if within is None:
+                continue
             params = [inc.param] if inc.param else reference_params(inc.source_type)
             for param in params:
                 refs = [
@@ -237,8 +282,10 @@ class SearchEngine:
                 if not refs or inc.source_type not in SERVED_TYPES:
                     continue
                 query = live(reference_clause(param, refs).plain)
-                cursor = self.store.collection(inc.source_type).find(query)
-                out += [Found(inc.source_type, d) async for d in cursor.limit(REVINCLUDE_LIMIT)]
+                collection = self.store.collection(inc.source_type)
+                for one in within:
+                    cursor = collection.find(conjoin(query, one)).limit(REVINCLUDE_LIMIT)
+                    out += [Found(inc.source_type, d) async for d in cursor]
         return out
 
 

@@ -48,6 +48,8 @@ INDEXES: dict[str, list[tuple[str, ...]]] = {
     "Schedule": [("idx.u.actor.Practitioner",), ("idx.u.actor.PractitionerRole",)],
     "AppointmentResponse": [("idx.s.appointment",)],
     "PractitionerRole": [("idx.s.practitioner",)],
+    # `fhir-server audit who-accessed`: events naming one patient, by time.
+    "AuditEvent": [("idx.u.entity.Patient", "idx.s.date.lo"), ("idx.s.date.lo",)],
 }
 
 

@@ -13,11 +13,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from fhir_server.fhir.appointment_status import ACTIVE
+from fhir_server.fhir.instants import parse_instant
 from fhir_server.fhir.search_values import digits
 from fhir_server.store.resources import ResourceStore, Version, body_of
-
-# Appointment statuses that hold their Slot(s) and the patient's time.
-ACTIVE = ("proposed", "pending", "booked", "arrived", "checked-in")
 
 
 def _version(resource_type: str, doc: dict[str, Any]) -> Version:
@@ -79,11 +78,7 @@ def _active(versions: list[Version]) -> list[Version]:
 
 
 def _instant(value: Any) -> datetime:
-    return (
-        datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-        if value
-        else datetime.max.replace(tzinfo=UTC)
-    )
+    return parse_instant(str(value)) if value else datetime.max.replace(tzinfo=UTC)
 
 
 async def appointments_on_slot(store: ResourceStore, slot_ref: str) -> list[Version]:

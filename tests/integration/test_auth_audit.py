@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B.auditevent import AuditEvent
 
 from fhir_server.audit.recorder import audit_event
+from fhir_server.audit.relay import AuditRelay
 from fhir_server.settings import Settings
 from tests.integration.auth_helpers import (
     AUTH,
@@ -17,6 +18,7 @@ from tests.integration.auth_helpers import (
     add_user,
     auth_app,
     call,
+    components,
     login_token,
     new_patient,
 )
@@ -67,6 +69,10 @@ def test_token_lifecycle_is_audited(client: TestClient) -> None:
 
 
 def audit_events(client: TestClient) -> list[dict[str, Any]]:
+    """Every stored AuditEvent, once the journal has been relayed (as the relay task would)."""
+    recorder = components(client).audit
+    assert recorder.journal is not None
+    call(client, AuditRelay(recorder.journal, recorder.store).relay)
     store = client.app.state.services.store  # type: ignore[attr-defined]
 
     async def events() -> list[dict[str, Any]]:

@@ -26,6 +26,8 @@ from fhir_server.store.resources import ResourceStore
 from fhir_server.store.slots import appointments_on_slot
 from tests.integration.scheduling_setup import appointment, hours_from_now, instant
 
+pytestmark = pytest.mark.slow  # races between server processes
+
 _SERVE = (
     "import sys, uvicorn; from fhir_server.app import create_app; "
     "from fhir_server.settings import Settings; "

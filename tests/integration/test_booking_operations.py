@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 from fastapi.testclient import TestClient
 
 from fhir_server.fhir.indexing import ResourceIndexer
+from fhir_server.fhir.instants import parse_instant
 from fhir_server.scheduling import extensions as ext
 from fhir_server.scheduling.generation import generate as generate_slots
 from fhir_server.scheduling.holidays import public_holidays
@@ -123,10 +124,7 @@ def test_generation_is_idempotent_and_in_local_time(client: TestClient) -> None:
     assert again["created"] == 0 and again["kept"] == first["created"]
     proposals = find(client, day - timedelta(days=1), 3, practitioner=sydney["practitioner"]["id"])
     local_hours = {
-        datetime.fromisoformat(p["start"].replace("Z", "+00:00"))
-        .astimezone(ZoneInfo("Australia/Sydney"))
-        .hour
-        for p in proposals
+        parse_instant(p["start"]).astimezone(ZoneInfo("Australia/Sydney")).hour for p in proposals
     }
     assert local_hours and min(local_hours) >= 9 and max(local_hours) <= 16
 
@@ -141,9 +139,7 @@ def test_client_in_another_zone_books_a_clinic_slot(client: TestClient) -> None:
     los_angeles = ZoneInfo("America/Los_Angeles")
 
     def in_la(text: str) -> str:
-        return (
-            datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(los_angeles).isoformat()
-        )
+        return parse_instant(text).astimezone(los_angeles).isoformat()
 
     body = {
         **proposal,
@@ -462,7 +458,7 @@ def test_find_filters_and_notice(client: TestClient) -> None:
     mine = {"practitioner": site["practitioner"]["id"]}
     proposals = find(client, today, 8, **mine)
     assert proposals
-    earliest = min(datetime.fromisoformat(p["start"].replace("Z", "+00:00")) for p in proposals)
+    earliest = min(parse_instant(p["start"]) for p in proposals)
     assert earliest >= datetime.now(UTC) + timedelta(days=3)
     assert find(client, today, 8, specialty="urn:s|derm", **mine)
     assert find(client, today, 8, specialty="urn:s|cardio", **mine) == []

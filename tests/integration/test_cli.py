@@ -28,6 +28,8 @@ from fhir_server.demo.clinic import demo_resources
 from fhir_server.store import embedded
 from fhir_server.store.database import connect
 
+pytestmark = pytest.mark.slow  # fhir-server subprocesses
+
 CLI = str(Path(sys.executable).with_name("fhir-server"))
 PRACTITIONER = "demo-practitioner-ada-okafor"
 TOTAL = len(demo_resources())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,8 +14,7 @@ from fhir_server.app import create_app
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.celery_app import RELEASE_HOLDS_TASK
 from fhir_server.scheduling import extensions as ext
-from fhir_server.settings import Settings
-from tests.integration.notify_support import Running, fhir_json, start_all, stop_all, wait_until
+from tests.integration.notify_support import Running, fhir_json, wait_until
 from tests.integration.scheduling_setup import (
     HEADERS,
     appointment,
@@ -26,13 +25,6 @@ from tests.integration.scheduling_setup import (
 )
 
 JSON_PATCH = {"content-type": "application/json-patch+json"}
-
-
-@pytest.fixture(scope="module")
-def env(settings_factory: Callable[..., Settings]) -> Iterator[Running]:
-    running = start_all(settings_factory)
-    yield running
-    stop_all(running)
 
 
 @pytest.fixture(scope="module")
@@ -145,3 +137,36 @@ def test_expired_hold_goes_to_the_subscription_only(env: Running, api: TestClien
     [expired] = [fhir_json(r.body) for r in env.http.posted(hook)]
     assert expired["status"] == "cancelled"
     assert env.smtp.to(address) == []  # neither the hold nor its expiry is mailed
+
+
+def test_a_reschedule_announces_the_move_and_a_cancellation_is_one_whatever_its_text(
+    env: Running, api: TestClient
+) -> None:
+    """The engine, not the cancellation reason's text, says when a cancellation is a move's."""
+    clinic = make_clinic(api)
+    pid, address = _patient_with_email(api, "move", "Moe")
+    first, second = (make_slot(api, clinic["schedule"], hours_from_now(h)) for h in (90, 94))
+    old = post(api, appointment(pid, first))
+    assert _wait_mails(env, address, 1)[0].startswith("Your appointment is booked")
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "appt-resource", "resource": appointment(pid, second)},
+            {"name": "cancelled-appt-id", "valueString": old["id"]},
+        ],
+    }
+    moved = api.post("/fhir/Appointment/$book", json=params, headers=HEADERS)
+    assert moved.status_code == 200, moved.text
+    assert _wait_mails(env, address, 2)[1].startswith("Your appointment was moved")
+    [new] = [e["resource"] for e in moved.json()["entry"]]
+    reason = {"text": "Rescheduled"}  # the text a move writes on the old one
+    cancelled = api.put(
+        f"/fhir/Appointment/{new['id']}",
+        json={**new, "status": "cancelled", "cancelationReason": reason},
+        headers=HEADERS,
+    )
+    assert cancelled.status_code == 200, cancelled.text
+    subjects = _wait_mails(env, address, 3)
+    assert subjects[2].startswith("Your appointment was cancelled")
+    time.sleep(0.5)  # and the move's own cancellation of the old one sent nothing
+    assert len(_subjects(env, address)) == 3

@@ -13,6 +13,8 @@ import redis
 
 from tests.integration.notify_support import short_tmp, wait_until
 
+pytestmark = pytest.mark.slow  # fhir-server subprocesses
+
 CLI = Path(sys.executable).parent / "fhir-server"
 
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 from zoneinfo import ZoneInfo
 
 import http_ece
-import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
@@ -28,19 +26,11 @@ from fhir_server.notifications.events import AppointmentEvent
 from fhir_server.notifications.message import details_of
 from fhir_server.notifications.preferences import preferences_extension
 from fhir_server.notifications.reminders import enqueue_due
-from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
 from fhir_server.store.clock import parse_instant
-from tests.integration.notify_support import Running, fhir_json, start_all, stop_all, wait_until
+from tests.integration.notify_support import Running, fhir_json, wait_until
 
 TZ_EXT = "http://hl7.org/fhir/StructureDefinition/timezone"
-
-
-@pytest.fixture(scope="module")
-def env(settings_factory: Callable[..., Settings]) -> Iterator[Running]:
-    running = start_all(settings_factory)
-    yield running
-    stop_all(running)
 
 
 def _n() -> str:

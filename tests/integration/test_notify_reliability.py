@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from fhir_server.notifications import celery_app
+from fhir_server.notifications import celery_app, delivery
 from fhir_server.notifications.celery_app import RELAY_TASK
 from fhir_server.notifications.events import AppointmentEvent, record_event
 from fhir_server.notifications.message import message_id
 from fhir_server.notifications.relay import relay
-from fhir_server.settings import Settings
-from tests.integration.notify_support import Running, start_all, stop_all, wait_until
-
-
-@pytest.fixture(scope="module")
-def env(settings_factory: Callable[..., Settings]) -> Iterator[Running]:
-    running = start_all(settings_factory)
-    yield running
-    stop_all(running)
+from tests.integration.notify_support import Running, wait_until
 
 
 def booking(env: Running, address: str) -> dict[str, Any]:
@@ -130,6 +121,7 @@ def test_worker_killed_mid_batch_every_message_delivered_exactly_once(env: Runni
     ids = []
     for address in addresses:
         ids += book_and_record(env, address)
+    time.sleep(delivery.SETTLED_AFTER)  # only messages of complete writes are taken along
     env.worker.start()
     wait_until(env.smtp.holding.is_set, timeout=30)
     env.worker.kill()

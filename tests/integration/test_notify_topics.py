@@ -7,7 +7,6 @@ rest-hook path on the EHR stand-in, so tests do not see each other's posts.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,18 +17,10 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir_server.app import create_app
 from fhir_server.notifications.events import AppointmentEvent
 from fhir_server.notifications.topics import FILTER_EXT, PAYLOAD_EXT, TOPIC_CANONICAL_EXT, TOPICS
-from fhir_server.settings import Settings
-from tests.integration.notify_support import Running, fhir_json, start_all, stop_all
+from tests.integration.notify_support import Running, fhir_json
 
 BOOKED, CANCELLED, RESCHEDULED, SLOT_FREED = (topic.url for topic in TOPICS)
 HEADERS = {"Content-Type": "application/fhir+json"}
-
-
-@pytest.fixture(scope="module")
-def env(settings_factory: Callable[..., Settings]) -> Iterator[Running]:
-    running = start_all(settings_factory)
-    yield running
-    stop_all(running)
 
 
 def _n() -> str:

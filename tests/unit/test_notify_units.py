@@ -1,4 +1,4 @@
-"""Pure parts of the notifications: criteria, preferences, event naming, backoff, calendar."""
+"""Pure parts of the notifications: criteria, preferences, event mapping, backoff, calendar."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 
 from fhir_server.fhir.validation import validate_resource
-from fhir_server.notifications.changes import HOLD_EXPIRES, event_of
+from fhir_server.notifications.changes import notification_of
 from fhir_server.notifications.criteria import CriteriaError, compile_criteria, matches
 from fhir_server.notifications.delivery import backoff
 from fhir_server.notifications.ical import build_calendar, sequence_of, uid_of
 from fhir_server.notifications.message import Message, details_of, with_details
 from fhir_server.notifications.preferences import preferences_extension, read_preferences
+from fhir_server.scheduling import events as booking_events
 from fhir_server.settings import Settings
 
 APPT: dict[str, Any] = {
@@ -74,33 +75,25 @@ def test_preferences_default_order_optout_and_language() -> None:
     assert read_preferences(practitioner).channels == ()
 
 
-def _with(appointment: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    return {**appointment, **changes}
-
-
-def test_event_names_from_before_and_after() -> None:
-    hold = {"url": HOLD_EXPIRES, "valueInstant": "2030-01-01T00:00:00Z"}
-    pending = _with(APPT, status="pending")
-    held = _with(pending, extension=[hold])
-    cancelled = _with(APPT, status="cancelled", cancelationReason={"text": "Ill"})
-
-    def kind(before: dict[str, Any] | None, after: dict[str, Any], **kw: Any) -> str | None:
-        event = event_of(before, after, **kw)
-        return event.kind if event else None
-
-    assert kind(None, APPT) == "booked"
-    assert kind(None, pending) == "pending"
-    assert kind(None, held) is None  # a hold is not announced
-    assert kind(held, APPT) == "booked"
-    assert kind(pending, APPT) == "confirmed"
-    assert kind(held, _with(held, status="cancelled")) == "hold-expired"
-    declined = _with(pending, status="cancelled", participant=[{"status": "declined"}])
-    assert kind(pending, declined) == "declined"
-    assert kind(APPT, cancelled) == "cancelled"
-    assert kind(APPT, _with(cancelled, cancelationReason={"text": "Rescheduled"})) is None
-    assert kind(APPT, _with(APPT, start="2030-01-03T09:00:00Z")) == "rescheduled"
-    assert kind(None, _with(APPT, id="a2"), replaced=APPT) == "rescheduled"
-    assert kind(APPT, _with(APPT, status="arrived")) is None
+@pytest.mark.parametrize(
+    ("event", "kind"),
+    [
+        (booking_events.Booked(APPT), "booked"),
+        (booking_events.Pending(APPT), "pending"),
+        (booking_events.Confirmed(APPT), "confirmed"),
+        (booking_events.Declined(APPT), "declined"),
+        (booking_events.HoldExpired(APPT), "hold-expired"),
+        (booking_events.Cancelled(APPT, cancelled_by="clinic"), "cancelled"),
+        (booking_events.Rescheduled(APPT, previous={**APPT, "id": "a0"}), "rescheduled"),
+    ],
+)
+def test_each_booking_event_is_announced_as_its_notification_event(
+    event: booking_events.BookingEvent, kind: str
+) -> None:
+    notification = notification_of(event)
+    assert (notification.kind, notification.appointment) == (kind, APPT)
+    assert notification.cancelled_by == ("clinic" if kind == "cancelled" else None)
+    assert notification.previous == ({**APPT, "id": "a0"} if kind == "rescheduled" else None)
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_ceiling() -> None:
@@ -112,7 +105,7 @@ def test_backoff_grows_exponentially_with_jitter_and_a_ceiling() -> None:
 
 
 def test_calendar_uid_and_sequence_follow_the_appointment() -> None:
-    moved = _with(APPT, id="a2", meta={"versionId": "1"})
+    moved = {**APPT, "id": "a2", "meta": {"versionId": "1"}}
     assert uid_of(APPT, None) == uid_of(moved, APPT) == "a1@clinic-booking"
     assert sequence_of(moved, APPT) > sequence_of(APPT, None)
     ics = build_calendar(

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from fhir_server.auth.policy import TokenContext, classify, decide, visible
+from fhir_server.auth.policy import TokenContext, decide, visible
 from fhir_server.auth.scopes import ScopeSet
-from fhir_server.rest.messages import FhirRequest
+from fhir_server.fhir.messages import FhirRequest
 
 
 def ctx(scope: str, patient: str | None = None) -> TokenContext:
@@ -57,7 +57,7 @@ def appointment(*patients: str, rid: str = "a1") -> dict[str, Any]:
     ],
 )
 def test_classify(method: str, path: str, kind: str) -> None:
-    assert classify(req(method, path)).kind == kind
+    assert req(method, path).interaction.kind == kind
 
 
 @pytest.mark.parametrize(
@@ -89,37 +89,38 @@ def test_patient_scope_without_patient_context_is_refused() -> None:
 
 
 def test_patient_search_is_narrowed_to_the_compartment() -> None:
-    decision = decide(ctx("patient/Appointment.rs", "p1"), req("GET", "Appointment"))
-    assert decision.allowed
-    assert ("actor", "Patient/p1") in decision.search_params
-    own = decide(ctx("patient/Patient.rs", "p1"), req("GET", "Patient", name="x"))
-    assert own.search_params == (("_id", "p1"),)
+    token = ctx("patient/Appointment.rs", "p1")
+    assert decide(token, req("GET", "Appointment")).allowed
+    assert ("actor", "Patient/p1") in (token.limits.of("Appointment") or ())
+    own = ctx("patient/Patient.rs", "p1")
+    assert decide(own, req("GET", "Patient", name="x")).allowed
+    assert own.limits.of("Patient") == (("_id", "p1"),)
 
 
 def test_patient_sees_only_free_slots_and_the_directory() -> None:
-    decision = decide(ctx("patient/*.rs", "p1"), req("GET", "Slot"))
-    assert ("status", "free") in decision.search_params
-    assert visible(decision, {"resourceType": "Slot", "status": "free"})
-    assert not visible(decision, {"resourceType": "Slot", "status": "busy"})
-    practitioner = decide(ctx("patient/*.rs", "p1"), req("GET", "Practitioner/dr"))
-    assert practitioner.allowed and visible(practitioner, {"resourceType": "Practitioner"})
+    token = ctx("patient/*.rs", "p1")
+    assert decide(token, req("GET", "Slot")).allowed
+    assert ("status", "free") in (token.limits.of("Slot") or ())
+    assert visible(token.limits, {"resourceType": "Slot", "id": "s", "status": "free"})
+    assert not visible(token.limits, {"resourceType": "Slot", "id": "s", "status": "busy"})
+    assert decide(token, req("GET", "Practitioner/dr")).allowed
+    assert visible(token.limits, {"resourceType": "Practitioner", "id": "dr"})
 
 
 def test_compartment_visibility() -> None:
-    decision = decide(ctx("patient/Appointment.rs", "p1"), req("GET", "Appointment/a1"))
-    assert visible(decision, appointment("p1"))
-    assert not visible(decision, appointment("p2"))
-    patient = decide(ctx("patient/Patient.rs", "p1"), req("GET", "Patient/p1"))
-    assert visible(patient, {"resourceType": "Patient", "id": "p1"})
-    assert not visible(patient, {"resourceType": "Patient", "id": "p2"})
+    token = ctx("patient/Appointment.rs patient/Patient.rs", "p1")
+    assert visible(token.limits, appointment("p1"))
+    assert not visible(token.limits, appointment("p2"))
+    assert visible(token.limits, {"resourceType": "Patient", "id": "p1"})
+    assert not visible(token.limits, {"resourceType": "Patient", "id": "p2"})
+    assert not visible(token.limits, {"resourceType": "Practitioner", "id": "dr"})  # no scope
 
 
 def test_user_scope_is_not_limited_to_a_compartment() -> None:
-    decision = decide(
-        ctx("user/Appointment.rs patient/Appointment.rs", "p1"), req("GET", "Appointment")
-    )
-    assert decision.patient is None and decision.search_params == ()
-    assert visible(decision, appointment("p2"))
+    token = ctx("user/Appointment.rs patient/Appointment.rs", "p1")
+    decision = decide(token, req("GET", "Appointment"))
+    assert decision.patient is None and token.limits.of("Appointment") == ()
+    assert visible(token.limits, appointment("p2"))
 
 
 def test_patient_cannot_book_for_someone_else() -> None:
@@ -160,8 +161,9 @@ def test_patient_cannot_change_the_directory_or_use_system_interactions() -> Non
 
 def test_scope_restriction_is_applied_to_searches_and_grants_no_writes() -> None:
     token = ctx("user/Appointment.cruds?status=booked")
-    search = decide(token, req("GET", "Appointment"))
-    assert search.search_params == (("status", "booked"),)
+    assert decide(token, req("GET", "Appointment")).allowed
+    assert token.limits.of("Appointment") == (("status", "booked"),)
+    assert "Appointment" in token.limits.scoped
     assert decide(token, req("POST", "Appointment", body={})).status == 403
     read = decide(token, req("GET", "Appointment/1"))
     assert read.allowed and read.scope_params == (("status", "booked"),)

@@ -10,7 +10,7 @@ from fhir_server.fhir.search_params import search_params
 BASE = "https://clinic.example/fhir"
 INDEX = ResourceIndexer(BASE)
 
-# The parameters issue 3 lists per type.
+# The search parameters booking clients rely on, per type.
 REQUIRED = {
     "Patient": "_id _lastUpdated identifier name family given birthdate gender telecom email "
     "phone address address-city address-postalcode active general-practitioner organization",

@@ -7,12 +7,13 @@ the patients.
 
 from __future__ import annotations
 
+from fhir_server.fhir.appointment_status import ACTIVE
 from fhir_server.rest.bundles_common import bundle, full_url
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.operations.parameters import definition, param
 from fhir_server.rest.services import Operation, Services
 from fhir_server.scheduling.extensions import OUTSIDE_AVAILABILITY
-from fhir_server.store.slots import ACTIVE, appointments_with_extension
+from fhir_server.store.slots import appointments_with_extension
 
 DEFINITION = definition(
     "outside-availability",

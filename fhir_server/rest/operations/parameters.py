@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fhir_server.fhir.errors import BadRequest
+from fhir_server.fhir.instants import parse_instant
 from fhir_server.rest.messages import FhirRequest
 from fhir_server.scheduling import extensions as ext
 
@@ -55,7 +56,7 @@ def moment(value: Any, name: str) -> datetime:
     """A dateTime input as an aware datetime (a bare date is midnight UTC)."""
     text = str(value or "")
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        parsed = parse_instant(text)
     except ValueError:
         raise BadRequest(f"{name} must be a FHIR dateTime.", expression=(name,)) from None
     if len(text) == 10:
