@@ -31,7 +31,7 @@ from fhir_server.audit import cli as audit_cli
 from fhir_server.auth import cli as auth_cli
 from fhir_server.cli_support import fail as _fail
 from fhir_server.cli_support import load_settings as _settings
-from fhir_server.cli_support import store_errors
+from fhir_server.cli_support import store_errors, warn_production
 from fhir_server.demo import DemoResult, prepare_demo
 from fhir_server.demo.clinic import CLINICIANS, practitioner_id
 from fhir_server.demo.full import SLOT_WEEKS
@@ -228,6 +228,7 @@ def serve(
     if demo:
         _refuse_demo_in_production(settings)
     configure_logging(settings.log_level)
+    warn_production(settings)
     _check_port(settings.host, settings.port)
     with contextlib.ExitStack() as background:
         watchdog = background.enter_context(_watchdog())  # entered first: ends last

@@ -53,6 +53,26 @@ def store_errors() -> Iterator[None]:
         fail(str(exc))
 
 
+def production_warnings(settings: Settings) -> list[str]:
+    """What a production start-up must shout about: settings that quietly lose messages."""
+    if settings.environment != "production":
+        return []
+    found = []
+    if not settings.smtp_host:
+        found.append(
+            "FHIR_SMTP_HOST is not set: no e-mail leaves this server (password resets, "
+            f"confirmations, reminders pile up in {settings.data_dir / 'outbox'})."
+        )
+    if not settings.sms_base_url:
+        found.append(f"FHIR_SMS_BASE_URL is not set: SMS go to {settings.data_dir / 'outbox'}.")
+    return found
+
+
+def warn_production(settings: Settings) -> None:
+    for line in production_warnings(settings):
+        typer.secho(f"WARNING: {line}", fg=typer.colors.YELLOW, bold=True, err=True)
+
+
 def read_file(path: Path, option: str) -> bytes:
     """A file named on the command line, or exit saying which option and why."""
     try:

@@ -17,7 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Server configuration, read from `FHIR_*` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="FHIR_", extra="ignore")
+    # An empty variable means "unset" (compose passes `${FHIR_SMTP_HOST:-}` through as "").
+    model_config = SettingsConfigDict(env_prefix="FHIR_", extra="ignore", env_ignore_empty=True)
 
     environment: Literal["development", "production"] = Field(
         default="development", description="`development` or `production`."
@@ -110,6 +111,11 @@ class Settings(BaseSettings):
     sms_from: str = Field(default="+15550000000", description="Sender number of SMS.")
     push_contact: str = Field(
         default="mailto:admin@localhost", description="Contact (VAPID `sub`) sent to push services."
+    )
+    push_vapid_key_file: Path | None = Field(
+        default=None,
+        description="PEM file of the VAPID private key that signs web push, shared by api and "
+        "worker (e.g. a Docker secret); unset: generated once in the data dir.",
     )
     notify_link_base: str | None = Field(
         default=None,

@@ -57,7 +57,7 @@ async def _search_all(
     while True:
         page = [*params, ("_count", _PAGE), *([("_cursor", cursor)] if cursor else [])]
         bundle = await searcher.search_bundle(rtype, page, strict=True)
-        found += [e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "match"]
+        found += [e["resource"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
         cursor = _next_cursor(bundle)
         if cursor is None:
             return found

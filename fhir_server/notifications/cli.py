@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
-from fhir_server.cli_support import load_settings
+from fhir_server.cli_support import load_settings, warn_production
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.channels.outbox import list_outbox, outbox_dir
 from fhir_server.settings import Settings
@@ -53,6 +53,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
     """Run a Celery worker that sends notifications (broker: FHIR_REDIS_URL or embedded Redis)."""
+    warn_production(load_settings())
     _celery_main(
         ["worker", "-Q", "notifications", f"--concurrency={concurrency}", f"--loglevel={loglevel}"]
     )
