@@ -77,6 +77,17 @@ class Settings(BaseSettings):
     patient_self_registration: bool = Field(
         default=True, description="Let patients create their own account (and Patient)."
     )
+    client_registration: bool = Field(
+        default=True,
+        description="Let SMART apps register themselves (RFC 7591 Dynamic Client Registration "
+        "at /auth/client-registration); false also stops advertising it.",
+    )
+    client_registration_scope: str = Field(
+        default="openid fhirUser launch launch/patient offline_access online_access "
+        "patient/*.rs patient/Appointment.cruds user/*.rs",
+        description="The most a self-registered app may be granted (space-separated scopes; "
+        "each grant is still cut to the signed-in user's role).",
+    )
     login_max_failures: int = Field(
         default=5, description="Failed logins after which an account waits `login_lockout`."
     )

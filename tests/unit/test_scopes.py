@@ -126,3 +126,10 @@ def test_narrow_keeps_a_restricted_piece_only_when_it_adds_something() -> None:
         "patient/Appointment.cruds?status=proposed",
     ]
     assert narrow(["patient/Appointment.rs"], allowed) == ["patient/Appointment.rs"]
+
+
+def test_narrow_grants_the_specific_part_of_a_wildcard_request() -> None:
+    allowed = ["patient/*.rs", "patient/Appointment.cruds"]
+    assert narrow(["patient/*.cruds"], allowed) == ["patient/*.rs", "patient/Appointment.cruds"]
+    assert narrow(["patient/*.cruds"], ["patient/Slot.rs"]) == ["patient/Slot.rs"]
+    assert narrow(["patient/*.read"], ["patient/Slot.read"]) == ["patient/Slot.rs"]
