@@ -134,6 +134,7 @@ def test_backend_clients_need_keys_and_have_no_pkce(env: dict[str, str], tmp_pat
     assert orjson.loads(made.stdout)["require_pkce"] is False
 
 
+@pytest.mark.slow  # a fhir-server subprocess
 def test_the_serve_demo_recipe_works_on_another_port(tmp_path: Path) -> None:
     """`serve --demo --port N` prints a token recipe; run as printed, its token is accepted."""
     env = _env(tmp_path / "data", "fhir", FHIR_AUTH_ENABLED="true", PYTHONUNBUFFERED="1")
