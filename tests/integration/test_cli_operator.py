@@ -89,7 +89,8 @@ def test_an_unreachable_store_is_worded_the_same_by_every_command(tmp_path: Path
         "FHIR_MONGODB_URI": f"mongodb://127.0.0.1:{_closed_port()}/?directConnection=true",
         "FHIR_DATA_DIR": str(tmp_path),
     }
-    for command in (["users", "list"], ["slots", "generate"]):
+    audit = ["audit", "who-accessed", "Patient/x", "--since", "2026-01-01"]
+    for command in (["users", "list"], ["slots", "generate"], audit):
         assert _one_line_error(runner.invoke(app, command, env=env)) == (
             f"Error: {STORE_UNREACHABLE}"
         )
