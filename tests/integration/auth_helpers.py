@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 import secrets
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -215,3 +216,13 @@ def stored_patient(env: dict[str, str], rid: str | None = None) -> str:
             return (await ResourceStore(database).create(resource, rid=rid)).id
 
     return asyncio.run(create())
+
+
+def cli_env(settings_factory: Callable[..., Settings]) -> dict[str, str]:
+    """FHIR_* variables for `fhir-server` commands on a fresh database of the test store."""
+    settings = settings_factory()
+    return {
+        "FHIR_MONGODB_URI": settings.mongodb_uri or "",
+        "FHIR_DATABASE": f"cli{uuid.uuid4().hex[:10]}",
+        "FHIR_PUBLIC_BASE_URL": BASE,
+    }

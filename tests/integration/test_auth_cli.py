@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from tests.integration.auth_helpers import (
     authorize_params,
     bearer,
     call,
+    cli_env,
     components,
     login_token,
     mint,
@@ -40,12 +40,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def env(settings_factory: Callable[..., Settings]) -> dict[str, str]:
-    settings = settings_factory()
-    return {
-        "FHIR_MONGODB_URI": settings.mongodb_uri or "",
-        "FHIR_DATABASE": f"cli{uuid.uuid4().hex[:10]}",
-        "FHIR_PUBLIC_BASE_URL": BASE,
-    }
+    return cli_env(settings_factory)
 
 
 def run(env: dict[str, str], *args: str, stdin: str | None = None) -> Any:

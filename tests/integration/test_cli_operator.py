@@ -20,8 +20,7 @@ from typer.testing import CliRunner
 from fhir_server.cli import app
 from fhir_server.cli_support import STORE_UNREACHABLE
 from fhir_server.settings import Settings
-from tests.conftest import BASE
-from tests.integration.auth_helpers import stored_patient
+from tests.integration.auth_helpers import cli_env, stored_patient
 from tests.integration.test_cli import CLI, PRACTITIONER, Serving, _env
 
 runner = CliRunner()
@@ -98,12 +97,7 @@ def test_an_unreachable_store_is_worded_the_same_by_every_command(tmp_path: Path
 
 @pytest.fixture
 def env(settings_factory: Callable[..., Settings]) -> dict[str, str]:
-    settings = settings_factory()
-    return {
-        "FHIR_MONGODB_URI": settings.mongodb_uri or "",
-        "FHIR_DATABASE": f"cli{uuid.uuid4().hex[:10]}",
-        "FHIR_PUBLIC_BASE_URL": BASE,
-    }
+    return cli_env(settings_factory)
 
 
 def test_users_add_checks_the_fhir_user_exists(env: dict[str, str]) -> None:
