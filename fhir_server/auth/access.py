@@ -101,7 +101,9 @@ class Access:
             if not await services.searcher.matching_ids(rtype, params):
                 raise NotFound(f"{rtype}/{rid} is not known.")
         if decision.patient and interaction.kind.startswith("operation"):
-            for mentioned, mid in operation_mentions(req.body):
+            # A state-changing (POSTed) operation reads inputs from its query string too.
+            query = req.params if req.method == "POST" else ()
+            for mentioned, mid in operation_mentions(req.body, query):
                 types = [mentioned] if mentioned else sorted(compartment_params())
                 for candidate in types:
                     if candidate in compartment_params():

@@ -74,3 +74,33 @@ def test_patient_holds_and_books_only_their_own(client: TestClient) -> None:
     assert [e["resource"]["id"] for e in mine.get("entry", [])] == [pending["id"]]
     assert client.get(f"{BASE}/Appointment", headers=as_bob).json().get("entry", []) == []
     assert client.get(f"{BASE}/Appointment/{pending['id']}", headers=as_bob).status_code == 404
+
+
+def test_another_patients_hold_cannot_be_booked_by_appt_id(client: TestClient) -> None:
+    """Argonaut's appt-id is a uri: as a valueUri, a valueUrl or in the query string it names
+    the hold as surely as IHE's valueReference, and the gate sees it the same way."""
+    site = make_clinic(client)
+    slot = make_slot(client, site["schedule"], hours_from_now(74))
+    alice, bob = new_patient(client, "Alice"), new_patient(client, "Bob")
+    as_alice, as_bob = patient_headers(client, alice), patient_headers(client, bob)
+    held = operation(client, "hold", as_alice, name="appt-resource", resource=proposal(slot, alice))
+    pending = held.json()["entry"][0]["resource"]
+    for kind, value in (
+        ("valueUri", f"Appointment/{pending['id']}"),
+        ("valueUrl", f"{BASE}/Appointment/{pending['id']}"),
+    ):
+        hijack = operation(client, "book", as_bob, name="appt-id", **{kind: value})
+        assert hijack.status_code == 404, (kind, hijack.text)
+    by_query = client.post(
+        f"{BASE}/Appointment/$book",
+        params={"appt-id": f"Appointment/{pending['id']}"},
+        json={"resourceType": "Parameters", "parameter": [{"name": "note", "valueString": "x"}]},
+        headers=as_bob,
+    )
+    assert by_query.status_code == 404, by_query.text
+    still = client.get(f"{BASE}/Appointment/{pending['id']}", headers=as_alice).json()
+    assert still["status"] == "pending"
+    mine = operation(
+        client, "book", as_alice, name="appt-id", valueUri=f"Appointment/{pending['id']}"
+    )
+    assert mine.status_code == 200, mine.text
