@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
+from fhir_server.audit.relay import AuditRelay
 from fhir_server.auth.bootstrap import AuthComponents
 from fhir_server.settings import Settings
 from fhir_server.store.connection import open_database
@@ -226,3 +227,10 @@ def cli_env(settings_factory: Callable[..., Settings]) -> dict[str, str]:
         "FHIR_DATABASE": f"cli{uuid.uuid4().hex[:10]}",
         "FHIR_PUBLIC_BASE_URL": BASE,
     }
+
+
+def relay(client: TestClient) -> None:
+    """Store what the audit journal holds now, as the relay task does every half second."""
+    recorder = components(client).audit
+    assert recorder.journal is not None
+    call(client, AuditRelay(recorder.journal, recorder.store).relay)

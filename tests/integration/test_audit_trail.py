@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B.auditevent import AuditEvent
 from typer.testing import CliRunner
 
-from fhir_server.audit.relay import AuditRelay
 from fhir_server.cli import app as cli_app
 from fhir_server.settings import Settings
 from tests.integration.auth_helpers import (
@@ -27,10 +26,10 @@ from tests.integration.auth_helpers import (
     auth_app,
     bearer,
     call,
-    components,
     create,
     login_token,
     new_patient,
+    relay,
 )
 
 SCOPES = "launch/patient openid fhirUser patient/*.rs user/*.rs user/*.cud"
@@ -69,13 +68,6 @@ def world(client: TestClient) -> dict[str, str]:
             "access_token"
         ],
     }
-
-
-def relay(client: TestClient) -> None:
-    """Store what the journal holds now, as the relay task does every half second."""
-    recorder = components(client).audit
-    assert recorder.journal is not None
-    call(client, AuditRelay(recorder.journal, recorder.store).relay)
 
 
 def stored_events(client: TestClient) -> list[dict[str, Any]]:

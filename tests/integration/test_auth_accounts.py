@@ -29,6 +29,7 @@ from tests.integration.auth_helpers import (
     log_in_and_consent,
     new_patient,
     pkce,
+    relay,
 )
 
 
@@ -109,6 +110,7 @@ def test_login_is_audited(client: TestClient, setup: None) -> None:
     add_user(client, "audited", "patient", f"Patient/{new_patient(client, 'Aud')}")
     login(client, "audited", "wrong-password-123")
     login(client, "audited", PASSWORD)
+    relay(client)
     store = client.app.state.services.store  # type: ignore[attr-defined]
 
     async def outcomes() -> list[str]:
