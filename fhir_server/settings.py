@@ -83,10 +83,11 @@ class Settings(BaseSettings):
         "at /auth/client-registration); false also stops advertising it.",
     )
     client_registration_scope: str = Field(
-        default="openid fhirUser launch launch/patient offline_access online_access "
-        "patient/*.rs patient/Appointment.cruds user/*.rs",
+        default="openid fhirUser launch/patient offline_access online_access "
+        "patient/*.rs patient/Appointment.cruds",
         description="The most a self-registered app may be granted (space-separated scopes; "
-        "each grant is still cut to the signed-in user's role).",
+        "each grant is still cut to the signed-in user's role). Patient-facing by default: "
+        "apps for clinic staff (user/ scopes) are registered by an operator.",
     )
     login_max_failures: int = Field(
         default=5, description="Failed logins after which an account waits `login_lockout`."
