@@ -24,12 +24,14 @@ from fhir_server.notifications import celery_app, changes, subscriptions
 from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import push_subscription, subscription_status
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
+from fhir_server.rest.rate_limit import RateLimiter
 from fhir_server.rest.scheduling_hooks import DELETE_HOOKS, WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
+from fhir_server.rest.security_headers import SecurityHeaders
 from fhir_server.rest.services import Services
 from fhir_server.scheduling.claims_backfill import ensure_claims_backfilled
 from fhir_server.settings import Settings
-from fhir_server.store import config_cache
+from fhir_server.store import config_cache, recovery
 from fhir_server.store import slots as slot_store
 from fhir_server.store.connection import open_database
 from fhir_server.store.outbox_store import OutboxStore
@@ -67,6 +69,7 @@ def create_app(settings: Settings) -> FastAPI:
             await slot_store.ensure_indexes(store)
             await OutboxStore(store).ensure_indexes()
             await ensure_claims_backfilled(store)
+            await recovery.settle(database)  # units of work a crash cut short
             config_cache.configure(settings.config_cache_seconds)
             celery_app.configure(settings)  # booking events are published with these settings
             app.state.services = Services(
@@ -86,11 +89,25 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.auth = await build_auth(database, store, settings, journal)
                 app.state.services.access = app.state.auth.access
                 app.state.services.security = capability_security(settings)
-            yield
+            app.state.limiter = RateLimiter(settings)
+            try:
+                yield
+            finally:
+                await app.state.limiter.close()
 
-    app = FastAPI(title="fhir-server", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # /openapi.json describes only the small non-FHIR surface (the FHIR API is described by
+    # its CapabilityStatement): a development aid, not served in production. No /docs page.
+    production = settings.environment == "production"
+    app = FastAPI(
+        title="fhir-server",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None if production else "/openapi.json",
+    )
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(SmartCors)
+    app.add_middleware(SecurityHeaders)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
     # Routes are matched in order: the FHIR API, nearly all the traffic, right after the two

@@ -250,7 +250,9 @@ def serve(
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How `serve` runs uvicorn. Behind a proxy, the client address (per-IP limits, audit)
-    comes from X-Forwarded-For, but only when the proxy is one we were told to trust."""
+    comes from X-Forwarded-For, but only when the proxy is one we were told to trust; with
+    none configured the headers are ignored whoever sends them (uvicorn would otherwise
+    trust loopback). No `server` header: the version banner only helps an attacker."""
     return {
         "host": settings.host,
         "port": settings.port,
@@ -258,8 +260,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "http": "httptools",
         "log_config": None,
         "access_log": False,
-        "proxy_headers": True,
+        "proxy_headers": bool(settings.forwarded_allow_ips),
         "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "server_header": False,
     }
 
 

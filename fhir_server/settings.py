@@ -25,10 +25,11 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address `serve` binds to.")
     port: int = Field(default=8000, description="Port `serve` listens on.")
-    forwarded_allow_ips: str = Field(
-        default="127.0.0.1",
+    forwarded_allow_ips: str | None = Field(
+        default=None,
         description="Comma-separated addresses of proxies whose X-Forwarded-For/-Proto are "
-        "trusted (`*` for any): the client address the per-IP limits and audit see.",
+        "trusted (`*` for any): the client address the per-IP limits and audit see; unset "
+        "trusts none (not even loopback), for a server that is not behind a proxy.",
     )
     public_base_url: str | None = Field(
         default=None,
@@ -95,6 +96,18 @@ class Settings(BaseSettings):
     login_lockout: int = Field(default=900, description="Seconds a locked account waits.")
     rate_limit_per_minute: int = Field(
         default=120, description="Requests per minute one IP may make to login and token endpoints."
+    )
+    rate_limit_address_per_minute: int = Field(
+        default=6000,
+        ge=0,
+        description="FHIR API requests per minute one client address may make (0: no limit); "
+        "counted in Redis, so shared by every API process.",
+    )
+    rate_limit_token_per_minute: int = Field(
+        default=3000,
+        ge=0,
+        description="FHIR API requests per minute one bearer token may make (0: no limit); "
+        "counted in Redis, so shared by every API process.",
     )
     smtp_host: str | None = Field(
         default=None, description="SMTP server for all e-mail; unset sends none (logged)."

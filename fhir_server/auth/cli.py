@@ -143,6 +143,13 @@ def clients_add(
         bool,
         typer.Option("--no-pkce", help="Legacy SMART v1 confidential client that sends no PKCE."),
     ] = False,
+    resource_server: Annotated[
+        bool,
+        typer.Option(
+            "--resource-server",
+            help="May introspect tokens issued to any client (others: only their own).",
+        ),
+    ] = False,
 ) -> None:
     """Register a client and print it as JSON (a generated secret is shown once)."""
     jwks = _jwks(jwks_file) if jwks_file else None
@@ -162,6 +169,7 @@ def clients_add(
             jwks=jwks,
             jwks_uri=jwks_uri,
             require_pkce=not no_pkce,
+            resource_server=resource_server,
         )
         return client.public_view()
 

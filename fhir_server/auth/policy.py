@@ -84,11 +84,11 @@ def _deny(status: int, reason: str) -> Decision:
     return Decision(status=status, reason=reason)
 
 
-def _needed(interaction: Interaction, method: str) -> str:
+def _needed(interaction: Interaction) -> str:
     if interaction.kind == "operation-type":
-        return "r" if method == "GET" else "c"
+        return "c" if interaction.changes else "r"
     if interaction.kind == "operation-instance":
-        return "r" if method == "GET" else "u"
+        return "u" if interaction.changes else "r"
     return _NEEDS.get(interaction.kind, "r")
 
 
@@ -108,7 +108,7 @@ def decide(ctx: TokenContext, req: FhirRequest) -> Decision:
         return _system_level(ctx, req, kind)
     if rtype is None:
         return Decision()
-    permission = _needed(interaction, req.method)
+    permission = _needed(interaction)
     broad = ctx.scopes.matching(rtype, permission, ("user", "system"))
     if broad:
         return _with_scope_filter(_best(broad), permission)
@@ -236,7 +236,7 @@ def _compartment_criteria(rtype: str, patient: str) -> Pairs | None:
 
 
 def may_change(limits: ReadLimits, resource: dict[str, Any]) -> bool:
-    """May the token act on this resource, or see back the one it just wrote?
+    """May the token act on this resource, or see back the one it just wrote or changed?
 
     Acting needs no read scope (the interaction's own scope was decided; a
     write-only token sees what it sent, with the id the server gave it), but

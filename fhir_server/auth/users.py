@@ -38,6 +38,13 @@ def common_passwords() -> frozenset[str]:
     return frozenset(x.strip().lower() for x in lines if x.strip() and not x.startswith("#"))
 
 
+def username_problem(username: str) -> str | None:
+    """Why a new user name is refused, or None when it is acceptable."""
+    if not username or len(username) > 100 or not username.isprintable():
+        return "The user name must be 1 to 100 printable characters."
+    return None
+
+
 def password_problem(password: str, username: str = "") -> str | None:
     """Why a new password is refused, or None when it is acceptable."""
     if len(password) < MIN_LENGTH:
@@ -96,9 +103,7 @@ class Accounts:
     ) -> User:
         if role not in ROLES:
             raise AccountError(f"The role must be one of {', '.join(ROLES)}.")
-        if not username or len(username) > 100 or not username.isprintable():
-            raise AccountError("The user name must be 1 to 100 printable characters.")
-        problem = password_problem(password, username)
+        problem = username_problem(username) or password_problem(password, username)
         if problem:
             raise AccountError(problem)
         doc = {
@@ -118,23 +123,27 @@ class Accounts:
         return User.of(doc)
 
     async def login(self, username: str, password: str, totp: str | None = None) -> User | None:
-        """The user when the credentials are right and the account may log in now."""
+        """The user when the credentials are right and the account may log in now.
+
+        Every refusal does the same argon2 work as a real check (against a dummy
+        hash when the name is unknown, disabled or locked), so the time taken does
+        not tell whether a user name exists. Failures are counted atomically in the
+        store, so parallel guesses cannot slip past the lockout.
+        """
         doc = await self.store.user(username)
         now = int(time.time())
-        if doc is None:
-            await anyio.to_thread.run_sync(verify_secret, _DUMMY, password)  # same timing
+        usable = doc is not None and not doc.get("disabled") and doc.get("locked_until", 0) <= now
+        hashed = doc.get("password") if doc is not None and usable else DUMMY_HASH
+        good = await anyio.to_thread.run_sync(verify_secret, hashed, password)
+        if doc is None or not usable:
             return None
-        if doc.get("disabled") or doc.get("locked_until", 0) > now:
-            return None
-        good = await anyio.to_thread.run_sync(verify_secret, doc.get("password"), password)
         if good and doc.get("totp"):
             good = bool(totp) and pyotp.TOTP(doc["totp"]).verify(totp or "", valid_window=1)
         if not good:
-            failures = int(doc.get("failures", 0)) + 1
-            changes: dict[str, Any] = {"failures": failures}
-            if failures >= self.settings.login_max_failures:
-                changes = {"failures": 0, "locked_until": now + self.settings.login_lockout}
-            await self.store.update_user(doc["_id"], changes)
+            locked_until = now + self.settings.login_lockout
+            await self.store.count_failure(
+                doc["_id"], self.settings.login_max_failures, locked_until
+            )
             return None
         if doc.get("failures"):
             await self.store.update_user(doc["_id"], {"failures": 0})
@@ -178,4 +187,5 @@ class Accounts:
         ]
 
 
-_DUMMY = _HASHER.hash("timing-equaliser-not-a-password")
+DUMMY_HASH = _HASHER.hash("timing-equaliser-not-a-password")
+"""Checked instead of a real hash when there is no usable account (equal timing)."""

@@ -32,7 +32,7 @@ from fhir_server.notifications.celery_app import (
 from fhir_server.notifications.delivery import Context
 from fhir_server.scheduling.booking import release_expired_holds
 from fhir_server.scheduling.generation import generate_rolling
-from fhir_server.store import patient_claims
+from fhir_server.store import patient_claims, recovery
 
 ROLLING_HORIZON_DAYS = 28
 
@@ -80,10 +80,11 @@ def activate_subscriptions() -> int:
 
 @task(name=RELEASE_HOLDS_TASK)
 def release_holds() -> int:
-    """Cancel expired holds and free their Slots (their hold-expired events go out); forget
-    the patients' claims on days gone by."""
+    """Settle units of work a crash cut short; cancel expired holds and free their Slots
+    (their hold-expired events go out); forget the patients' claims on days gone by."""
 
     async def job(ctx: Context) -> int:
+        await recovery.settle(ctx.store.database)
         now = datetime.now(UTC)
         released = await release_expired_holds(ctx.store, now)
         await patient_claims.forget_days_before(ctx.store, now.date() - timedelta(days=1))

@@ -71,7 +71,8 @@ async def appointment_write(ctx: WriteContext) -> tuple[Version, bool] | None:
             store,
             req.header("idempotency-key") if req.method == "POST" else None,
             partial(fingerprint, req),
-            lambda: booking.book(store, body, caller, rid=rid, uow=ctx.uow),
+            lambda work: booking.book(store, body, caller, rid=rid, uow=work),
+            ctx.uow,
         )
         return version, True
     if not (body.get("slot") or (current.resource or {}).get("slot")):

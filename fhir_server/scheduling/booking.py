@@ -445,8 +445,10 @@ async def _move(
     booking.check_bookable(moved, caller)
     patient = rules.patient_of(new)
     full = await load_booking(store, slot_ids(new))
+    hold = ext.first(old, ext.HOLD_EXPIRES)  # a moved hold stays a hold on its new Slots
+    hold_until = moment(hold, "valueInstant") if hold else None
     for slot in booking.slots:
-        await _claim(store, slot, caller, None, uow)
+        await _claim(store, slot, caller, hold_until, uow)
     await _release_patient_time(store, current, uow)
     await patient_claims.claim(store, Claim(patient, current.id, full.start, full.end), uow)
     body = {**moved, "start": fhir_instant(full.start), "end": fhir_instant(full.end)}

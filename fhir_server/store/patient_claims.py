@@ -17,7 +17,8 @@ later one a conditional update; none matched is the 409.)
 One command for the check (no read first, two for a patient's second
 booking of a day on the embedded store); a cancel, decline, expiry,
 deletion or move unsets the appointment's minutes again, on the condition
-that they still hold its id. Claims are written in the booking's unit of work.
+that they still hold its id. Claims are written in the booking's unit of work
+(staged in its intent where there are no transactions, see `store.intents`).
 They are the only patient-overlap check: Appointments stored before claims
 existed get theirs from a one-off backfill at startup
 (`scheduling.claims_backfill`), recorded done in a marker row.
@@ -25,9 +26,10 @@ existed get theirs from a one-off backfill at startup
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from functools import partial
+from typing import Any, ClassVar, Self
 
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
@@ -69,68 +71,106 @@ class Claim:
 
 
 async def claim(store: ResourceStore, wanted: Claim, uow: UnitOfWork) -> None:
-    """Claim the appointment's minutes; 409 when another appointment holds one of them."""
+    """Claim the appointment's minutes; 409 when another appointment holds one of them
+    (at once in a transaction, else when the unit of work applies its intent)."""
     for row, fields in wanted.rows():
-        await _claim_row(store, row, fields, wanted.appointment, uow)
-        uow.on_failure(partial(_unset, store, row, fields, wanted.appointment, None))
+        await _run(store, ClaimMinutes(row, tuple(fields), wanted.appointment), uow)
 
 
 async def release(store: ResourceStore, held: Claim, uow: UnitOfWork) -> None:
     """Give the appointment's minutes back (those it still holds)."""
     for row, fields in held.rows():
-        if await _unset(store, row, fields, held.appointment, uow):
-            uow.on_failure(partial(_claim_row, store, row, fields, held.appointment, None))
+        await _run(store, ReleaseMinutes(row, tuple(fields), held.appointment), uow)
 
 
-async def _claim_row(
-    store: ResourceStore, row: str, fields: list[str], appointment: str, uow: UnitOfWork | None
-) -> None:
-    rows = store.database.db[COLLECTION]
-    session = uow.session if uow else None
-    mine = {"day": row.rpartition("|")[2], **{field: appointment for field in fields}}
-    if session is None:
-        # Without transactions (the embedded store) a patient's first claim of a day is
-        # a plain insert: the embedded server stores it for half what an upsert costs (it
-        # evaluates the upsert's condition per field in Python first). A duplicate `_id`
-        # means the row exists: then the conditional update below decides.
+async def _run(store: ResourceStore, op: ClaimMinutes | ReleaseMinutes, uow: UnitOfWork) -> None:
+    if uow.deferred:
+        uow.staged.ops.append(op)
+    else:
+        await op.apply(store.database.db, uow.session)
+
+
+@dataclass(frozen=True)
+class _Minutes:
+    """Minute fields of one patient-day row, for one appointment (an intent's entry)."""
+
+    kind: ClassVar[str]
+    row: str
+    fields: tuple[str, ...]
+    appointment: str
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Self:
+        return cls(doc["row"], tuple(doc["fields"]), doc["appointment"])
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"k": self.kind, "row": self.row, "fields": self.fields,
+                "appointment": self.appointment}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ClaimMinutes(_Minutes):
+    """Set the minute fields to the appointment, where none is set."""
+
+    kind: ClassVar[str] = "claim"
+
+    async def apply(self, db: Any, session: Any = None) -> None:
+        rows = db[COLLECTION]
+        mine = {"day": self.row.rpartition("|")[2], **dict.fromkeys(self.fields, self.appointment)}
+        if session is None:
+            # Without transactions (the embedded store) a patient's first claim of a day is
+            # a plain insert: the embedded server stores it for half what an upsert costs (it
+            # evaluates the upsert's condition per field in Python first). A duplicate `_id`
+            # means the row exists: then the conditional update below decides.
+            try:
+                await rows.insert_one({"_id": self.row, **mine})
+                return
+            except DuplicateKeyError:
+                pass
+        free = {name: {"$exists": False} for name in self.fields}
         try:
-            await rows.insert_one({"_id": row, **mine})
-            return
+            # In a transaction a failed insert would abort it, hence the upsert there; its
+            # insert colliding with the existing row (a minute taken) is the 409.
+            result = await rows.update_one(
+                {"_id": self.row, **free}, {"$set": mine}, upsert=session is not None,
+                session=session,
+            )  # fmt: skip
         except DuplicateKeyError:
-            pass
-    free = {field: {"$exists": False} for field in fields}
-    try:
-        # In a transaction a failed insert would abort it, hence the upsert there; its
-        # insert colliding with the existing row (a minute taken) is the 409.
-        result = await rows.update_one(
-            {"_id": row, **free}, {"$set": mine}, upsert=session is not None, session=session
+            raise _overlap() from None
+        except OperationFailure as exc:
+            if exc.has_error_label("TransientTransactionError"):
+                raise Conflict(
+                    "The patient's appointments were changed by another request; retry."
+                ) from None
+            raise
+        if session is None and result.matched_count == 0:
+            raise _overlap()
+
+    async def undo(self, db: Any) -> None:
+        await ReleaseMinutes(self.row, self.fields, self.appointment).apply(db)
+
+
+@dataclass(frozen=True)
+class ReleaseMinutes(_Minutes):
+    """Unset the minute fields where all still hold the appointment."""
+
+    kind: ClassVar[str] = "release"
+
+    async def apply(self, db: Any, session: Any = None) -> None:
+        await db[COLLECTION].update_one(
+            {"_id": self.row, **dict.fromkeys(self.fields, self.appointment)},
+            {"$unset": dict.fromkeys(self.fields, "")},
+            session=session,
         )
-    except DuplicateKeyError:
-        raise _overlap() from None
-    except OperationFailure as exc:
-        if exc.has_error_label("TransientTransactionError"):
-            raise Conflict(
-                "The patient's appointments were changed by another request; retry."
-            ) from None
-        raise
-    if session is None and result.matched_count == 0:
-        raise _overlap()
+
+    async def undo(self, db: Any) -> None:
+        """Claim the minutes back where they are still free (a later booking keeps its own)."""
+        with contextlib.suppress(Conflict):
+            await ClaimMinutes(self.row, self.fields, self.appointment).apply(db)
 
 
 def _overlap() -> Conflict:
     return Conflict("The patient already has an appointment that overlaps this time.")
-
-
-async def _unset(
-    store: ResourceStore, row: str, fields: list[str], appointment: str, uow: UnitOfWork | None
-) -> bool:
-    """Unset the minutes if all still hold this appointment; whether they did."""
-    result = await store.database.db[COLLECTION].update_one(
-        {"_id": row, **{field: appointment for field in fields}},
-        {"$unset": dict.fromkeys(fields, "")},
-        session=uow.session if uow else None,
-    )
-    return bool(result.matched_count)
 
 
 async def forget_days_before(store: ResourceStore, day: date) -> int:

@@ -11,11 +11,14 @@ layout (it subclasses it and only changes how rows reach the driver):
   PractitionerRole; an update re-reads the row it is replacing). A cached row
   is only ever written back through a compare-and-set on its version, so
   reading it once more would decide nothing;
-- inserts of new rows (current rows of creates, every history row) are kept
-  and written by `flush`, one `insert_many` per collection, inside the unit of
-  work. Replacements of existing rows (a Slot claim) still go out at once:
-  they are the compare-and-set. A create's unique `_id` is still its
-  compare-and-set, only checked at `flush`, which turns a duplicate into 409.
+- inside a transaction (a replica set), inserts of new rows (current rows of
+  creates, every history row) are kept and written by `flush`, one
+  `insert_many` per collection. Replacements of existing rows (a Slot claim)
+  still go out at once: they are the compare-and-set. A create's unique `_id`
+  is still its compare-and-set, only checked at `flush`, which turns a
+  duplicate into 409. Without transactions every write is staged in the unit
+  of work and made through its intent (`store.intents`); the view only keeps
+  the staged rows, so what the request reads back is what it wrote.
 """
 
 from __future__ import annotations
@@ -66,13 +69,6 @@ class _Rows:
             self.cache.pop(key, None)
         return result
 
-    async def delete_one(self, query: dict[str, Any], **kwargs: Any) -> Any:
-        """Undo of an insert: drop it from the batch and from the store (if flushed)."""
-        key = query.get("_id")
-        self.pending[:] = [d for d in self.pending if d["_id"] != key]
-        self.cache.pop(key, None)
-        return await self.real.delete_one(query, **kwargs)
-
 
 class RequestStore(ResourceStore):
     """A `ResourceStore` for one request; call `flush` before its unit of work ends."""
@@ -96,8 +92,14 @@ class RequestStore(ResourceStore):
             )
         return rows
 
+    def _remember(self, rtype: str, row: dict[str, Any], history: dict[str, Any]) -> None:
+        """What the request wrote is what it reads back."""
+        self._cache[rtype][row["_id"]] = row
+        self._cache[HISTORY][history["_id"]] = history
+
     async def flush(self, uow: UnitOfWork) -> None:
-        """Write the buffered inserts, current rows first (a create's `_id` is its claim)."""
+        """Write the buffered inserts, current rows first (a create's `_id` is its claim);
+        nothing is buffered outside a transaction (the unit of work stages the writes)."""
         for name in sorted(self._pending, key=lambda name: name == HISTORY):
             rows = list(self._pending[name])
             self._pending[name].clear()
@@ -107,27 +109,13 @@ class RequestStore(ResourceStore):
                 rows_of = self.history if name == HISTORY else self.collection(name)
                 await rows_of.real.insert_many(rows, ordered=False, session=uow.session)
             except BulkWriteError as exc:
-                errors = exc.details["writeErrors"]
-                if any(e.get("code") != _DUPLICATE_KEY for e in errors):
-                    raise
-                taken = [rows[e["index"]] for e in errors]
-                if name != HISTORY or uow.session is not None:
+                if all(e.get("code") == _DUPLICATE_KEY for e in exc.details["writeErrors"]):
                     raise _conflict() from None
-                await self._retake_history(taken, uow)
+                raise
             except OperationFailure as exc:
                 if exc.has_error_label("TransientTransactionError"):
                     raise _conflict() from None
                 raise
-
-    async def _retake_history(self, rows: list[dict[str, Any]], uow: UnitOfWork) -> None:
-        """History keys already taken: a dead writer's orphans are reclaimed, else 409."""
-        keys = [row["_id"] for row in rows]
-        if await self.reclaim_orphans(keys) != set(keys):
-            raise _conflict()
-        try:
-            await self.database.db[HISTORY].insert_many(rows, session=uow.session)
-        except BulkWriteError:
-            raise _conflict() from None
 
 
 def _conflict() -> Conflict:

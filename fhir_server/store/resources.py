@@ -1,10 +1,13 @@
 """Versioned resource storage: current versions per type, every version in `history`.
 
-A write first inserts the history row keyed `Type/id/version` (its unique
-`_id` is the compare-and-set: two writers of the same version cannot both
-succeed), then replaces the current row on the condition that it still holds
-the previous version. Both writes run in one unit of work, so a failure
-leaves neither behind.
+A write replaces the current row on the condition that it still holds the
+previous version (a create inserts it: its unique `_id` is the condition) and
+inserts the history row keyed `Type/id/version`. Both writes belong to one
+unit of work: a MongoDB transaction on a replica set (there the history row
+goes first, its unique `_id` the compare-and-set between two writers of one
+version), else the intent log (`store.intents`: the current row's
+compare-and-set first, the history row after it), so a failure or a crash
+leaves neither behind, or both.
 
 Rows keep the resource body as its JSON text in `body`, not as a
 sub-document: the embedded server decodes, converts and re-encodes every
@@ -25,16 +28,18 @@ from typing import Any
 import orjson
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from fhir_server.fhir.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed
+from fhir_server.fhir.errors import BadRequest, Gone, NotFound, PreconditionFailed
 from fhir_server.store import config_cache
 from fhir_server.store.clock import now_instant, to_instant
 from fhir_server.store.database import Database
+from fhir_server.store.intents import PutRow, conflict
 from fhir_server.store.unit_of_work import UnitOfWork, unit_of_work
 
 Indexer = Callable[[dict[str, Any]], dict[str, Any]]
 HISTORY = "history"
 BODY = "body"
-# How old a history row no current row reached must be before it counts as a dead writer's.
+# How old a history row no current row reached must be before it counts as a dead writer's
+# (the worker's batched message writes, which insert history first, outside the intent log).
 ORPHAN_GRACE = timedelta(minutes=1)
 
 
@@ -201,9 +206,7 @@ class ResourceStore:
         transaction sees its own earlier writes. No projection: the embedded
         server applies projections in Python, which cost more than the bytes saved.
         """
-        doc = await self.collection(resource_type).find_one(
-            {"_id": rid}, session=uow.session if uow else None
-        )
+        doc = await self._raw_current(resource_type, rid, uow)
         return version_from_current(resource_type, doc) if doc else None
 
     async def read(self, resource_type: str, rid: str, uow: UnitOfWork | None = None) -> Version:
@@ -315,6 +318,10 @@ class ResourceStore:
     async def _raw_current(
         self, resource_type: str, rid: str, uow: UnitOfWork | None
     ) -> dict[str, Any] | None:
+        """The current row, as the unit of work will leave it when it writes this one."""
+        staged = uow.staged_row(resource_type, rid) if uow else None
+        if staged is not None:
+            return staged
         session = uow.session if uow else None
         doc: dict[str, Any] | None = await self.collection(resource_type).find_one(
             {"_id": rid}, session=session
@@ -343,29 +350,38 @@ class ResourceStore:
         else:  # a deletion keeps the last body on the current row
             last = _body_text(previous) if previous else None
             new_row = current_row(rid, last, version, updated, None)
+        if uow.deferred:
+            self._stage(rtype, new_row, previous, history_row(row), uow)
+            config_cache.written(self.database.db, rtype, uow)
+            return row
         try:
-            await self._insert_history(row, uow)
+            await self.history.insert_one(history_row(row), session=uow.session)
             await self._put_current(rtype, new_row, previous, uow)
         except DuplicateKeyError:
-            raise _conflict(rtype, rid) from None
+            raise conflict(rtype, rid) from None
         except OperationFailure as exc:
             if exc.has_error_label("TransientTransactionError") or exc.code == 112:
-                raise _conflict(rtype, rid) from None
+                raise conflict(rtype, rid) from None
             raise
         config_cache.written(self.database.db, rtype, uow)
         return row
 
-    async def _insert_history(self, row: Version, uow: UnitOfWork) -> None:
-        """The history row's unique `_id` (Type/id/version) is the compare-and-set."""
-        document = history_row(row)
-        key = document["_id"]
-        try:
-            await self.history.insert_one(document, session=uow.session)
-        except DuplicateKeyError:
-            if uow.session is not None or not await self.reclaim_orphans([key]):
-                raise
-            await self.history.insert_one(document, session=uow.session)
-        uow.on_failure(lambda: self.history.delete_one({"_id": key}))
+    def _stage(
+        self,
+        rtype: str,
+        row: dict[str, Any],
+        previous: dict[str, Any] | None,
+        history: dict[str, Any],
+        uow: UnitOfWork,
+    ) -> None:
+        """Stage the write in the unit's intent (made when the unit ends)."""
+        expect = previous["version"] if previous else None
+        uow.staged.put(PutRow(rtype, row, expect, previous))
+        uow.staged.history.append(history)
+        self._remember(rtype, row, history)
+
+    def _remember(self, rtype: str, row: dict[str, Any], history: dict[str, Any]) -> None:
+        """A staged write's rows, for a view that keeps what it read (none here)."""
 
     async def reclaim_orphans(self, keys: list[str]) -> set[str]:
         """Remove the history rows among `keys` that no current row ever reached; those removed.
@@ -374,17 +390,16 @@ class ResourceStore:
         its history insert and its current-row write leaves such a row behind,
         and its unique key would refuse every later write of that version: the
         resource could never change again. Only rows older than ORPHAN_GRACE
-        are taken, so a write still in flight keeps its row.
+        are taken, so a write still in flight keeps its row, and only while the
+        current row is below their version: once it reached or passed it, the
+        row is that version's real history.
         """
         cutoff = order_key(to_instant(datetime.now(UTC) - ORPHAN_GRACE))
         history = self.database.db[HISTORY]
         removed: set[str] = set()
         async for row in history.find({"_id": {"$in": keys}, "at": {"$lt": cutoff}}):
             current = await self.database.db[row["type"]].find_one({"_id": row["id"]})
-            if current and (current["version"], current["updated"]) == (
-                row["version"],
-                row["updated"],
-            ):
+            if current and current["version"] >= row["version"]:
                 continue  # this version did become current: a real row
             if (await history.delete_one({"_id": row["_id"], "at": row["at"]})).deleted_count:
                 removed.add(row["_id"])
@@ -397,20 +412,14 @@ class ResourceStore:
         previous: dict[str, Any] | None,
         uow: UnitOfWork,
     ) -> None:
-        """Insert or replace the current row, only if it still holds the previous version."""
+        """Insert or replace the current row, only if it still holds the previous version
+        (inside a transaction, which undoes it on failure)."""
         collection = self.collection(rtype)
-        rid, version = row["_id"], row["version"]
         if previous is None:
             await collection.insert_one(row, session=uow.session)
-            uow.on_failure(lambda: collection.delete_one({"_id": rid, "version": version}))
             return
         result = await collection.replace_one(
-            {"_id": rid, "version": previous["version"]}, row, session=uow.session
+            {"_id": row["_id"], "version": previous["version"]}, row, session=uow.session
         )
         if result.matched_count != 1:
-            raise _conflict(rtype, rid)
-        uow.on_failure(lambda: collection.replace_one({"_id": rid, "version": version}, previous))
-
-
-def _conflict(rtype: str, rid: str) -> Conflict:
-    return Conflict(f"{rtype}/{rid} was changed by another request; retry.")
+            raise conflict(rtype, row["_id"])

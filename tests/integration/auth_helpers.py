@@ -20,7 +20,7 @@ from fhir_server.audit.relay import AuditRelay
 from fhir_server.auth.bootstrap import AuthComponents
 from fhir_server.settings import Settings
 from fhir_server.store.connection import open_database
-from fhir_server.store.resources import ResourceStore
+from fhir_server.store.resources import ResourceStore, body_of
 
 # authlib refuses plain http outside localhost; the TestClient talks http://testserver.
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
@@ -108,6 +108,23 @@ def ticket_of(html: str) -> str:
     return found.group(1)
 
 
+def csrf_of(html: str) -> str:
+    """The CSRF token a sign-in or consent form carries (its twin is in a cookie)."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+def login_form(
+    client: TestClient, params: dict[str, str], username: str, password: str, **extra: str
+) -> Any:
+    """Open the sign-in page (as a browser does, getting its CSRF cookie) and post it."""
+    login_page = client.get(f"{AUTH}/authorize", params=params)
+    assert login_page.status_code == 200, login_page.text[:300]
+    form = {**params, "step": "login", "username": username, "password": password, **extra}
+    return client.post(f"{AUTH}/authorize", data=form | {"csrf": csrf_of(login_page.text)})
+
+
 def log_in_and_consent(
     client: TestClient,
     params: dict[str, str],
@@ -118,15 +135,10 @@ def log_in_and_consent(
     password: str = PASSWORD,
 ) -> str:
     """Drive the login and consent forms; the Location the browser is sent to."""
-    login_page = client.get(f"{AUTH}/authorize", params=params)
-    assert login_page.status_code == 200, login_page.text[:300]
-    assert 'name="username"' in login_page.text and 'name="password"' in login_page.text
-    consent = client.post(
-        f"{AUTH}/authorize",
-        data={**params, "step": "login", "username": username, "password": password},
-    )
+    consent = login_form(client, params, username, password)
     assert consent.status_code == 200 and 'value="allow"' in consent.text, consent.text[:500]
     form = {**params, "step": "consent", "ticket": ticket_of(consent.text), "decision": decision}
+    form["csrf"] = csrf_of(consent.text)
     if patient:
         form["patient"] = patient
     done = client.post(f"{AUTH}/authorize", data=form, follow_redirects=False)
@@ -229,8 +241,16 @@ def cli_env(settings_factory: Callable[..., Settings]) -> dict[str, str]:
     }
 
 
-def relay(client: TestClient) -> None:
-    """Store what the audit journal holds now, as the relay task does every half second."""
+def audit_events(client: TestClient) -> list[dict[str, Any]]:
+    """Every stored AuditEvent, once the journal is relayed (the relay task does it every
+    half second; a test asks for it now)."""
     recorder = components(client).audit
     assert recorder.journal is not None
     call(client, AuditRelay(recorder.journal, recorder.store).relay)
+    store = client.app.state.services.store  # type: ignore[attr-defined]
+
+    async def events() -> list[dict[str, Any]]:
+        return [body_of(doc) async for doc in store.collection("AuditEvent").find({})]
+
+    found: list[dict[str, Any]] = call(client, events)
+    return found

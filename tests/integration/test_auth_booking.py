@@ -104,3 +104,15 @@ def test_another_patients_hold_cannot_be_booked_by_appt_id(client: TestClient) -
         client, "book", as_alice, name="appt-id", valueUri=f"Appointment/{pending['id']}"
     )
     assert mine.status_code == 200, mine.text
+
+
+def test_a_write_only_patient_token_sees_what_it_booked(client: TestClient) -> None:
+    """An operation that changes state echoes its own resources within the compartment,
+    even to a token without a read scope (the gate judges them as the token's writes)."""
+    site = make_clinic(client)
+    slot = make_slot(client, site["schedule"], hours_from_now(96))
+    alice = new_patient(client, "Alice")
+    writer = bearer(mint(client, "patient/Appointment.c", patient=alice)) | FHIR
+    booked = operation(client, "book", writer, name="appt-resource", resource=proposal(slot, alice))
+    assert booked.status_code == 200, booked.text
+    assert booked.json()["entry"][0]["resource"]["status"] == "booked"

@@ -29,6 +29,7 @@ from tests.integration.auth_helpers import (
     call,
     cli_env,
     components,
+    login_form,
     login_token,
     mint,
     pkce,
@@ -241,15 +242,7 @@ def test_demo_access_is_idempotent_and_usable(settings_factory: Callable[..., Se
             challenge,
             redirect_uri=DEMO_REDIRECTS[0],
         )
-        page = server.post(
-            f"{AUTH}/authorize",
-            data={
-                **params,
-                "step": "login",
-                "username": first.patient_login,
-                "password": first.password,
-            },
-        )
+        page = login_form(server, params, first.patient_login, first.password)
         assert 'value="allow"' in page.text
     with pytest.raises(ValueError):
         call_production = settings.model_copy(update={"environment": "production"})

@@ -265,10 +265,12 @@ def _booking_commands(mongo_uri: str, *, recipients: bool) -> list[tuple[str, st
     return asyncio.run(scenario())
 
 
-def test_a_booking_without_recipients_costs_six_store_commands(mongo_uri: str) -> None:
+def test_a_booking_without_recipients_costs_seven_store_commands(mongo_uri: str) -> None:
     """Slot read and compare-and-set, the patient's claim, the Patient (recipient), the
-    Appointment and the history rows; the Schedule and Subscriptions come from the cache,
-    nothing searches the patient's Appointments and reminders are planned later by the beat."""
+    Appointment and the history rows, and the unit of work's intent (written over this
+    process's previous, finished one: marking a unit done costs no command); the Schedule and
+    Subscriptions come from the cache, nothing searches the patient's Appointments and
+    reminders are planned later by the beat."""
     assert _booking_commands(mongo_uri, recipients=False) == [
         ("find", "Patient"),
         ("find", "Slot"),
@@ -276,6 +278,7 @@ def test_a_booking_without_recipients_costs_six_store_commands(mongo_uri: str) -
         ("insert", "history"),
         ("insert", "patient_claims"),
         ("update", "Slot"),
+        ("update", "store_intents"),
     ]
 
 
@@ -284,7 +287,7 @@ def test_a_booking_with_recipients_adds_their_reads_and_one_insert_of_messages(
 ) -> None:
     """The PractitionerRole (to add its Practitioner as participant) and the Practitioner
     (a recipient) are read; the messages (to both and to the Subscription) are one insert,
-    and their history rows ride with the booking's."""
+    and their history rows ride with the booking's (and its intent)."""
     assert _booking_commands(mongo_uri, recipients=True) == [
         ("find", "Patient"),
         ("find", "Practitioner"),
@@ -295,4 +298,5 @@ def test_a_booking_with_recipients_adds_their_reads_and_one_insert_of_messages(
         ("insert", "history"),
         ("insert", "patient_claims"),
         ("update", "Slot"),
+        ("update", "store_intents"),
     ]

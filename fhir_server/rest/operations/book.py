@@ -23,6 +23,7 @@ from fhir_server.rest.services import Operation, Services
 from fhir_server.scheduling import booking
 from fhir_server.scheduling.idempotent import once
 from fhir_server.store.resources import Version
+from fhir_server.store.unit_of_work import UnitOfWork
 
 DEFINITION = definition(
     "book",
@@ -44,7 +45,9 @@ DEFINITION = definition(
 )
 
 
-async def _book(services: Services, req: FhirRequest, found: dict[str, list[Any]]) -> Version:
+async def _book(
+    services: Services, req: FhirRequest, found: dict[str, list[Any]], uow: UnitOfWork | None
+) -> Version:
     store, caller = services.store, caller_of(req)
     appointment = appointment_input(found, "$book")
     held_id = appointment_id_input(found)
@@ -59,10 +62,10 @@ async def _book(services: Services, req: FhirRequest, found: dict[str, list[Any]
         body = current.resource or {}
         if body.get("status") != "pending":
             raise Conflict(f"Appointment/{held_id} is {body.get('status')}, not a pending hold.")
-        return await booking.change(store, current, {**body, "status": "booked"}, caller)
+        return await booking.change(store, current, {**body, "status": "booked"}, caller, uow=uow)
     if appointment is None:
         raise BadRequest("$book needs appt-resource, appointment-resource, appt-id or a reference.")
-    return await booking.book(store, appointment, caller, replacing=replacing)
+    return await booking.book(store, appointment, caller, replacing=replacing, uow=uow)
 
 
 async def handle(services: Services, req: FhirRequest) -> FhirResponse:
@@ -73,7 +76,7 @@ async def handle(services: Services, req: FhirRequest) -> FhirResponse:
         services.store,
         req.header("idempotency-key"),
         partial(fingerprint, req),
-        lambda: _book(services, req, found),
+        lambda uow: _book(services, req, found, uow),
     )
     return FhirResponse(200, appointment_bundle(services, version))
 
