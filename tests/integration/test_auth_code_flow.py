@@ -129,10 +129,7 @@ def test_every_registered_scope_counts_and_consent_shows_the_grant(
     _, challenge = pkce()
     asked = "launch/patient patient/*.rs patient/Appointment.cruds"
     params = authorize_params("portal", asked, challenge)
-    page = client.post(
-        f"{AUTH}/authorize",
-        data={**params, "step": "login", "username": "alice", "password": PASSWORD},
-    )
+    page = login_form(client, params, "alice", PASSWORD)
     assert "Create, read, update, delete, search the patient&#39;s Appointment records" in page.text
     body = login_token(client, "portal", "alice", asked)
     assert set(body["scope"].split()) == set(asked.split())

@@ -30,6 +30,7 @@ from tests.integration.auth_helpers import (
     call,
     components,
     log_in_and_consent,
+    login_form,
     new_patient,
 )
 
@@ -130,10 +131,7 @@ def test_the_consent_page_names_the_registered_app(client: TestClient, dana: str
         f"{AUTH}/authorize", code_verifier=generate_token(48), aud=BASE
     )
     params = dict(parse_qsl(urlsplit(url).query))
-    login = client.post(
-        f"{AUTH}/authorize",
-        data={**params, "step": "login", "username": "dana", "password": PASSWORD},
-    )
+    login = login_form(client, params, "dana", PASSWORD)
     assert "Dana&#39;s booking app" in login.text
 
 
