@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from fhir_server.audit.relay import audit_trail
 from fhir_server.auth.account_routes import router as account_router
 from fhir_server.auth.bootstrap import build_auth
+from fhir_server.auth.client_registration_routes import router as client_registration_router
 from fhir_server.auth.cors import SmartCors
 from fhir_server.auth.discovery import capability_security
 from fhir_server.auth.manage import router as manage_router
@@ -116,5 +117,6 @@ def create_app(settings: Settings) -> FastAPI:
     install_fhir_routes(app)
     app.include_router(auth_router)
     app.include_router(account_router)
+    app.include_router(client_registration_router)
     app.include_router(manage_router)
     return app

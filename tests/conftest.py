@@ -26,10 +26,28 @@ from fhir_server.app import create_app
 from fhir_server.notifications import celery_app
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
+from tests.fhir_conformance import check_response
 
 BASE = "http://testserver/fhir"
 TIERS = ("unit", "integration", "e2e")
 FHIR_JSON = "application/fhir+json"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def strict_fhir_responses() -> Iterator[None]:
+    """Every FHIR JSON body any TestClient receives must be valid R4 JSON to an
+    independent validator (`tests/fhir_conformance.py`), so no test can pass on a
+    response a strict client would reject."""
+    original = TestClient.request
+
+    def checked(self: TestClient, *args: Any, **kwargs: Any) -> Any:
+        response = original(self, *args, **kwargs)
+        check_response(response)
+        return response
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TestClient, "request", checked)
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -102,7 +102,9 @@ class Access:
             if not await services.searcher.matching_ids(rtype, params):
                 raise NotFound(f"{rtype}/{rid} is not known.")
         if decision.patient and interaction.kind.startswith("operation"):
-            for mentioned, mid in operation_mentions(req.body):
+            # A state-changing (POSTed) operation reads inputs from its query string too.
+            query = req.params if req.method == "POST" else ()
+            for mentioned, mid in operation_mentions(req.body, query):
                 types = [mentioned] if mentioned else sorted(compartment_params())
                 for candidate in types:
                     if candidate in compartment_params():
@@ -193,7 +195,7 @@ def _filter_bundle(
             dropped_match |= (entry.get("search") or {}).get("mode", "match") == "match"
     if len(kept) == len(bundle.get("entry") or []):
         return
-    bundle["entry"] = kept
+    _put(bundle, "entry", kept)
     if dropped_match:
         bundle.pop("total", None)  # a hidden resource is never counted
 
@@ -276,13 +278,22 @@ def _drop_keys(resource: dict[str, Any], keys: set[tuple[str, str]]) -> bool:
         entries = resource.get("entry") or []
         kept = [e for e in entries if _drop_keys(e.get("resource") or {}, keys)]
         if len(kept) != len(entries):
-            resource["entry"] = kept
+            _put(resource, "entry", kept)
             resource.pop("total", None)
     elif kind == "Parameters":
-        resource["parameter"] = [
-            p for p in resource.get("parameter") or [] if _drop_keys(p.get("resource") or {}, keys)
-        ]
+        params = resource.get("parameter") or []
+        _put(
+            resource, "parameter", [p for p in params if _drop_keys(p.get("resource") or {}, keys)]
+        )
     return True
+
+
+def _put(resource: dict[str, Any], key: str, items: list[Any]) -> None:
+    """Set a list element, or remove it when nothing is left (R4 JSON has no empty arrays)."""
+    if items:
+        resource[key] = items
+    else:
+        resource.pop(key, None)
 
 
 def _named_by_headers(response: FhirResponse) -> tuple[str, str] | None:

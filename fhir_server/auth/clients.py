@@ -135,8 +135,9 @@ class ClientRegistry:
     ) -> Client:
         redirect_uris = redirect_uris or []
         _check(kind, scope, redirect_uris, secret, jwks, jwks_uri)
-        if not require_pkce and kind != "confidential":
+        if not require_pkce and kind == "public":
             raise AccountError("Only a confidential client may be registered without PKCE.")
+        require_pkce = require_pkce and kind != "backend"  # no authorization codes at all
         doc = {
             "_id": client_id,
             "name": name,
@@ -174,6 +175,8 @@ def _check(
         raise AccountError(f"The client type must be one of {', '.join(KINDS)}.")
     if not split_scope(scope):
         raise AccountError("A client needs at least one scope.")
+    if jwks is not None and not (isinstance(jwks.get("keys"), list) and jwks["keys"]):
+        raise AccountError("The JWKS has no keys: a client's JWKS needs at least one key.")
     if kind == "backend":
         if not (jwks or jwks_uri):
             raise AccountError("A backend client needs --jwks-file or --jwks-uri.")

@@ -315,7 +315,7 @@ def _period_issues(resource: dict[str, Any]) -> list[Issue]:
 # FHIR JSON forbids empty objects too, but existing callers (the scheduling tests'
 # Locations) still send `"address": {}`; until they are fixed, only null, "" and
 # [] are refused.
-_EMPTY: tuple[Any, ...] = ("", [])
+_EMPTY: tuple[Any, ...] = ("", [], {})
 
 
 def _empty_issue(expression: str) -> Issue:
@@ -325,7 +325,7 @@ def _empty_issue(expression: str) -> Issue:
 
 
 def _json_value_issues(node: dict[str, Any], expression: str, issues: list[Issue]) -> None:
-    """FHIR JSON has no null, empty-string or empty-array values
+    """FHIR JSON has no null, empty-string, empty-array or empty-object values
     (hl7.org/fhir/R4/json.html); nulls may only pad a primitive array that has
     a `_name` twin carrying extensions. The models let these through."""
     for key, value in node.items():

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
 import re
 import secrets
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,7 +19,8 @@ from fhir_server.app import create_app
 from fhir_server.audit.relay import AuditRelay
 from fhir_server.auth.bootstrap import AuthComponents
 from fhir_server.settings import Settings
-from fhir_server.store.resources import body_of
+from fhir_server.store.connection import open_database
+from fhir_server.store.resources import ResourceStore, body_of
 
 # authlib refuses plain http outside localhost; the TestClient talks http://testserver.
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
@@ -215,6 +218,28 @@ def appointment(*patients: str, status: str = "booked") -> dict[str, Any]:
         "start": "2030-01-02T09:00:00Z",
         "end": "2030-01-02T09:30:00Z",
         "participant": [{"actor": {"reference": a}, "status": "accepted"} for a in actors],
+    }
+
+
+def stored_patient(env: dict[str, str], rid: str | None = None) -> str:
+    """A Patient written straight to the store a CLI `env` names (setup for `users add`)."""
+
+    async def create() -> str:
+        settings = Settings(mongodb_uri=env["FHIR_MONGODB_URI"], database=env["FHIR_DATABASE"])
+        async with open_database(settings) as database:
+            resource = {"resourceType": "Patient", "name": [{"family": "Stored"}]}
+            return (await ResourceStore(database).create(resource, rid=rid)).id
+
+    return asyncio.run(create())
+
+
+def cli_env(settings_factory: Callable[..., Settings]) -> dict[str, str]:
+    """FHIR_* variables for `fhir-server` commands on a fresh database of the test store."""
+    settings = settings_factory()
+    return {
+        "FHIR_MONGODB_URI": settings.mongodb_uri or "",
+        "FHIR_DATABASE": f"cli{uuid.uuid4().hex[:10]}",
+        "FHIR_PUBLIC_BASE_URL": BASE,
     }
 
 

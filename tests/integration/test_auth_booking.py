@@ -108,6 +108,36 @@ def test_check_in_by_role_words_from_the_token(client: TestClient) -> None:
     assert done.status_code == 200, done.text
 
 
+def test_another_patients_hold_cannot_be_booked_by_appt_id(client: TestClient) -> None:
+    """Argonaut's appt-id is a uri: as a valueUri, a valueUrl or in the query string it names
+    the hold as surely as IHE's valueReference, and the gate sees it the same way."""
+    site = make_clinic(client)
+    slot = make_slot(client, site["schedule"], hours_from_now(74))
+    alice, bob = new_patient(client, "Alice"), new_patient(client, "Bob")
+    as_alice, as_bob = patient_headers(client, alice), patient_headers(client, bob)
+    held = operation(client, "hold", as_alice, name="appt-resource", resource=proposal(slot, alice))
+    pending = held.json()["entry"][0]["resource"]
+    for kind, value in (
+        ("valueUri", f"Appointment/{pending['id']}"),
+        ("valueUrl", f"{BASE}/Appointment/{pending['id']}"),
+    ):
+        hijack = operation(client, "book", as_bob, name="appt-id", **{kind: value})
+        assert hijack.status_code == 404, (kind, hijack.text)
+    by_query = client.post(
+        f"{BASE}/Appointment/$book",
+        params={"appt-id": f"Appointment/{pending['id']}"},
+        json={"resourceType": "Parameters", "parameter": [{"name": "note", "valueString": "x"}]},
+        headers=as_bob,
+    )
+    assert by_query.status_code == 404, by_query.text
+    still = client.get(f"{BASE}/Appointment/{pending['id']}", headers=as_alice).json()
+    assert still["status"] == "pending"
+    mine = operation(
+        client, "book", as_alice, name="appt-id", valueUri=f"Appointment/{pending['id']}"
+    )
+    assert mine.status_code == 200, mine.text
+
+
 def test_a_write_only_patient_token_sees_what_it_booked(client: TestClient) -> None:
     """An operation that changes state echoes its own resources within the compartment,
     even to a token without a read scope (the gate judges them as the token's writes)."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,13 @@ from tests.integration.auth_helpers import (
     authorize_params,
     bearer,
     call,
+    cli_env,
     components,
     login_form,
     login_token,
     mint,
     pkce,
+    stored_patient,
 )
 
 runner = CliRunner()
@@ -40,12 +41,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def env(settings_factory: Callable[..., Settings]) -> dict[str, str]:
-    settings = settings_factory()
-    return {
-        "FHIR_MONGODB_URI": settings.mongodb_uri or "",
-        "FHIR_DATABASE": f"cli{uuid.uuid4().hex[:10]}",
-        "FHIR_PUBLIC_BASE_URL": BASE,
-    }
+    return cli_env(settings_factory)
 
 
 def run(env: dict[str, str], *args: str, stdin: str | None = None) -> Any:
@@ -57,6 +53,7 @@ def run(env: dict[str, str], *args: str, stdin: str | None = None) -> Any:
 def test_users_and_clients_commands(
     env: dict[str, str], settings_factory: Callable[..., Settings]
 ) -> None:
+    stored_patient(env, "p1")  # `users add --fhir-user` checks that it exists
     user = run(
         env,
         "users",

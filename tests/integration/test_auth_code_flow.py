@@ -121,6 +121,20 @@ def test_consent_lists_scopes_in_plain_words(client: TestClient, alice: str) -> 
     assert "Keep access after you close it" in page.text
 
 
+def test_every_registered_scope_counts_and_consent_shows_the_grant(
+    client: TestClient, alice: str
+) -> None:
+    """Registered `patient/*.rs patient/Appointment.cruds`: asking for both grants the
+    booking scope (the first registered scope that covers a type used to win)."""
+    _, challenge = pkce()
+    asked = "launch/patient patient/*.rs patient/Appointment.cruds"
+    params = authorize_params("portal", asked, challenge)
+    page = login_form(client, params, "alice", PASSWORD)
+    assert "Create, read, update, delete, search the patient&#39;s Appointment records" in page.text
+    body = login_token(client, "portal", "alice", asked)
+    assert set(body["scope"].split()) == set(asked.split())
+
+
 @pytest.mark.parametrize(
     ("verifier_kind", "error"),
     [("missing", "invalid_request"), ("wrong", "invalid_grant")],

@@ -17,13 +17,18 @@ from tests.integration.auth_helpers import (
     add_client,
     add_user,
     auth_app,
+    authorize_params,
     bearer,
     call,
+    code_of,
     components,
     csrf_of,
+    exchange,
+    log_in_and_consent,
     login_token,
     mint,
     new_patient,
+    pkce,
 )
 
 SCOPE = "launch/patient openid fhirUser offline_access patient/*.rs"
@@ -118,6 +123,35 @@ def test_refresh_by_another_client_is_refused(client: TestClient, carol: str) ->
         },
     )
     assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+
+
+def test_a_public_app_refreshes_without_client_id(client: TestClient, carol: str) -> None:
+    """The SMART JS client sends only grant_type and refresh_token: still rotated, and a
+    token presented again (or by another client) is still refused."""
+    first = login_token(client, "app", "carol", SCOPE)
+    bare = {"grant_type": "refresh_token"}
+    second = client.post(f"{AUTH}/token", data=bare | {"refresh_token": first["refresh_token"]})
+    assert second.status_code == 200, second.text
+    rotated = second.json()["refresh_token"]
+    assert rotated != first["refresh_token"]
+    assert client.get(f"{BASE}/Patient/{carol}", headers=bearer(second.json()["access_token"]))
+    replay = client.post(f"{AUTH}/token", data=bare | {"refresh_token": first["refresh_token"]})
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert refresh(client, rotated).status_code == 400  # the family died with the replay
+
+
+def test_a_confidential_token_still_needs_its_client(client: TestClient, carol: str) -> None:
+    add_client(client, "conf", "confidential", SCOPE, secret="conf-secret-value")
+    verifier, challenge = pkce()
+    params = authorize_params("conf", SCOPE, challenge)
+    code = code_of(log_in_and_consent(client, params, "carol"), params["state"])
+    issued = exchange(client, code, "conf", verifier, auth=("conf", "conf-secret-value"))
+    first = issued.json()
+    bare = client.post(
+        f"{AUTH}/token",
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+    )
+    assert bare.status_code == 401 and bare.json()["error"] == "invalid_client"
 
 
 def test_introspection(client: TestClient, carol: str) -> None:

@@ -1,8 +1,9 @@
 """Web push (RFC 8030 with VAPID, RFC 8292) to the browsers a person registered.
 
-VAPID keys are generated on first use and kept in the data dir
-(`vapid-private.pem`); the portal fetches the public key
-(`application_server_key`) to subscribe a browser. A push service answering
+The VAPID key is the file FHIR_PUSH_VAPID_KEY_FILE names (one key for every
+api and worker container), else generated on first use and kept in the data
+dir (`vapid-private.pem`, enough when one machine runs everything); the portal
+fetches the public key (`application_server_key`) to subscribe a browser. A push service answering
 404 or 410 means the browser subscription is gone: it is dropped.
 
 A push endpoint is a URL a patient's browser gave us, so it is checked and
@@ -39,7 +40,9 @@ def _key_path(settings: Settings) -> Path:
 
 
 def vapid_key(settings: Settings) -> Vapid02:
-    """The server's VAPID key pair, generated and saved on first start."""
+    """The server's VAPID key pair: the configured file, else generated and saved once."""
+    if settings.push_vapid_key_file is not None:
+        return Vapid02.from_file(str(settings.push_vapid_key_file))
     path = _key_path(settings)
     with _lock:
         if not path.exists():
