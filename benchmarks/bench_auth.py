@@ -62,6 +62,9 @@ def main() -> None:
             "public_base_url": BASE,
             "data_dir": data,
             "log_level": "WARNING",
+            # The limits are counted (their cost is in the figures) but never reached.
+            "rate_limit_address_per_minute": 10**9,
+            "rate_limit_token_per_minute": 10**9,
         }
         off = Settings(**common, database=f"b{uuid.uuid4().hex[:8]}", auth_enabled=False)
         on = Settings(**common, database=f"b{uuid.uuid4().hex[:8]}", auth_enabled=True)
@@ -84,6 +87,11 @@ def main() -> None:
             timed(
                 "GET Patient/[id], user token",
                 lambda: secured.get(f"{BASE}/Patient/{pid}", headers=headers),
+            )
+            forged = {"Authorization": f"Bearer {issued.token[:-8]}AAAAAAAA"}
+            timed(
+                "GET Patient/[id], forged token (401)",
+                lambda: secured.get(f"{BASE}/Patient/{pid}", headers=forged),
             )
             pgrant = {**grant, "scope": "patient/*.rs", "patient": pid}
             pissued = auth.tokens.access_token(pgrant)

@@ -11,6 +11,8 @@ next kind in `--kinds` lands:
 - `store`: the embedded store alone (serve must restart it within 5 s);
 - `all`: every process of the server at once (serve, store, worker, beat, Redis).
 
+`--every 0` kills nothing, and `--workers N` adds N `fhir-server worker`
+processes (as production scales workers): the no-fault run of many workers.
 After an `api`, `server` or `all` kill, what still runs of the old server
 5 s later is an orphan (counted, then killed), and serve is started again.
 When the load ends, the server gets `--settle` seconds to recover and send,
@@ -352,6 +354,15 @@ def _bodies(db: Any, rtype: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _history_key(message: dict[str, Any]) -> str:
+    """The history key (`Appointment/id/version`) of the appointment version a message is about."""
+    for ref in message.get("about", []):
+        parts = str(ref.get("reference", "")).split("/")
+        if parts[0] == "Appointment" and len(parts) == 4:
+            return f"{parts[0]}/{parts[1]}/{parts[3]}"
+    return ""
+
+
 def invariants(uri: str, record: Record) -> dict[str, int]:
     client: MongoClient[dict[str, Any]] = MongoClient(uri, serverSelectionTimeoutMS=10000)
     db = client["bench"]
@@ -404,6 +415,16 @@ def invariants(uri: str, record: Record) -> dict[str, int]:
     counts["messages not settled"] = sum(
         1 for m in messages.values() if m.get("status") in ("preparation", "in-progress")
     )
+    unreadable = [
+        _history_key(m)
+        for m in messages.values()
+        if m.get("status") == "not-done"
+        and "cannot be read" in str(m.get("statusReason", {}).get("text", ""))
+    ]
+    existing = {r["_id"] for r in db["history"].find({"_id": {"$in": unreadable}}, {"_id": 1})}
+    counts["messages not-done as unreadable although their version exists"] = sum(
+        1 for key in unreadable if key in existing
+    )
     about = set()
     for m in messages.values():
         for ref in m.get("about", []):
@@ -426,9 +447,15 @@ def invariants(uri: str, record: Record) -> dict[str, int]:
 def run(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="crash", dir="/tmp"))
     server = Server(folder / "data")
-    print(f"bench_crash: {args.clients} clients, {args.seconds} s, a kill every {args.every} s "
-          f"({args.kinds}), then {args.settle} s to settle; work in {folder}")  # fmt: skip
+    print(f"bench_crash: {args.clients} clients, {args.workers} extra workers, {args.seconds} s, "
+          f"a kill every {args.every} s ({args.kinds}), then {args.settle} s to settle; "
+          f"work in {folder}")  # fmt: skip
     server.start("--demo")
+    workers = [
+        subprocess.Popen([CLI, "worker", "--concurrency", "1", "--loglevel", "WARNING"],
+                         env=server.env, stdout=server.log, stderr=subprocess.STDOUT)
+        for _ in range(args.workers)
+    ]  # fmt: skip
     record, kills = Record(), Kills()
     until = time.monotonic() + args.seconds
     clients = [Client(n, server, record, until) for n in range(args.clients)]
@@ -436,7 +463,7 @@ def run(args: argparse.Namespace) -> None:
         client.start()
     kinds = args.kinds.split(",")
     try:
-        next_kill = time.monotonic() + args.every
+        next_kill = time.monotonic() + args.every if args.every > 0 else until
         while time.monotonic() < until:
             time.sleep(max(0.0, min(next_kill, until) - time.monotonic()))
             if time.monotonic() >= next_kill and time.monotonic() < until:
@@ -448,6 +475,9 @@ def run(args: argparse.Namespace) -> None:
         store = json.loads((server.data_dir / "embedded.json").read_text())
         counts = invariants(f"mongodb://127.0.0.1:{store['port']}/?directConnection=true", record)
     finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(60)
         server.stop()
     print(f"  kills: {dict(kills.done)}; orphans after a kill: {kills.orphans}")
     if kills.store_recovery:
@@ -471,7 +501,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench_crash", description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=60.0, help="booking load duration")
-    parser.add_argument("--every", type=float, default=12.0, help="seconds between kills")
+    parser.add_argument("--every", type=float, default=12.0, help="seconds between kills (0: none)")
+    parser.add_argument("--workers", type=int, default=0, help="extra `fhir-server worker`s")
     parser.add_argument("--kinds", default="api,store,server,all")
     parser.add_argument("--settle", type=float, default=60.0, help="seconds to recover after")
     return parser.parse_args(argv)

@@ -10,7 +10,10 @@ Figures (issue 6 targets in brackets; nothing here asserts on time):
   after-commit publish [<= 1 ms at p99];
 - enqueue-to-send-start p95: from the publish to the worker's claim of the
   Communication (its `in-progress` version in history) [<= 1 s];
-- booking-to-SMTP-receipt p50/p99, one booking at a time.
+- booking-to-SMTP-receipt p50/p99, one booking at a time;
+- the worker's floor: the same backlog drained by a bare Celery task that issues
+  the same store commands and SMTP send through PyMongo and smtplib
+  (`floor_worker`), in the same run on the same store [delivery >= 0.7 x floor].
 
 Run: `.venv/bin/python -m benchmarks.bench_notify`.
 """
@@ -19,6 +22,8 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -28,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from celery import Celery
 
+from benchmarks import floor_worker
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.events import AppointmentEvent, record_event
 from fhir_server.settings import Settings
@@ -119,6 +126,12 @@ def _throughput(env: Running, store_pid: int) -> Throughput:
     assert env.worker.process is not None
     wait_until(lambda: len(env.smtp.received) - before >= 1, timeout=60, every=0.01)
     pids = {"worker": env.worker.process.pid, "store": store_pid, "bench + SMTP": os.getpid()}
+    return _drain(env, before, pids, "notifications")
+
+
+def _drain(env: Running, before: int, pids: dict[str, int], queue_name: str) -> Throughput:
+    """From the first receipt on: messages/s until the backlog is received, tasks/s until
+    the queue is empty, and each process's CPU per message."""
     cpu_before = _cpu_seconds(pids)
     began = time.perf_counter()
     first = len(env.smtp.received)
@@ -127,13 +140,46 @@ def _throughput(env: Running, store_pid: int) -> Throughput:
     sent = time.perf_counter() - began
     cpu_after = _cpu_seconds(pids)
     queue = env.redis
-    wait_until(lambda: queue.llen("notifications") == 0 and queue.hlen("unacked") == 0, 600, 0.01)
+    wait_until(lambda: queue.llen(queue_name) == 0 and queue.hlen("unacked") == 0, 600, 0.01)
     drained = time.perf_counter() - began
     return Throughput(
         messages_per_s=counted / sent,
         tasks_per_s=counted / drained,
         cpu_ms={k: (cpu_after[k] - cpu_before[k]) * 1000 / counted for k in pids},
     )
+
+
+def _floor(env: Running, store_pid: int, folder: Path) -> Throughput:
+    """The same backlog drained by the bare Celery task of `floor_worker`, in its own worker.
+
+    Our worker is stopped first (it would take the floor's messages); the floor
+    sends the bytes of the last message ours sent, so both put the same mail
+    on the wire.
+    """
+    env.worker.stop()
+    mail = folder / "floor-mail.eml"
+    mail.write_bytes(env.smtp.received[-1][1])
+    ids: list[str] = []
+    for i in range(BACKLOG):
+        found, _ = env.rig.run(_booking(env, f"f{i}@bench.example", publish=False))
+        ids += found
+    broker = Celery(broker=env.rig.settings.redis_url)
+    for cid in ids:
+        broker.send_task(floor_worker.TASK, args=[cid], queue=floor_worker.QUEUE)
+    environment = {**env.worker.env, "FLOOR_MAIL": str(mail)}
+    command = [sys.executable, "-m", "celery", "-A", "benchmarks.floor_worker", "worker",
+               "-P", "solo", "-Q", floor_worker.QUEUE, "-l", "WARNING",
+               "--without-gossip", "--without-mingle", "--without-heartbeat"]  # fmt: skip
+    before = len(env.smtp.received)
+    root = Path(__file__).resolve().parents[1]
+    process = subprocess.Popen(command, cwd=root, env=environment, stdout=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: len(env.smtp.received) - before >= 1, timeout=60, every=0.01)
+        pids = {"worker": process.pid, "store": store_pid, "bench + SMTP": os.getpid()}
+        return _drain(env, before, pids, floor_worker.QUEUE)
+    finally:
+        process.terminate()
+        process.wait(15)
 
 
 def _latency(env: Running) -> tuple[list[float], list[float]]:
@@ -176,6 +222,7 @@ def main() -> None:
             wait_until(lambda: len(env.smtp.received) >= drained, timeout=600, every=0.05)
             rate = _throughput(env, server.pid)
             to_claim, to_receipt = _latency(env)
+            floor = _floor(env, server.pid, folder)
         finally:
             stop_all(env)
     finally:
@@ -187,6 +234,18 @@ def main() -> None:
         f"{rate.tasks_per_s:.0f} tasks/s (e-mail over SMTP, backlog of {BACKLOG})"
     )
     print("  cpu ms/message: " + ", ".join(f"{k} {v:.2f}" for k, v in rate.cpu_ms.items()))
+    print(
+        f"  floor (bare Celery task, same store calls and SMTP): {floor.messages_per_s:.0f} "
+        f"messages/s, {floor.tasks_per_s:.0f} tasks/s"
+    )
+    print("  floor cpu ms/message: " + ", ".join(f"{k} {v:.2f}" for k, v in floor.cpu_ms.items()))
+    share = rate.messages_per_s / floor.messages_per_s
+    by_cost = sum(floor.cpu_ms.values()) / sum(rate.cpu_ms.values())
+    met = "met" if share >= 0.7 else "NOT met"
+    print(
+        f"  delivery / its floor: {share:.2f} (from CPU cost per message {by_cost:.2f}); "
+        f"target >= 0.7: {met}"
+    )
     print(f"  booking-like write without publish: {_ms(without)}")
     print(f"  booking-like write with publish:    {_ms(with_publish)}")
     print(f"  publish alone (one task):           {_ms(publish_only)}")

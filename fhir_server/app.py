@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from fhir_server.audit.relay import audit_trail
 from fhir_server.auth.account_routes import router as account_router
 from fhir_server.auth.bootstrap import build_auth
+from fhir_server.auth.client_registration_routes import router as client_registration_router
 from fhir_server.auth.cors import SmartCors
 from fhir_server.auth.discovery import capability_security
 from fhir_server.auth.manage import router as manage_router
@@ -23,8 +24,11 @@ from fhir_server.notifications import celery_app, changes, subscriptions
 from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import push_subscription, subscription_status
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
+from fhir_server.rest.rate_limit import RateLimiter
+from fhir_server.rest.role_hooks import guarded
 from fhir_server.rest.scheduling_hooks import DELETE_HOOKS, WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
+from fhir_server.rest.security_headers import SecurityHeaders
 from fhir_server.rest.services import Services
 from fhir_server.scheduling.claims_backfill import ensure_claims_backfilled
 from fhir_server.settings import Settings
@@ -78,7 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
                     push_subscription.OPERATION,
                     subscription_status.OPERATION,
                 ],
-                write_hooks={**WRITE_HOOKS, "Subscription": subscriptions.check_write},
+                write_hooks=guarded({**WRITE_HOOKS, "Subscription": subscriptions.check_write}),
                 delete_hooks=dict(DELETE_HOOKS),
             )
             app.state.auth = None
@@ -86,11 +90,25 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.auth = await build_auth(database, store, settings, journal)
                 app.state.services.access = app.state.auth.access
                 app.state.services.security = capability_security(settings)
-            yield
+            app.state.limiter = RateLimiter(settings)
+            try:
+                yield
+            finally:
+                await app.state.limiter.close()
 
-    app = FastAPI(title="fhir-server", lifespan=lifespan, docs_url=None, redoc_url=None)
+    # /openapi.json describes only the small non-FHIR surface (the FHIR API is described by
+    # its CapabilityStatement): a development aid, not served in production. No /docs page.
+    production = settings.environment == "production"
+    app = FastAPI(
+        title="fhir-server",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None if production else "/openapi.json",
+    )
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(SmartCors)
+    app.add_middleware(SecurityHeaders)
     app.add_api_route("/healthz", healthz, methods=["GET"], include_in_schema=False)
     app.add_api_route("/readyz", readyz, methods=["GET"], include_in_schema=False)
     # Routes are matched in order: the FHIR API, nearly all the traffic, right after the two
@@ -99,5 +117,6 @@ def create_app(settings: Settings) -> FastAPI:
     install_fhir_routes(app)
     app.include_router(auth_router)
     app.include_router(account_router)
+    app.include_router(client_registration_router)
     app.include_router(manage_router)
     return app

@@ -21,19 +21,20 @@ from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 import uvicorn
-from pydantic import ValidationError
 
 from fhir_server.app import create_app
 from fhir_server.audit import cli as audit_cli
 from fhir_server.auth import cli as auth_cli
+from fhir_server.cli_support import fail as _fail
+from fhir_server.cli_support import load_settings as _settings
+from fhir_server.cli_support import store_errors, warn_production
 from fhir_server.demo import DemoResult, prepare_demo
 from fhir_server.demo.clinic import CLINICIANS, practitioner_id
 from fhir_server.demo.full import SLOT_WEEKS
-from fhir_server.fhir.errors import ServiceUnavailable
 from fhir_server.logs import configure_logging
 from fhir_server.notifications import changes
 from fhir_server.notifications import cli as notifications_cli
@@ -56,20 +57,19 @@ app = typer.Typer(
 )
 
 
-def _fail(message: str) -> NoReturn:
-    typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
+@app.callback()
+def main() -> None:
+    """FHIR R4 clinic booking server."""
+    _settings()  # an invalid FHIR_* variable stops every command, in one line
 
 
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"FHIR_{'_'.join(map(str, e['loc'])).upper() or 'settings'}: {e['msg']}"
-            for e in exc.errors()
+def _refuse_demo_in_production(settings: Settings) -> None:
+    """The demo clinic (public logins, a known password) never goes near production data."""
+    if settings.environment == "production":
+        _fail(
+            "The demo clinic is for development only; it is refused when "
+            "FHIR_ENVIRONMENT=production (nothing was written)."
         )
-        _fail(f"Invalid settings: {problems}")
 
 
 def _redacted(uri: str) -> str:
@@ -87,10 +87,8 @@ def _store(settings: Settings, watchdog: Watchdog | None = None) -> Iterator[tup
     if settings.mongodb_uri:
         yield settings, f"MongoDB at {_redacted(settings.mongodb_uri)}"
         return
-    try:
+    with store_errors():
         server = embedded.start(settings.data_dir)
-    except embedded.EmbeddedStoreError as exc:
-        _fail(str(exc))
     whose = "started by this command" if server.owned else f"shared, pid {server.pid}"
     where = (
         f"embedded store (nx-27017) at {server.uri}, {whose}; data in {settings.data_dir.resolve()}"
@@ -149,13 +147,8 @@ async def _probe(settings: Settings) -> None:
 
 
 def _run(work: Coroutine[Any, Any, T]) -> T:
-    try:
+    with store_errors():
         return asyncio.run(work)
-    except ServiceUnavailable:
-        _fail(
-            "The data store is not reachable. Check FHIR_MONGODB_URI, or unset it and "
-            "start the server with 'fhir-server serve' (which runs the embedded store)."
-        )
 
 
 def _command() -> str:
@@ -169,7 +162,9 @@ def _command() -> str:
     return str(invoked)
 
 
-def _describe(result: DemoResult, settings: Settings) -> str:
+def _describe(result: DemoResult, settings: Settings, overridden: bool = False) -> str:
+    """What the demo holds and how to try it. `overridden`: serve's --host/--port differ
+    from the environment, so the token recipe names the base URL that tokens are for."""
     summary = result.clinic
     counts = ", ".join(f"{n} {rtype}" for rtype, n in summary.by_type.items())
     practitioner = f"{settings.base_url}/Practitioner/{practitioner_id(CLINICIANS[0])}"
@@ -183,10 +178,11 @@ def _describe(result: DemoResult, settings: Settings) -> str:
         access = result.access
         lines += [
             f"  Logins (password '{access.password}'): {access.patient_login}, "
-            f"{access.practitioner_login}.",
+            f"{access.practitioner_login}, {access.frontdesk_login} (front desk).",
             f"  SMART app: client_id '{access.client_id}' (public), "
             f"redirect {access.redirect_uris[0]}.",
-            f"  Try: TOKEN=$({_command()} users token demo-practitioner | "
+            f"  Try: TOKEN=$({_base_url_env(settings, overridden)}{_command()} users token "
+            "demo-practitioner | "
             "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')",
             f'       curl -H "Authorization: Bearer $TOKEN" {practitioner}',
         ]
@@ -194,6 +190,14 @@ def _describe(result: DemoResult, settings: Settings) -> str:
         lines.append(f"  Try: curl {practitioner}")
     lines.append(f"       curl {settings.base_url}/metadata")
     return "\n".join(lines)
+
+
+def _base_url_env(settings: Settings, overridden: bool) -> str:
+    """`FHIR_PUBLIC_BASE_URL=... ` when a command run from the same shell would otherwise
+    mint tokens for another base URL (their audience) than the one being served."""
+    if not overridden or settings.public_base_url:
+        return ""
+    return f"FHIR_PUBLIC_BASE_URL={settings.base_url} "
 
 
 def _check_port(host: str, port: int) -> None:
@@ -221,7 +225,10 @@ def serve(
 ) -> None:
     """Run the FHIR server (starting the embedded store when FHIR_MONGODB_URI is unset)."""
     settings = _settings(host=host, port=port)
+    if demo:
+        _refuse_demo_in_production(settings)
     configure_logging(settings.log_level)
+    warn_production(settings)
     _check_port(settings.host, settings.port)
     with contextlib.ExitStack() as background:
         watchdog = background.enter_context(_watchdog())  # entered first: ends last
@@ -234,7 +241,7 @@ def serve(
         if worker is not None:
             typer.echo(f"Notifications: Celery worker and beat, pid {worker.pid}")
         if summary:
-            typer.echo(_describe(summary, settings))
+            typer.echo(_describe(summary, settings, host is not None or port is not None))
         typer.echo("Stop with Ctrl+C.")
         signal.signal(signal.SIGTERM, _exit_on_sigterm)
         with contextlib.suppress(KeyboardInterrupt):
@@ -243,7 +250,9 @@ def serve(
 
 def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """How `serve` runs uvicorn. Behind a proxy, the client address (per-IP limits, audit)
-    comes from X-Forwarded-For, but only when the proxy is one we were told to trust."""
+    comes from X-Forwarded-For, but only when the proxy is one we were told to trust; with
+    none configured the headers are ignored whoever sends them (uvicorn would otherwise
+    trust loopback). No `server` header: the version banner only helps an attacker."""
     return {
         "host": settings.host,
         "port": settings.port,
@@ -251,8 +260,9 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "http": "httptools",
         "log_config": None,
         "access_log": False,
-        "proxy_headers": True,
+        "proxy_headers": bool(settings.forwarded_allow_ips),
         "forwarded_allow_ips": settings.forwarded_allow_ips,
+        "server_header": False,
     }
 
 
@@ -260,6 +270,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 def demo() -> None:
     """Load the demo clinic; running it again changes nothing."""
     settings = _settings()
+    _refuse_demo_in_production(settings)
     with _store(settings) as (ready, where):
         typer.echo(f"Store: {where}; database '{settings.database}'")
         summary = _run(_load_demo(ready))

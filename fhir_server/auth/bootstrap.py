@@ -51,6 +51,7 @@ async def build_auth(
     await store.ensure_indexes()
     tokens = Tokens(store, settings, await load_keyring(store, settings.secret_key))
     accounts = Accounts(store, settings)
+    await accounts.migrate_roles()
     audit = AuditRecorder(resources, journal)
     return AuthComponents(
         settings=settings,

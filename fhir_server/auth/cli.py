@@ -20,6 +20,7 @@ from fhir_server.auth.clients import ClientRegistry, new_secret
 from fhir_server.auth.keys import rotate
 from fhir_server.auth.operator_tokens import issue_for_user
 from fhir_server.auth.users import AccountError, Accounts
+from fhir_server.cli_support import fail, load_settings, read_file, store_errors
 from fhir_server.fhir.errors import FhirError
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
@@ -30,6 +31,7 @@ users_app = typer.Typer(name="users", help="User accounts (patients, practitione
 clients_app = typer.Typer(name="clients", help="Registered SMART apps (OAuth clients).")
 keys_app = typer.Typer(name="keys", help="Token signing keys.")
 T = TypeVar("T")
+FHIR_USER_TYPES = ("Patient", "Practitioner", "PractitionerRole", "RelatedPerson")
 
 
 def _print(value: Any) -> None:
@@ -37,7 +39,7 @@ def _print(value: Any) -> None:
 
 
 def _with_store(work: Callable[[AuthStore, Settings], Awaitable[T]]) -> T:
-    settings = Settings()
+    settings = load_settings()
 
     async def run() -> T:
         async with open_database(settings) as database:
@@ -46,10 +48,10 @@ def _with_store(work: Callable[[AuthStore, Settings], Awaitable[T]]) -> T:
             return await work(store, settings)
 
     try:
-        return asyncio.run(run())
+        with store_errors():
+            return asyncio.run(run())
     except (AccountError, FhirError) as error:
-        typer.secho(f"Error: {error}", fg=typer.colors.RED, err=True)
-        raise typer.Exit(1) from None
+        fail(str(error))
 
 
 def _stdin_secret(what: str) -> str:
@@ -63,7 +65,7 @@ def _stdin_secret(what: str) -> str:
 @users_app.command("add")
 def users_add(
     username: Annotated[str, typer.Option(help="Login name.")],
-    role: Annotated[str, typer.Option(help="patient, practitioner or admin.")],
+    role: Annotated[str, typer.Option(help="patient, practitioner, frontdesk or admin.")],
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the password from stdin.")
     ] = False,
@@ -79,10 +81,24 @@ def users_add(
     password = _stdin_secret("password")
 
     async def work(store: AuthStore, settings: Settings) -> dict[str, Any]:
+        if fhir_user:
+            await _check_exists(ResourceStore(store.database), fhir_user)
         user = await Accounts(store, settings).add(username, password, role, fhir_user, email)
         return {"username": user.username, "role": user.role, "fhir_user": user.fhir_user}
 
     _print(_with_store(work))
+
+
+async def _check_exists(resources: ResourceStore, reference: str) -> None:
+    """An account's --fhir-user must name a resource that is there (not deleted)."""
+    kind, _, rid = reference.partition("/")
+    if kind not in FHIR_USER_TYPES or not rid or "/" in rid:
+        raise AccountError(
+            f"--fhir-user must be Type/id with Type one of {', '.join(FHIR_USER_TYPES)}."
+        )
+    found = await resources.current(kind, rid)
+    if found is None or found.deleted:
+        raise AccountError(f"{reference} does not exist; create it first.")
 
 
 @users_app.command("list")
@@ -127,9 +143,16 @@ def clients_add(
         bool,
         typer.Option("--no-pkce", help="Legacy SMART v1 confidential client that sends no PKCE."),
     ] = False,
+    resource_server: Annotated[
+        bool,
+        typer.Option(
+            "--resource-server",
+            help="May introspect tokens issued to any client (others: only their own).",
+        ),
+    ] = False,
 ) -> None:
     """Register a client and print it as JSON (a generated secret is shown once)."""
-    jwks = orjson.loads(jwks_file.read_bytes()) if jwks_file else None
+    jwks = _jwks(jwks_file) if jwks_file else None
     secret = _stdin_secret("client secret") if secret_stdin else None
     generated = type_ == "confidential" and secret is None and not (jwks or jwks_uri)
     if generated:
@@ -146,6 +169,7 @@ def clients_add(
             jwks=jwks,
             jwks_uri=jwks_uri,
             require_pkce=not no_pkce,
+            resource_server=resource_server,
         )
         return client.public_view()
 
@@ -153,6 +177,16 @@ def clients_add(
     if generated:
         view["client_secret"] = secret
     _print(view)
+
+
+def _jwks(path: Path) -> dict[str, Any]:
+    try:
+        value = orjson.loads(read_file(path, "--jwks-file"))
+    except orjson.JSONDecodeError:
+        fail(f"--jwks-file {path} is not JSON (a JSON Web Key Set is expected).")
+    if not isinstance(value, dict):
+        fail(f"--jwks-file {path} is not a JSON Web Key Set (an object with 'keys').")
+    return value
 
 
 @users_app.command("token")

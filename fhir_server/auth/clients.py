@@ -39,6 +39,9 @@ class Client(ClientMixin):  # type: ignore[misc]
     jwks: dict[str, Any] | None = None
     jwks_uri: str | None = None
     require_pkce: bool = True
+    # A resource server (or admin tool) may introspect any client's tokens; any other
+    # client only its own (`clients add --resource-server`).
+    resource_server: bool = False
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> Client:
@@ -52,6 +55,7 @@ class Client(ClientMixin):  # type: ignore[misc]
             jwks=doc.get("jwks"),
             jwks_uri=doc.get("jwks_uri"),
             require_pkce=doc.get("require_pkce", True),
+            resource_server=bool(doc.get("resource_server", False)),
         )
 
     def public_view(self) -> dict[str, Any]:
@@ -64,6 +68,7 @@ class Client(ClientMixin):  # type: ignore[misc]
             "jwks_uri": self.jwks_uri,
             "jwks": self.jwks,
             "require_pkce": self.require_pkce,
+            "resource_server": self.resource_server,
         }
 
     # -- authlib's ClientMixin ---------------------------------------------------
@@ -126,11 +131,13 @@ class ClientRegistry:
         jwks: dict[str, Any] | None = None,
         jwks_uri: str | None = None,
         require_pkce: bool = True,
+        resource_server: bool = False,
     ) -> Client:
         redirect_uris = redirect_uris or []
         _check(kind, scope, redirect_uris, secret, jwks, jwks_uri)
-        if not require_pkce and kind != "confidential":
+        if not require_pkce and kind == "public":
             raise AccountError("Only a confidential client may be registered without PKCE.")
+        require_pkce = require_pkce and kind != "backend"  # no authorization codes at all
         doc = {
             "_id": client_id,
             "name": name,
@@ -142,6 +149,7 @@ class ClientRegistry:
             "jwks": jwks,
             "jwks_uri": jwks_uri,
             "require_pkce": require_pkce,
+            "resource_server": resource_server,
             "created": int(time.time()),
         }
         if not await self.store.add_client(doc):
@@ -167,6 +175,8 @@ def _check(
         raise AccountError(f"The client type must be one of {', '.join(KINDS)}.")
     if not split_scope(scope):
         raise AccountError("A client needs at least one scope.")
+    if jwks is not None and not (isinstance(jwks.get("keys"), list) and jwks["keys"]):
+        raise AccountError("The JWKS has no keys: a client's JWKS needs at least one key.")
     if kind == "backend":
         if not (jwks or jwks_uri):
             raise AccountError("A backend client needs --jwks-file or --jwks-uri.")

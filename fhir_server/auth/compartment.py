@@ -8,7 +8,7 @@ data files are read once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any
 
@@ -148,22 +148,27 @@ def operation_resources(body: Any) -> list[dict[str, Any]]:
     return found
 
 
-def operation_mentions(body: Any) -> set[tuple[str | None, str]]:
-    """(type or None, id) of everything an operation's inputs name: references,
-    plain id strings, and the ids of embedded resources."""
+_NAMING_VALUES = ("valueString", "valueId", "valueUri", "valueUrl")
+
+
+def operation_mentions(
+    body: Any, query: Iterable[tuple[str, str]] = ()
+) -> set[tuple[str | None, str]]:
+    """(type or None, id) of everything an operation's inputs name: references, plain id
+    strings and URIs (Argonaut's `appt-id` is a uri), the ids of embedded resources, and
+    the values of the given query parameters (an operation reads its inputs from both)."""
     mentions: set[tuple[str | None, str]] = set()
-    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
-        return mentions
-    pending = list(body.get("parameter") or [])
+    pending: list[Any] = [{"valueString": value} for _, value in query]
+    if isinstance(body, dict) and body.get("resourceType") == "Parameters":
+        pending += list(body.get("parameter") or [])
     while pending:
         parameter = pending.pop()
         if not isinstance(parameter, dict):
             continue
         pending.extend(parameter.get("part") or [])
         reference = (parameter.get("valueReference") or {}).get("reference")
-        text = parameter.get("valueString") or parameter.get("valueId")
         resource = parameter.get("resource")
-        for value in (reference, text):
+        for value in (reference, *(parameter.get(name) for name in _NAMING_VALUES)):
             if isinstance(value, str) and value:
                 key = reference_key(value)
                 mentions.add((key.split("/")[0], key.split("/")[1]) if key else (None, value))

@@ -1,4 +1,5 @@
-"""Demo logins for `fhir-server demo`: a patient, a practitioner and a public SMART app.
+"""Demo logins for `fhir-server demo`: a patient, a practitioner, the front desk and a
+public SMART app (one login per role a clinic user meets, see `auth.roles`).
 
 Idempotent: running it again leaves existing accounts and the client as they
 are. The password is fixed and printed, so it is refused outside development.
@@ -26,6 +27,7 @@ DEMO_REDIRECTS = ("http://localhost:8080/callback", "http://127.0.0.1:8080/callb
 class DemoAccess:
     patient_login: str
     practitioner_login: str
+    frontdesk_login: str
     password: str
     client_id: str
     redirect_uris: tuple[str, ...]
@@ -41,6 +43,7 @@ async def ensure_demo_access(
     for username, role, fhir_user in (
         ("demo-patient", "patient", patient),
         ("demo-practitioner", "practitioner", practitioner),
+        ("demo-frontdesk", "frontdesk", None),
     ):
         if await store.user(username) is None:
             await accounts.add(username, DEMO_PASSWORD, role, fhir_user)
@@ -50,5 +53,10 @@ async def ensure_demo_access(
             DEMO_CLIENT, "Demo SMART app", "public", DEMO_SCOPE, redirect_uris=list(DEMO_REDIRECTS)
         )
     return DemoAccess(
-        "demo-patient", "demo-practitioner", DEMO_PASSWORD, DEMO_CLIENT, DEMO_REDIRECTS
+        "demo-patient",
+        "demo-practitioner",
+        "demo-frontdesk",
+        DEMO_PASSWORD,
+        DEMO_CLIENT,
+        DEMO_REDIRECTS,
     )

@@ -55,16 +55,25 @@ AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
 
 
 def endpoints(settings: Settings) -> dict[str, str]:
+    """Every advertised endpoint; `register` (RFC 7591 Dynamic Client Registration) only
+    while FHIR_CLIENT_REGISTRATION is on, so discovery never names a closed door."""
     base = auth_base(settings)
-    return {
+    urls = {
         "authorize": f"{base}/authorize",
         "token": f"{base}/token",
-        "register": f"{base}/register",
+        "register": f"{base}/client-registration",
         "manage": f"{base}/manage",
         "introspect": f"{base}/introspect",
         "revoke": f"{base}/revoke",
         "jwks": f"{base}/jwks",
     }
+    if not settings.client_registration:
+        del urls["register"]
+    return urls
+
+
+def _registration(urls: dict[str, str]) -> dict[str, str]:
+    return {"registration_endpoint": urls["register"]} if "register" in urls else {}
 
 
 def smart_configuration(settings: Settings) -> dict[str, Any]:
@@ -77,6 +86,7 @@ def smart_configuration(settings: Settings) -> dict[str, Any]:
         "introspection_endpoint": urls["introspect"],
         "revocation_endpoint": urls["revoke"],
         "management_endpoint": urls["manage"],
+        **_registration(urls),
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "response_types_supported": ["code"],
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
@@ -94,6 +104,7 @@ def openid_configuration(settings: Settings) -> dict[str, Any]:
         "jwks_uri": urls["jwks"],
         "authorization_endpoint": urls["authorize"],
         "token_endpoint": urls["token"],
+        **_registration(urls),
         "response_types_supported": ["code"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
@@ -110,6 +121,7 @@ def capability_security(settings: Settings) -> dict[str, Any]:
     extension = [
         {"url": name, "valueUri": urls[name]}
         for name in ("authorize", "token", "register", "manage", "introspect", "revoke")
+        if name in urls
     ]
     return {
         "cors": True,

@@ -1,5 +1,6 @@
 """authlib's grants with SMART 2 behaviour: S256-only PKCE from every client, scope
-narrowing by role, refresh tokens by `offline_access`, rotation with reuse detection.
+narrowing by role, refresh tokens by `offline_access`, rotation with reuse detection,
+and refresh by a public client that sends only the refresh token.
 """
 
 from __future__ import annotations
@@ -111,6 +112,22 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
 class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = ALL_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_token_endpoint_client(self) -> Client:
+        """A public app refreshes without naming itself (SMART App Launch: public clients
+        are not authenticated on refresh, and the SMART JS client sends no client_id):
+        the refresh token's own client stands in, when that client is public. Whoever
+        names a client, or holds a confidential client's token, authenticates as usual."""
+        request = self.request
+        named = request.form.get("client_id") or request.form.get("client_assertion")
+        if not named and "authorization" not in request.headers:
+            text = request.form.get("refresh_token")
+            doc = wait_for(self.server.store.refresh_token, text) if text else None
+            owner: Client | None = self.server.query_client(doc["client_id"]) if doc else None
+            if owner is not None and owner.kind == "public":
+                return owner
+        client: Client = super().authenticate_token_endpoint_client()
+        return client
 
     def authenticate_refresh_token(self, refresh_token: str) -> TokenRecord | None:
         doc = wait_for(self.server.store.refresh_token, refresh_token)

@@ -18,8 +18,9 @@ from fhir_server.auth.scopes import plain_words, split_scope
 from fhir_server.auth.web import (
     client_ip,
     components_of,
+    form_forged,
+    form_page,
     make_ticket,
-    page,
     read_ticket,
     throttled,
 )
@@ -40,11 +41,17 @@ async def _grants(auth: AuthComponents, username: str) -> list[dict[str, Any]]:
     return list(grants.values())
 
 
-async def _listing(auth: AuthComponents, username: str, message: str | None = None) -> Response:
-    return page(
-        "manage.html",
-        title="Apps with access",
-        action="/auth/manage",
+def _page(request: Request, status: int = 200, **values: Any) -> Response:
+    values.setdefault("ticket", None)
+    return form_page(
+        request, "manage.html", status, title="Apps with access", action="/auth/manage", **values
+    )
+
+
+async def _listing(request: Request, username: str, message: str | None = None) -> Response:
+    auth = components_of(request)
+    return _page(
+        request,
         username=username,
         ticket=make_ticket(auth.settings.secret_key, username, _BINDING),
         grants=await _grants(auth, username),
@@ -55,28 +62,25 @@ async def _listing(auth: AuthComponents, username: str, message: str | None = No
 @router.get("/auth/manage")
 async def manage_form(request: Request) -> Response:
     components_of(request)
-    return page("manage.html", title="Apps with access", action="/auth/manage", ticket=None)
+    return _page(request)
 
 
 @router.post("/auth/manage")
 async def manage(request: Request) -> Response:
     auth = components_of(request)
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    if await form_forged(request, form.get("csrf", "")):
+        expired = "This form has expired or did not come from this site; sign in again."
+        return _page(request, 403, error=expired)
     if form.get("step") == "revoke":
-        username = read_ticket(auth.settings.secret_key, form.get("ticket", ""), _BINDING)
-        if username is None:
-            return page(
-                "manage.html",
-                title="Apps with access",
-                action="/auth/manage",
-                ticket=None,
-                error="Please sign in again.",
-            )
+        ticket = read_ticket(auth.settings.secret_key, form.get("ticket", ""), _BINDING)
+        if ticket is None:
+            return _page(request, error="Please sign in again.")
         family = form.get("family", "")
-        if family in {g["family"] for g in await _grants(auth, username)}:
+        if family in {g["family"] for g in await _grants(auth, ticket.username)}:
             await auth.store.revoke_family(family)
-            await auth.audit.record("token-revoked", success=True, who=username)
-        return await _listing(auth, username, "That app's access has been stopped.")
+            await auth.audit.record("token-revoked", success=True, who=ticket.username)
+        return await _listing(request, ticket.username, "That app's access has been stopped.")
     if limited := await throttled(auth, request, "login"):
         return limited
     username = form.get("username", "")
@@ -85,11 +89,6 @@ async def manage(request: Request) -> Response:
         "login", success=user is not None, who=username[:100], address=client_ip(request)
     )
     if user is None:
-        return page(
-            "manage.html",
-            title="Apps with access",
-            action="/auth/manage",
-            ticket=None,
-            error="The user name or password is wrong, or the account is locked.",
-        )
-    return await _listing(auth, user.username)
+        wrong = "The user name or password is wrong, or the account is locked."
+        return _page(request, error=wrong)
+    return await _listing(request, user.username)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+from fhir_server.auth import roles
 from fhir_server.auth.admin import is_admin
 from fhir_server.auth.compartment import (
     DIRECTORY_TYPES,
@@ -27,23 +28,13 @@ from fhir_server.auth.compartment import (
     operation_resources,
     patient_references,
 )
-from fhir_server.auth.scopes import ResourceScope, ScopeSet
+from fhir_server.auth.scopes import INTERACTION_LETTER, ResourceScope, ScopeSet
 from fhir_server.fhir.messages import FhirRequest
 from fhir_server.fhir.read_limits import Pairs, ReadLimits
 from fhir_server.fhir.resource_types import ADMIN_TYPES, SERVED_TYPES
 from fhir_server.fhir.routing import Interaction
 
-_NEEDS = {
-    "read": "r",
-    "vread": "r",
-    "history-instance": "r",
-    "history-type": "r",
-    "search": "s",
-    "create": "c",
-    "update": "u",
-    "patch": "u",
-    "delete": "d",
-}
+_NEEDS = INTERACTION_LETTER
 _CHANGES = frozenset({"create", "update", "patch", "delete"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -59,11 +50,12 @@ class TokenContext:
     fhir_user: str | None = None
     jti: str | None = None
     role: str | None = None  # the account's role (auth.roles); None for a backend service
+    actors: tuple[str, ...] = ()  # a practitioner's own references (auth.role_checks)
 
     @cached_property
     def limits(self) -> ReadLimits:
         """What this token may read (worked out once per token, see `read_limits`)."""
-        return read_limits(self)
+        return roles.read_limits(self, read_limits(self))
 
 
 @dataclass(frozen=True)
@@ -84,11 +76,11 @@ def _deny(status: int, reason: str) -> Decision:
     return Decision(status=status, reason=reason)
 
 
-def _needed(interaction: Interaction, method: str) -> str:
+def _needed(interaction: Interaction) -> str:
     if interaction.kind == "operation-type":
-        return "r" if method == "GET" else "c"
+        return "c" if interaction.changes else "r"
     if interaction.kind == "operation-instance":
-        return "r" if method == "GET" else "u"
+        return "u" if interaction.changes else "r"
     return _NEEDS.get(interaction.kind, "r")
 
 
@@ -98,6 +90,10 @@ def _best(scopes: list[ResourceScope]) -> ResourceScope:
 
 
 def decide(ctx: TokenContext, req: FhirRequest) -> Decision:
+    return roles.applied(_by_scopes(ctx, req), roles.judge(ctx, req.interaction, req))
+
+
+def _by_scopes(ctx: TokenContext, req: FhirRequest) -> Decision:
     interaction = req.interaction
     kind, rtype = interaction.kind, interaction.resource_type
     if kind in ("conformance", "invalid"):
@@ -108,7 +104,7 @@ def decide(ctx: TokenContext, req: FhirRequest) -> Decision:
         return _system_level(ctx, req, kind)
     if rtype is None:
         return Decision()
-    permission = _needed(interaction, req.method)
+    permission = _needed(interaction)
     broad = ctx.scopes.matching(rtype, permission, ("user", "system"))
     if broad:
         return _with_scope_filter(_best(broad), permission)
@@ -236,7 +232,7 @@ def _compartment_criteria(rtype: str, patient: str) -> Pairs | None:
 
 
 def may_change(limits: ReadLimits, resource: dict[str, Any]) -> bool:
-    """May the token act on this resource, or see back the one it just wrote?
+    """May the token act on this resource, or see back the one it just wrote or changed?
 
     Acting needs no read scope (the interaction's own scope was decided; a
     write-only token sees what it sent, with the id the server gave it), but

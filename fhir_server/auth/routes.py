@@ -25,14 +25,17 @@ from fhir_server.auth.bridge import StarletteOAuth2Request
 from fhir_server.auth.clients import Client
 from fhir_server.auth.discovery import openid_configuration, smart_configuration
 from fhir_server.auth.records import Subject, scope_for
+from fhir_server.auth.roles import role_of
 from fhir_server.auth.scopes import plain_words, split_scope
-from fhir_server.auth.token_endpoints import describe, find_token
+from fhir_server.auth.token_endpoints import describe, find_token, may_introspect
 from fhir_server.auth.urls import auth_base
 from fhir_server.auth.users import User
 from fhir_server.auth.web import (
     NO_STORE,
     client_ip,
     components_of,
+    form_forged,
+    form_page,
     json_response,
     make_ticket,
     page,
@@ -41,7 +44,9 @@ from fhir_server.auth.web import (
 )
 from fhir_server.fhir.errors import FhirError
 
-_UI_FIELDS = frozenset({"step", "username", "password", "totp", "ticket", "decision", "patient"})
+_UI_FIELDS = frozenset(
+    {"step", "username", "password", "totp", "ticket", "decision", "patient", "csrf"}
+)
 
 router = APIRouter(include_in_schema=False)
 # Discovery lives under /fhir: included before the FHIR catch-all, the rest after it.
@@ -119,6 +124,11 @@ async def authorize(request: Request) -> Response:
         grant = await anyio.to_thread.run_sync(auth.server.get_consent_grant, oreq)
     except OAuth2Error as error:
         return _authorize_error(auth, oreq, error)
+    if not data.get("state"):  # the client's only defence against a forged redirect back
+        missing = InvalidRequestError(
+            "The state parameter is required.", redirect_uri=grant.redirect_uri
+        )
+        return _authorize_error(auth, oreq, missing)
     launch = None
     if data.get("launch"):
         launch = await auth.store.launch(data["launch"])
@@ -127,14 +137,11 @@ async def authorize(request: Request) -> Response:
                 "The launch value is unknown or expired.", redirect_uri=grant.redirect_uri
             )
             return _authorize_error(auth, oreq, unknown)
-    client = grant.client
-    view = {
-        "action": f"{auth_base(auth.settings)}/authorize",
-        "hidden": pairs,
-        "client_name": client.name,
-        "reset_url": f"{auth_base(auth.settings)}/password-reset",
-    }
+    form = _Form(request, grant.client, pairs)
     step = data.get("step")
+    if step in ("login", "consent") and await form_forged(request, data.get("csrf", "")):
+        expired = "This form has expired or did not come from this site; sign in again."
+        return form.login(expired, status=403)
     if step == "login":
         if limited := await throttled(auth, request, "login"):
             return limited
@@ -145,66 +152,79 @@ async def authorize(request: Request) -> Response:
             "login",
             success=user is not None,
             who=data.get("username", "")[:100],
-            client_id=client.client_id,
+            client_id=grant.client.client_id,
             address=client_ip(request),
         )
         if user is None:
-            return page(
-                "login.html",
-                title="Sign in",
-                error="The user name or password is wrong, or the account is locked.",
-                username=data.get("username", ""),
-                **view,
-            )
-        return _consent_page(auth, client, user, pairs, view, launch is not None)
+            wrong = "The user name or password is wrong, or the account is locked."
+            return form.login(wrong, data.get("username", ""))
+        return form.consent(user, launch is not None)
     if step == "consent":
-        username = read_ticket(auth.settings.secret_key, data.get("ticket", ""), pairs)
-        user = await auth.accounts.get(username) if username else None
-        if user is None:
-            return page(
-                "login.html", title="Sign in", error="Please sign in again.", username="", **view
-            )
+        ticket = read_ticket(auth.settings.secret_key, data.get("ticket", ""), pairs)
+        user = await auth.accounts.get(ticket.username) if ticket else None
+        if ticket is None or user is None:
+            return form.login("Please sign in again.")
+        if not await auth.store.use_once("consent", ticket.nonce, ticket.expires_at):
+            return form.login("This consent form was already used; sign in again.")
         subject = _subject(user, launch, data)
         allow = data.get("decision") == "allow"
         picked = user.role != "patient" and launch is None
         if allow and (subject is None or (picked and not await _patient_exists(request, subject))):
-            return _consent_page(
-                auth, client, user, pairs, view, False, error="Enter the id of a known patient."
-            )
+            return form.consent(user, False, error="Enter the id of a known patient.")
         grant_user = subject if allow else None
         result = await anyio.to_thread.run_sync(
             lambda: auth.server.create_authorization_response(oreq, grant_user, grant)
         )
         return _reply(result)
-    return page("login.html", title="Sign in", error=None, username="", **view)
+    return form.login(None)
 
 
-def _consent_page(
-    auth: AuthComponents,
-    client: Client,
-    user: User,
-    pairs: list[tuple[str, str]],
-    view: dict[str, Any],
-    ehr_launch: bool,
-    error: str | None = None,
-) -> Response:
-    asked = split_scope(dict(pairs).get("scope"))
-    pick = "launch/patient" in asked and not ehr_launch and user.role != "patient"
-    preview = Subject(sub=user.username, role=user.role, patient=user.patient_id)
-    if pick or ehr_launch:
-        preview.patient = preview.patient or "to be chosen"
-    allowed = client.get_allowed_scope(" ".join(asked)) or ""
-    scopes = split_scope(scope_for(preview, allowed))
-    return page(
-        "consent.html",
-        title="Allow access?",
-        username=user.username,
-        scopes=[plain_words(s) for s in scopes],
-        ticket=make_ticket(auth.settings.secret_key, user.username, pairs),
-        pick_patient=pick,
-        error=error,
-        **view,
-    )
+class _Form:
+    """The sign-in and consent pages of one authorization request."""
+
+    def __init__(self, request: Request, client: Client, pairs: list[tuple[str, str]]) -> None:
+        self.request = request
+        self.auth = components_of(request)
+        self.client = client
+        self.pairs = pairs
+        base = auth_base(self.auth.settings)
+        self.view: dict[str, Any] = {
+            "action": f"{base}/authorize",
+            "hidden": pairs,
+            "client_name": client.name,
+            "reset_url": f"{base}/password-reset",
+        }
+
+    def login(self, error: str | None, username: str = "", status: int = 200) -> Response:
+        return form_page(
+            self.request,
+            "login.html",
+            status,
+            title="Sign in",
+            error=error,
+            username=username,
+            **self.view,
+        )
+
+    def consent(self, user: User, ehr_launch: bool, error: str | None = None) -> Response:
+        asked = split_scope(dict(self.pairs).get("scope"))
+        pick = "launch/patient" in asked and not ehr_launch and user.role != "patient"
+        preview = Subject(sub=user.username, role=user.role, patient=user.patient_id)
+        if pick or ehr_launch:
+            preview.patient = preview.patient or "to be chosen"
+        allowed = self.client.get_allowed_scope(" ".join(asked)) or ""
+        scopes = split_scope(scope_for(preview, allowed))
+        return form_page(
+            self.request,
+            "consent.html",
+            title="Allow access?",
+            username=user.username,
+            scopes=[plain_words(s) for s in scopes],
+            ticket=make_ticket(self.auth.settings.secret_key, user.username, self.pairs),
+            pick_patient=pick,
+            error=error,
+            **self.view,
+        )
 
 
 async def _patient_exists(request: Request, subject: Subject) -> bool:
@@ -286,7 +306,7 @@ async def introspect(request: Request) -> Response:
     bearer = request.headers.get("authorization", "")
     if bearer.lower().startswith("bearer "):
         try:
-            await auth.tokens.verify(bearer[7:].strip())
+            caller = await auth.tokens.verify(bearer[7:].strip())
         except FhirError:
             return json_response(
                 {"error": "invalid_token"},
@@ -299,6 +319,9 @@ async def introspect(request: Request) -> Response:
         record = await anyio.to_thread.run_sync(
             find_token, auth.server, text, oreq.form.get("token_type_hint")
         )
+        caller_id = str(caller.get("client_id", ""))
+        if not may_introspect(await auth.clients.get(caller_id), caller_id, record):
+            record = None  # answered exactly as an unknown token
         return json_response(describe(record, auth.settings), headers=NO_STORE)
     result = await anyio.to_thread.run_sync(
         auth.server.create_endpoint_response, "introspection", oreq
@@ -328,17 +351,22 @@ async def revoke(request: Request) -> Response:
 
 @router.post("/auth/launch")
 async def create_launch(request: Request) -> Response:
-    """An EHR (system token) or a practitioner (user token) opens an app for a patient."""
+    """An EHR (system token) or a clinic user (practitioner, front desk, admin) opens an app
+    for a patient."""
     auth = components_of(request)
     try:
         ctx = await auth.tokens.authenticate(request.headers.get("authorization"))
     except FhirError as error:
         return json_response({"error": "invalid_token"}, 401, error.headers)
     is_system = any(s.context == "system" for s in ctx.scopes.resources)
-    if not is_system and not (ctx.fhir_user or "").startswith("Practitioner/"):
+    if not is_system and role_of(ctx) not in ("practitioner", "frontdesk", "admin"):
         return json_response({"error": "insufficient_scope"}, 403)
     if request.headers.get("content-type", "").startswith("application/json"):
-        body = orjson.loads(await request.body() or b"{}")
+        try:
+            body = orjson.loads(await request.body() or b"{}")
+        except orjson.JSONDecodeError:
+            bad = {"error": "invalid_request", "error_description": "The body is not JSON."}
+            return json_response(bad, 400)
     else:
         body = dict((await request.form()).items())
     patient = str(body.get("patient", "")) if isinstance(body, dict) else ""

@@ -16,6 +16,18 @@ from urllib.parse import parse_qsl
 
 CONTEXTS = ("patient", "user", "system")
 LETTERS = "cruds"
+# The letter each interaction needs (operations are decided by whoever asks).
+INTERACTION_LETTER = {
+    "read": "r",
+    "vread": "r",
+    "history-instance": "r",
+    "history-type": "r",
+    "search": "s",
+    "create": "c",
+    "update": "u",
+    "patch": "u",
+    "delete": "d",
+}
 _V1 = {"read": "rs", "write": "cud", "*": "cruds"}
 _RESOURCE = re.compile(
     r"^(patient|user|system)/([A-Z][A-Za-z]+|\*)\.(read|write|\*|c?r?u?d?s?)(?:\?(.+))?$"
@@ -118,25 +130,38 @@ class ScopeSet:
 
 
 def _grant_one(requested: ResourceScope, allowed: ResourceScope) -> ResourceScope | None:
-    """The part of `requested` that `allowed` permits, or None when nothing is left."""
+    """The part of `requested` that `allowed` permits, or None when nothing is left
+    (`patient/*.cruds` asked and `patient/Appointment.cruds` allowed: the Appointment part)."""
     if requested.context != allowed.context:
         return None
-    if allowed.resource_type != "*" and requested.resource_type != allowed.resource_type:
+    overlap = requested.covers_type(allowed.resource_type) or allowed.covers_type(
+        requested.resource_type
+    )
+    if not overlap:
         return None
+    rtype = allowed.resource_type if allowed.resource_type != "*" else requested.resource_type
     permissions = requested.permissions & allowed.permissions
     if not permissions:
         return None
     params = requested.params + tuple(p for p in allowed.params if p not in requested.params)
-    v1 = requested.v1 and permissions == requested.permissions and not allowed.params
-    return ResourceScope(requested.context, requested.resource_type, permissions, params, v1)
+    v1 = (
+        requested.v1
+        and rtype == requested.resource_type
+        and permissions == requested.permissions
+        and not allowed.params
+    )
+    return ResourceScope(requested.context, rtype, permissions, params, v1)
 
 
 def narrow(requested: Iterable[str], allowed: Iterable[str]) -> list[str]:
     """Requested scopes cut down to what `allowed` permits (never wider than either).
 
-    A requested clinical-data scope is granted with the permissions both sides
-    share and with every `?param=` restriction of either side; a scope that
-    nothing allows is dropped, as the IG lets a server grant less than asked.
+    A requested clinical-data scope is granted with what all the allowed scopes
+    together permit: the permissions it shares with each allowed scope, with
+    every `?param=` restriction of either side, the pieces of equal restriction
+    merged (`patient/*.rs` and `patient/Appointment.cruds` both allowed grant
+    `patient/Appointment.cruds`, in whichever order they were registered). A
+    scope that nothing allows is dropped, as the IG lets a server grant less.
     """
     allowed_list = list(allowed)
     allowed_resources = [p for p in map(parse_resource_scope, allowed_list) if p is not None]
@@ -147,12 +172,46 @@ def narrow(requested: Iterable[str], allowed: Iterable[str]) -> list[str]:
             if item in NON_RESOURCE and item in allowed_list:
                 granted.setdefault(item, None)
             continue
-        for candidate in allowed_resources:
-            piece = _grant_one(parsed, candidate)
-            if piece is not None:
-                granted.setdefault(piece.text(), None)
-                break
+        pieces = [p for c in allowed_resources if (p := _grant_one(parsed, c)) is not None]
+        for piece in _merged(parsed, pieces):
+            granted.setdefault(piece.text(), None)
     return list(granted)
+
+
+def _merged(requested: ResourceScope, pieces: list[ResourceScope]) -> list[ResourceScope]:
+    """Pieces of one requested scope: permissions united per type and restriction, and
+    none kept that another piece already covers (its type or `*`, as wide or wider
+    permissions, fewer restrictions)."""
+    by_key: dict[tuple[str, frozenset[tuple[str, str]]], ResourceScope] = {}
+    for piece in pieces:
+        key = (piece.resource_type, frozenset(piece.params))
+        known = by_key.get(key)
+        permissions = piece.permissions | (known.permissions if known else frozenset())
+        v1 = (
+            requested.v1
+            and piece.resource_type == requested.resource_type
+            and permissions == requested.permissions
+            and key[1] == set(requested.params)
+        )
+        base = known or piece
+        by_key[key] = ResourceScope(base.context, base.resource_type, permissions, base.params, v1)
+    kept = list(by_key.values())
+    return [p for p in kept if not any(q is not p and _covers(q, p) for q in kept)]
+
+
+def _covers(wide: ResourceScope, narrow_one: ResourceScope) -> bool:
+    """Everything `narrow_one` grants, `wide` grants too (and they are not the same)."""
+    same = (wide.resource_type, wide.permissions, set(wide.params)) == (
+        narrow_one.resource_type,
+        narrow_one.permissions,
+        set(narrow_one.params),
+    )
+    return (
+        not same
+        and wide.covers_type(narrow_one.resource_type)
+        and wide.permissions >= narrow_one.permissions
+        and set(wide.params) <= set(narrow_one.params)
+    )
 
 
 def only_contexts(scopes: Iterable[str], contexts: Iterable[str]) -> list[str]:

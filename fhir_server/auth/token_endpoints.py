@@ -36,6 +36,16 @@ def find_token(server: TokenServer, token: str, hint: str | None) -> TokenRecord
     return TokenRecord("refresh", doc) if doc else None
 
 
+def may_introspect(caller: Client | None, caller_id: str, record: TokenRecord | None) -> bool:
+    """RFC 7662 leaves it to the server whom to tell about a token: a client learns only
+    about tokens issued to itself, unless it is registered as a resource server."""
+    if record is None:
+        return False
+    if caller is not None and caller.resource_server:
+        return True
+    return bool(caller_id) and record.doc.get("client_id") == caller_id
+
+
 def describe(record: TokenRecord | None, settings: Settings) -> dict[str, Any]:
     """RFC 7662 introspection answer; a dead or unknown token is exactly {"active": false}."""
     if record is None or record.is_expired() or record.is_revoked():
@@ -69,7 +79,7 @@ class Introspection(IntrospectionEndpoint):  # type: ignore[misc]
         return find_token(self.server, token_string, token_type_hint)
 
     def check_permission(self, token: TokenRecord, client: Client, request: OAuth2Request) -> bool:
-        return True  # any authenticated client (a resource server) may introspect
+        return may_introspect(client, client.client_id, token)  # else {"active": false}
 
     def create_introspection_payload(self, token: TokenRecord | None) -> dict[str, Any]:
         return describe(token, self.server.settings)

@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
 
 from fhir_server.auth.keys import ALGORITHM, KeyRing, load_keyring
@@ -22,6 +22,8 @@ from fhir_server.auth.scopes import ScopeSet
 from fhir_server.fhir.errors import Unauthorized
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
+
+_RELOAD_SECONDS = 5.0
 
 
 def unauthorized(reason: str, error: str = "invalid_token") -> Unauthorized:
@@ -42,6 +44,7 @@ class Tokens:
         self.settings = settings
         self.keyring = keyring
         self._loaded_at = time.monotonic()
+        self._looked_for_kid_at = -_RELOAD_SECONDS  # last reload made for an unknown key id
 
     async def reload_keys_if_stale(self, max_age: float = 60.0) -> None:
         """Pick up a key rotated by the CLI (or another replica) within a minute."""
@@ -92,17 +95,34 @@ class Tokens:
             claims["nonce"] = nonce
         return self._sign(claims)
 
+    def _kid(self, token: str) -> str | None:
+        """The key id a token's header names; None when the header cannot be read."""
+        try:
+            kid = jws.extract_compact(token.encode("ascii")).protected.get("kid")
+        except (JoseError, ValueError, UnicodeError):
+            return None
+        return kid if isinstance(kid, str) else None
+
     async def _decode(self, token: str) -> dict[str, Any]:
+        """Check the signature against the key ring held in memory.
+
+        The ring is read from the store again only for a key id it does not hold (a
+        rotation by the CLI or another replica), and at most once per
+        `_RELOAD_SECONDS`: a forged or garbled token costs a header parse or one
+        signature check, never a store read, so invalid tokens are no dearer than
+        valid ones.
+        """
+        kid = self._kid(token)
+        if kid is None:
+            raise unauthorized("The access token is not valid.")
+        now = time.monotonic()
+        if kid not in self.keyring.public and now - self._looked_for_kid_at >= _RELOAD_SECONDS:
+            self._looked_for_kid_at = now
+            self.keyring = await load_keyring(self.store, self.settings.secret_key)
+            self._loaded_at = time.monotonic()
         try:
             decoded = jwt.decode(token, self.keyring.key_set(), algorithms=[ALGORITHM])
-        except JoseError:
-            # A key made by a rotation on another replica: reload once and retry.
-            self.keyring = await load_keyring(self.store, self.settings.secret_key)
-            try:
-                decoded = jwt.decode(token, self.keyring.key_set(), algorithms=[ALGORITHM])
-            except (JoseError, ValueError):
-                raise unauthorized("The access token is not valid.") from None
-        except ValueError:
+        except (JoseError, ValueError):
             raise unauthorized("The access token is not valid.") from None
         registry = jwt.JWTClaimsRegistry(
             leeway=0,

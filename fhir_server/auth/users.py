@@ -1,4 +1,5 @@
-"""User accounts: patients, practitioners and admins, each linked to a FHIR resource.
+"""User accounts: patients, practitioners, front desk and admins (`auth.roles`),
+each linked to a FHIR resource.
 
 Passwords are argon2id hashes (argon2-cffi); hashing runs in a worker thread
 so it never blocks the event loop. An account that fails `login_max_failures`
@@ -19,10 +20,10 @@ import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from fhir_server.auth.roles import LEGACY, ROLES
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
 
-ROLES = ("patient", "practitioner", "admin")
 MIN_LENGTH = 12
 _HASHER = PasswordHasher()
 
@@ -36,6 +37,13 @@ def common_passwords() -> frozenset[str]:
     path = Path(__file__).parent / "data" / "common-passwords.txt"
     lines = path.read_text(encoding="utf-8").splitlines()
     return frozenset(x.strip().lower() for x in lines if x.strip() and not x.startswith("#"))
+
+
+def username_problem(username: str) -> str | None:
+    """Why a new user name is refused, or None when it is acceptable."""
+    if not username or len(username) > 100 or not username.isprintable():
+        return "The user name must be 1 to 100 printable characters."
+    return None
 
 
 def password_problem(password: str, username: str = "") -> str | None:
@@ -96,9 +104,9 @@ class Accounts:
     ) -> User:
         if role not in ROLES:
             raise AccountError(f"The role must be one of {', '.join(ROLES)}.")
-        if not username or len(username) > 100 or not username.isprintable():
-            raise AccountError("The user name must be 1 to 100 printable characters.")
-        problem = password_problem(password, username)
+        if role == "practitioner" and migrated_role({"role": role, "fhir_user": fhir_user}) != role:
+            raise AccountError("A practitioner account needs --fhir-user Practitioner/<id>.")
+        problem = username_problem(username) or password_problem(password, username)
         if problem:
             raise AccountError(problem)
         doc = {
@@ -118,23 +126,27 @@ class Accounts:
         return User.of(doc)
 
     async def login(self, username: str, password: str, totp: str | None = None) -> User | None:
-        """The user when the credentials are right and the account may log in now."""
+        """The user when the credentials are right and the account may log in now.
+
+        Every refusal does the same argon2 work as a real check (against a dummy
+        hash when the name is unknown, disabled or locked), so the time taken does
+        not tell whether a user name exists. Failures are counted atomically in the
+        store, so parallel guesses cannot slip past the lockout.
+        """
         doc = await self.store.user(username)
         now = int(time.time())
-        if doc is None:
-            await anyio.to_thread.run_sync(verify_secret, _DUMMY, password)  # same timing
+        usable = doc is not None and not doc.get("disabled") and doc.get("locked_until", 0) <= now
+        hashed = doc.get("password") if doc is not None and usable else DUMMY_HASH
+        good = await anyio.to_thread.run_sync(verify_secret, hashed, password)
+        if doc is None or not usable:
             return None
-        if doc.get("disabled") or doc.get("locked_until", 0) > now:
-            return None
-        good = await anyio.to_thread.run_sync(verify_secret, doc.get("password"), password)
         if good and doc.get("totp"):
             good = bool(totp) and pyotp.TOTP(doc["totp"]).verify(totp or "", valid_window=1)
         if not good:
-            failures = int(doc.get("failures", 0)) + 1
-            changes: dict[str, Any] = {"failures": failures}
-            if failures >= self.settings.login_max_failures:
-                changes = {"failures": 0, "locked_until": now + self.settings.login_lockout}
-            await self.store.update_user(doc["_id"], changes)
+            locked_until = now + self.settings.login_lockout
+            await self.store.count_failure(
+                doc["_id"], self.settings.login_max_failures, locked_until
+            )
             return None
         if doc.get("failures"):
             await self.store.update_user(doc["_id"], {"failures": 0})
@@ -166,6 +178,23 @@ class Accounts:
             raise AccountError("No such user.")
         return secret
 
+    async def migrate_roles(self) -> list[str]:
+        """Give every account one of the four role words; the user names changed.
+
+        A `staff` account, and a practitioner account not linked to a
+        Practitioner (it acted as staff in booking), become `frontdesk`; admin,
+        patient and linked practitioner accounts keep their role. The changed
+        accounts' sessions end, so no token carries the old role.
+        """
+        changed = []
+        for doc in await self.store.list_users():
+            role = migrated_role(doc)
+            if role != doc.get("role"):
+                await self.store.update_user(doc["_id"], {"role": role})
+                await self.store.revoke_user_tokens(doc["_id"])
+                changed.append(str(doc["_id"]))
+        return changed
+
     async def list(self) -> list[dict[str, Any]]:
         return [
             {
@@ -178,4 +207,15 @@ class Accounts:
         ]
 
 
-_DUMMY = _HASHER.hash("timing-equaliser-not-a-password")
+def migrated_role(doc: dict[str, Any]) -> str:
+    """The role word an account of an earlier version has now (see `migrate_roles`)."""
+    role = str(doc.get("role") or "")
+    role = LEGACY.get(role, role)
+    linked = str(doc.get("fhir_user") or "").startswith(("Practitioner/", "PractitionerRole/"))
+    if role == "practitioner" and not linked:
+        return "frontdesk"
+    return role if role in ROLES else "frontdesk"
+
+
+DUMMY_HASH = _HASHER.hash("timing-equaliser-not-a-password")
+"""Checked instead of a real hash when there is no usable account (equal timing)."""

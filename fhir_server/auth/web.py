@@ -2,17 +2,27 @@
 
 Pages are Jinja2 templates with autoescaping. Between a sign-in form and the
 next form, the user is identified by a short-lived HMAC-signed ticket bound to
-the exact request it was issued for, so no server-side session is needed.
+the exact request it was issued for, so no server-side session is needed; each
+ticket carries a random nonce so a form that must be used once (consent) can
+claim it.
+
+Forms are protected against cross-site posting twice: the form carries a
+random CSRF token that must equal the one in a cookie set with the page
+(double submit; another site can neither read the cookie nor set it), and a
+POST whose `Origin` is not this server's is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 from fastapi import HTTPException, Request
@@ -20,12 +30,15 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from fhir_server.auth.bootstrap import AuthComponents
+from fhir_server.auth.urls import auth_base
 
 _TEMPLATES = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
     autoescape=select_autoescape(["html"]),
 )
 _TICKET_SECONDS = 600
+CSRF_COOKIE = "fhir_auth_csrf"
+_CSRF_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 # Sign-in and consent pages must not be framed by another site (clickjacking).
 _NO_FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
@@ -41,6 +54,40 @@ def components_of(request: Request) -> AuthComponents:
 def page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
     html = _TEMPLATES.get_template(name).render(**values)
     return HTMLResponse(html, status_code=status, headers={**NO_STORE, **_NO_FRAMING})
+
+
+def form_page(request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+    """A page with a form: its CSRF token in a hidden field and in the matching cookie."""
+    token = request.cookies.get(CSRF_COOKIE, "")
+    if not _CSRF_SHAPE.fullmatch(token):
+        token = secrets.token_urlsafe(32)
+    response = page(name, status, csrf=token, **values)
+    settings = components_of(request).settings
+    response.set_cookie(
+        CSRF_COOKIE,
+        token,
+        max_age=_TICKET_SECONDS * 6,
+        path="/auth",
+        secure=auth_base(settings).startswith("https://"),
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+async def form_forged(request: Request, sent: str) -> bool:
+    """Whether a form POST may come from another site: an `Origin` that is not ours, or a
+    CSRF field that does not match the cookie set with the form."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin != _origin(auth_base(components_of(request).settings)):
+        return True
+    cookie = request.cookies.get(CSRF_COOKIE, "")
+    return not (cookie and sent and hmac.compare_digest(cookie.encode(), sent.encode()))
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -71,18 +118,26 @@ def _sign(secret: str, text: str) -> str:
     return hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()
 
 
+@dataclass(frozen=True)
+class Ticket:
+    username: str
+    nonce: str
+    expires_at: int
+
+
 def make_ticket(secret: str, username: str, pairs: list[tuple[str, str]]) -> str:
-    body = f"{username}|{int(time.time()) + _TICKET_SECONDS}|{_ticket_digest(pairs)}"
+    expires = int(time.time()) + _TICKET_SECONDS
+    body = f"{username}|{expires}|{_ticket_digest(pairs)}|{secrets.token_hex(16)}"
     return f"{body}|{_sign(secret, body)}"
 
 
-def read_ticket(secret: str, ticket: str, pairs: list[tuple[str, str]]) -> str | None:
-    """The user name a valid, unexpired ticket for this request names; else None."""
+def read_ticket(secret: str, ticket: str, pairs: list[tuple[str, str]]) -> Ticket | None:
+    """What a valid, unexpired ticket for this request says; else None."""
     body, _, mac = ticket.rpartition("|")
     parts = body.split("|")
-    if len(parts) != 3 or not hmac.compare_digest(mac, _sign(secret, body)):
+    if len(parts) != 4 or not hmac.compare_digest(mac, _sign(secret, body)):
         return None
-    username, expires, digest = parts
+    username, expires, digest, nonce = parts
     if not expires.isdigit() or int(expires) < time.time() or digest != _ticket_digest(pairs):
         return None
-    return username
+    return Ticket(username, nonce, int(expires))

@@ -42,6 +42,7 @@ class Constraint:
     key: str
     human: str
     check: Callable[..., list[Any]]
+    expression: str = ""
     elements: tuple[str, ...] = ()
 
 
@@ -68,6 +69,7 @@ def _compile_constraint(raw: dict[str, Any]) -> Constraint:
         key=raw["key"],
         human=raw.get("human", raw["key"]),
         check=compiled,
+        expression=raw["expression"],
         elements=_INVARIANT_ELEMENTS.get(raw["key"], ()),
     )
 

@@ -13,6 +13,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 
+def in_utc(moment: datetime) -> datetime:
+    """`moment` in UTC. A valid FHIR time within hours of the ends of years 1-9999
+    (`0001-01-01T00:00:00+14:00`) has no UTC form in Python; it is held at that end,
+    which is what a search or `_since` there means ("from the start", "until the end")."""
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        edge = datetime.min if moment.year < 5000 else datetime.max
+        return edge.replace(tzinfo=UTC)
+
+
 def parse_instant(value: str) -> datetime:
     """The moment a FHIR instant (or dateTime with an offset) names."""
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -20,4 +31,5 @@ def parse_instant(value: str) -> datetime:
 
 def fhir_instant(moment: datetime) -> str:
     """Fixed-width UTC instant to the second: string order equals time order."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    utc = in_utc(moment)  # not strftime: glibc writes year 1 as "1", breaking the fixed width
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S}Z"

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from fhir_server.fhir.errors import BadRequest, FhirError, MethodNotAllowed, NotFound
 from fhir_server.fhir.resource_types import ADMIN_TYPES, CONFORMANCE_TYPES, SERVED_TYPES
 
-_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+# FHIR's id pattern, less ids of dots alone: `Patient/..` would read as a path step up.
+_ID = re.compile(r"^(?!\.+$)[A-Za-z0-9\-.]{1,64}$")
 _SERVED = frozenset(SERVED_TYPES)
 # Routed like the served types: only an admin's reads and searches get through.
 _ROUTED = _SERVED | frozenset(ADMIN_TYPES)
@@ -27,12 +28,14 @@ _ROUTED = _SERVED | frozenset(ADMIN_TYPES)
 OPEN_TYPES = frozenset((*CONFORMANCE_TYPES, "OperationDefinition"))
 
 SYSTEM, TYPE, INSTANCE = "system", "type", "instance"
+_WRITES = frozenset({"create", "update", "patch", "delete"})
 
 
 def check_id(rid: str) -> str:
     if not _ID.match(rid):
         raise BadRequest(
-            "A resource id is 1-64 letters, digits, '-' or '.'.", expression=("Resource.id",)
+            "A resource id is 1-64 letters, digits, '-' or '.' (not dots alone).",
+            expression=("Resource.id",),
         )
     return rid
 
@@ -53,6 +56,7 @@ class Interaction:
     version: str | None = None
     operation: str | None = None
     conditional: bool = False  # PUT or DELETE on a type: the target is found by criteria
+    changes: bool = False  # a write, or an operation invoked with POST (may change state)
     error: FhirError | None = field(default=None, compare=False)
 
     @property
@@ -156,6 +160,7 @@ def _bound(route: Route, bound: dict[str, str], method: str) -> Interaction:
         version=bound.get("vid"),
         operation=bound.get("op"),
         conditional=route.kind in ("update", "delete") and rid is None,
+        changes=route.kind in _WRITES or (route.method == "*" and method != "GET"),
     )
 
 

@@ -19,6 +19,8 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
+from fhir_server.fhir.instants import in_utc
+
 LOWEST = "0" * 20
 HIGHEST = "9" * 20
 
@@ -35,7 +37,8 @@ def fold(text: str) -> str:
 
 
 def digits(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y%m%d%H%M%S%f")
+    utc = in_utc(moment)  # not strftime: glibc writes year 1 as "1", breaking the fixed width
+    return f"{utc.year:04d}{utc:%m%d%H%M%S%f}"
 
 
 def date_range(text: str) -> tuple[str, str]:
@@ -76,7 +79,11 @@ def date_range(text: str) -> tuple[str, str]:
         width = timedelta(seconds=1)
     else:
         width = timedelta(microseconds=10 ** max(0, 6 - len(fraction)))
-    return digits(start), digits(start + width - timedelta(microseconds=1))
+    try:
+        end = digits(start + width - timedelta(microseconds=1))
+    except OverflowError:  # the last minute of year 9999 in its local time
+        end = HIGHEST
+    return digits(start), end
 
 
 def shift(value: str, delta: timedelta) -> str:

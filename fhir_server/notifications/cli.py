@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 import typer
 
+from fhir_server.cli_support import load_settings, warn_production
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.channels.outbox import list_outbox, outbox_dir
 from fhir_server.settings import Settings
@@ -52,6 +53,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
     """Run a Celery worker that sends notifications (broker: FHIR_REDIS_URL or embedded Redis)."""
+    warn_production(load_settings())
     _celery_main(
         ["worker", "-Q", "notifications", f"--concurrency={concurrency}", f"--loglevel={loglevel}"]
     )
@@ -61,7 +63,7 @@ def beat(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
 ) -> None:
     """Run Celery beat: relay of unsent messages, due reminders, Subscription activation."""
-    settings = Settings()
+    settings = load_settings()
     schedule = settings.data_dir / "celerybeat-schedule"
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _celery_main(["beat", f"--loglevel={loglevel}", f"--schedule={schedule}"])
@@ -72,7 +74,7 @@ def list_command(
     limit: Annotated[int, typer.Option(help="Show at most this many, newest last.")] = 50,
 ) -> None:
     """List messages that went to the outbox (no SMTP/SMS settings)."""
-    settings = Settings()
+    settings = load_settings()
     entries = list_outbox(settings)[-limit:]
     if not entries:
         typer.echo(f"The outbox at {outbox_dir(settings)} is empty.")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -60,6 +60,14 @@ _NAMES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+_PARTS = (
+    ("subject", "subject.txt.j2"),
+    ("text", "body.txt.j2"),
+    ("html", "body.html.j2"),
+    ("short", "short.txt.j2"),
+)
+
+
 @cache
 def _environment() -> Environment:
     return Environment(
@@ -69,7 +77,13 @@ def _environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        auto_reload=False,  # the templates ship with the package: no stat per message
     )
+
+
+@lru_cache(maxsize=64)
+def _language(requested: str) -> str:
+    return requested if (_TEMPLATES / requested).is_dir() else "en"
 
 
 def zone(name: str | None, fallback: str) -> ZoneInfo:
@@ -114,15 +128,9 @@ class View:
 
 def render(view: View) -> dict[str, str]:
     """subject, text, html and short for the view, in its language (English if unknown)."""
-    language = view.language if (_TEMPLATES / view.language).is_dir() else "en"
+    language = _language(view.language)
     values: dict[str, Any] = {**view.__dict__, "language": language}
     env = _environment()
     return {
-        part: env.get_template(f"{language}/{name}").render(values).strip()
-        for part, name in (
-            ("subject", "subject.txt.j2"),
-            ("text", "body.txt.j2"),
-            ("html", "body.html.j2"),
-            ("short", "short.txt.j2"),
-        )
+        part: env.get_template(f"{language}/{name}").render(values).strip() for part, name in _PARTS
     }

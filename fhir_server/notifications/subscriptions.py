@@ -6,7 +6,7 @@ endpoint; otherwise it goes to `error` with the reason in `error`. (A first
 successful delivery also activates a requested Subscription.)
 
 Creating or updating a Subscription over the API refuses (422) a rest-hook
-endpoint the server must not call (see `channels.resthook.endpoint_problem`),
+endpoint the server must not call (see `channels.outbound.endpoint_problem`),
 and for a topic-based one (see `topics`) an unknown topic, filter or payload
 content, which activation would otherwise turn into `error` later.
 """
@@ -17,7 +17,7 @@ from typing import Any
 
 from fhir_server.fhir.errors import FhirError, Unprocessable
 from fhir_server.notifications import topics
-from fhir_server.notifications.channels.resthook import endpoint_problem
+from fhir_server.notifications.channels.outbound import Reach, endpoint_problem
 from fhir_server.notifications.criteria import CriteriaError, compile_criteria
 from fhir_server.notifications.delivery import Context
 from fhir_server.notifications.topics import is_topic_based
@@ -53,9 +53,7 @@ async def check_write(ctx: Any) -> None:
     channel = body.get("channel", {})
     if channel.get("type") != "rest-hook":
         return None
-    refused = await endpoint_problem(
-        str(channel.get("endpoint", "")), settings.subscription_allowed_hosts
-    )
+    refused = await endpoint_problem(str(channel.get("endpoint", "")), Reach.of(settings))
     if refused:
         raise Unprocessable(refused, expression=("Subscription.channel.endpoint",))
     return None

@@ -9,13 +9,15 @@ from fhir_server.store.resources import Version
 
 
 def bundle(kind: str, entries: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    """A Bundle of `entries`; none means no `entry` element (R4 JSON has no empty arrays)."""
     out: dict[str, Any] = {
         "resourceType": "Bundle",
         "type": kind,
         "timestamp": now_instant(),
         **extra,
     }
-    out["entry"] = entries
+    if entries:
+        out["entry"] = entries
     return out
 
 

@@ -176,6 +176,8 @@ async def fhir_endpoint(request: Request) -> Response:
         output = output_options(
             request.query_params, request.headers.get("accept"), _content_type(request)
         )
+        address = request.client.host if request.client else "unknown"
+        await request.app.state.limiter.check(address, request.headers.get("authorization"))
         req, result = await _handle(request, services_of(request))
         if req.path[-1:] == ["_search"]:  # a form body may carry _summary/_elements too
             output = output_options(dict(req.params), request.headers.get("accept"))

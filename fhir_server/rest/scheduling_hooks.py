@@ -5,8 +5,8 @@ cannot be edited directly; a `PUT`/`PATCH`
 of a booked Appointment is a state transition (cancel, confirm, check-in,
 reschedule); a `POST AppointmentResponse` accepts or declines for its actor;
 deleting an Appointment frees its Slots, and a Slot with bookings cannot be deleted.
-The caller's role (patient, practitioner or staff) comes from the access
-token when auth is on; with auth off (local tests, demos) it is read from the
+The caller's role (patient, practitioner, frontdesk or admin, `auth.roles`)
+comes from the access token when auth is on; with auth off (local tests, demos) it is read from the
 `X-Actor-Role` header, default patient.
 """
 
@@ -15,10 +15,11 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
 
 import orjson
 
+from fhir_server.auth.policy import TokenContext
+from fhir_server.auth.roles import booking_role
 from fhir_server.fhir.errors import BadRequest
 from fhir_server.rest.messages import FhirRequest
 from fhir_server.rest.services import DeleteContext, DeleteHook, WriteContext, WriteHook
@@ -39,23 +40,12 @@ def fingerprint(req: FhirRequest) -> str:
 def caller_of(req: FhirRequest) -> rules.Caller:
     """The caller's role: from the access token when auth is on, else from X-Actor-Role."""
     now = datetime.now(UTC)
-    if req.auth is not None:
-        return rules.Caller(now=now, role=_token_role(req.auth))
+    if isinstance(req.auth, TokenContext):
+        return rules.Caller(now=now, role=booking_role(req.auth))
     role = (req.header(ROLE_HEADER) or "patient").strip().lower()
     if role not in rules.ROLES:
-        raise BadRequest("X-Actor-Role must be patient, practitioner or staff.")
+        raise BadRequest(f"X-Actor-Role must be one of {', '.join(rules.ROLES)}.")
     return rules.Caller(now=now, role=role)
-
-
-def _token_role(token: Any) -> str:
-    """patient for a patient-context or patient-user token, practitioner for a
-    Practitioner(Role) user, staff for any other (system or staff) token."""
-    user = str(getattr(token, "fhir_user", None) or "")
-    if getattr(token, "patient", None) or user.startswith("Patient/"):
-        return "patient"
-    if user.startswith(("Practitioner/", "PractitionerRole/")):
-        return "practitioner"
-    return "staff"
 
 
 async def appointment_write(ctx: WriteContext) -> tuple[Version, bool] | None:

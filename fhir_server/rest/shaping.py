@@ -126,7 +126,7 @@ def _shape_bundle(bundle: dict[str, Any], output: Output) -> dict[str, Any]:
         else e
         for e in bundle.get("entry", [])
     ]
-    return {**bundle, "entry": entries}
+    return {**bundle, "entry": entries} if entries else bundle
 
 
 def shape(resource: dict[str, Any], output: Output) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from fhir_server.cli_support import load_settings, store_errors
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.scheduling.generation import GenerationReport, generate_rolling
 from fhir_server.settings import Settings
@@ -46,7 +47,8 @@ def generate_command(
     ] = 28,
 ) -> None:
     """Generate free Slots for every active Schedule from now to the horizon."""
-    reports = asyncio.run(_rolling(Settings(), horizon_days))
+    with store_errors():
+        reports = asyncio.run(_rolling(load_settings(), horizon_days))
     for schedule_id, report in reports.items():
         typer.echo(
             f"Schedule/{schedule_id}: {report.created} created, {report.kept} kept, "

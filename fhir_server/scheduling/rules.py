@@ -32,7 +32,8 @@ from fhir_server.scheduling.events import (
 )
 from fhir_server.scheduling.settings import BookingSettings
 
-ROLES = ("patient", "practitioner", "staff")
+ROLES = ("patient", "practitioner", "frontdesk", "admin")
+"""The callers' roles, the same four words as the accounts' (`auth.roles.ROLES`)."""
 PROVIDERS = ("Practitioner/", "PractitionerRole/")
 TRANSITIONS: dict[str, frozenset[str]] = {
     "proposed": frozenset({"pending", "booked", "cancelled", "entered-in-error"}),
@@ -208,7 +209,7 @@ def check_transition(current: Resource, status: str, caller: Caller) -> None:
         raise Conflict("An Appointment cannot be marked noshow before it starts.")
     if status in CLINIC_MARKS and caller.is_patient:
         raise Unprocessable(
-            f"Only clinic staff or the practitioner can mark an Appointment {status}.",
+            f"Only the front desk or the practitioner can mark an Appointment {status}.",
             expression=("Appointment.status",),
         )
 

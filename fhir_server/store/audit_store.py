@@ -12,12 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo.errors import BulkWriteError
-
+from fhir_server.store.inserts import insert_new
 from fhir_server.store.resources import ResourceStore, first_row
 
 AUDIT_EVENT = "AuditEvent"
-_DUPLICATE_KEY = 11000
 
 
 class AuditStore:
@@ -37,13 +35,4 @@ class AuditStore:
 
     async def insert(self, rows: list[dict[str, Any]]) -> int:
         """Store rows made by `row`; how many were new (an id already stored is kept as is)."""
-        if not rows:
-            return 0
-        try:
-            await self.events.insert_many(rows, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details["writeErrors"]
-            if any(e.get("code") != _DUPLICATE_KEY for e in errors):
-                raise
-            return len(rows) - len(errors)
-        return len(rows)
+        return len(rows) - len(await insert_new(self.events, rows))

@@ -76,6 +76,20 @@ class AuthStore:
         result = await self.users.update_one({"_id": username.lower()}, {"$set": changes})
         return bool(result.matched_count)
 
+    async def count_failure(self, username: str, limit: int, locked_until: int) -> None:
+        """Count one failed login with an atomic increment (concurrent failures all count);
+        the failure that reaches `limit` locks the account until `locked_until`."""
+        doc = await self.users.find_one_and_update(
+            {"_id": username.lower()},
+            {"$inc": {"failures": 1}},
+            return_document=ReturnDocument.AFTER,
+        )
+        if doc is not None and int(doc.get("failures", 0)) >= limit:
+            await self.users.update_one(
+                {"_id": username.lower()},
+                {"$set": {"failures": 0, "locked_until": locked_until}},
+            )
+
     async def list_users(self) -> list[Doc]:
         return [doc async for doc in self.users.find({}).sort("_id", 1)]
 
@@ -166,10 +180,13 @@ class AuthStore:
 
     async def remember_assertion(self, client_id: str, jti: str, expires_at: int) -> bool:
         """Record a client assertion's jti; False when it was seen before (a replay)."""
+        return await self.use_once(client_id, jti, expires_at)
+
+    async def use_once(self, kind: str, key: str, expires_at: int) -> bool:
+        """Claim a single-use value (an assertion jti, a consent form's nonce) until it
+        expires; False when it was claimed before."""
         try:
-            await self.assertions.insert_one(
-                {"_id": f"{client_id}|{jti}", "expires_at": expires_at}
-            )
+            await self.assertions.insert_one({"_id": f"{kind}|{key}", "expires_at": expires_at})
         except DuplicateKeyError:
             return False
         return True

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from fhir_server.fhir.instants import in_utc
 from fhir_server.fhir.instants import parse_instant as parse_instant
 
 
 def to_instant(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = in_utc(moment)  # not strftime: glibc writes year 1 as "1", breaking the fixed width
+    return f"{utc.year:04d}-{utc:%m-%dT%H:%M:%S.%f}Z"
 
 
 def now_instant() -> str:

@@ -25,9 +25,10 @@ from typing import Any
 
 import orjson
 from pymongo import ASCENDING, ReplaceOne
-from pymongo.errors import BulkWriteError, DuplicateKeyError
+from pymongo.errors import DuplicateKeyError
 
 from fhir_server.store.clock import now_instant
+from fhir_server.store.inserts import insert_new
 from fhir_server.store.resources import (
     ResourceStore,
     Version,
@@ -40,7 +41,6 @@ from fhir_server.store.resources import (
 
 SENT = "notification_sent"
 MESSAGES = "Communication"
-_DUPLICATE_KEY = 11000
 
 
 class MessageBatches:
@@ -118,16 +118,7 @@ class MessageBatches:
 
     async def _insert_new(self, documents: list[dict[str, Any]]) -> set[int]:
         """Insert history rows; the indexes of those whose key was already taken."""
-        if not documents:
-            return set()
-        try:
-            await self.store.history.insert_many(documents, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details.get("writeErrors", [])
-            if any(e.get("code") != _DUPLICATE_KEY for e in errors):
-                raise
-            return {int(e["index"]) for e in errors}
-        return set()
+        return await insert_new(self.store.history, documents)
 
     async def _replace_current(self, pairs: list[tuple[Version, Version]]) -> set[str]:
         """Ids whose current row moved from the old version to the new one."""

@@ -15,16 +15,15 @@ from datetime import timedelta
 from typing import Any
 
 from pymongo import ASCENDING
-from pymongo.errors import BulkWriteError
 
 from fhir_server.store import config_cache
 from fhir_server.store.clock import parse_instant, to_instant
+from fhir_server.store.inserts import insert_new
 from fhir_server.store.resources import ResourceStore, body_of
 
 REMINDERS = "notification_reminders"
 PUSH_SUBSCRIPTIONS = "notification_push_subscriptions"
 _UNSENT = ["preparation", "in-progress"]
-_DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -127,16 +126,7 @@ class OutboxStore:
             }
             for row in rows
         ]
-        if not docs:
-            return 0
-        try:
-            await self.reminders.insert_many(docs, ordered=False)
-        except BulkWriteError as exc:
-            errors = exc.details["writeErrors"]
-            if any(e.get("code") != _DUPLICATE_KEY for e in errors):
-                raise
-            return len(docs) - len(errors)
-        return len(docs)
+        return len(docs) - len(await insert_new(self.reminders, docs))
 
     async def due_reminders(self, now: str, limit: int = 500) -> list[ReminderRow]:
         """Pending rows whose next reminder is due (rows of one offset each, written

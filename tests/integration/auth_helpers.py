@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
 import re
 import secrets
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +19,8 @@ from fhir_server.app import create_app
 from fhir_server.audit.relay import AuditRelay
 from fhir_server.auth.bootstrap import AuthComponents
 from fhir_server.settings import Settings
+from fhir_server.store.connection import open_database
+from fhir_server.store.resources import ResourceStore, body_of
 
 # authlib refuses plain http outside localhost; the TestClient talks http://testserver.
 os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
@@ -104,6 +108,23 @@ def ticket_of(html: str) -> str:
     return found.group(1)
 
 
+def csrf_of(html: str) -> str:
+    """The CSRF token a sign-in or consent form carries (its twin is in a cookie)."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+def login_form(
+    client: TestClient, params: dict[str, str], username: str, password: str, **extra: str
+) -> Any:
+    """Open the sign-in page (as a browser does, getting its CSRF cookie) and post it."""
+    login_page = client.get(f"{AUTH}/authorize", params=params)
+    assert login_page.status_code == 200, login_page.text[:300]
+    form = {**params, "step": "login", "username": username, "password": password, **extra}
+    return client.post(f"{AUTH}/authorize", data=form | {"csrf": csrf_of(login_page.text)})
+
+
 def log_in_and_consent(
     client: TestClient,
     params: dict[str, str],
@@ -114,15 +135,10 @@ def log_in_and_consent(
     password: str = PASSWORD,
 ) -> str:
     """Drive the login and consent forms; the Location the browser is sent to."""
-    login_page = client.get(f"{AUTH}/authorize", params=params)
-    assert login_page.status_code == 200, login_page.text[:300]
-    assert 'name="username"' in login_page.text and 'name="password"' in login_page.text
-    consent = client.post(
-        f"{AUTH}/authorize",
-        data={**params, "step": "login", "username": username, "password": password},
-    )
+    consent = login_form(client, params, username, password)
     assert consent.status_code == 200 and 'value="allow"' in consent.text, consent.text[:500]
     form = {**params, "step": "consent", "ticket": ticket_of(consent.text), "decision": decision}
+    form["csrf"] = csrf_of(consent.text)
     if patient:
         form["patient"] = patient
     done = client.post(f"{AUTH}/authorize", data=form, follow_redirects=False)
@@ -172,6 +188,7 @@ def mint(
     patient: str | None = None,
     fhir_user: str | None = None,
     lifetime: int | None = None,
+    role: str | None = None,
 ) -> str:
     """An access token issued and recorded the way the token endpoint does it."""
     auth = components(client)
@@ -181,6 +198,7 @@ def mint(
         "scope": scope,
         "patient": patient,
         "fhir_user": fhir_user,
+        "role": role,
         "family": secrets.token_hex(8),
     }
     issued = auth.tokens.access_token(grant, lifetime)
@@ -203,8 +221,38 @@ def appointment(*patients: str, status: str = "booked") -> dict[str, Any]:
     }
 
 
-def relay(client: TestClient) -> None:
-    """Store what the audit journal holds now, as the relay task does every half second."""
+def stored_patient(env: dict[str, str], rid: str | None = None) -> str:
+    """A Patient written straight to the store a CLI `env` names (setup for `users add`)."""
+
+    async def create() -> str:
+        settings = Settings(mongodb_uri=env["FHIR_MONGODB_URI"], database=env["FHIR_DATABASE"])
+        async with open_database(settings) as database:
+            resource = {"resourceType": "Patient", "name": [{"family": "Stored"}]}
+            return (await ResourceStore(database).create(resource, rid=rid)).id
+
+    return asyncio.run(create())
+
+
+def cli_env(settings_factory: Callable[..., Settings]) -> dict[str, str]:
+    """FHIR_* variables for `fhir-server` commands on a fresh database of the test store."""
+    settings = settings_factory()
+    return {
+        "FHIR_MONGODB_URI": settings.mongodb_uri or "",
+        "FHIR_DATABASE": f"cli{uuid.uuid4().hex[:10]}",
+        "FHIR_PUBLIC_BASE_URL": BASE,
+    }
+
+
+def audit_events(client: TestClient) -> list[dict[str, Any]]:
+    """Every stored AuditEvent, once the journal is relayed (the relay task does it every
+    half second; a test asks for it now)."""
     recorder = components(client).audit
     assert recorder.journal is not None
     call(client, AuditRelay(recorder.journal, recorder.store).relay)
+    store = client.app.state.services.store  # type: ignore[attr-defined]
+
+    async def events() -> list[dict[str, Any]]:
+        return [body_of(doc) async for doc in store.collection("AuditEvent").find({})]
+
+    found: list[dict[str, Any]] = call(client, events)
+    return found

@@ -12,7 +12,7 @@ from fhir_server.scheduling import extensions as ext
 from tests.conftest import FHIR_JSON, patient
 
 HEADERS = {"content-type": FHIR_JSON}
-STAFF = {**HEADERS, "x-actor-role": "staff"}
+STAFF = {**HEADERS, "x-actor-role": "frontdesk"}
 
 
 def instant(moment: datetime) -> str:

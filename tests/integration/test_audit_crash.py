@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 from typer.testing import CliRunner
 
 from fhir_server.cli import app as cli_app
@@ -25,6 +26,8 @@ from fhir_server.settings import Settings
 from fhir_server.store.database import connect
 from fhir_server.store.resources import ResourceStore
 from tests.integration.auth_helpers import PASSWORD, appointment
+
+pytestmark = pytest.mark.slow  # fhir-server subprocesses
 
 CLI = str(Path(sys.executable).with_name("fhir-server"))
 READS = 12

@@ -14,7 +14,6 @@ from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 
 from fhir_server.settings import Settings
-from fhir_server.store.resources import body_of
 from tests.integration.auth_helpers import (
     AUTH,
     BASE,
@@ -22,14 +21,15 @@ from tests.integration.auth_helpers import (
     REDIRECT,
     add_client,
     add_user,
+    audit_events,
     auth_app,
     authorize_params,
     call,
     components,
     log_in_and_consent,
+    login_form,
     new_patient,
     pkce,
-    relay,
 )
 
 
@@ -77,8 +77,7 @@ def setup(client: TestClient) -> None:
 def login(client: TestClient, username: str, password: str, totp: str = "") -> Any:
     _, challenge = pkce()
     params = authorize_params("portal", "launch/patient patient/*.rs", challenge)
-    form = {**params, "step": "login", "username": username, "password": password, "totp": totp}
-    return client.post(f"{AUTH}/authorize", data=form)
+    return login_form(client, params, username, password, totp=totp)
 
 
 def consented(response: Any) -> bool:
@@ -110,18 +109,12 @@ def test_login_is_audited(client: TestClient, setup: None) -> None:
     add_user(client, "audited", "patient", f"Patient/{new_patient(client, 'Aud')}")
     login(client, "audited", "wrong-password-123")
     login(client, "audited", PASSWORD)
-    relay(client)
-    store = client.app.state.services.store  # type: ignore[attr-defined]
-
-    async def outcomes() -> list[str]:
-        events = [body_of(doc) async for doc in store.collection("AuditEvent").find({})]
-        return sorted(
-            e["outcome"]
-            for e in events
-            if any(a.get("who", {}).get("display") == "audited" for a in e["agent"])
-        )
-
-    assert call(client, outcomes) == ["0", "4"]
+    outcomes = sorted(
+        e["outcome"]
+        for e in audit_events(client)
+        if any(a.get("who", {}).get("display") == "audited" for a in e["agent"])
+    )
+    assert outcomes == ["0", "4"]
 
 
 def test_password_reset_by_email(client: TestClient, setup: None, inbox: tuple[Inbox, int]) -> None:

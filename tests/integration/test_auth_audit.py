@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.R4B.auditevent import AuditEvent
 
 from fhir_server.audit.recorder import audit_event
-from fhir_server.audit.relay import AuditRelay
 from fhir_server.settings import Settings
 from tests.integration.auth_helpers import (
     AUTH,
     add_client,
     add_user,
+    audit_events,
     auth_app,
-    call,
-    components,
     login_token,
     new_patient,
 )
@@ -66,21 +63,6 @@ def test_token_lifecycle_is_audited(client: TestClient) -> None:
     assert {"110122", "token-issued", "token-refreshed", "token-revoked"} <= {
         event["subtype"][0]["code"] for event in audit_events(client)
     }
-
-
-def audit_events(client: TestClient) -> list[dict[str, Any]]:
-    """Every stored AuditEvent, once the journal has been relayed (as the relay task would)."""
-    recorder = components(client).audit
-    assert recorder.journal is not None
-    call(client, AuditRelay(recorder.journal, recorder.store).relay)
-    store = client.app.state.services.store  # type: ignore[attr-defined]
-
-    async def events() -> list[dict[str, Any]]:
-        ids = [doc["_id"] async for doc in store.collection("AuditEvent").find({}, {"_id": 1})]
-        return [(await store.read("AuditEvent", rid)).resource for rid in ids]
-
-    found: list[dict[str, Any]] = call(client, events)
-    return found
 
 
 def test_refused_token_requests_are_audited(client: TestClient) -> None:

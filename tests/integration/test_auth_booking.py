@@ -24,7 +24,7 @@ def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
 
 def patient_headers(client: TestClient, patient_id: str) -> dict[str, str]:
     token = mint(client, "patient/*.cruds", patient=patient_id, fhir_user=f"Patient/{patient_id}")
-    return bearer(token) | FHIR | {"X-Actor-Role": "staff"}  # the role header is ignored
+    return bearer(token) | FHIR | {"X-Actor-Role": "frontdesk"}  # the role header is ignored
 
 
 def proposal(slot: dict[str, Any], patient_id: str) -> dict[str, Any]:
@@ -74,3 +74,77 @@ def test_patient_holds_and_books_only_their_own(client: TestClient) -> None:
     assert [e["resource"]["id"] for e in mine.get("entry", [])] == [pending["id"]]
     assert client.get(f"{BASE}/Appointment", headers=as_bob).json().get("entry", []) == []
     assert client.get(f"{BASE}/Appointment/{pending['id']}", headers=as_bob).status_code == 404
+
+
+def test_check_in_by_role_words_from_the_token(client: TestClient) -> None:
+    """The booking engine takes the token's role: the practitioner of the Schedule (through
+    their PractitionerRole) and the front desk may check a patient in; another practitioner
+    does not find the Appointment; the patient may not mark it."""
+    site = make_clinic(client)
+    slot = make_slot(client, site["schedule"], hours_from_now(48))
+    alice = new_patient(client, "Alice")
+    booked = client.post(
+        f"{BASE}/Appointment", json={**proposal(slot, alice), "status": "booked"}, headers=FHIR
+    )
+    assert booked.status_code == 201, booked.text
+    body = booked.json()
+    other = client.post(
+        f"{BASE}/Practitioner", json={"resourceType": "Practitioner"}, headers=FHIR
+    ).json()
+
+    def as_role(role: str, fhir_user: str | None) -> dict[str, str]:
+        return bearer(mint(client, "user/*.cruds", fhir_user=fhir_user, role=role)) | FHIR
+
+    url = f"{BASE}/Appointment/{body['id']}"
+    mine = as_role("practitioner", f"Practitioner/{site['practitioner']}")
+    theirs = as_role("practitioner", f"Practitioner/{other['id']}")
+    desk = as_role("frontdesk", None)
+    arrived = {**body, "status": "arrived"}
+    assert client.put(url, json=arrived, headers=patient_headers(client, alice)).status_code == 422
+    assert client.put(url, json=arrived, headers=theirs).status_code == 404
+    checked_in = client.put(url, json={**body, "status": "checked-in"}, headers=mine)
+    assert checked_in.status_code == 200, checked_in.text
+    done = client.put(url, json={**checked_in.json(), "status": "arrived"}, headers=desk)
+    assert done.status_code == 200, done.text
+
+
+def test_another_patients_hold_cannot_be_booked_by_appt_id(client: TestClient) -> None:
+    """Argonaut's appt-id is a uri: as a valueUri, a valueUrl or in the query string it names
+    the hold as surely as IHE's valueReference, and the gate sees it the same way."""
+    site = make_clinic(client)
+    slot = make_slot(client, site["schedule"], hours_from_now(74))
+    alice, bob = new_patient(client, "Alice"), new_patient(client, "Bob")
+    as_alice, as_bob = patient_headers(client, alice), patient_headers(client, bob)
+    held = operation(client, "hold", as_alice, name="appt-resource", resource=proposal(slot, alice))
+    pending = held.json()["entry"][0]["resource"]
+    for kind, value in (
+        ("valueUri", f"Appointment/{pending['id']}"),
+        ("valueUrl", f"{BASE}/Appointment/{pending['id']}"),
+    ):
+        hijack = operation(client, "book", as_bob, name="appt-id", **{kind: value})
+        assert hijack.status_code == 404, (kind, hijack.text)
+    by_query = client.post(
+        f"{BASE}/Appointment/$book",
+        params={"appt-id": f"Appointment/{pending['id']}"},
+        json={"resourceType": "Parameters", "parameter": [{"name": "note", "valueString": "x"}]},
+        headers=as_bob,
+    )
+    assert by_query.status_code == 404, by_query.text
+    still = client.get(f"{BASE}/Appointment/{pending['id']}", headers=as_alice).json()
+    assert still["status"] == "pending"
+    mine = operation(
+        client, "book", as_alice, name="appt-id", valueUri=f"Appointment/{pending['id']}"
+    )
+    assert mine.status_code == 200, mine.text
+
+
+def test_a_write_only_patient_token_sees_what_it_booked(client: TestClient) -> None:
+    """An operation that changes state echoes its own resources within the compartment,
+    even to a token without a read scope (the gate judges them as the token's writes)."""
+    site = make_clinic(client)
+    slot = make_slot(client, site["schedule"], hours_from_now(96))
+    alice = new_patient(client, "Alice")
+    writer = bearer(mint(client, "patient/Appointment.c", patient=alice)) | FHIR
+    booked = operation(client, "book", writer, name="appt-resource", resource=proposal(slot, alice))
+    assert booked.status_code == 200, booked.text
+    assert booked.json()["entry"][0]["resource"]["status"] == "booked"

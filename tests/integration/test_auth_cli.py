@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,13 @@ from tests.integration.auth_helpers import (
     authorize_params,
     bearer,
     call,
+    cli_env,
     components,
+    login_form,
     login_token,
     mint,
     pkce,
+    stored_patient,
 )
 
 runner = CliRunner()
@@ -39,12 +41,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def env(settings_factory: Callable[..., Settings]) -> dict[str, str]:
-    settings = settings_factory()
-    return {
-        "FHIR_MONGODB_URI": settings.mongodb_uri or "",
-        "FHIR_DATABASE": f"cli{uuid.uuid4().hex[:10]}",
-        "FHIR_PUBLIC_BASE_URL": BASE,
-    }
+    return cli_env(settings_factory)
 
 
 def run(env: dict[str, str], *args: str, stdin: str | None = None) -> Any:
@@ -56,6 +53,7 @@ def run(env: dict[str, str], *args: str, stdin: str | None = None) -> Any:
 def test_users_and_clients_commands(
     env: dict[str, str], settings_factory: Callable[..., Settings]
 ) -> None:
+    stored_patient(env, "p1")  # `users add --fhir-user` checks that it exists
     user = run(
         env,
         "users",
@@ -244,15 +242,7 @@ def test_demo_access_is_idempotent_and_usable(settings_factory: Callable[..., Se
             challenge,
             redirect_uri=DEMO_REDIRECTS[0],
         )
-        page = server.post(
-            f"{AUTH}/authorize",
-            data={
-                **params,
-                "step": "login",
-                "username": first.patient_login,
-                "password": first.password,
-            },
-        )
+        page = login_form(server, params, first.patient_login, first.password)
         assert 'value="allow"' in page.text
     with pytest.raises(ValueError):
         call_production = settings.model_copy(update={"environment": "production"})
@@ -282,3 +272,25 @@ def test_users_token_is_accepted_by_the_api_within_its_compartment(
             headers=bearer(token),
         )
         assert write.status_code == 403  # the token was minted read/search only
+
+
+def test_users_add_takes_the_four_role_words(env: dict[str, str]) -> None:
+    desk = run(
+        env,
+        "users",
+        "add",
+        "--username",
+        "desk",
+        "--role",
+        "frontdesk",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert desk == {"username": "desk", "role": "frontdesk", "fhir_user": None}
+    staff = runner.invoke(
+        app,
+        ["users", "add", "--username", "old", "--role", "staff", "--password-stdin"],
+        env=env,
+        input=PASSWORD + "\n",
+    )
+    assert staff.exit_code == 1 and "patient, practitioner, frontdesk, admin" in staff.output

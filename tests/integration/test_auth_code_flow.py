@@ -25,6 +25,7 @@ from tests.integration.auth_helpers import (
     components,
     exchange,
     log_in_and_consent,
+    login_form,
     login_token,
     new_patient,
     pkce,
@@ -107,10 +108,7 @@ def test_deny_redirects_with_access_denied(client: TestClient, alice: str) -> No
 def test_wrong_password_shows_the_error_by_the_fields(client: TestClient, alice: str) -> None:
     _, challenge = pkce()
     params = authorize_params("portal", "patient/Patient.rs", challenge)
-    page = client.post(
-        f"{AUTH}/authorize",
-        data={**params, "step": "login", "username": "alice", "password": "not-the-password"},
-    )
+    page = login_form(client, params, "alice", "not-the-password")
     assert 'role="alert"' in page.text and 'aria-describedby="login-error"' in page.text
     assert "ticket" not in page.text
 
@@ -118,17 +116,23 @@ def test_wrong_password_shows_the_error_by_the_fields(client: TestClient, alice:
 def test_consent_lists_scopes_in_plain_words(client: TestClient, alice: str) -> None:
     _, challenge = pkce()
     params = authorize_params("portal", "patient/Appointment.rs offline_access", challenge)
-    page = client.post(
-        f"{AUTH}/authorize",
-        data={
-            **params,
-            "step": "login",
-            "username": "alice",
-            "password": "blue-harbour-lantern-42",
-        },
-    )
+    page = login_form(client, params, "alice", "blue-harbour-lantern-42")
     assert "Read, search the patient&#39;s Appointment records" in page.text
     assert "Keep access after you close it" in page.text
+
+
+def test_every_registered_scope_counts_and_consent_shows_the_grant(
+    client: TestClient, alice: str
+) -> None:
+    """Registered `patient/*.rs patient/Appointment.cruds`: asking for both grants the
+    booking scope (the first registered scope that covers a type used to win)."""
+    _, challenge = pkce()
+    asked = "launch/patient patient/*.rs patient/Appointment.cruds"
+    params = authorize_params("portal", asked, challenge)
+    page = login_form(client, params, "alice", PASSWORD)
+    assert "Create, read, update, delete, search the patient&#39;s Appointment records" in page.text
+    body = login_token(client, "portal", "alice", asked)
+    assert set(body["scope"].split()) == set(asked.split())
 
 
 @pytest.mark.parametrize(
@@ -228,10 +232,7 @@ def test_patient_cannot_borrow_another_patients_launch(client: TestClient, alice
     add_client(client, "ehr-app", "public", "launch patient/*.rs")
     verifier, challenge = pkce()
     params = authorize_params("ehr-app", "launch patient/*.rs", challenge, launch=launch)
-    consent = client.post(
-        f"{AUTH}/authorize",
-        data={**params, "step": "login", "username": "alice", "password": PASSWORD},
-    )
+    consent = login_form(client, params, "alice", PASSWORD)
     assert "Read, search the patient" in consent.text
     location = log_in_and_consent(client, params, "alice")
     body = exchange(client, code_of(location, params["state"]), "ehr-app", verifier).json()

@@ -78,7 +78,7 @@ def _alice(client: TestClient, world: dict[str, str]) -> dict[str, str]:
 
 
 def _everyone(client: TestClient) -> dict[str, str]:
-    return bearer(mint(client, "user/*.cruds", fhir_user="Practitioner/admin"))
+    return bearer(mint(client, "user/*.cruds", fhir_user="Practitioner/admin", role="admin"))
 
 
 def _ids(response: Any) -> set[str]:

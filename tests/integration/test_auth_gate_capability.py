@@ -208,18 +208,15 @@ def _search_probes(entry: dict[str, Any], world: World) -> list[Probe]:
     queries = [""]
     for param in entry.get("searchParam", []):
         queries.append(f"{param['name']}={_value(param['type'], world)}")
-        if param["type"] == "reference":
-            queries.append(f"{param['name']}:missing=false&_count=50")
     for include in entry.get("searchInclude", []):
-        queries += [f"_include={include}", f"_include:iterate={include}&_revinclude=*"]
+        queries.append(f"_include:iterate={include}")
     for revinclude in entry.get("searchRevInclude", []):
         source, _, code = revinclude.partition(":")
         queries += [
-            f"_revinclude={revinclude}",
             f"_revinclude:iterate={revinclude}&_include=*",
             f"_has:{source}:{code}:_lastUpdated=gt2000-01-01",
         ]
-    probes = [Probe("GET", f"{rtype}?{q}&_total=accurate") for q in queries]
+    probes = [Probe("GET", f"{rtype}?{q}") for q in queries]
     probes.append(Probe("POST", f"{rtype}/_search"))
     return probes
 

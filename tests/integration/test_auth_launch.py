@@ -35,8 +35,10 @@ from tests.integration.auth_helpers import (
     authorize_params,
     code_of,
     create,
+    csrf_of,
     exchange,
     log_in_and_consent,
+    login_form,
     login_token,
     new_patient,
     pkce,
@@ -226,14 +228,12 @@ def test_practitioner_must_pick_a_known_patient(live: tuple[str, TestClient]) ->
     add_client(setup, "picker-2", "public", "launch/patient patient/*.rs")
     _, challenge = pkce()
     params = authorize_params("picker-2", "launch/patient patient/*.rs", challenge, aud=live[0])
-    consent = setup.post(
-        "http://testserver/auth/authorize",
-        data={**params, "step": "login", "username": "drlee", "password": PASSWORD},
-    )
+    consent = login_form(setup, params, "drlee", PASSWORD)
     assert 'name="patient"' in consent.text
     ticket = re.search(r'name="ticket" value="([^"]+)"', consent.text)
     assert ticket
     form = {**params, "step": "consent", "ticket": ticket.group(1), "decision": "allow"}
+    form["csrf"] = csrf_of(consent.text)
     unknown = setup.post(
         "http://testserver/auth/authorize", data=form | {"patient": "no-such-patient"}
     )

@@ -27,10 +27,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def serve(settings_factory: Callable[..., Settings]) -> Iterator[Callable[[str], str]]:
+def serve(settings_factory: Callable[..., Settings]) -> Iterator[Callable[[str | None], str]]:
     servers: list[tuple[uvicorn.Server, threading.Thread]] = []
 
-    def start(trusted: str) -> str:
+    def start(trusted: str | None) -> str:
         port = _free_port()
         settings = settings_factory(
             auth_enabled=True, rate_limit_per_minute=2, forwarded_allow_ips=trusted, port=port
@@ -61,7 +61,7 @@ def _token_statuses(base: str, forwarded_for: str, times: int) -> list[int]:
     ]
 
 
-def test_trusted_proxy_limits_each_client_separately(serve: Callable[[str], str]) -> None:
+def test_trusted_proxy_limits_each_client_separately(serve: Callable[[str | None], str]) -> None:
     base = serve("127.0.0.1")
     first = _token_statuses(base, "203.0.113.7", 3)
     assert 429 not in first[:2] and first[2] == 429
@@ -69,8 +69,24 @@ def test_trusted_proxy_limits_each_client_separately(serve: Callable[[str], str]
     assert 429 not in _token_statuses(base, "203.0.113.8", 2)
 
 
-def test_untrusted_proxy_header_is_ignored(serve: Callable[[str], str]) -> None:
+def test_untrusted_proxy_header_is_ignored(serve: Callable[[str | None], str]) -> None:
     base = serve("192.0.2.1")  # not the address the requests come from
     assert _token_statuses(base, "203.0.113.9", 3)[2] == 429
     # Forging a new X-Forwarded-For does not buy a fresh allowance.
     assert _token_statuses(base, "203.0.113.10", 1) == [429]
+
+
+def test_by_default_no_proxy_is_trusted_not_even_loopback(
+    serve: Callable[[str | None], str],
+) -> None:
+    """A server not behind a proxy: a local caller cannot pick its address by header."""
+    base = serve(None)
+    assert _token_statuses(base, "203.0.113.11", 3)[2] == 429
+    assert _token_statuses(base, "203.0.113.12", 1) == [429]
+
+
+def test_no_server_version_banner(serve: Callable[[str | None], str]) -> None:
+    base = serve(None)
+    response = httpx.get(f"{base}/healthz")
+    assert response.status_code == 200
+    assert "server" not in response.headers

@@ -17,12 +17,18 @@ from tests.integration.auth_helpers import (
     add_client,
     add_user,
     auth_app,
+    authorize_params,
     bearer,
     call,
+    code_of,
     components,
+    csrf_of,
+    exchange,
+    log_in_and_consent,
     login_token,
     mint,
     new_patient,
+    pkce,
 )
 
 SCOPE = "launch/patient openid fhirUser offline_access patient/*.rs"
@@ -38,7 +44,19 @@ def carol(client: TestClient) -> str:
     patient = new_patient(client, "Carol")
     add_user(client, "carol", "patient", f"Patient/{patient}")
     add_client(client, "app", "public", SCOPE)
-    add_client(client, "rs", "confidential", "user/*.rs", secret="resource-server-secret")
+    add_client(
+        client,
+        "rs",
+        "confidential",
+        "user/*.rs",
+        secret="resource-server-secret",
+        resource_server=True,
+    )
+    add_client(client, "nosy", "confidential", "user/*.rs", secret="nosy-client-secret")
+    # The client `mint` issues tokens to: a resource server too (the bearer-caller case).
+    add_client(
+        client, "test-client", "confidential", "user/*.rs", secret="x" * 20, resource_server=True
+    )
     return patient
 
 
@@ -107,6 +125,35 @@ def test_refresh_by_another_client_is_refused(client: TestClient, carol: str) ->
     assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
 
 
+def test_a_public_app_refreshes_without_client_id(client: TestClient, carol: str) -> None:
+    """The SMART JS client sends only grant_type and refresh_token: still rotated, and a
+    token presented again (or by another client) is still refused."""
+    first = login_token(client, "app", "carol", SCOPE)
+    bare = {"grant_type": "refresh_token"}
+    second = client.post(f"{AUTH}/token", data=bare | {"refresh_token": first["refresh_token"]})
+    assert second.status_code == 200, second.text
+    rotated = second.json()["refresh_token"]
+    assert rotated != first["refresh_token"]
+    assert client.get(f"{BASE}/Patient/{carol}", headers=bearer(second.json()["access_token"]))
+    replay = client.post(f"{AUTH}/token", data=bare | {"refresh_token": first["refresh_token"]})
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    assert refresh(client, rotated).status_code == 400  # the family died with the replay
+
+
+def test_a_confidential_token_still_needs_its_client(client: TestClient, carol: str) -> None:
+    add_client(client, "conf", "confidential", SCOPE, secret="conf-secret-value")
+    verifier, challenge = pkce()
+    params = authorize_params("conf", SCOPE, challenge)
+    code = code_of(log_in_and_consent(client, params, "carol"), params["state"])
+    issued = exchange(client, code, "conf", verifier, auth=("conf", "conf-secret-value"))
+    first = issued.json()
+    bare = client.post(
+        f"{AUTH}/token",
+        data={"grant_type": "refresh_token", "refresh_token": first["refresh_token"]},
+    )
+    assert bare.status_code == 401 and bare.json()["error"] == "invalid_client"
+
+
 def test_introspection(client: TestClient, carol: str) -> None:
     body = login_token(client, "app", "carol", SCOPE)
     info = introspect(client, body["access_token"])
@@ -131,6 +178,24 @@ def test_introspection_with_a_bearer_token(client: TestClient, carol: str) -> No
     assert bad.status_code == 401
     anonymous = client.post(f"{AUTH}/introspect", data={"token": body["access_token"]})
     assert anonymous.status_code == 401
+
+
+def test_a_client_introspects_only_its_own_tokens(client: TestClient, carol: str) -> None:
+    """Unless it is registered as a resource server (`rs`), a client learns nothing about
+    another client's tokens: the answer is the one for an unknown token."""
+    body = login_token(client, "app", "carol", SCOPE)
+    for token in (body["access_token"], body["refresh_token"]):
+        nosy = client.post(
+            f"{AUTH}/introspect", data={"token": token}, auth=("nosy", "nosy-client-secret")
+        )
+        assert nosy.status_code == 200 and nosy.json() == {"active": False}
+        assert introspect(client, token)["active"] is True
+    own = bearer(body["access_token"])  # the app's own token asks about itself, then another's
+    mine = client.post(f"{AUTH}/introspect", data={"token": body["access_token"]}, headers=own)
+    assert mine.json()["active"] is True and mine.json()["client_id"] == "app"
+    other = mint(client, "user/*.rs")
+    theirs = client.post(f"{AUTH}/introspect", data={"token": other}, headers=own)
+    assert theirs.status_code == 200 and theirs.json() == {"active": False}
 
 
 def test_revocation_kills_access_and_refresh(client: TestClient, carol: str) -> None:
@@ -173,25 +238,28 @@ def test_password_change_revokes_refresh_tokens(client: TestClient, carol: str) 
 
 def test_manage_page_lists_and_stops_app_access(client: TestClient, carol: str) -> None:
     body = login_token(client, "app", "carol", SCOPE)
-    assert client.get(f"{AUTH}/manage").status_code == 200
-    wrong = client.post(
-        f"{AUTH}/manage", data={"step": "login", "username": "carol", "password": "nope-nope-nope"}
-    )
+    opened = client.get(f"{AUTH}/manage")
+    assert opened.status_code == 200
+    csrf = {"csrf": csrf_of(opened.text)}
+    login = {"step": "login", "username": "carol"}
+    no_token = client.post(f"{AUTH}/manage", data=login | {"password": PASSWORD})
+    assert no_token.status_code == 403 and "ticket" not in no_token.text  # no CSRF field
+    wrong = client.post(f"{AUTH}/manage", data=login | csrf | {"password": "nope-nope-nope"})
     assert 'role="alert"' in wrong.text and "ticket" not in wrong.text
-    listing = client.post(
-        f"{AUTH}/manage", data={"step": "login", "username": "carol", "password": PASSWORD}
-    )
+    listing = client.post(f"{AUTH}/manage", data=login | csrf | {"password": PASSWORD})
     assert listing.status_code == 200 and "Stop app" in listing.text
     ticket = re.search(r'name="ticket" value="([^"]+)"', listing.text)
     families = re.findall(r'name="family" value="([^"]+)"', listing.text)
     assert ticket and families
     forged = client.post(
-        f"{AUTH}/manage", data={"step": "revoke", "ticket": "x|1|y|z", "family": families[0]}
+        f"{AUTH}/manage",
+        data=csrf | {"step": "revoke", "ticket": "x|1|y|z|w", "family": families[0]},
     )
     assert "sign in again" in forged.text
     for family in families:
         client.post(
-            f"{AUTH}/manage", data={"step": "revoke", "ticket": ticket.group(1), "family": family}
+            f"{AUTH}/manage",
+            data=csrf | {"step": "revoke", "ticket": ticket.group(1), "family": family},
         )
     assert refresh(client, body["refresh_token"]).status_code == 400
     assert (

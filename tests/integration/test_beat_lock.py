@@ -73,6 +73,7 @@ class Beat:
                 self.process.wait()
 
 
+@pytest.mark.slow  # two fhir-server beat processes
 def test_a_second_beat_waits_and_no_job_fires_twice(broker: tuple[Any, str, Path]) -> None:
     server, url, folder = broker
     client = redis.Redis(unix_socket_path=server.socket_file)

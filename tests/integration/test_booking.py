@@ -212,7 +212,7 @@ def test_cancel_frees_the_slot_and_honours_the_patient_cutoff(client: TestClient
     refused = _cancel(client, near_appt["id"])
     assert refused.status_code == 422 and "48 hours" in diagnostics(refused)
     assert slot_status(client, near["id"]) == "busy"
-    by_staff = _cancel(client, near_appt["id"], **{"x-actor-role": "staff"})
+    by_staff = _cancel(client, near_appt["id"], **{"x-actor-role": "frontdesk"})
     assert by_staff.status_code == 200, by_staff.text
     assert slot_status(client, near["id"]) == "free"
 
@@ -277,9 +277,9 @@ def test_arrived_fulfilled_and_illegal_transitions(client: TestClient) -> None:
     clinic = make_clinic(client)
     slot = make_slot(client, clinic["schedule"], hours_from_now(90))
     booked = book(client, appointment(make_patient(client), slot)).json()
-    staff = {"x-actor-role": "staff"}
+    staff = {"x-actor-role": "frontdesk"}
     by_patient = _set_status(client, booked["id"], "arrived")
-    assert by_patient.status_code == 422 and "staff" in diagnostics(by_patient)
+    assert by_patient.status_code == 422 and "front desk" in diagnostics(by_patient)
     early_noshow = _set_status(client, booked["id"], "noshow", **staff)
     assert early_noshow.status_code == 409 and "before it starts" in diagnostics(early_noshow)
     assert _set_status(client, booked["id"], "arrived", **staff).status_code == 200
@@ -487,7 +487,7 @@ def test_the_patients_time_is_given_back_by_cancel_and_move(client: TestClient) 
     clash = make_slot(client, second["schedule"], start + timedelta(minutes=10))
     assert book(client, appointment(pid, clash)).status_code == 409
 
-    assert _cancel(client, kept.json()["id"], **{"x-actor-role": "staff"}).status_code == 200
+    assert _cancel(client, kept.json()["id"], **{"x-actor-role": "frontdesk"}).status_code == 200
     rebooked = book(client, appointment(pid, clash))
     assert rebooked.status_code == 201, rebooked.text
 

@@ -141,6 +141,12 @@ def test_demo_logins_and_minted_tokens(tmp_path: Path) -> None:
     assert refused.returncode == 1 and "patient/ scopes" in refused.stderr
     unknown = _cli(env, "users", "token", "nobody")
     assert unknown.returncode == 1 and "No active account" in unknown.stderr
+    assert "demo-frontdesk (front desk)" in first.stdout
+    desk = _cli(env, "users", "token", "demo-frontdesk", "--scope", "user/*.rs")
+    assert desk.returncode == 0, desk.stderr
+    payload = orjson.loads(desk.stdout)["access_token"].split(".")[1]
+    claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["role"] == "frontdesk" and "fhirUser" not in claims
 
 
 def test_demo_without_a_running_store_uses_one_for_its_duration(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from fhir_server.app import create_app
 from fhir_server.auth.users import Accounts
 from fhir_server.notifications import celery_app
+from fhir_server.notifications.channels import push
 from fhir_server.notifications.channels.push import subscription_key
 from fhir_server.notifications.events import AppointmentEvent
 from fhir_server.notifications.message import details_of
@@ -275,6 +276,28 @@ def test_push_goes_encrypted_to_each_registered_browser(env: Running) -> None:
     assert message["url"].endswith(f"/appointments/{appt['id']}")
     # The browser whose push service said 410 Gone is forgotten.
     assert env.rig.run(env.rig.ctx.outbox.push_subscriptions(ref(person))) == [info]
+
+
+def test_push_to_an_address_that_became_private_is_not_sent_and_says_nothing_of_it(
+    env: Running,
+) -> None:
+    """A browser endpoint whose name now resolves to this host (stored before it changed)
+    is refused at delivery; the patient-readable reason is one fixed sentence."""
+    person = patient(
+        env, email=f"p-{_n()}@example.org", extension=[preferences_extension(["push"])]
+    )
+    path = f"/push/{_n()}"
+    info = {**_browser()[2], "endpoint": env.http.url.replace("127.0.0.1", "localhost") + path}
+    env.rig.run(
+        env.rig.ctx.outbox.save_push_subscription(subscription_key(info), ref(person), info)
+    )
+    [comm] = env.rig.wait_settled(
+        env.rig.record(AppointmentEvent("booked", appointment(env, person)))
+    )
+    assert comm["status"] == "not-done"
+    assert comm["statusReason"]["text"] == push.FAILED
+    assert _attempts(comm) == 1  # refused for good: no retry
+    assert env.http.posted(path) == []
 
 
 def _channel(comm: dict[str, Any]) -> str:

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 import redis
 
 from fhir_server.store import embedded
 from tests.integration.test_cli import Serving, _env
+
+pytestmark = pytest.mark.slow  # fhir-server subprocesses
 
 
 def _gone(process: psutil.Process) -> bool:
@@ -99,3 +103,23 @@ def test_a_killed_store_is_restarted_and_requests_meanwhile_get_503(tmp_path: Pa
         assert serving.stop() == 0
     assert embedded.running(data_dir) is None
     assert "restarting it" in (tmp_path / "serve.log").read_text()
+
+
+def test_a_zombie_in_the_pid_file_does_not_block_a_start(tmp_path: Path) -> None:
+    """A killed store not yet reaped still answers a signal probe; it is not running."""
+    zombie = subprocess.Popen(["sleep", "60"])
+    os.kill(zombie.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while psutil.Process(zombie.pid).status() != psutil.STATUS_ZOMBIE:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    (tmp_path / "embedded.pid").write_text(str(zombie.pid))
+    try:
+        server = embedded.start(tmp_path)
+        try:
+            running = embedded.running(tmp_path)
+            assert server.owned and running is not None and running.pid == server.pid
+        finally:
+            embedded.stop(server, tmp_path)
+    finally:
+        zombie.wait()

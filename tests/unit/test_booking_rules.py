@@ -101,7 +101,13 @@ def test_noshow_only_after_the_start(role: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("role", "side"), [("patient", "patient"), ("practitioner", "clinic"), ("staff", "clinic")]
+    ("role", "side"),
+    [
+        ("patient", "patient"),
+        ("practitioner", "clinic"),
+        ("frontdesk", "clinic"),
+        ("admin", "clinic"),
+    ],
 )
 def test_the_side_a_cancellation_is_by(role: str, side: str) -> None:
     assert Caller(NOW, role).side == side
@@ -166,7 +172,7 @@ def test_reason_confirmation_and_move() -> None:
     waiting = appointment("pending")
     held = appointment("pending", extension=[HOLD])
     rules.check_confirmable(held, Caller(NOW, "patient"))
-    rules.check_confirmable(waiting, Caller(NOW, "staff"))
+    rules.check_confirmable(waiting, Caller(NOW, "frontdesk"))
     rules.check_confirmable(waiting, Caller(NOW, "practitioner"))
     with pytest.raises(Conflict, match="provider's confirmation"):
         rules.check_confirmable(waiting, Caller(NOW, "patient"))
@@ -192,7 +198,7 @@ def test_participants_decide_and_confirm() -> None:
     waiting = [{"actor": {"reference": "Practitioner/d1"}, "status": "needs-action"}]
     must = BookingSettings(provider_must_confirm=True)
     assert rules.confirmed_participants(waiting, must, Caller(NOW, "patient")) == waiting
-    for role in ("practitioner", "staff"):
+    for role in ("practitioner", "frontdesk"):
         confirmed = rules.confirmed_participants(waiting, must, Caller(NOW, role))
         assert [p["status"] for p in confirmed] == ["accepted"]
     free = rules.confirmed_participants(waiting, BookingSettings(), Caller(NOW, "patient"))

@@ -6,6 +6,8 @@ services, commands, ports, healthchecks and the environment the api reads.
 
 from __future__ import annotations
 
+import ipaddress
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -118,6 +120,76 @@ def test_the_dockerfile_installs_the_package_and_runs_serve() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for folder in ("fhir_server", "profiles", "terminology"):
         assert f"COPY {folder} ./{folder}" in dockerfile
-    assert "RUN pip install ." in dockerfile
+    # the wheel that tests/integration/test_wheel_install.py builds and runs as non-root
+    assert "pip wheel --no-deps --wheel-dir /tmp/wheels ." in dockerfile
+    assert "pip install /tmp/wheels/*.whl" in dockerfile
     assert re.search(r"^USER (?!root)\w+", dockerfile, re.MULTILINE)
     assert 'CMD ["fhir-server", "serve", "--host", "0.0.0.0", "--port", "8000"]' in dockerfile
+
+
+def test_the_image_writes_only_to_its_own_data_volume() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^USER fhir$", dockerfile, re.MULTILINE)
+    assert "FHIR_DATA_DIR=/data" in dockerfile and "VOLUME /data" in dockerfile
+    assert "chown fhir:fhir /data" in dockerfile
+
+
+@pytest.mark.parametrize("name", APP_SERVICES)
+def test_app_services_share_a_data_volume_and_one_vapid_key(
+    services: dict[str, Any], name: str
+) -> None:
+    service = services[name]
+    assert "fhir-data:/data" in service["volumes"]
+    assert service["environment"]["FHIR_DATA_DIR"] == "/data"
+    assert service["secrets"] == ["vapid_private_key"]
+    assert service["environment"]["FHIR_PUSH_VAPID_KEY_FILE"] == "/run/secrets/vapid_private_key"
+
+
+def test_the_vapid_secret_and_data_volume_are_declared() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert "fhir-data" in compose["volumes"]
+    secret = compose["secrets"]["vapid_private_key"]["file"]
+    assert _resolved(secret) == "./secrets/vapid-private.pem"
+
+
+MESSAGING = {
+    "FHIR_SMTP_HOST": "smtp.example.org",
+    "FHIR_SMTP_PORT": "2525",
+    "FHIR_SMTP_USER": "mailer",
+    "FHIR_SMTP_PASSWORD": "mail-password",
+    "FHIR_SMTP_FROM": "clinic@example.org",
+    "FHIR_SMS_BASE_URL": "https://sms.example.org",
+    "FHIR_SMS_ACCOUNT_SID": "AC123",
+    "FHIR_SMS_AUTH_TOKEN": "sms-token",
+    "FHIR_SMS_FROM": "+15551234567",
+    "FHIR_PUSH_CONTACT": "mailto:ops@example.org",
+    "FHIR_NOTIFY_LINK_BASE": "https://clinic.example.org/portal",
+}
+
+
+@pytest.mark.parametrize("name", ["api", "worker"])
+def test_mail_sms_and_push_settings_pass_through(
+    services: dict[str, Any], name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Set in the operator's shell, each reaches the container; unset, each is unset."""
+    env = services[name]["environment"]
+    for given in (MESSAGING, {}):
+        for key in [k for k in os.environ if k.startswith("FHIR_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            monkeypatch.setenv(key, _resolved(value, FHIR_SECRET_KEY="k" * 48, **given))
+        settings = Settings()
+        for key, value in MESSAGING.items():
+            field = key.removeprefix("FHIR_").lower()
+            expected = value if given else Settings.model_fields[field].default
+            assert str(getattr(settings, field)) == str(expected), key
+
+
+def test_forwarded_headers_are_trusted_from_the_proxy_network_only(
+    services: dict[str, Any],
+) -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    subnet = compose["networks"]["proxy"]["ipam"]["config"][0]["subnet"]
+    assert "proxy" in services["api"]["networks"]
+    allowed = _resolved(services["api"]["environment"]["FHIR_FORWARDED_ALLOW_IPS"])
+    assert allowed == subnet and ipaddress.ip_network(allowed).is_private

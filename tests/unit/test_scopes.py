@@ -104,3 +104,32 @@ def test_plain_words() -> None:
     assert plain_words("user/*.cruds").startswith("Create, read, update, delete, search all the")
     assert "status is booked" in plain_words("patient/Appointment.rs?status=booked")
     assert plain_words("offline_access").startswith("Keep access")
+
+
+@pytest.mark.parametrize(
+    "registered",
+    [
+        ["patient/*.rs", "patient/Appointment.cruds"],
+        ["patient/Appointment.cruds", "patient/*.rs"],
+    ],
+)
+def test_narrow_unites_every_registered_scope_whatever_their_order(registered: list[str]) -> None:
+    asked = ["patient/*.rs", "patient/Appointment.cruds"]
+    assert narrow(asked, registered) == ["patient/*.rs", "patient/Appointment.cruds"]
+    assert narrow(["patient/Appointment.cruds"], registered) == ["patient/Appointment.cruds"]
+
+
+def test_narrow_keeps_a_restricted_piece_only_when_it_adds_something() -> None:
+    allowed = ["patient/Appointment.rs", "patient/Appointment.cruds?status=proposed"]
+    assert narrow(["patient/Appointment.cruds"], allowed) == [
+        "patient/Appointment.rs",
+        "patient/Appointment.cruds?status=proposed",
+    ]
+    assert narrow(["patient/Appointment.rs"], allowed) == ["patient/Appointment.rs"]
+
+
+def test_narrow_grants_the_specific_part_of_a_wildcard_request() -> None:
+    allowed = ["patient/*.rs", "patient/Appointment.cruds"]
+    assert narrow(["patient/*.cruds"], allowed) == ["patient/*.rs", "patient/Appointment.cruds"]
+    assert narrow(["patient/*.cruds"], ["patient/Slot.rs"]) == ["patient/Slot.rs"]
+    assert narrow(["patient/*.read"], ["patient/Slot.read"]) == ["patient/Slot.rs"]

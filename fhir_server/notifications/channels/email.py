@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import secrets
 import smtplib
 import ssl
 import threading
@@ -15,14 +16,35 @@ from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.policy import compat32
+from email.policy import Compat32
 from email.utils import formatdate
+from typing import Any
 
 from fhir_server.notifications.channels.base import DeliveryError, Rendered
 from fhir_server.settings import Settings
 
-# SMTP wants CRLF line ends; smtplib does not fix bare LF in a bytes message.
-_WIRE = compat32.clone(linesep="\r\n")
+# A header value compat32 writes unchanged when its line fits: printable ASCII
+# words joined by single spaces (no encoding, no folding point is needed).
+_PLAIN_VALUE = re.compile(r"[!-~]+(?: [!-~]+)*")
+
+
+class _Wire(Compat32):
+    """compat32 with CRLF line ends (SMTP wants them; smtplib does not fix bare LF in
+    bytes), writing a plain header that fits on its line directly: compat32 runs
+    every header through `email.header.Header`'s folding, a third of flattening."""
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        if (
+            isinstance(value, str)
+            and self.max_line_length is not None
+            and len(name) + 2 + len(value) <= self.max_line_length
+            and _PLAIN_VALUE.fullmatch(value)
+        ):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+_WIRE = _Wire(linesep="\r\n")
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 
 
@@ -30,14 +52,19 @@ def build_email(rendered: Rendered, sender: str) -> Message:
     """multipart/mixed: (text | HTML alternatives) + the .ics, built with the compat32 classes.
 
     The policy-based `EmailMessage` API builds and flattens the same message
-    several times slower; at worker throughput that matters.
+    several times slower; at worker throughput that matters. The boundaries are
+    chosen here, not by the generator (which compiles a regex per message to
+    search the parts for its random one): every part is base64 (the utf-8
+    charset's body encoding) under fixed headers, so no line of a part contains
+    `_`, and the two boundaries differ, so neither can occur in the text.
     """
-    body = MIMEMultipart("alternative")
+    token = secrets.token_hex(8)
+    body = MIMEMultipart("alternative", boundary=f"=_alt_{token}")
     body.attach(MIMEText(rendered.text, "plain", "utf-8"))
     body.attach(MIMEText(rendered.html, "html", "utf-8"))
     mail: Message = body
     if rendered.calendar is not None:
-        mail = MIMEMultipart("mixed")
+        mail = MIMEMultipart("mixed", boundary=f"=_mix_{token}")
         mail.attach(body)
         calendar = MIMEText(rendered.calendar.decode(), "calendar", "utf-8")
         calendar.set_param("method", rendered.calendar_method or "REQUEST")

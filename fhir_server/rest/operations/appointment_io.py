@@ -14,6 +14,9 @@ from fhir_server.store.resources import Version
 # Argonaut Scheduling `appt-resource`, IHE ITI Scheduling `appointment-resource`,
 # or the Appointment itself as the body.
 RESOURCE_NAMES = ("appt-resource", "appointment-resource", "Appointment")
+# A stored Appointment: Argonaut `appt-id` (valueUri, valueUrl or a plain string in a
+# query or form) or IHE `appointment-reference` (valueReference).
+ID_NAMES = ("appt-id", "appointment-reference")
 
 
 def appointment_input(found: dict[str, list[Any]], operation: str) -> dict[str, Any] | None:
@@ -38,6 +41,14 @@ def referenced_id(value: Any, name: str) -> str | None:
     if not rid:
         raise BadRequest(f"{name} must reference an Appointment.", expression=(name,))
     return rid
+
+
+def appointment_id_input(found: dict[str, list[Any]]) -> str | None:
+    """The id of the stored Appointment named by `appt-id` or `appointment-reference`."""
+    for name in ID_NAMES:
+        if found.get(name):
+            return referenced_id(found[name][0], name)
+    return None
 
 
 def appointment_bundle(services: Services, version: Version) -> dict[str, Any]:

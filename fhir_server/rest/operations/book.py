@@ -13,6 +13,7 @@ from fhir_server.fhir.errors import BadRequest, Conflict
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.operations.appointment_io import (
     appointment_bundle,
+    appointment_id_input,
     appointment_input,
     referenced_id,
 )
@@ -28,14 +29,16 @@ DEFINITION = definition(
     "book",
     "Appointment",
     "Argonaut Scheduling $book: books the Slot(s) of a proposed Appointment, or books a held "
-    "(pending) Appointment given by appointment-reference or by its id. With cancelled-appt-id "
+    "(pending) Appointment given by appt-id, appointment-reference or by its id. With "
+    "cancelled-appt-id "
     "it reschedules: the new Slots are claimed before the old Appointment is cancelled and its "
     "Slots freed, all or nothing. Send an Idempotency-Key header to make retries safe.",
     [
         param("appt-resource", "in", "Appointment", doc="The Appointment to book (Argonaut)."),
         param("appointment-resource", "in", "Appointment", doc="The same (IHE ITI name)."),
+        param("appt-id", "in", "uri", doc="A held Appointment: id, reference or URL (Argonaut)."),
         param("appointment-reference", "in", "Reference", doc="A held Appointment (IHE ITI)."),
-        param("cancelled-appt-id", "in", "string", doc="Appointment replaced (reschedule)."),
+        param("cancelled-appt-id", "in", "uri", doc="Appointment replaced (reschedule)."),
         param("return", "out", "Bundle", min_=1, doc="Searchset with the booked Appointment."),
     ],
     affects_state=True,
@@ -47,7 +50,7 @@ async def _book(
 ) -> Version:
     store, caller = services.store, caller_of(req)
     appointment = appointment_input(found, "$book")
-    held_id = referenced_id(first(found, "appointment-reference"), "appointment-reference")
+    held_id = appointment_id_input(found)
     if held_id is None and appointment is not None and appointment.get("id"):
         existing = await store.current("Appointment", str(appointment["id"]))
         held_id = existing.id if existing and not existing.deleted else None
@@ -61,7 +64,7 @@ async def _book(
             raise Conflict(f"Appointment/{held_id} is {body.get('status')}, not a pending hold.")
         return await booking.change(store, current, {**body, "status": "booked"}, caller, uow=uow)
     if appointment is None:
-        raise BadRequest("$book needs appt-resource, appointment-resource or a reference.")
+        raise BadRequest("$book needs appt-resource, appointment-resource, appt-id or a reference.")
     return await booking.book(store, appointment, caller, replacing=replacing, uow=uow)
 
 

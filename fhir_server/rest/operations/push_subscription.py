@@ -48,7 +48,7 @@ async def handle(services: Services, req: FhirRequest) -> FhirResponse:
             "endpoint": first(given, "endpoint"),
             "keys": {"p256dh": first(given, "p256dh"), "auth": first(given, "auth")},
         }
-        await push_registry.register(services.store, owner, info)
+        await push_registry.register(services.store, services.settings, owner, info)
     elif req.method != "GET":
         raise BadRequest("$push-subscription is invoked with GET or POST.")
     return FhirResponse(200, _parameters(services))
