@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
 from fhir_server.auth.urls import auth_base
 from fhir_server.auth.users import AccountError
-from fhir_server.auth.web import components_of, page, throttled
+from fhir_server.auth.web import STYLESHEET, components_of, page, throttled
 
 router = APIRouter(include_in_schema=False)
 REGISTERED = (
@@ -16,6 +16,14 @@ REGISTERED = (
     "sign in with it, the name was already in use: register again with another user name, "
     "or reset the password if that account is yours."
 )
+
+
+@router.get("/auth/static/auth.css")
+async def stylesheet() -> Response:
+    """The pages' one stylesheet (a file, so their CSP allows no inline style)."""
+    return FileResponse(
+        STYLESHEET, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
+    )
 
 
 @router.get("/auth/register")
