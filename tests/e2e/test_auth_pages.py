@@ -49,6 +49,14 @@ def styled(page: Page) -> None:
     assert page.csp_violations == []  # type: ignore[attr-defined]
 
 
+def opened(page: Page, url: str, name: str) -> None:
+    """Open a page reached by a link: strict CSP, styled, axe-clean, fits (screenshots)."""
+    strict_csp(page.goto(url))
+    styled(page)
+    axe(page)
+    screenshots(page, name)
+
+
 def test_sign_in_fits_320px_is_axe_clean_and_runs_no_inline_code(page: Page, live: Live) -> None:
     response = page.goto(authorize_url(live))
     strict_csp(response)
@@ -126,11 +134,7 @@ def test_consent_asking_for_a_patient_is_axe_clean_with_its_error(page: Page, li
 
 
 def test_registration_and_its_error_state_fit_and_are_axe_clean(page: Page, live: Live) -> None:
-    response = page.goto(f"{live.url}/auth/register")
-    strict_csp(response)
-    styled(page)
-    axe(page)
-    screenshots(page, "auth-register")
+    opened(page, f"{live.url}/auth/register", "auth-register")
     page.get_by_label("Given name").fill("Ada")
     page.get_by_label("Family name").fill("Lovelace")
     page.get_by_label("Date of birth").fill("1990-12-10")
@@ -147,10 +151,7 @@ def test_registration_and_its_error_state_fit_and_are_axe_clean(page: Page, live
 
 
 def test_password_reset_pages_and_a_dead_link_fit_and_are_axe_clean(page: Page, live: Live) -> None:
-    strict_csp(page.goto(f"{live.url}/auth/password-reset"))
-    styled(page)
-    axe(page)
-    screenshots(page, "auth-reset-request")
+    opened(page, f"{live.url}/auth/password-reset", "auth-reset-request")
     page.get_by_label("E-mail address").fill("nobody@example.org")
     page.get_by_role("button", name="Send link").click()
     expect(page).to_have_title(re.compile(r"^Check your e-mail"))
@@ -168,10 +169,7 @@ def test_password_reset_pages_and_a_dead_link_fit_and_are_axe_clean(page: Page, 
 
 
 def test_app_access_page_and_a_broken_link_are_axe_clean(page: Page, live: Live) -> None:
-    strict_csp(page.goto(f"{live.url}/auth/manage"))
-    styled(page)
-    axe(page)
-    screenshots(page, "auth-manage")
+    opened(page, f"{live.url}/auth/manage", "auth-manage")
     page.get_by_label("User name").fill(live.access.patient_login)
     page.get_by_label("Password").fill(live.access.password)
     page.get_by_role("button", name="Sign in").click()
