@@ -37,6 +37,7 @@ from fhir_server.store import slots as slot_store
 from fhir_server.store.connection import open_database
 from fhir_server.store.outbox_store import OutboxStore
 from fhir_server.store.resources import ResourceStore
+from fhir_server.visits import recorder as visits
 
 
 async def healthz(_request: Request) -> Response:
@@ -58,6 +59,7 @@ async def readyz(request: Request) -> Response:
 
 def create_app(settings: Settings) -> FastAPI:
     changes.install()  # the booking engine's events become notifications
+    visits.install()  # ... and recorded outcomes become Encounters and ChargeItems
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
