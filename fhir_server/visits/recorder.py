@@ -34,7 +34,9 @@ async def record_outcome(store: ResourceStore, uow: UnitOfWork, event: events.Bo
     if wanted is not None:
         earlier = _live(stored)
         kept = earlier if earlier and earlier.get("status") != records.VOID else None
-        await _put(store, uow, records.encounter(appointment, wanted, kept, service), stored)
+        practitioners = await _practitioners(store, appointment)
+        body = records.encounter(appointment, wanted, kept, service, practitioners)
+        await _put(store, uow, body, stored)
     else:
         await _void(store, uow, stored)
     for charge in CHARGES:
@@ -55,6 +57,17 @@ async def _service(store: ResourceStore, appointment: Resource) -> Resource | No
         if found is not None and not found.deleted:
             return found.resource
     return None
+
+
+async def _practitioners(store: ResourceStore, appointment: Resource) -> tuple[str, ...]:
+    """The Practitioners of the Appointment's PractitionerRole participants."""
+    found = []
+    for ref in records.actors(appointment, "PractitionerRole/"):
+        role = _live(await store.current("PractitionerRole", ref.split("/", 1)[1]))
+        practitioner = (role or {}).get("practitioner", {}).get("reference")
+        if practitioner:
+            found.append(str(practitioner))
+    return tuple(found)
 
 
 def _live(stored: Version | None) -> Resource | None:

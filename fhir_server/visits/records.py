@@ -78,10 +78,15 @@ def _period(appointment: Resource, status: str, previous: Resource | None) -> Re
 
 
 def encounter(
-    appointment: Resource, status: str, previous: Resource | None, service: Resource | None
+    appointment: Resource,
+    status: str,
+    previous: Resource | None,
+    service: Resource | None,
+    practitioners: tuple[str, ...] = (),
 ) -> Resource:
     """The Appointment's Encounter in `status`, keeping what `previous` (its stored version)
-    recorded of the arrival."""
+    recorded of the arrival. `practitioners` are the Practitioners behind its PractitionerRole
+    participants, named too so that `Encounter?practitioner=` finds the visit."""
     body: dict[str, Any] = {
         "resourceType": "Encounter",
         "id": encounter_id(appointment["id"]),
@@ -94,7 +99,7 @@ def encounter(
     service_type = (appointment.get("serviceType") or (service or {}).get("type") or [None])[0]
     if service_type:
         body["serviceType"] = service_type
-    providers = actors(appointment, *_PROVIDERS)
+    providers = dict.fromkeys([*actors(appointment, *_PROVIDERS), *practitioners])
     if providers:
         body["participant"] = [{"individual": {"reference": ref}} for ref in providers]
     locations = actors(appointment, "Location/")
