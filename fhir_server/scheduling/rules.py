@@ -211,7 +211,12 @@ def check_transition(current: Resource, status: str, caller: Caller) -> None:
         raise Conflict(f"An Appointment that is {old} cannot become {status}.")
     if status == "noshow" and moment(current, "start") > caller.now:
         raise Conflict("An Appointment cannot be marked noshow before it starts.")
-    if (status in CLINIC_MARKS or old in CLINIC_MARKS) and caller.is_patient:
+    check_outcome_recorder(old, status, caller)
+
+
+def check_outcome_recorder(old: str, status: str, caller: Caller) -> None:
+    """What happened on the day (and any correction of it) is the clinic's to record."""
+    if status != old and (status in CLINIC_MARKS or old in CLINIC_MARKS) and caller.is_patient:
         raise Unprocessable(
             f"Only the front desk or the practitioner can mark an Appointment {status}.",
             expression=("Appointment.status",),

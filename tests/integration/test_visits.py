@@ -4,118 +4,23 @@ real API, leave an Encounter and ChargeItems that EHRs and billing systems searc
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from fastapi.testclient import TestClient
 
-from fhir_server.visits import billing
-from fhir_server.visits.records import encounter_id
-from tests.integration.scheduling_setup import (
-    HEADERS,
-    STAFF,
-    appointment,
-    diagnostics,
-    hours_from_now,
-    make_clinic,
-    make_patient,
-    make_slot,
-    post,
+from tests.integration.scheduling_setup import HEADERS, STAFF, diagnostics, hours_from_now, post
+from tests.integration.visits_support import (
+    CPT,
+    NO_SHOW_CODE,
+    PATCH,
+    VISIT_CODE,
+    billed_clinic,
+    booked,
+    charges_of,
+    search,
+    set_status,
+    started,
+    visit_of,
 )
-
-CPT = "http://www.ama-assn.org/go/cpt"
-VISIT_CODE = {"coding": [{"system": CPT, "code": "99213", "display": "Office visit"}]}
-NO_SHOW_CODE = {"coding": [{"system": "http://clinic.example/fees", "code": "no-show"}]}
-PATCH = {"content-type": "application/json-patch+json", "x-actor-role": "frontdesk"}
-
-
-def billed_clinic(
-    client: TestClient, *, visit: bool = True, no_show: bool = False
-) -> dict[str, str]:
-    """A clinic whose Schedule serves a HealthcareService configured for billing."""
-    clinic = make_clinic(client)
-    organization = post(client, {"resourceType": "Organization", "name": "Riverside"})
-    extensions = []
-    if visit:
-        extensions.append({"url": billing.VISIT_CODE, "valueCodeableConcept": VISIT_CODE})
-    if no_show:
-        extensions.append({"url": billing.NO_SHOW_FEE, "valueCodeableConcept": NO_SHOW_CODE})
-    service = post(
-        client,
-        {
-            "resourceType": "HealthcareService",
-            "name": "General practice",
-            "providedBy": {"reference": f"Organization/{organization['id']}"},
-            "type": [{"coding": [{"system": "http://snomed.info/sct", "code": "394814009"}]}],
-            **({"extension": extensions} if extensions else {}),
-        },
-    )
-    schedule = post(
-        client,
-        {
-            "resourceType": "Schedule",
-            "active": True,
-            "actor": [
-                {"reference": f"PractitionerRole/{clinic['role']}"},
-                {"reference": f"Location/{clinic['location']}"},
-                {"reference": f"HealthcareService/{service['id']}"},
-            ],
-        },
-    )
-    return {
-        **clinic,
-        "schedule": schedule["id"],
-        "service": service["id"],
-        "organization": organization["id"],
-    }
-
-
-def booked(client: TestClient, clinic: dict[str, str], start: datetime) -> dict[str, Any]:
-    slot = make_slot(client, clinic["schedule"], start)
-    response = client.post(
-        "/fhir/Appointment", json=appointment(make_patient(client), slot), headers=HEADERS
-    )
-    assert response.status_code == 201, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def started(client: TestClient, clinic: dict[str, str]) -> dict[str, Any]:
-    """A booking whose start has just passed (a no-show can only be recorded after it)."""
-    start = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=2)
-    body = booked(client, clinic, start)
-    time.sleep(max(0.0, (start - datetime.now(UTC)).total_seconds()) + 0.2)
-    return body
-
-
-def set_status(client: TestClient, appointment_id: str, status: str, **headers: str) -> Any:
-    return client.patch(
-        f"/fhir/Appointment/{appointment_id}",
-        json=[{"op": "replace", "path": "/status", "value": status}],
-        headers={**PATCH, **headers},
-    )
-
-
-def search(client: TestClient, query: str, **headers: str) -> list[dict[str, Any]]:
-    response = client.get(f"/fhir/{query}", headers=headers)
-    assert response.status_code == 200, response.text
-    return [
-        e["resource"] for e in response.json().get("entry", []) if e["search"]["mode"] == "match"
-    ]
-
-
-def visit_of(client: TestClient, appointment_id: str) -> dict[str, Any]:
-    found = search(client, f"Encounter?appointment=Appointment/{appointment_id}")
-    assert len(found) == 1, found
-    return found[0]
-
-
-def charges_of(client: TestClient, appointment_id: str) -> dict[str, dict[str, Any]]:
-    """The Appointment's ChargeItems (found through its Encounter), by code."""
-    context = f"Encounter/{encounter_id(appointment_id)}"
-    return {
-        c["code"]["coding"][0]["code"]: c for c in search(client, f"ChargeItem?context={context}")
-    }
 
 
 def test_check_in_then_fulfilled_leaves_a_finished_encounter_and_one_billable_charge(
@@ -341,3 +246,40 @@ def test_bad_requests_are_operation_outcomes_that_change_nothing(client: TestCli
     )
     assert broken.status_code == 422 and "status" in diagnostics(broken)
     assert charges_of(client, appt["id"])["99213"] == charge
+
+
+def test_an_appointment_without_slots_records_its_visit_too(client: TestClient) -> None:
+    """An EHR's own Appointment (no Slot) is written as given, but only the clinic records
+    its outcome, and that leaves the same Encounter and charge."""
+    clinic = billed_clinic(client)
+    patient = post(client, {"resourceType": "Patient", "name": [{"family": "Slotless"}]})
+    body = {
+        "resourceType": "Appointment",
+        "status": "booked",
+        "start": "2031-02-03T10:00:00Z",
+        "end": "2031-02-03T10:30:00Z",
+        "participant": [
+            {"actor": {"reference": f"Patient/{patient['id']}"}, "status": "accepted"},
+            {
+                "actor": {"reference": f"HealthcareService/{clinic['service']}"},
+                "status": "accepted",
+            },
+        ],
+    }
+    created = client.post("/fhir/Appointment", json=body, headers=HEADERS)
+    assert created.status_code == 201, created.text
+    appt = created.json()
+    by_patient = set_status(client, appt["id"], "fulfilled", **{"x-actor-role": "patient"})
+    assert by_patient.status_code == 422 and "front desk" in diagnostics(by_patient)
+    assert search(client, f"Encounter?appointment=Appointment/{appt['id']}") == []
+    assert set_status(client, appt["id"], "fulfilled").status_code == 200
+    assert visit_of(client, appt["id"])["status"] == "finished"
+    assert charges_of(client, appt["id"])["99213"]["status"] == "billable"
+    # Anything else about it is still a plain write, with no booking rule.
+    moved = client.put(
+        f"/fhir/Appointment/{appt['id']}",
+        json={**body, "id": appt["id"], "status": "fulfilled", "comment": "Seen early"},
+        headers=HEADERS,
+    )
+    assert moved.status_code == 200, moved.text
+    assert charges_of(client, appt["id"])["99213"]["meta"]["versionId"] == "1"
