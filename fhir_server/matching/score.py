@@ -9,9 +9,9 @@ with only a name can never look like a probable match.
 Grades (`http://terminology.hl7.org/CodeSystem/match-grade`):
 
 - `certain`: an identifier (system and value) in common, not contradicted by
-  the birth date or the name; or, without one, a demographic score of at
-  least `CERTAIN` with the same name, the same birth date and a telecom in
-  common. Score 0.9 + 0.1 x demographic score.
+  the birth date (no day within a typo) or the name (no part alike); or,
+  without one, a demographic score of at least `CERTAIN` with the same name,
+  the same birth date and a telecom in common. Score 0.9 + 0.1 x demographic score.
 - `certainly-not`: both carry an identifier of the same system, none in
   common, so the records are known to be two people; listed (score 0) only
   when the demographics alone would make them a possible match.
@@ -21,7 +21,8 @@ Grades (`http://terminology.hl7.org/CodeSystem/match-grade`):
   ordering by score puts every certain match first.
 
 Names, addresses and e-mails are compared accent- and case-folded (the
-search index's `fold`); a family or given name within `_typos` edits
+search index's `fold`, plus the letters like Ł and Ø that Unicode does not
+decompose); a family or given name within `_typos` edits
 (Damerau-Levenshtein: a transposition is one edit) counts 0.8; given and
 family swapped count 0.9. Phones are compared on their last 9 digits (as the
 `match-telecom` search parameter indexes them), birth dates exactly, or 0.5
@@ -46,6 +47,8 @@ _TYPO = 0.8
 _SWAPPED = 0.9
 PHONE_DIGITS = 9
 _NOT_LETTERS = re.compile(r"[^\w]+")
+# Letters Unicode does not decompose into a base letter and a mark (so `fold` keeps them).
+_UNDECOMPOSED = str.maketrans({"ł": "l", "ø": "o", "đ": "d", "\u0131": "i", "æ": "ae", "œ": "oe"})
 _NOT_DIGITS = re.compile(r"\D+")
 
 
@@ -58,8 +61,8 @@ class Assessment:
 
 
 def words(text: str) -> str:
-    """Folded text with punctuation and repeated spaces reduced to one space."""
-    return " ".join(_NOT_LETTERS.sub(" ", fold(text)).split())
+    """Folded text (Ł, Ø... too) with punctuation and repeated spaces made one space."""
+    return " ".join(_NOT_LETTERS.sub(" ", fold(text).translate(_UNDECOMPOSED)).split())
 
 
 def phone_key(value: str) -> str:
@@ -202,7 +205,7 @@ def assess(query: dict[str, Any], candidate: dict[str, Any]) -> Assessment:
     if ours & theirs:
         both_dated = bool(born and their_birth)
         both_named = bool(_list(query.get("name")) and _list(candidate.get("name")))
-        if (both_dated and birth == 0) or (both_named and name < 0.5):
+        if (both_dated and birth == 0) or (both_named and name == 0):
             return Assessment(_CONTRADICTED_IDENTIFIER, "probable")
         return Assessment(round(0.9 + 0.1 * score, 4), "certain")
     if {s for s, _ in ours} & {s for s, _ in theirs}:

@@ -158,3 +158,7 @@ def test_blocks_search_each_identifier_birth_date_name_both_ways_and_telecom() -
         [("family", "José"), ("given", "Müller")],
         [("match-telecom", "551234567")],
     ]
+
+
+def test_letters_unicode_does_not_decompose_are_folded_too() -> None:
+    assert name_similarity(person("Łukasiewicz", "Søren"), person("LUKASIEWICZ", "Soren")) == 1.0
