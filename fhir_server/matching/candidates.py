@@ -1,4 +1,4 @@
-"""Finding the stored Patients that may be the one given, then scoring them.
+"""Which stored Patients to score for a given one, and their ranking (pure, no I/O).
 
 Candidates come from the store's indexed search, a few small queries
 ("blocks") per Patient, never from reading every Patient: each identifier
@@ -6,34 +6,20 @@ Candidates come from the store's indexed search, a few small queries
 family and given and swapped (`family` + `given`, folded prefix match), and
 each phone or e-mail (`match-telecom`, the custom parameter that indexes
 phones by their last 9 digits and e-mails lower-cased). Each block returns at
-most `BLOCK_SIZE` Patients. The queries run under the caller's read limits,
-so scoring and the "only one certain match" rule never see a Patient the
-caller could not read.
+most `BLOCK_SIZE` Patients. The REST edge runs them under the caller's read
+limits (`rest.operations.match`), so scoring and the "only one certain match"
+rule never see a Patient the caller could not read.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from fhir_server.fhir.read_limits import ReadLimits
 from fhir_server.matching.score import Assessment, assess, identifiers, telecom_keys
 
 BLOCK_SIZE = 50
 _ESCAPED = str.maketrans({"\\": "\\\\", ",": "\\,", "$": "\\$", "|": "\\|"})
-
-
-class PatientSearch(Protocol):
-    """The part of the REST searcher (`rest.services.Searcher`) matching uses."""
-
-    async def search_bundle(
-        self,
-        resource_type: str | None,
-        params: list[tuple[str, str]],
-        *,
-        strict: bool,
-        limits: ReadLimits | None = None,
-    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -78,18 +64,11 @@ def blocks(patient: dict[str, Any]) -> list[list[tuple[str, str]]]:
     return queries
 
 
-async def candidates(
-    searcher: PatientSearch, patient: dict[str, Any], limits: ReadLimits | None
-) -> list[Candidate]:
-    """The stored Patients that match at least possibly (or certainly not), best first."""
-    found: dict[str, dict[str, Any]] = {}
-    for query in blocks(patient):
-        params = [*query, ("_count", str(BLOCK_SIZE))]
-        bundle = await searcher.search_bundle("Patient", params, strict=True, limits=limits)
-        for entry in bundle.get("entry") or []:
-            resource = entry.get("resource") or {}
-            found.setdefault(str(resource.get("id")), resource)
-    scored = [Candidate(r, assess(patient, r)) for r in found.values()]
+def ranked(patient: dict[str, Any], found: list[dict[str, Any]]) -> list[Candidate]:
+    """The stored Patients found by the blocks that match at least possibly (or certainly
+    not), best first; each once."""
+    unique = {str(r.get("id")): r for r in found}
+    scored = [Candidate(r, assess(patient, r)) for r in unique.values()]
     graded = [c for c in scored if c.assessment.grade is not None]
     return sorted(graded, key=lambda c: (-c.assessment.score, str(c.resource.get("id"))))
 

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.settings import Settings
-from tests.integration.auth_helpers import BASE, auth_app, bearer, create, mint
+from tests.integration.auth_helpers import BASE, appointment, auth_app, bearer, create, mint
 
 FHIR = {"Content-Type": "application/fhir+json"}
 # Twins as the records hold them: the same family, birth date, phone and address.
@@ -31,19 +31,8 @@ def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
 def world(client: TestClient) -> dict[str, str]:
     chidi = create(client, {"resourceType": "Patient", **FAMILY})
     double = create(client, {"resourceType": "Patient", **FAMILY})  # a duplicate record
-    doctor = create(client, {"resourceType": "Practitioner", "name": [{"family": "Eze"}]})
-    appointment = {
-        "resourceType": "Appointment",
-        "status": "booked",
-        "start": "2030-01-02T09:00:00Z",
-        "end": "2030-01-02T09:30:00Z",
-        "participant": [
-            {"actor": {"reference": f"Patient/{chidi}"}, "status": "accepted"},
-            {"actor": {"reference": f"Practitioner/{doctor}"}, "status": "accepted"},
-        ],
-    }
-    create(client, appointment)
-    return {"chidi": chidi, "double": double, "doctor": doctor}
+    create(client, appointment(chidi))  # with Practitioner/dr-1
+    return {"chidi": chidi, "double": double}
 
 
 def ask(client: TestClient, headers: dict[str, str], patient: dict[str, Any]) -> Any:
@@ -68,7 +57,7 @@ def test_the_front_desk_sees_every_candidate(client: TestClient, world: dict[str
 def test_a_practitioner_is_matched_against_their_own_patients_only(
     client: TestClient, world: dict[str, str]
 ) -> None:
-    me = f"Practitioner/{world['doctor']}"
+    me = "Practitioner/dr-1"
     headers = bearer(mint(client, "user/*.cruds", fhir_user=me, role="practitioner"))
     assert matched(ask(client, headers, FAMILY)) == {world["chidi"]}
 
@@ -110,7 +99,7 @@ def test_only_certain_matches_counts_only_the_readable_candidates(
         ],
     }
     desk = bearer(mint(client, "user/*.cruds", role="frontdesk")) | FHIR
-    me = f"Practitioner/{world['doctor']}"
+    me = "Practitioner/dr-1"
     doctor = bearer(mint(client, "user/*.cruds", fhir_user=me, role="practitioner")) | FHIR
     assert matched(client.post(f"{BASE}/Patient/$match", json=body, headers=desk)) == set()
     assert matched(client.post(f"{BASE}/Patient/$match", json=body, headers=doctor)) == {

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from fhir_server.matching.candidates import blocks
+from fhir_server.matching.candidates import blocks, certain, ranked
 from fhir_server.matching.score import (
     WEIGHTS,
     assess,
@@ -162,3 +162,13 @@ def test_blocks_search_each_identifier_birth_date_name_both_ways_and_telecom() -
 
 def test_letters_unicode_does_not_decompose_are_folded_too() -> None:
     assert name_similarity(person("Łukasiewicz", "Søren"), person("LUKASIEWICZ", "Soren")) == 1.0
+
+
+def test_ranked_keeps_each_match_once_best_first_and_drops_the_rest() -> None:
+    same = person(id="a", gender="male")
+    typo = person("Mulder", id="b", gender="male")
+    stranger = person("Okafor", "Ada", "2001-01-01", id="c")
+    found = ranked(person(gender="male"), [typo, stranger, same, typo])
+    assert [c.resource["id"] for c in found] == ["a", "b"]
+    assert [c.assessment.grade for c in found] == ["probable", "possible"]
+    assert certain(found) == []

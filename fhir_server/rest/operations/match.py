@@ -13,7 +13,7 @@ from typing import Any
 from fhir_server.fhir.errors import BadRequest, Issue, PreconditionFailed, Unprocessable
 from fhir_server.fhir.errors import operation_outcome as outcome
 from fhir_server.fhir.validation import validate_resource
-from fhir_server.matching.candidates import Candidate, candidates, certain
+from fhir_server.matching.candidates import BLOCK_SIZE, Candidate, blocks, certain, ranked
 from fhir_server.rest.bundles_common import bundle, full_url
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.operations.parameters import definition, first, inputs, param
@@ -72,6 +72,20 @@ def _count(found: dict[str, list[Any]], most: int) -> int:
     return min(value, most)
 
 
+async def candidates(services: Services, req: FhirRequest, patient: Any) -> list[Candidate]:
+    """The ranked matches among the Patients the blocks find within the caller's limits."""
+    if not isinstance(patient, dict):
+        return []
+    found: list[dict[str, Any]] = []
+    for query in blocks(patient):
+        params = [*query, ("_count", str(BLOCK_SIZE))]
+        answer = await services.searcher.search_bundle(
+            "Patient", params, strict=True, limits=req.limits
+        )
+        found += [e["resource"] for e in answer.get("entry") or [] if "resource" in e]
+    return ranked(patient, found)
+
+
 def _entry(services: Services, candidate: Candidate) -> dict[str, Any]:
     rid = str(candidate.resource.get("id"))
     grade = {"url": MATCH_GRADE, "valueCode": candidate.assessment.grade}
@@ -89,7 +103,7 @@ async def handle(services: Services, req: FhirRequest) -> FhirResponse:
     patient = _patient(found)
     only_certain = _only_certain(found)
     count = _count(found, services.settings.max_page_size)
-    matches = await candidates(services.searcher, patient, req.limits)
+    matches = await candidates(services, req, patient)
     notes: list[dict[str, Any]] = []
     if only_certain:
         sure = certain(matches)
@@ -109,9 +123,7 @@ async def certain_duplicate(services: Services, req: FhirRequest) -> str | None:
     Several certain matches refuse the create (412), as several matches of the
     criteria do: making one more would only add to the duplicates.
     """
-    if not isinstance(req.body, dict):
-        return None
-    sure = certain(await candidates(services.searcher, req.body, req.limits))
+    sure = certain(await candidates(services, req, req.body))
     if len(sure) > 1:
         raise PreconditionFailed("More than one Patient is a certain match for this one.")
     return str(sure[0].resource.get("id")) if sure else None
