@@ -119,6 +119,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "generate-slots": frozenset({"practitioner", "admin"}),
     "status": frozenset({"admin"}),
     "push-subscription": frozenset({"patient", "admin"}),
+    "match": frozenset(ROLES),  # candidates are searched within the caller's read limits
 }
 # Operations that change stored data: they need the write letter whatever the method.
 _CHANGING = frozenset({"hold", "book", "generate-slots", "push-subscription"})
