@@ -250,11 +250,31 @@ def sign_in(
     page.wait_for_url(f"{live.url}/portal/**")
 
 
+def focus_visible(page: Page) -> None:
+    """The focused element shows it: an outline or a box shadow (the portal's focus style),
+    and it is inside the viewport, not hidden behind anything."""
+    shown = page.evaluate(
+        """() => {
+        const e = document.activeElement, s = getComputedStyle(e), r = e.getBoundingClientRect();
+        const ringed = (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2)
+            || s.boxShadow !== 'none';
+        const x = Math.min(Math.max(r.left + r.width / 2, 0), innerWidth - 1);
+        const y = Math.min(Math.max(r.top + r.height / 2, 0), innerHeight - 1);
+        const top = document.elementFromPoint(x, y);
+        return {ringed, visible: r.bottom > 0 && r.top < innerHeight,
+                onTop: top !== null && (e === top || e.contains(top) || top.contains(e)),
+                what: e.outerHTML.slice(0, 120)};
+    }"""
+    )
+    assert shown["ringed"] and shown["visible"] and shown["onTop"], shown
+
+
 def tab_to(page: Page, selector: str, limit: int = 60) -> None:
     """Press Tab until the element matching `selector` has focus (keyboard-only tests)."""
     target = page.locator(selector).first
     for _ in range(limit):
         if target.evaluate("element => element === document.activeElement"):
+            focus_visible(page)
             return
         page.keyboard.press("Tab")
     raise AssertionError(f"Tab never reached {selector} on {page.url}")
