@@ -19,6 +19,7 @@ from fhir_server.auth.first_party import ensure_confidential_client
 from fhir_server.auth.manage import router as manage_router
 from fhir_server.auth.routes import discovery_router
 from fhir_server.auth.routes import router as auth_router
+from fhir_server.auth.two_step import router as two_step_router
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
 from fhir_server.notifications import celery_app, changes, subscriptions
@@ -132,6 +133,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(account_router)
     app.include_router(client_registration_router)
     app.include_router(manage_router)
+    app.include_router(two_step_router)
     app.add_api_route("/", landing, methods=["GET"], include_in_schema=False)
     if settings.auth_enabled:  # the portal signs its users in through /auth
         sessions = SessionStore(lambda: app.state.limiter.connected(), settings)

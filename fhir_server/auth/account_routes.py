@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.background import BackgroundTask
 
-from fhir_server.auth.urls import auth_base
+from fhir_server.auth.urls import auth_base, portal_url
 from fhir_server.auth.users import AccountError
 from fhir_server.auth.web import components_of, page, throttled
 
@@ -51,7 +51,12 @@ async def register(request: Request) -> Response:
             error=str(error),
         )
     # The same answer whether or not the user name was free (no enumeration of accounts).
-    return page("message.html", title="Registration received", message=REGISTERED)
+    return page(
+        "message.html",
+        title="Registration received",
+        message=REGISTERED,
+        portal_url=portal_url(auth.settings),
+    )
 
 
 @router.get("/auth/password-reset")
@@ -106,5 +111,8 @@ async def reset_confirm(request: Request) -> Response:
             error=str(error),
         )
     return page(
-        "message.html", title="Password changed", message="Your password is changed; sign in again."
+        "message.html",
+        title="Password changed",
+        message="Your password is changed; sign in again.",
+        portal_url=portal_url(auth.settings),
     )
