@@ -43,6 +43,7 @@ from fhir_server.scheduling.cli import slots_app
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
 from fhir_server.store.database import connect
+from fhir_server.ui.client import site_root
 from fhir_server.watchdog import Watchdog
 
 T = TypeVar("T")
@@ -179,6 +180,8 @@ def _describe(result: DemoResult, settings: Settings, overridden: bool = False) 
         lines += [
             f"  Logins (password '{access.password}'): {access.patient_login}, "
             f"{access.practitioner_login}, {access.frontdesk_login} (front desk).",
+            f"  Patient portal: {site_root(settings)}/portal/ "
+            f"(sign in as {access.patient_login}, password '{access.password}').",
             f"  SMART app: client_id '{access.client_id}' (public), "
             f"redirect {access.redirect_uris[0]}.",
             f"  Try: TOKEN=$({_base_url_env(settings, overridden)}{_command()} users token "
