@@ -320,8 +320,12 @@ async def _sessions_down(request: Request, _error: Exception) -> Response:
 async def _api_error(request: Request, error: Exception) -> Response:
     """A FHIR API error a page did not handle itself."""
     assert isinstance(error, PortalApiError)
-    if isinstance(error, SignInRequired):
-        return await _sign_in_needed(request, SignInNeeded(expired=True))
+    if isinstance(error, SignInRequired):  # the token was revoked (or the keys changed)
+        session = getattr(request.state, "session", None)
+        if session is not None:
+            await portal_of(request).sessions.delete(session)
+        request.state.session = None
+        return await _sign_in_needed(request, SignInNeeded(expired=False))
     page = await _page_for(request)
     titles = {403: page._("You cannot see this page"), 404: page._("Page not found")}
     status = error.status if error.status in titles else 500

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
 from fhir_server.ui.session import COOKIE
-from tests.integration.auth_helpers import call
+from tests.integration.auth_helpers import call, components
 from tests.integration.portal_support import (
     PORTAL,
     add_patient_login,
@@ -243,3 +243,23 @@ def test_the_idle_session_ends_on_the_server(app: TestClient, browser: TestClien
     assert query_of(sent.headers["location"]) == {"next": "/portal/account", "reason": "idle"}
     told = browser.get(sent.headers["location"])
     assert "You have been signed out" in told.text and "20 minutes" in told.text
+
+
+def test_home_names_the_patient_with_one_fhir_call(browser: TestClient) -> None:
+    sign_in(browser, "pat")
+    home = browser.get(f"{PORTAL}/")
+    assert home.status_code == 200 and "Test Portal" in home.text
+    assert home.headers["x-portal-fhir-calls"] == "1"
+    for link in ("/portal/book", "/portal/appointments", "/portal/preferences"):
+        assert f'href="{link}"' in home.text
+
+
+def test_a_token_revoked_elsewhere_ends_the_session(app: TestClient, browser: TestClient) -> None:
+    sign_in(browser, "pat")
+    call(app, components(app).store.revoke_user_tokens, "pat")  # e.g. a password reset
+    sent = browser.get(f"{PORTAL}/", follow_redirects=False)
+    assert sent.status_code == 303
+    assert sent.headers["location"] == "/portal/sign-in?" + urlencode({"next": "/portal/"})
+    assert call(app, portal_sessions(app).load, browser.cookies[COOKIE]) is None
+    again = browser.get(sent.headers["location"], follow_redirects=False)
+    assert again.headers["location"].startswith("http://testserver/auth/authorize?")
