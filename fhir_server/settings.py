@@ -197,10 +197,10 @@ class Settings(BaseSettings):
         "after it another worker resumes the job.",
     )
     export_slice: float = Field(
-        default=5.0,
+        default=60.0,
         gt=0,
-        description="Seconds a worker spends on one export job before handing the rest "
-        "back to the queue, so a long export never holds a worker.",
+        description="Seconds a worker streams one export job's rows before handing the rest "
+        "back to the queue, so a long export never holds a worker for good.",
     )
     export_part_size: int = Field(
         default=1000,

@@ -1,7 +1,8 @@
 """Which stored rows a job exports, per type: its criteria turned into store filters.
 
-A type's rows are those that meet, all together: the job's time window
-(`_lastUpdated` up to the transaction time, and from `_since`), the cohort
+A type's rows are those that meet, all together: `_since` (as
+`_lastUpdated=ge`; the runner leaves out rows changed after the transaction
+time, a cheaper check there than in the query), the cohort
 (at group level, the Group's members' compartments), one of the type's
 `_typeFilter` queries, and the requester's read limits (its scopes' criteria,
 exactly as a search made with its token carries them). The search parameters
@@ -42,9 +43,7 @@ class Selection:
         required = [] if reach is None else reach(rtype)
         if required is None:
             return []
-        window: Params = [("_lastUpdated", f"le{job['transaction_time']}")]
-        if job.get("since"):
-            window.append(("_lastUpdated", f"ge{job['since']}"))
+        window: Params = [("_lastUpdated", f"ge{job['since']}")] if job.get("since") else []
         queries = [parse_qsl(q) for t, q in job["type_filters"] if t == rtype] or [[]]
         out: list[dict[str, Any]] = []
         for cohort in await self._cohorts(job, rtype):
