@@ -7,7 +7,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
+from fhir_server.cli import app
 from fhir_server.settings import Settings
 from fhir_server.store.export_store import JOBS, PARTS
 from tests.integration.auth_helpers import BASE, bearer, call, mint
@@ -39,6 +41,7 @@ def _world() -> list[dict[str, Any]]:
             "participant": [
                 {"actor": {"reference": f"Patient/{p}"}, "status": "accepted"},
                 {"actor": {"reference": "Practitioner/dr"}, "status": "accepted"},
+                *([{"actor": {"reference": "Location/room"}, "status": "accepted"}] * (p == "p2")),
             ],
         }
         for p in PATIENTS
@@ -47,6 +50,7 @@ def _world() -> list[dict[str, Any]]:
         *patients,
         *appointments,
         {"resourceType": "Practitioner", "id": "dr", "name": [{"family": "Doc"}]},
+        {"resourceType": "Location", "id": "room", "name": "Room 1"},
         {
             "resourceType": "Group",
             "id": "cohort",
@@ -251,3 +255,38 @@ def test_files_expire(bulk: BulkClient, rig: Rig) -> None:
     assert call(rig.client, exports.purge_expired, time.time()) >= 1
     assert _parts(rig, job_id) == 0
     assert call(rig.client, jobs.find_one, {"_id": job_id}) is None
+
+
+def test_groups_of_a_practitioner_s_and_a_location_s_patients(bulk: BulkClient, rig: Rig) -> None:
+    env = {
+        "FHIR_MONGODB_URI": str(rig.settings.mongodb_uri),
+        "FHIR_DATABASE": rig.settings.database,
+        "FHIR_PUBLIC_BASE_URL": BASE,
+    }
+    runner = CliRunner()
+    done = runner.invoke(app, ["export", "group", "--practitioner", "dr"], env=env)
+    assert done.exit_code == 0, done.output
+    assert "Group/practitioner-dr-patients (version 1): 5 patients" in done.output
+    _, files = bulk.export(f"{BASE}/Group/practitioner-dr-patients/$export")
+    assert _ids(files, "Patient") == PATIENTS
+    done = runner.invoke(app, ["export", "group", "--location", "room"], env=env)
+    assert done.exit_code == 0 and "1 patients" in done.output, done.output
+    _, files = bulk.export(f"{BASE}/Group/location-room-patients/$export?_type=Patient")
+    assert _ids(files, "Patient") == ["p2"]
+    again = runner.invoke(app, ["export", "group", "--location", "room"], env=env)
+    assert "(version 2)" in again.output  # the same Group brought up to date
+    for args in (["--practitioner", "nobody"], ["--practitioner", "dr", "--location", "room"]):
+        refused = runner.invoke(app, ["export", "group", *args], env=env)
+        assert refused.exit_code == 1, refused.output
+
+
+def test_a_backend_token_creates_a_group_through_the_api(rig: Rig) -> None:
+    headers = backend_token(rig.client, "system/*.rs system/Group.c")
+    group = {"resourceType": "Group", "type": "person", "actual": True,
+             "member": [{"entity": {"reference": "Patient/p3"}}]}  # fmt: skip
+    created = rig.client.post(f"{BASE}/Group", json=group, headers=headers)
+    assert created.status_code == 201, created.text
+    _, files = BulkClient(rig.client, headers).export(
+        f"{BASE}/Group/{created.json()['id']}/$export"
+    )
+    assert _ids(files, "Patient") == ["p3"] and _ids(files, "Appointment") == ["a-p3"]
