@@ -23,8 +23,10 @@ from fhir_server.auth.two_step import router as two_step_router
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
 from fhir_server.notifications import celery_app, changes, subscriptions
+from fhir_server.rest.bulk_routes import router as bulk_router
 from fhir_server.rest.http import install_fhir_routes
-from fhir_server.rest.operations import push_subscription, subscription_status
+from fhir_server.rest.operations import match, push_subscription, subscription_status
+from fhir_server.rest.operations.export import EXPORT_OPERATIONS
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
 from fhir_server.rest.rate_limit import RateLimiter
 from fhir_server.rest.role_hooks import guarded
@@ -37,11 +39,13 @@ from fhir_server.settings import Settings
 from fhir_server.store import config_cache, recovery
 from fhir_server.store import slots as slot_store
 from fhir_server.store.connection import open_database
+from fhir_server.store.export_store import ExportStore
 from fhir_server.store.outbox_store import OutboxStore
 from fhir_server.store.resources import ResourceStore
 from fhir_server.ui.client import portal_client
 from fhir_server.ui.session import SessionStore
 from fhir_server.ui.web import create_portal, landing
+from fhir_server.visits import recorder as visits
 
 
 async def healthz(_request: Request) -> Response:
@@ -63,6 +67,7 @@ async def readyz(request: Request) -> Response:
 
 def create_app(settings: Settings) -> FastAPI:
     changes.install()  # the booking engine's events become notifications
+    visits.install()  # ... and recorded outcomes become Encounters and ChargeItems
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,6 +79,7 @@ def create_app(settings: Settings) -> FastAPI:
             await searcher.ensure_indexes()
             await slot_store.ensure_indexes(store)
             await OutboxStore(store).ensure_indexes()
+            await ExportStore(database).ensure_indexes()
             await ensure_claims_backfilled(store)
             await recovery.settle(database)  # units of work a crash cut short
             config_cache.configure(settings.config_cache_seconds)
@@ -86,9 +92,12 @@ def create_app(settings: Settings) -> FastAPI:
                     *SCHEDULING_OPERATIONS,
                     push_subscription.OPERATION,
                     subscription_status.OPERATION,
+                    match.OPERATION,
+                    *EXPORT_OPERATIONS,
                 ],
                 write_hooks=guarded({**WRITE_HOOKS, "Subscription": subscriptions.check_write}),
                 delete_hooks=dict(DELETE_HOOKS),
+                duplicate_checks={"Patient": match.certain_duplicate},
             )
             app.state.auth = None
             if settings.auth_enabled:
@@ -128,6 +137,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Routes are matched in order: the FHIR API, nearly all the traffic, right after the two
     # discovery documents that share its /fhir prefix; the login pages after it.
     app.include_router(discovery_router)
+    app.include_router(bulk_router)  # before the FHIR endpoint, whose /fhir/{path} it shares
     install_fhir_routes(app)
     app.include_router(auth_router)
     app.include_router(account_router)

@@ -29,6 +29,7 @@ import uvicorn
 from fhir_server.app import create_app
 from fhir_server.audit import cli as audit_cli
 from fhir_server.auth import cli as auth_cli
+from fhir_server.bulk import cli as export_cli
 from fhir_server.cli_support import fail as _fail
 from fhir_server.cli_support import load_settings as _settings
 from fhir_server.cli_support import store_errors, warn_production
@@ -44,11 +45,13 @@ from fhir_server.settings import Settings
 from fhir_server.store import embedded
 from fhir_server.store.database import connect
 from fhir_server.ui.client import site_root
+from fhir_server.visits import recorder as visits
 from fhir_server.watchdog import Watchdog
 
 T = TypeVar("T")
 
 changes.install()  # every command that books or expires holds announces it
+visits.install()  # and records what a visit's outcome leaves (Encounter, ChargeItems)
 
 app = typer.Typer(
     name="fhir-server",
@@ -286,5 +289,6 @@ app.add_typer(auth_cli.clients_app)
 app.add_typer(auth_cli.keys_app)
 app.add_typer(slots_app, name="slots")
 app.add_typer(audit_cli.audit_app)
+app.add_typer(export_cli.export_app)
 app.command()(notifications_cli.worker)
 app.command()(notifications_cli.beat)
