@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from fhir_server.ui.portal.booking_api import ApiError, Params, Resource
+from fhir_server.ui.fhir_api import PortalApiError
+from fhir_server.ui.portal.booking_api import Params, Resource
 from tests.integration.auth_helpers import call, create, mint
 from tests.integration.scheduling_setup import duration, instant
 
@@ -137,7 +138,7 @@ class PatientClient:
             )
         body: Resource = response.json()
         if response.status_code >= 400:
-            raise ApiError(response.status_code, body)
+            raise PortalApiError(response.status_code, body)
         return body
 
     async def read(self, resource_type: str, resource_id: str) -> Resource:

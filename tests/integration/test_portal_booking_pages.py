@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from icalendar import Calendar
 
 from fhir_server.settings import Settings
+from fhir_server.ui.fhir_api import PortalApiError
 from fhir_server.ui.portal import booking_pages as pages
-from fhir_server.ui.portal.booking_api import ApiError
 from fhir_server.ui.portal.booking_calendar import calendar_file
 from tests.integration.auth_helpers import auth_app, new_patient
 from tests.integration.booking_portal_setup import (
@@ -113,7 +113,7 @@ def test_cancel_inside_the_cut_off_is_refused_by_the_server(client: TestClient) 
     api = PatientClient(client, new_patient(client, "Late"))
     booked = api.run(pages.book_hold, api.run(pages.hold, soon)["id"])
     view = api.run(pages.appointment, booked["id"])
-    with pytest.raises(ApiError) as refused:
+    with pytest.raises(PortalApiError) as refused:
         api.run(pages.cancel, view, "")
     assert refused.value.status == 422
     assert api.run(pages.appointment, booked["id"]).status == "booked"

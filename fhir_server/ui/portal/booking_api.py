@@ -10,17 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from fhir_server.ui.fhir_api import PortalApiError
+
 Resource = dict[str, Any]
 Params = Mapping[str, str] | Sequence[tuple[str, str]]
-
-
-class ApiError(Exception):
-    """The server refused a call: its HTTP status and the OperationOutcome it sent."""
-
-    def __init__(self, status: int, outcome: Resource) -> None:
-        super().__init__(status)
-        self.status = status
-        self.outcome = outcome
 
 
 class BookingClient(Protocol):
@@ -45,12 +38,6 @@ class BookingClient(Protocol):
     ) -> Resource: ...
 
 
-def entries(bundle: Resource, resource_type: str | None = None) -> list[Resource]:
-    """The resources of a Bundle, optionally only one type (matches and includes alike)."""
-    found = [e["resource"] for e in bundle.get("entry", []) if "resource" in e]
-    return [r for r in found if resource_type is None or r.get("resourceType") == resource_type]
-
-
 def parameters(*items: Resource) -> Resource:
     return {"resourceType": "Parameters", "parameter": list(items)}
 
@@ -66,5 +53,5 @@ async def update(api: BookingClient, resource: Resource) -> Resource:
 def patient_of(api: BookingClient) -> str:
     """The signed-in patient's id; a user without one cannot book (the server would refuse)."""
     if not api.patient:
-        raise ApiError(403, {"resourceType": "OperationOutcome", "issue": []})
+        raise PortalApiError(403, {"resourceType": "OperationOutcome", "issue": []})
     return api.patient

@@ -14,11 +14,10 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from fhir_server.fhir.instants import fhir_instant
+from fhir_server.ui.fhir_api import PortalApiError, entries
 from fhir_server.ui.portal.booking_api import (
-    ApiError,
     BookingClient,
     Resource,
-    entries,
     parameters,
     patient_of,
     update,
@@ -117,7 +116,7 @@ async def clinic(api: BookingClient, service_id: str) -> Clinic:
     """The service, its first Location (for the zone) and its active Schedules."""
     try:
         service = await api.read("HealthcareService", service_id)
-    except ApiError as error:
+    except PortalApiError as error:
         raise NotFound(service_id) from error
     schedules = entries(
         await api.search(
@@ -222,14 +221,14 @@ async def day(
 async def hold(api: BookingClient, slot_id: str) -> Resource:
     """Hold one free Slot for the patient: the pending Appointment with its expiry.
 
-    Raises NotFound for a Slot that does not exist, ApiError (409) when it was
+    Raises NotFound for a Slot that does not exist, PortalApiError (409) when it was
     taken meanwhile.
     """
     try:
         slot = await api.read("Slot", slot_id)
         schedule_id = reference_id(slot.get("schedule"), "Schedule")
         schedule = await api.read("Schedule", schedule_id or "")
-    except ApiError as error:
+    except PortalApiError as error:
         raise NotFound(slot_id) from error
     wanted = proposal(slot, schedule, patient_of(api))
     answer = await api.operation(
@@ -261,7 +260,7 @@ async def reschedule(api: BookingClient, old_id: str, slot_id: str) -> Resource:
     try:
         slot = await api.read("Slot", slot_id)
         schedule = await api.read("Schedule", reference_id(slot.get("schedule"), "Schedule") or "")
-    except ApiError as error:
+    except PortalApiError as error:
         raise NotFound(slot_id) from error
     answer = await api.operation(
         "Appointment/$book",
