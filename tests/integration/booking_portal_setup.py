@@ -6,7 +6,7 @@ talks to the real app over ASGI with a patient token, as the portal does.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -14,14 +14,14 @@ from typing import Any
 import httpx
 from fastapi.testclient import TestClient
 
-from fhir_server.ui.fhir_api import PortalApiError
-from fhir_server.ui.portal.booking_api import Params, Resource
+from fhir_server.ui.fhir_api import PortalApi
 from tests.integration.auth_helpers import call, create, mint
 from tests.integration.scheduling_setup import duration, instant
 
 TIMEZONE = "http://hl7.org/fhir/StructureDefinition/timezone"
 CUTOFF = "https://clinic-booking.example.org/fhir/StructureDefinition/booking-cancellation-cutoff"
 PHONE = "+44 20 7946 0999"
+SITE = "http://testserver"
 
 
 @dataclass
@@ -108,47 +108,21 @@ def days_ahead(days: int, hour: int) -> datetime:
 
 
 class PatientClient:
-    """The BookingClient protocol over the real app, with a patient token."""
+    """Runs page logic with the portal's own `PortalApi` on a patient's token, in the app."""
 
     def __init__(self, client: TestClient, patient_id: str) -> None:
         self.client = client
-        self.patient: str | None = patient_id
-        token = mint(
+        self.patient = patient_id
+        self.token = mint(
             client, "patient/*.cruds", patient=patient_id, fhir_user=f"Patient/{patient_id}"
         )
-        self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/fhir+json"}
-
-    async def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Params | None = None,
-        json_body: Resource | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Resource:
-        transport = httpx.ASGITransport(app=self.client.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            response = await http.request(
-                method,
-                f"/fhir/{path}",
-                params=params,
-                json=json_body,
-                headers={**self.headers, **(headers or {})},
-            )
-        body: Resource = response.json()
-        if response.status_code >= 400:
-            raise PortalApiError(response.status_code, body)
-        return body
-
-    async def read(self, resource_type: str, resource_id: str) -> Resource:
-        return await self.request("GET", f"{resource_type}/{resource_id}")
-
-    async def search(self, resource_type: str, params: Params | None = None) -> Resource:
-        return await self.request("GET", resource_type, params=params)
-
-    async def operation(self, path: str, parameters: Resource | None = None) -> Resource:
-        return await self.request("POST", path, json_body=parameters)
 
     def run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return call(self.client, fn, self, *args)
+        """`fn(api, *args)` on the app's event loop."""
+
+        async def page() -> Any:
+            transport = httpx.ASGITransport(app=self.client.app)
+            async with httpx.AsyncClient(transport=transport, base_url=SITE) as http:
+                return await fn(PortalApi(http, self.token, self.patient), *args)
+
+        return call(self.client, page)

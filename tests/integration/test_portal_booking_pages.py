@@ -84,13 +84,14 @@ def test_an_empty_day_says_when_the_next_free_time_is(client: TestClient) -> Non
     empty = days_ahead(8, 12).astimezone(place.zone).date()
     view = api.run(pages.day, place, pages.ANYONE, empty, pages.utc_now())
     assert view.times == []
-    assert view.next_free is not None and view.next_free.slot_id == slot
-    assert view.contact == []
+    found = view.elsewhere.next_free
+    assert found is not None and found.slot_id == slot
+    assert view.elsewhere.contact == []
 
     nothing = api.run(pages.clinic, site.empty_service)
     bare = api.run(pages.week, nothing, pages.ANYONE, empty, pages.utc_now())
-    assert bare.next_free is None
-    assert [t["value"] for t in bare.contact] == [PHONE]
+    assert bare.elsewhere.next_free is None
+    assert [t["value"] for t in bare.elsewhere.contact] == [PHONE]
 
 
 def test_reschedule_swaps_in_one_step(client: TestClient) -> None:

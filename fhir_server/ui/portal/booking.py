@@ -11,6 +11,7 @@ booking (`$book`). A reschedule goes through the same pages with
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import asdict, dataclass, replace
 from datetime import date, timedelta
@@ -78,6 +79,12 @@ async def _clinic(page: SignedInPage, flow: Flow) -> pages.Clinic | None:
         return await pages.clinic(page.api, flow.service)
     except pages.NotFound:
         return None
+
+
+async def _chosen_clinic(page: SignedInPage, flow: Flow) -> pages.Clinic | None:
+    """The service with the chosen clinician (or anyone); None for ids that do not fit."""
+    place = await _clinic(page, flow)
+    return place if place is not None and place.schedule_ids(flow.clinician) else None
 
 
 @router.get("/book")
@@ -219,18 +226,24 @@ def say_day(page: SignedInPage, day: date) -> str:
 
 @router.get("/book/day")
 async def day_page(page: SignedIn, request: Request) -> Response:
-    flow = Flow.of(request.query_params)
-    place = await _clinic(page, flow)
-    if place is None or not place.schedule_ids(flow.clinician):
-        return _not_found(page)
-    return await _week_page(page, flow, place)
+    return await _step(page, Flow.of(request.query_params), _week_page)
+
+
+async def _step(
+    page: SignedInPage,
+    flow: Flow,
+    show: Callable[[SignedInPage, Flow, pages.Clinic], Awaitable[Response]],
+) -> Response:
+    """Show the day or time question for the chosen service and clinician."""
+    place = await _chosen_clinic(page, flow)
+    return _not_found(page) if place is None else await show(page, flow, place)
 
 
 @router.post("/book/day")
 async def day_chosen(page: SignedIn, form: CheckedForm) -> Response:
     flow = Flow.of(form)
-    place = await _clinic(page, flow)
-    if place is None or not place.schedule_ids(flow.clinician):
+    place = await _chosen_clinic(page, flow)
+    if place is None:
         return _not_found(page)
     if parse_day(flow.day) is None:
         errors = [FieldError(page._("Choose a day"), "day-0")]
@@ -263,11 +276,7 @@ async def _time_page(
 
 @router.get("/book/time")
 async def time_page(page: SignedIn, request: Request) -> Response:
-    flow = Flow.of(request.query_params)
-    place = await _clinic(page, flow)
-    if place is None or not place.schedule_ids(flow.clinician):
-        return _not_found(page)
-    return await _time_page(page, flow, place)
+    return await _step(page, Flow.of(request.query_params), _time_page)
 
 
 @router.post("/book/time")
@@ -275,8 +284,8 @@ async def time_chosen(page: SignedIn, form: CheckedForm) -> Response:
     """Hold the chosen time (or, when rescheduling, go and confirm the swap)."""
     flow = Flow.of(form)
     slot = flow.slot
-    place = await _clinic(page, flow)
-    if place is None or not place.schedule_ids(flow.clinician):
+    place = await _chosen_clinic(page, flow)
+    if place is None:
         return _not_found(page)
     if not slot:
         return await _time_page(page, flow, place, [FieldError(page._("Choose a time"), "slot-0")])

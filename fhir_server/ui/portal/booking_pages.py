@@ -14,16 +14,10 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from fhir_server.fhir.instants import fhir_instant
-from fhir_server.ui.fhir_api import PortalApiError, entries
-from fhir_server.ui.portal.booking_api import (
-    BookingClient,
-    Resource,
-    parameters,
-    patient_of,
-    update,
-)
+from fhir_server.ui.fhir_api import PortalApi, PortalApiError, entries
 from fhir_server.ui.portal.booking_model import (
     LocalTime,
+    Resource,
     actor_display,
     actor_ids,
     count_by_day,
@@ -46,6 +40,25 @@ LOOK_AHEAD = timedelta(days=90)
 
 class NotFound(Exception):
     """What the patient asked for does not exist or is not theirs (a forged id)."""
+
+
+def parameters(*items: Resource) -> Resource:
+    return {"resourceType": "Parameters", "parameter": list(items)}
+
+
+async def update(api: PortalApi, resource: Resource) -> Resource:
+    """PUT the resource back, version-checked (`If-Match`) so a concurrent change is a 412."""
+    path = f"{resource['resourceType']}/{resource['id']}"
+    version = resource.get("meta", {}).get("versionId")
+    headers = {"If-Match": f'W/"{version}"'} if version else None
+    return await api.request("PUT", path, json_body=resource, headers=headers)
+
+
+def patient_of(api: PortalApi) -> str:
+    """The signed-in patient's id; a user without one cannot book (the server would refuse)."""
+    if not api.patient:
+        raise PortalApiError(403, {"resourceType": "OperationOutcome", "issue": []})
+    return api.patient
 
 
 @dataclass(frozen=True)
@@ -91,28 +104,35 @@ class FreeTime:
     clinician: str
 
 
-@dataclass
+@dataclass(frozen=True)
+class Elsewhere:
+    """What an empty day or week says instead of a blank grid: the next free time, or,
+    when nothing at all can be booked online, how to contact the clinic."""
+
+    next_free: FreeTime | None = None
+    contact: list[Resource] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class DayView:
     day: date
     times: list[FreeTime]
-    next_free: FreeTime | None = None
-    contact: list[Resource] = field(default_factory=list)
+    elsewhere: Elsewhere
 
 
-@dataclass
+@dataclass(frozen=True)
 class WeekView:
     days: list[tuple[date, int]]
-    next_free: FreeTime | None = None
-    contact: list[Resource] = field(default_factory=list)
+    elsewhere: Elsewhere
 
 
-async def services(api: BookingClient) -> list[Choice]:
+async def services(api: PortalApi) -> list[Choice]:
     bundle = await api.search("HealthcareService", {"active": "true", "_count": "100"})
     found = entries(bundle, "HealthcareService")
     return [Choice(str(s["id"]), name_of(s), str(s.get("comment", ""))) for s in found]
 
 
-async def clinic(api: BookingClient, service_id: str) -> Clinic:
+async def clinic(api: PortalApi, service_id: str) -> Clinic:
     """The service, its first Location (for the zone) and its active Schedules."""
     try:
         service = await api.read("HealthcareService", service_id)
@@ -153,7 +173,7 @@ def _free_time(slot: Resource, place: Clinic) -> FreeTime:
 
 
 async def free_slots(
-    api: BookingClient,
+    api: PortalApi,
     place: Clinic,
     clinician: str,
     start: datetime,
@@ -176,7 +196,7 @@ async def free_slots(
 
 
 async def next_free(
-    api: BookingClient,
+    api: PortalApi,
     place: Clinic,
     clinician: str,
     after: datetime,
@@ -190,35 +210,32 @@ async def next_free(
 
 
 async def week(
-    api: BookingClient, place: Clinic, clinician: str, around: date, now: datetime
+    api: PortalApi, place: Clinic, clinician: str, around: date, now: datetime
 ) -> WeekView:
     days = week_of(around)
     first, _ = day_bounds(days[0], place.zone)
     _, last = day_bounds(days[-1], place.zone)
     slots = await free_slots(api, place, clinician, max(first, now), last, 1000)
     counts = count_by_day(slots, place.zone)
-    view = WeekView([(d, counts.get(d, 0)) for d in days])
-    if not slots:
-        following = await next_free(api, place, clinician, last, now)
-        view.next_free = following[0] if following else None
-        view.contact = [] if following else place.contact()
-    return view
+    elsewhere = Elsewhere() if slots else await _elsewhere(api, place, clinician, last, now)
+    return WeekView([(d, counts.get(d, 0)) for d in days], elsewhere)
 
 
-async def day(
-    api: BookingClient, place: Clinic, clinician: str, on: date, now: datetime
-) -> DayView:
+async def day(api: PortalApi, place: Clinic, clinician: str, on: date, now: datetime) -> DayView:
     first, last = day_bounds(on, place.zone)
     slots = await free_slots(api, place, clinician, max(first, now), last)
-    view = DayView(on, [_free_time(s, place) for s in slots])
-    if not slots:
-        following = await next_free(api, place, clinician, last, now)
-        view.next_free = following[0] if following else None
-        view.contact = [] if following else place.contact()
-    return view
+    elsewhere = Elsewhere() if slots else await _elsewhere(api, place, clinician, last, now)
+    return DayView(on, [_free_time(s, place) for s in slots], elsewhere)
 
 
-async def hold(api: BookingClient, slot_id: str) -> Resource:
+async def _elsewhere(
+    api: PortalApi, place: Clinic, clinician: str, after: datetime, now: datetime
+) -> Elsewhere:
+    following = await next_free(api, place, clinician, after, now)
+    return Elsewhere(following[0]) if following else Elsewhere(contact=place.contact())
+
+
+async def hold(api: PortalApi, slot_id: str) -> Resource:
     """Hold one free Slot for the patient: the pending Appointment with its expiry.
 
     Raises NotFound for a Slot that does not exist, PortalApiError (409) when it was
@@ -237,14 +254,14 @@ async def hold(api: BookingClient, slot_id: str) -> Resource:
     return entries(answer, "Appointment")[0]
 
 
-async def release(api: BookingClient, appointment: Resource, reason: str) -> None:
+async def release(api: PortalApi, appointment: Resource, reason: str) -> None:
     """Give a hold back early (the patient chose another time)."""
     if appointment.get("status") == "pending":
         cancelled = {**appointment, "status": "cancelled", "cancelationReason": {"text": reason}}
         await update(api, cancelled)
 
 
-async def book_hold(api: BookingClient, hold_id: str, comment: str = "") -> Resource:
+async def book_hold(api: PortalApi, hold_id: str, comment: str = "") -> Resource:
     """Book the patient's hold; what they asked the clinic to know is written on it first."""
     if comment.strip():
         held = await api.read("Appointment", hold_id)
@@ -255,7 +272,7 @@ async def book_hold(api: BookingClient, hold_id: str, comment: str = "") -> Reso
     return entries(answer, "Appointment")[0]
 
 
-async def reschedule(api: BookingClient, old_id: str, slot_id: str) -> Resource:
+async def reschedule(api: PortalApi, old_id: str, slot_id: str) -> Resource:
     """Book the new Slot and cancel the old Appointment in one step (all or nothing)."""
     try:
         slot = await api.read("Slot", slot_id)
@@ -361,7 +378,7 @@ def _views(bundle: Resource) -> list[AppointmentView]:
     return views
 
 
-async def appointment(api: BookingClient, appointment_id: str) -> AppointmentView:
+async def appointment(api: PortalApi, appointment_id: str) -> AppointmentView:
     """One of the patient's Appointments with its Schedule (for the cut-off and for choosing
     a new time); NotFound for any other id (the server answers as if it did not exist)."""
     bundle = await api.search(
@@ -392,7 +409,7 @@ async def appointment(api: BookingClient, appointment_id: str) -> AppointmentVie
 
 
 async def my_appointments(
-    api: BookingClient, now: datetime
+    api: PortalApi, now: datetime
 ) -> tuple[list[AppointmentView], list[AppointmentView]]:
     """Upcoming (soonest first) and past (latest first) Appointments of the patient."""
     bundle = await api.search(
@@ -415,7 +432,7 @@ def _upcoming(view: AppointmentView, now: datetime) -> bool:
     return is_upcoming(view.appointment, now)
 
 
-async def cancel(api: BookingClient, view: AppointmentView, reason: str) -> Resource:
+async def cancel(api: PortalApi, view: AppointmentView, reason: str) -> Resource:
     text = reason.strip() or "Cancelled by the patient online"
     cancelled = {**view.appointment, "status": "cancelled", "cancelationReason": {"text": text}}
     return await update(api, cancelled)
