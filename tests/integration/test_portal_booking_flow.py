@@ -15,10 +15,12 @@ from fastapi.testclient import TestClient
 from httpx import Response
 from icalendar import Calendar
 
+from fhir_server.demo import load_demo
 from fhir_server.scheduling.booking import release_expired_holds
+from fhir_server.scheduling.generation import generate_rolling
 from fhir_server.settings import Settings
 from fhir_server.ui.portal import booking_pages as pages
-from tests.integration.auth_helpers import call
+from tests.integration.auth_helpers import call, create
 from tests.integration.booking_portal_setup import (
     PHONE,
     Clinic,
@@ -34,6 +36,7 @@ from tests.integration.portal_support import (
     portal_csrf,
     sign_in,
 )
+from tests.integration.scheduling_setup import instant
 
 
 @pytest.fixture(scope="module")
@@ -326,11 +329,37 @@ def test_another_patients_appointment_is_not_found_and_left_alone(
     assert no_token.status_code == 403
 
 
+def _stored(app: TestClient, site: Clinic, patient: str, status: str, days: int) -> str:
+    """An Appointment as the clinic left it (setup: written to the store directly)."""
+    start = days_ahead(days, 10)
+    return create(
+        app,
+        {
+            "resourceType": "Appointment",
+            "status": status,
+            "start": instant(start),
+            "end": instant(start + timedelta(minutes=15)),
+            "participant": [
+                {"actor": {"reference": f"Patient/{patient}"}, "status": "accepted"},
+                {"actor": {"reference": f"Location/{site.location}"}, "status": "accepted"},
+            ],
+        },
+    )
+
+
 def test_status_words_and_french(app: TestClient, site: Clinic, patient: str) -> None:
     api = PatientClient(app, patient)
     held = api.run(pages.hold, add_slot(app, site.schedules["Shah"], days_ahead(18, 10)))
-    listing = text(app.get(f"{PORTAL}/appointments"))
-    assert "Held for you, not booked yet" in listing
+    waiting = _stored(app, site, patient, "pending", 21)
+    attended = _stored(app, site, patient, "fulfilled", -3)
+    missed = _stored(app, site, patient, "noshow", -2)
+    page = app.get(f"{PORTAL}/appointments")
+    upcoming, _, past = text(page).partition("Past and cancelled")
+    assert "Held for you, not booked yet" in upcoming
+    assert "Waiting for the clinic to confirm" in upcoming
+    assert "Attended" in past and "Missed" in past
+    assert page.text.index(f"/appointments/{missed}") < page.text.index(f"/appointments/{attended}")
+    assert f"/appointments/{waiting}" in page.text
     french = app.get(f"{PORTAL}/appointments/{held['id']}", params={"lang": "fr"})
     assert "Réservé temporairement" in text(french)
     start = days_ahead(19, 10)
@@ -342,3 +371,31 @@ def test_status_words_and_french(app: TestClient, site: Clinic, patient: str) ->
     )
     assert "Choisissez un horaire le " in title(page)
     assert "(Europe/London)" in text(page)
+
+
+def test_the_demo_clinic_books_through_the_portal(app: TestClient, patient: str) -> None:
+    """`make run`'s data: the demo services, clinicians and generated Slots (a week)."""
+    store = app.app.state.services.store  # type: ignore[attr-defined]
+    call(app, load_demo, store)
+    call(app, generate_rolling, store, pages.utc_now(), 7)
+    services = app.get(f"{PORTAL}/book/service")
+    for name in ("General practice consultation", "Paediatric consultation", "GP appointment"):
+        assert name in text(services)
+    service = "demo-service-london-gp"
+    clinicians = app.get(f"{PORTAL}/book/clinician", params={"service": service})
+    assert "Dr Priya Shah" in text(clinicians) and "Anyone available" in text(clinicians)
+    week = app.get(f"{PORTAL}/book/day", params={"service": service, "clinician": "any"})
+    day = re.findall(r'name="day" value="([0-9-]+)"', week.text)
+    if not day:  # the rest of this week is closed: the page points at the next free time
+        assert "The next free time is" in text(week)
+        day = re.findall(r"day=([0-9-]{10})", week.text)
+    times = app.get(
+        f"{PORTAL}/book/time", params={"service": service, "clinician": "any", "day": day[0]}
+    )
+    slot = re.findall(r'name="slot" value="([^"]+)"', times.text)[0]
+    assert "(Europe/London)" in text(times)
+    form = {"service": service, "clinician": "any", "day": day[0], "slot": slot}
+    check_url = location(post(app, "/book/time", form))
+    booked = location(post(app, "/book/check", query(check_url)))
+    page = app.get(f"http://testserver{booked}")
+    assert "Appointment booked" in text(page) and "Riverside Clinic London" in text(page)
