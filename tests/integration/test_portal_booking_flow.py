@@ -133,6 +133,8 @@ def test_a_whole_booking_names_the_zone_and_ends_on_a_bookmarkable_page(
 
     done = location(post(app, "/book/check", {**query(check_url), "comment": "Step-free access"}))
     assert done == f"/portal/appointments/{hold_id}?done=booked"
+    again = post(app, "/book/check", query(check_url))  # sent twice: no error, no change
+    assert location(again) == f"/portal/appointments/{hold_id}"
     confirmation = app.get(f"{PORTAL}/appointments/{hold_id}")  # bookmarkable, no query
     words = text(confirmation)
     for expected in ("GP appointment", "Dr Okafor", "Harbour Clinic", hold_id, "Booked"):

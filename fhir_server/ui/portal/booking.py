@@ -345,6 +345,8 @@ async def _check_page(
     page: SignedInPage, flow: Flow, errors: list[FieldError] | None = None
 ) -> Response:
     check = await _check(page, flow)
+    if not flow.reschedule and check.view.status == "booked":  # sent twice, or Back after booking
+        return page.redirect(page.url(f"/appointments/{check.view.id}"))
     if not flow.reschedule:
         flow = replace(flow, service=flow.service or check.view.service_id or "")
         if check.held_until is None and not errors:
