@@ -227,6 +227,14 @@ def test_reschedule_shows_both_times_and_swaps_them_in_one_step(
     assert f"{new_start.astimezone(zone):%H:%M} (Europe/London)" in words
     assert appointment(app, patient, old_id).status == "booked"  # nothing changes before
 
+    rival = PatientClient(app, add_patient_login(app, f"rival{next(_logins)}", "Rival"))
+    spare = add_slot(app, site.schedules["Okafor"], new_start + timedelta(hours=1))
+    held = rival.run(pages.hold, new_slot)
+    lost = post(app, "/book/check", query(to_check))
+    assert lost.status_code == 409 and f'value="{spare}"' in lost.text
+    assert appointment(app, patient, old_id).status == "booked"
+    rival.run(pages.release, held, "Changed my mind")
+
     done = location(post(app, "/book/check", query(to_check)))
     new_id = done.split("/")[-1].split("?")[0]
     assert done.endswith("?done=rescheduled") and new_id != old_id

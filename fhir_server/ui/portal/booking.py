@@ -322,8 +322,9 @@ class Check:
     """What the check-your-answers page shows: the held time, or the old and new times."""
 
     view: pages.AppointmentView  # the hold, or the appointment being rescheduled
-    new_start: LocalTime
+    new_start: LocalTime  # the old time when the new one was lost
     held_until: LocalTime | None = None
+    lost: bool = False  # the hold expired, or the new time was taken meanwhile
     alternatives: list[pages.FreeTime] | None = None
 
 
@@ -332,13 +333,13 @@ async def _check(page: SignedInPage, flow: Flow) -> Check:
         view = await pages.appointment(page.api, flow.reschedule)
         try:
             slot = await page.api.read("Slot", flow.slot)
-        except PortalApiError as error:
-            raise pages.NotFound(flow.slot) from error
+        except PortalApiError:  # taken (no longer public) or never was
+            return Check(view, view.start, lost=True)
         return Check(view, local(str(slot["start"]), view.zone))
     view = await pages.appointment(page.api, flow.hold)
     until = hold_expiry(view.appointment)
     held = local(until, view.zone) if until and view.status == "pending" else None
-    return Check(view, view.start, held)
+    return Check(view, view.start, held, lost=held is None)
 
 
 async def _check_page(
@@ -349,9 +350,11 @@ async def _check_page(
         return page.redirect(page.url(f"/appointments/{check.view.id}"))
     if not flow.reschedule:
         flow = replace(flow, service=flow.service or check.view.service_id or "")
-        if check.held_until is None and not errors:
-            lost = page._("The time we held for you has been released. Choose another time.")
-            errors = [FieldError(lost, "alternatives")]
+    if check.lost and not errors:
+        lost = page._("The time we held for you has been released. Choose another time.")
+        if flow.reschedule:
+            lost = _taken_message(page)
+        errors = [FieldError(lost, "alternatives")]
     if errors:
         check.alternatives = await _alternatives(page, flow, check)
     rescheduling = bool(flow.reschedule)
@@ -400,10 +403,8 @@ async def book(page: SignedIn, form: CheckedForm) -> Response:
             booked = await pages.reschedule(page.api, flow.reschedule, flow.slot)
         else:
             booked = await pages.book_hold(page.api, flow.hold, flow.comment)
-    except pages.NotFound:
-        return _not_found(page)
-    except PortalApiError as error:
-        if error.status not in (404, 409, 412, 422):
+    except (pages.NotFound, PortalApiError) as error:
+        if isinstance(error, PortalApiError) and error.status not in (404, 409, 412, 422):
             raise
         lost = page._("Sorry, this time is no longer available. Choose one of the times below.")
         try:
