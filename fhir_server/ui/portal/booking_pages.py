@@ -133,24 +133,25 @@ async def services(api: PortalApi) -> list[Choice]:
 
 
 async def clinic(api: PortalApi, service_id: str) -> Clinic:
-    """The service, its first Location (for the zone) and its active Schedules."""
-    try:
-        service = await api.read("HealthcareService", service_id)
-    except PortalApiError as error:
-        raise NotFound(service_id) from error
-    schedules = entries(
-        await api.search(
-            "Schedule",
-            {"actor": f"HealthcareService/{service_id}", "active": "true", "_count": "100"},
-        ),
-        "Schedule",
+    """The service, its first Location (for the zone) and its active Schedules: one search
+    (`_include` the Locations, `_revinclude` the Schedules naming the service)."""
+    bundle = await api.search(
+        "HealthcareService",
+        {
+            "_id": service_id,
+            "_include": "HealthcareService:location",
+            "_revinclude": "Schedule:actor",
+        },
     )
+    found = entries(bundle, "HealthcareService")
+    if not found:
+        raise NotFound(service_id)
+    service = found[0]
+    schedules = [s for s in entries(bundle, "Schedule") if s.get("active") is not False]
     location_ids = [reference_id(ref, "Location") for ref in service.get("location", [])]
-    location = None
-    if location_ids and location_ids[0]:
-        location = await api.read("Location", location_ids[0])
-    zone = zone_of(location, *schedules)
-    return Clinic(service, location, schedules, zone)
+    places = {str(r.get("id")): r for r in entries(bundle, "Location")}
+    location = places.get(location_ids[0] or "") if location_ids else None
+    return Clinic(service, location, schedules, zone_of(location, *schedules))
 
 
 def clinicians(place: Clinic) -> list[Choice]:
@@ -179,7 +180,10 @@ async def free_slots(
     start: datetime,
     end: datetime,
     count: int = 200,
+    elements: str = "",
 ) -> list[Resource]:
+    """Free Slots of the chosen Schedule(s) starting in [start, end), earliest first;
+    `elements` trims each to those fields (`_elements`) where only the times matter."""
     ids = place.schedule_ids(clinician)
     if not ids:
         return []
@@ -190,6 +194,7 @@ async def free_slots(
         ("start", f"lt{fhir_instant(end)}"),
         ("_sort", "start"),
         ("_count", str(count)),
+        *([("_elements", elements)] if elements else []),
     ]
     bundle = await api.search("Slot", query)
     return entries(bundle, "Slot")
@@ -215,7 +220,7 @@ async def week(
     days = week_of(around)
     first, _ = day_bounds(days[0], place.zone)
     _, last = day_bounds(days[-1], place.zone)
-    slots = await free_slots(api, place, clinician, max(first, now), last, 1000)
+    slots = await free_slots(api, place, clinician, max(first, now), last, 1000, "start")
     counts = count_by_day(slots, place.zone)
     elsewhere = Elsewhere() if slots else await _elsewhere(api, place, clinician, last, now)
     return WeekView([(d, counts.get(d, 0)) for d in days], elsewhere)
