@@ -23,7 +23,7 @@ from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
 from fhir_server.notifications import celery_app, changes, subscriptions
 from fhir_server.rest.http import install_fhir_routes
-from fhir_server.rest.operations import push_subscription, subscription_status
+from fhir_server.rest.operations import match, push_subscription, subscription_status
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
 from fhir_server.rest.rate_limit import RateLimiter
 from fhir_server.rest.role_hooks import guarded
@@ -41,6 +41,7 @@ from fhir_server.store.resources import ResourceStore
 from fhir_server.ui.client import portal_client
 from fhir_server.ui.session import SessionStore
 from fhir_server.ui.web import create_portal, landing
+from fhir_server.visits import recorder as visits
 
 
 async def healthz(_request: Request) -> Response:
@@ -62,6 +63,7 @@ async def readyz(request: Request) -> Response:
 
 def create_app(settings: Settings) -> FastAPI:
     changes.install()  # the booking engine's events become notifications
+    visits.install()  # ... and recorded outcomes become Encounters and ChargeItems
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,9 +87,11 @@ def create_app(settings: Settings) -> FastAPI:
                     *SCHEDULING_OPERATIONS,
                     push_subscription.OPERATION,
                     subscription_status.OPERATION,
+                    match.OPERATION,
                 ],
                 write_hooks=guarded({**WRITE_HOOKS, "Subscription": subscriptions.check_write}),
                 delete_hooks=dict(DELETE_HOOKS),
+                duplicate_checks={"Patient": match.certain_duplicate},
             )
             app.state.auth = None
             if settings.auth_enabled:

@@ -43,11 +43,13 @@ from fhir_server.scheduling.cli import slots_app
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
 from fhir_server.store.database import connect
+from fhir_server.visits import recorder as visits
 from fhir_server.watchdog import Watchdog
 
 T = TypeVar("T")
 
 changes.install()  # every command that books or expires holds announces it
+visits.install()  # and records what a visit's outcome leaves (Encounter, ChargeItems)
 
 app = typer.Typer(
     name="fhir-server",
