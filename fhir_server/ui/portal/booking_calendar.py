@@ -9,7 +9,7 @@ importing both updates one event instead of adding two.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from icalendar import Calendar, Event, vText
 
@@ -35,5 +35,7 @@ def calendar_file(view: AppointmentView, summary: str, stamp: datetime) -> bytes
         event.add("description", view.clinician)
     event.add("status", "CANCELLED" if view.status == "cancelled" else "CONFIRMED")
     calendar.add_component(event)
-    calendar.add_missing_timezones()
+    # The zone's rules for the appointment's year and the next (not 1970-2038): a short file.
+    year = view.start.moment.year
+    calendar.add_missing_timezones(date(year, 1, 1), date(year + 2, 1, 1))
     return bytes(calendar.to_ical())
