@@ -22,8 +22,9 @@ from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
 from fhir_server.notifications import celery_app, changes, subscriptions
 from fhir_server.rest.http import install_fhir_routes
-from fhir_server.rest.operations import push_subscription, subscription_status
+from fhir_server.rest.operations import bulk_publish, push_subscription, subscription_status
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
+from fhir_server.rest.publish_files import router as publish_router
 from fhir_server.rest.rate_limit import RateLimiter
 from fhir_server.rest.role_hooks import guarded
 from fhir_server.rest.scheduling_hooks import DELETE_HOOKS, WRITE_HOOKS
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
                     *SCHEDULING_OPERATIONS,
                     push_subscription.OPERATION,
                     subscription_status.OPERATION,
+                    bulk_publish.OPERATION,
                 ],
                 write_hooks=guarded({**WRITE_HOOKS, "Subscription": subscriptions.check_write}),
                 delete_hooks=dict(DELETE_HOOKS),
@@ -114,6 +116,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Routes are matched in order: the FHIR API, nearly all the traffic, right after the two
     # discovery documents that share its /fhir prefix; the login pages after it.
     app.include_router(discovery_router)
+    app.include_router(publish_router)  # its files share the /fhir prefix too
     install_fhir_routes(app)
     app.include_router(auth_router)
     app.include_router(account_router)
