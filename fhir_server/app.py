@@ -21,8 +21,14 @@ from fhir_server.auth.routes import router as auth_router
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
 from fhir_server.notifications import celery_app, changes, subscriptions
+from fhir_server.rest.calendar_routes import router as calendar_router
 from fhir_server.rest.http import install_fhir_routes
-from fhir_server.rest.operations import bulk_publish, push_subscription, subscription_status
+from fhir_server.rest.operations import (
+    bulk_publish,
+    calendar_feed,
+    push_subscription,
+    subscription_status,
+)
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
 from fhir_server.rest.publish_files import router as publish_router
 from fhir_server.rest.rate_limit import RateLimiter
@@ -35,6 +41,7 @@ from fhir_server.scheduling.claims_backfill import ensure_claims_backfilled
 from fhir_server.settings import Settings
 from fhir_server.store import config_cache, recovery
 from fhir_server.store import slots as slot_store
+from fhir_server.store.calendar_feeds import CalendarFeeds
 from fhir_server.store.connection import open_database
 from fhir_server.store.outbox_store import OutboxStore
 from fhir_server.store.resources import ResourceStore
@@ -70,6 +77,7 @@ def create_app(settings: Settings) -> FastAPI:
             await searcher.ensure_indexes()
             await slot_store.ensure_indexes(store)
             await OutboxStore(store).ensure_indexes()
+            await CalendarFeeds(database).ensure_indexes()
             await ensure_claims_backfilled(store)
             await recovery.settle(database)  # units of work a crash cut short
             config_cache.configure(settings.config_cache_seconds)
@@ -83,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
                     push_subscription.OPERATION,
                     subscription_status.OPERATION,
                     bulk_publish.OPERATION,
+                    calendar_feed.OPERATION,
                 ],
                 write_hooks=guarded({**WRITE_HOOKS, "Subscription": subscriptions.check_write}),
                 delete_hooks=dict(DELETE_HOOKS),
@@ -121,5 +130,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(account_router)
     app.include_router(client_registration_router)
+    app.include_router(calendar_router)
     app.include_router(manage_router)
     return app

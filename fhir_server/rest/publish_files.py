@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
@@ -22,9 +21,10 @@ from fastapi.responses import Response
 from fhir_server.fhir.errors import FhirError, NotFound
 from fhir_server.fhir.instants import fhir_instant
 from fhir_server.fhir.jsonio import dumps
+from fhir_server.publishing.links import portal_url
 from fhir_server.publishing.public import PUBLISHED_TYPES
 from fhir_server.publishing.shape import phone_of, published, published_slot
-from fhir_server.rest.dispatch import dispatch
+from fhir_server.rest.gated_reads import read_all
 from fhir_server.rest.http import error_response, services_of
 from fhir_server.rest.messages import FhirRequest
 from fhir_server.rest.operations.bulk_publish import PUBLIC_CALLER, cache_control, since_of
@@ -35,33 +35,21 @@ NDJSON = "application/fhir+ndjson"
 router = APIRouter()
 
 
-async def public_resources(
+def _public(
     services: Services, rtype: str, params: list[tuple[str, str]]
 ) -> AsyncIterator[dict[str, Any]]:
-    """Every resource of `rtype` matching `params` that the public caller may read."""
-    paging = [("_count", str(services.settings.max_page_size)), ("_total", "none")]
-    cursor: list[tuple[str, str]] = []
-    while True:
-        req = FhirRequest("GET", [rtype], [*params, *paging, *cursor], auth=PUBLIC_CALLER)
-        page = (await dispatch(services, req)).resource or {}
-        for entry in page.get("entry") or []:
-            yield entry["resource"]
-        following = next((x["url"] for x in page.get("link", []) if x["relation"] == "next"), "")
-        values = parse_qs(urlsplit(following).query).get("_cursor")
-        if not values:
-            return
-        cursor = [("_cursor", values[0])]
+    return read_all(services, PUBLIC_CALLER, rtype, params)
 
 
 async def _booking_phones(services: Services) -> dict[str, str]:
     """Schedule reference -> the phone of its (published) Location."""
     phones: dict[str, str] = {}
-    async for location in public_resources(services, "Location", []):
+    async for location in _public(services, "Location", []):
         phone = phone_of(location)
         if phone:
             phones[f"Location/{location['id']}"] = phone
     out: dict[str, str] = {}
-    async for schedule in public_resources(services, "Schedule", []):
+    async for schedule in _public(services, "Schedule", []):
         for actor in schedule.get("actor") or []:
             phone = phones.get(str(actor.get("reference")))
             if phone:
@@ -75,13 +63,13 @@ async def published_lines(
     """The NDJSON lines of one published type (changed at or after `since` when given)."""
     changed = [("_lastUpdated", f"ge{since}")] if since else []
     if rtype != "Slot":
-        async for resource in public_resources(services, rtype, changed):
+        async for resource in _public(services, rtype, changed):
             yield dumps(published(resource)) + b"\n"
         return
     phones = await _booking_phones(services)
-    portal = f"{services.base_url.removesuffix('/fhir')}/portal"
+    portal = portal_url(services.settings)
     future = [("start", f"ge{fhir_instant(now)}"), *changed]
-    async for slot in public_resources(services, "Slot", future):
+    async for slot in _public(services, "Slot", future):
         phone = phones.get(str(slot["schedule"].get("reference")))
         yield dumps(published_slot(slot, portal, phone)) + b"\n"
 
