@@ -15,6 +15,7 @@ from fhir_server.auth.bootstrap import build_auth
 from fhir_server.auth.client_registration_routes import router as client_registration_router
 from fhir_server.auth.cors import SmartCors
 from fhir_server.auth.discovery import capability_security
+from fhir_server.auth.first_party import ensure_confidential_client
 from fhir_server.auth.manage import router as manage_router
 from fhir_server.auth.routes import discovery_router
 from fhir_server.auth.routes import router as auth_router
@@ -45,6 +46,9 @@ from fhir_server.store.calendar_feeds import CalendarFeeds
 from fhir_server.store.connection import open_database
 from fhir_server.store.outbox_store import OutboxStore
 from fhir_server.store.resources import ResourceStore
+from fhir_server.ui.client import portal_client
+from fhir_server.ui.session import SessionStore
+from fhir_server.ui.web import create_portal, landing
 
 
 async def healthz(_request: Request) -> Response:
@@ -101,6 +105,15 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.auth = await build_auth(database, store, settings, journal)
                 app.state.services.access = app.state.auth.access
                 app.state.services.security = capability_security(settings)
+                portal = portal_client(settings)  # the patient portal signs in as this client
+                await ensure_confidential_client(
+                    app.state.auth.clients,
+                    portal.client_id,
+                    portal.name,
+                    portal.scope,
+                    portal.redirect_uri,
+                    portal.secret,
+                )
             app.state.limiter = RateLimiter(settings)
             try:
                 yield
@@ -132,4 +145,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(client_registration_router)
     app.include_router(calendar_router)
     app.include_router(manage_router)
+    app.add_api_route("/", landing, methods=["GET"], include_in_schema=False)
+    if settings.auth_enabled:  # the portal signs its users in through /auth
+        sessions = SessionStore(lambda: app.state.limiter.connected(), settings)
+        app.mount("/portal", create_portal(settings, app, sessions))
     return app

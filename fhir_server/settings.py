@@ -75,6 +75,12 @@ class Settings(BaseSettings):
     launch_lifetime: int = Field(
         default=300, description="Seconds an EHR launch value may wait to be used."
     )
+    portal_idle_timeout: int = Field(
+        default=1200,
+        ge=60,
+        description="Seconds a patient portal session lasts after the last page opened; "
+        "pages warn two minutes before.",
+    )
     patient_self_registration: bool = Field(
         default=True, description="Let patients create their own account (and Patient)."
     )
