@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
-from fhir_server.auth.urls import auth_base
+from fhir_server.auth.urls import auth_base, portal_url
 from fhir_server.auth.users import AccountError
 from fhir_server.auth.web import (
     STYLESHEET,
@@ -82,7 +82,13 @@ async def register(request: Request) -> Response:
     except AccountError as error:
         return _register_page(request, 400, str(error))
     # The same answer whether or not the user name was free (no enumeration of accounts).
-    return page(request, "message.html", title="Registration received", message=REGISTERED)
+    return page(
+        request,
+        "message.html",
+        title="Registration received",
+        message=REGISTERED,
+        portal_url=portal_url(auth.settings),
+    )
 
 
 def _reset_page(request: Request, status: int = 200, error: str | None = None) -> Response:
@@ -153,5 +159,10 @@ async def reset_confirm(request: Request) -> Response:
         await auth.resets.confirm(token_value, form.get("password", ""))
     except AccountError as error:
         return _confirm_page(request, token_value, 400, str(error))
-    changed = "Your password is changed; sign in again."
-    return page(request, "message.html", title="Password changed", message=changed)
+    return page(
+        request,
+        "message.html",
+        title="Password changed",
+        message="Your password is changed; sign in again.",
+        portal_url=portal_url(auth.settings),
+    )

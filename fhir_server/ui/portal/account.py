@@ -40,4 +40,5 @@ async def account(page: SignedIn) -> Response:
         title=page._("Your account"),
         reset=_auth_page(page, "password-reset"),
         manage=_auth_page(page, "manage"),
+        two_step=_auth_page(page, "two-step"),
     )
