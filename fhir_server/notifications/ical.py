@@ -4,16 +4,21 @@ Booking sends METHOD:REQUEST; a reschedule sends REQUEST again with the same
 UID and a higher SEQUENCE, so the calendar moves the event instead of adding
 one; a cancellation or decline sends METHOD:CANCEL for that UID.
 
-The event always has the same few properties, so it is written here line by
-line (RFC 5545 TEXT escaping, folding at 75 octets) rather than through the
-`icalendar` library's component objects, which cost a third of a message's
-delivery; `tests/unit/test_ical_wire.py` checks the bytes against the library's.
+A calendar feed (`publishing.calendar`) builds its VCALENDAR with the
+`icalendar` library's component objects (`new_calendar`, `event_of`). An
+invitation always has the same few properties and goes out with every
+message, so it is written line by line instead (RFC 5545 TEXT escaping,
+folding at 75 octets): the component objects cost a third of a message's
+delivery. `tests/unit/test_ical_wire.py` checks that its bytes are those
+`new_calendar` and `event_of` write for it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
+
+from icalendar import Calendar, Event, vText
 
 from fhir_server.store.clock import parse_instant
 
@@ -33,6 +38,42 @@ def sequence_of(appointment: dict[str, Any], previous: dict[str, Any] | None) ->
     if previous and previous.get("id") != appointment.get("id"):
         version += int(previous.get("meta", {}).get("versionId", "1"))
     return version - 1
+
+
+def new_calendar(**properties: object) -> Calendar:
+    """An empty VCALENDAR of ours (PRODID, VERSION, then the given properties)."""
+    calendar = Calendar()
+    calendar.add("prodid", "-//fhir-server//clinic booking//EN")
+    calendar.add("version", "2.0")
+    for name, value in properties.items():
+        calendar.add(name.replace("_", "-"), value)
+    return calendar
+
+
+def event_of(
+    *,
+    uid: str,
+    sequence: int,
+    start: datetime,
+    end: datetime | None,
+    summary: str,
+    location: str | None,
+    stamp: datetime,
+    status: str,
+) -> Event:
+    """One appointment as a VEVENT (an invitation's and a calendar feed's alike)."""
+    event = Event()
+    event.add("uid", uid)
+    event.add("sequence", sequence)
+    event.add("dtstamp", stamp)
+    event.add("dtstart", start)
+    if end:
+        event.add("dtend", end)
+    event.add("summary", summary)
+    if location:
+        event["location"] = vText(location)
+    event.add("status", status)
+    return event
 
 
 def _text(value: str) -> str:

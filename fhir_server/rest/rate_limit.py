@@ -79,7 +79,7 @@ class RateLimiter:
 
     async def _count(self, keys: list[str]) -> list[int] | None:
         try:
-            client = await self._connected()
+            client = await self.connected()
             async with client.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.incr(key)
@@ -91,7 +91,8 @@ class RateLimiter:
             return None
         return [int(reply) for reply in replies[::2]]
 
-    async def _connected(self) -> Any:
+    async def connected(self) -> Any:
+        """The shared Redis client, connected on first use (the portal's sessions use it too)."""
         async with self._lock:
             if self._client is None:
                 # Finding the URL may start the embedded Redis: off the event loop.

@@ -49,7 +49,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 def world(client: TestClient) -> dict[str, str]:
     """Two patients with an Appointment each with dr-1; tokens for one patient, the
     practitioner and an admin, each from a real login."""
-    add_client(client, "portal", "public", SCOPES)
+    add_client(client, "mobile", "public", SCOPES)
     ann, bob = new_patient(client, "Ann"), new_patient(client, "Bob")
     add_user(client, "ann", "patient", f"Patient/{ann}")
     add_user(client, "dr", "practitioner", "Practitioner/dr-1")
@@ -59,11 +59,11 @@ def world(client: TestClient) -> dict[str, str]:
         "bob": bob,
         "ann_appt": create(client, appointment(ann)),
         "bob_appt": create(client, appointment(bob)),
-        "ann_token": login_token(client, "portal", "ann", "launch/patient patient/*.rs")[
+        "ann_token": login_token(client, "mobile", "ann", "launch/patient patient/*.rs")[
             "access_token"
         ],
-        "dr_token": login_token(client, "portal", "dr", "user/*.rs user/*.cud")["access_token"],
-        "admin_token": login_token(client, "portal", "boss", "user/*.rs user/*.cud")[
+        "dr_token": login_token(client, "mobile", "dr", "user/*.rs user/*.cud")["access_token"],
+        "admin_token": login_token(client, "mobile", "boss", "user/*.rs user/*.cud")[
             "access_token"
         ],
     }
@@ -102,7 +102,7 @@ def test_patient_read_of_own_appointment_names_patient_and_appointment(
     assert requestor["who"] == {"reference": f"Patient/{world['ann']}"}
     assert requestor["altId"] == "ann" and requestor["role"][0]["coding"][0]["code"] == "patient"
     assert requestor["network"]["address"] == "testclient"
-    assert app["who"]["identifier"]["value"] == "portal" and app["requestor"] is False
+    assert app["who"]["identifier"]["value"] == "mobile" and app["requestor"] is False
 
 
 def test_denied_read_records_a_failure(client: TestClient, world: dict[str, str]) -> None:

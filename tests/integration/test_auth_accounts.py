@@ -71,12 +71,12 @@ def client(
 
 @pytest.fixture(scope="module")
 def setup(client: TestClient) -> None:
-    add_client(client, "portal", "public", "launch/patient patient/*.rs")
+    add_client(client, "mobile", "public", "launch/patient patient/*.rs")
 
 
 def login(client: TestClient, username: str, password: str, totp: str = "") -> Any:
     _, challenge = pkce()
-    params = authorize_params("portal", "launch/patient patient/*.rs", challenge)
+    params = authorize_params("mobile", "launch/patient patient/*.rs", challenge)
     return login_form(client, params, username, password, totp=totp)
 
 
@@ -168,7 +168,7 @@ def test_patient_self_registration(client: TestClient, setup: None) -> None:
     user = call(client, components(client).accounts.get, "reggie")
     assert user is not None and user.fhir_user.startswith("Patient/")
     _, challenge = pkce()
-    params = authorize_params("portal", "launch/patient patient/*.rs", challenge)
+    params = authorize_params("mobile", "launch/patient patient/*.rs", challenge)
     location = log_in_and_consent(client, params, "reggie", password="harbour-lights-2030x")
     assert location.startswith(REDIRECT) and "code=" in location
 

@@ -43,7 +43,7 @@ def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
 def alice(client: TestClient) -> str:
     patient_id = new_patient(client, "Alice")
     add_user(client, "alice", "patient", f"Patient/{patient_id}", email="alice@example.org")
-    add_client(client, "portal", "public", SCOPE)
+    add_client(client, "mobile", "public", SCOPE)
     add_client(
         client,
         "legacy",
@@ -56,7 +56,7 @@ def alice(client: TestClient) -> str:
 
 
 def test_standalone_patient_launch(client: TestClient, alice: str) -> None:
-    body = login_token(client, "portal", "alice", SCOPE)
+    body = login_token(client, "mobile", "alice", SCOPE)
     assert body["token_type"] == "Bearer"
     assert isinstance(body["expires_in"], int) and body["expires_in"] > 0
     assert body["patient"] == alice
@@ -68,7 +68,7 @@ def test_standalone_patient_launch(client: TestClient, alice: str) -> None:
     keys = jwk.KeySet.import_key_set(client.get(f"{AUTH}/jwks").json())
     id_token = jwt.decode(body["id_token"], keys, algorithms=["RS256"])
     assert id_token.header["alg"] == "RS256" and id_token.header["kid"]
-    assert id_token.claims["iss"] == BASE and id_token.claims["aud"] == "portal"
+    assert id_token.claims["iss"] == BASE and id_token.claims["aud"] == "mobile"
     assert id_token.claims["fhirUser"] == body["fhirUser"]
     me = client.get(f"{BASE}/Patient/{alice}", headers=bearer(body["access_token"]))
     assert me.status_code == 200 and me.json()["id"] == alice
@@ -76,11 +76,11 @@ def test_standalone_patient_launch(client: TestClient, alice: str) -> None:
 
 def test_token_response_is_not_cached(client: TestClient, alice: str) -> None:
     verifier, challenge = pkce()
-    params = authorize_params("portal", "patient/Patient.rs launch/patient", challenge)
+    params = authorize_params("mobile", "patient/Patient.rs launch/patient", challenge)
     response = exchange(
         client,
         code_of(log_in_and_consent(client, params, "alice"), params["state"]),
-        "portal",
+        "mobile",
         verifier,
     )
     assert response.headers["cache-control"] == "no-store"
@@ -90,7 +90,7 @@ def test_token_response_is_not_cached(client: TestClient, alice: str) -> None:
 
 def test_authorize_by_post(client: TestClient, alice: str) -> None:
     _, challenge = pkce()
-    params = authorize_params("portal", "patient/Patient.rs launch/patient", challenge)
+    params = authorize_params("mobile", "patient/Patient.rs launch/patient", challenge)
     page = client.post(f"{AUTH}/authorize", data=params)
     assert page.status_code == 200 and 'name="password"' in page.text
     assert page.headers["x-frame-options"] == "DENY"
@@ -99,7 +99,7 @@ def test_authorize_by_post(client: TestClient, alice: str) -> None:
 
 def test_deny_redirects_with_access_denied(client: TestClient, alice: str) -> None:
     _, challenge = pkce()
-    params = authorize_params("portal", "patient/Patient.rs", challenge)
+    params = authorize_params("mobile", "patient/Patient.rs", challenge)
     location = log_in_and_consent(client, params, "alice", decision="deny")
     query = parse_qs(urlsplit(location).query)
     assert query["error"] == ["access_denied"] and query["state"] == [params["state"]]
@@ -107,7 +107,7 @@ def test_deny_redirects_with_access_denied(client: TestClient, alice: str) -> No
 
 def test_wrong_password_shows_the_error_by_the_fields(client: TestClient, alice: str) -> None:
     _, challenge = pkce()
-    params = authorize_params("portal", "patient/Patient.rs", challenge)
+    params = authorize_params("mobile", "patient/Patient.rs", challenge)
     page = login_form(client, params, "alice", "not-the-password")
     assert 'role="alert"' in page.text and 'aria-describedby="login-error"' in page.text
     assert "ticket" not in page.text
@@ -115,7 +115,7 @@ def test_wrong_password_shows_the_error_by_the_fields(client: TestClient, alice:
 
 def test_consent_lists_scopes_in_plain_words(client: TestClient, alice: str) -> None:
     _, challenge = pkce()
-    params = authorize_params("portal", "patient/Appointment.rs offline_access", challenge)
+    params = authorize_params("mobile", "patient/Appointment.rs offline_access", challenge)
     page = login_form(client, params, "alice", "blue-harbour-lantern-42")
     assert "Read, search the patient&#39;s Appointment records" in page.text
     assert "Keep access after you close it" in page.text
@@ -128,10 +128,10 @@ def test_every_registered_scope_counts_and_consent_shows_the_grant(
     booking scope (the first registered scope that covers a type used to win)."""
     _, challenge = pkce()
     asked = "launch/patient patient/*.rs patient/Appointment.cruds"
-    params = authorize_params("portal", asked, challenge)
+    params = authorize_params("mobile", asked, challenge)
     page = login_form(client, params, "alice", PASSWORD)
     assert "Create, read, update, delete, search the patient&#39;s Appointment records" in page.text
-    body = login_token(client, "portal", "alice", asked)
+    body = login_token(client, "mobile", "alice", asked)
     assert set(body["scope"].split()) == set(asked.split())
 
 
@@ -143,13 +143,13 @@ def test_bad_pkce_verifier_is_refused(
     client: TestClient, alice: str, verifier_kind: str, error: str
 ) -> None:
     verifier, challenge = pkce()
-    params = authorize_params("portal", "patient/Patient.rs", challenge)
+    params = authorize_params("mobile", "patient/Patient.rs", challenge)
     code = code_of(log_in_and_consent(client, params, "alice"), params["state"])
     sent = None if verifier_kind == "missing" else pkce()[0]
-    response = exchange(client, code, "portal", sent)
+    response = exchange(client, code, "mobile", sent)
     assert response.status_code == 400 and response.json()["error"] == error
     # the code is single-use: even the right verifier cannot use it now
-    again = exchange(client, code, "portal", verifier)
+    again = exchange(client, code, "mobile", verifier)
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
 
 
@@ -165,7 +165,7 @@ def test_bad_pkce_verifier_is_refused(
 def test_authorize_without_s256_pkce_is_refused(
     client: TestClient, alice: str, pkce_params: dict[str, str]
 ) -> None:
-    params = authorize_params("portal", "patient/Patient.rs", None, **pkce_params)
+    params = authorize_params("mobile", "patient/Patient.rs", None, **pkce_params)
     response = client.get(f"{AUTH}/authorize", params=params, follow_redirects=False)
     assert response.status_code == 302
     query = parse_qs(urlsplit(response.headers["location"]).query)
@@ -183,7 +183,7 @@ def test_legacy_confidential_client_without_pkce(client: TestClient, alice: str)
 def test_aud_mismatch_is_refused(client: TestClient, alice: str) -> None:
     _, challenge = pkce()
     params = authorize_params(
-        "portal", "patient/Patient.rs", challenge, aud="https://other.example/fhir"
+        "mobile", "patient/Patient.rs", challenge, aud="https://other.example/fhir"
     )
     response = client.get(f"{AUTH}/authorize", params=params, follow_redirects=False)
     assert response.status_code == 302
@@ -197,7 +197,7 @@ def test_unregistered_redirect_uri_gets_an_error_page(
     client: TestClient, alice: str, redirect: str
 ) -> None:
     _, challenge = pkce()
-    params = authorize_params("portal", "patient/Patient.rs", challenge, redirect_uri=redirect)
+    params = authorize_params("mobile", "patient/Patient.rs", challenge, redirect_uri=redirect)
     response = client.get(f"{AUTH}/authorize", params=params, follow_redirects=False)
     assert response.status_code == 400
     assert "location" not in response.headers
@@ -213,9 +213,9 @@ def test_unknown_client_gets_an_error_page(client: TestClient) -> None:
 
 def test_code_for_another_redirect_uri_or_client_is_refused(client: TestClient, alice: str) -> None:
     verifier, challenge = pkce()
-    params = authorize_params("portal", "patient/Patient.rs", challenge)
+    params = authorize_params("mobile", "patient/Patient.rs", challenge)
     code = code_of(log_in_and_consent(client, params, "alice"), params["state"])
-    response = exchange(client, code, "portal", verifier, data={"redirect_uri": REDIRECT + "x"})
+    response = exchange(client, code, "mobile", verifier, data={"redirect_uri": REDIRECT + "x"})
     assert response.status_code == 400 and response.json()["error"] == "invalid_grant"
 
 
@@ -243,13 +243,13 @@ def test_patient_cannot_borrow_another_patients_launch(client: TestClient, alice
 
 def test_replayed_code_revokes_what_it_gave(client: TestClient, alice: str) -> None:
     verifier, challenge = pkce()
-    params = authorize_params("portal", "launch/patient patient/*.rs offline_access", challenge)
+    params = authorize_params("mobile", "launch/patient patient/*.rs offline_access", challenge)
     code = code_of(log_in_and_consent(client, params, "alice"), params["state"])
-    first = exchange(client, code, "portal", verifier)
+    first = exchange(client, code, "mobile", verifier)
     assert first.status_code == 200
     token = first.json()["access_token"]
     assert client.get(f"{BASE}/Patient/{alice}", headers=bearer(token)).status_code == 200
-    replay = exchange(client, code, "portal", verifier)
+    replay = exchange(client, code, "mobile", verifier)
     assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
     assert client.get(f"{BASE}/Patient/{alice}", headers=bearer(token)).status_code == 401
     refreshed = client.post(
@@ -257,7 +257,7 @@ def test_replayed_code_revokes_what_it_gave(client: TestClient, alice: str) -> N
         data={
             "grant_type": "refresh_token",
             "refresh_token": first.json()["refresh_token"],
-            "client_id": "portal",
+            "client_id": "mobile",
         },
     )
     assert refreshed.status_code == 400

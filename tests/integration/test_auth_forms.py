@@ -35,13 +35,13 @@ SCOPE = "launch/patient patient/*.rs"
 @pytest.fixture(scope="module")
 def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
     for app in auth_app(settings_factory, rate_limit_per_minute=1000):
-        add_client(app, "portal", "public", SCOPE)
+        add_client(app, "mobile", "public", SCOPE)
         add_user(app, "fran", "patient", f"Patient/{new_patient(app, 'Fran')}")
         yield app
 
 
 def _params() -> dict[str, str]:
-    return authorize_params("portal", SCOPE, pkce()[1])
+    return authorize_params("mobile", SCOPE, pkce()[1])
 
 
 def _consented(response: object) -> bool:

@@ -42,13 +42,13 @@ def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def portal(client: TestClient) -> str:
-    add_client(client, "portal", "public", "launch/patient patient/*.rs")
-    return "portal"
+    add_client(client, "mobile", "public", "launch/patient patient/*.rs")
+    return "mobile"
 
 
 def _login(client: TestClient, username: str, password: str) -> Any:
     _, challenge = pkce()
-    params = authorize_params("portal", "launch/patient patient/*.rs", challenge)
+    params = authorize_params("mobile", "launch/patient patient/*.rs", challenge)
     return login_form(client, params, username, password)
 
 

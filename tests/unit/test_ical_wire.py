@@ -1,4 +1,5 @@
-"""The hand-written iCalendar attachment is, byte for byte, what the `icalendar` library writes."""
+"""The invitation written line by line is, byte for byte, what `new_calendar` and `event_of`
+(the `icalendar` component objects a calendar feed uses) write for it."""
 
 from __future__ import annotations
 
@@ -7,35 +8,30 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from icalendar import Calendar, Event, vCalAddress, vText
+from icalendar import vCalAddress
 
-from fhir_server.notifications.ical import build_calendar
+from fhir_server.notifications.ical import build_calendar, event_of, new_calendar
 from fhir_server.store.clock import parse_instant
 
 
 def _library(
     method: str, summary: str, location: str | None, end: str | None, stamp: datetime
 ) -> bytes:
-    """The attachment as `icalendar`'s component objects write it (the former implementation)."""
-    calendar = Calendar()
-    calendar.add("prodid", "-//fhir-server//clinic booking//EN")
-    calendar.add("version", "2.0")
-    calendar.add("method", method)
-    event = Event()
-    event.add("uid", "a1@clinic-booking")
-    event.add("sequence", 3)
-    event.add("dtstamp", stamp)
-    event.add("dtstart", parse_instant("2026-12-07T09:00:00Z"))
-    if end:
-        event.add("dtend", parse_instant(end))
-    event.add("summary", summary)
-    if location:
-        event["location"] = vText(location)
-    event["organizer"] = vCalAddress("mailto:clinic@example.org")
-    event.add(
-        "attendee", vCalAddress("mailto:ann@example.org"), parameters={"ROLE": "REQ-PARTICIPANT"}
+    """The invitation through the library's component objects, as a calendar feed builds them."""
+    calendar = new_calendar(method=method)
+    event = event_of(
+        uid="a1@clinic-booking",
+        sequence=3,
+        start=parse_instant("2026-12-07T09:00:00Z"),
+        end=parse_instant(end) if end else None,
+        summary=summary,
+        location=location,
+        stamp=stamp,
+        status="CANCELLED" if method == "CANCEL" else "CONFIRMED",
     )
-    event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
+    event["organizer"] = vCalAddress("mailto:clinic@example.org")
+    attendee = vCalAddress("mailto:ann@example.org")
+    event.add("attendee", attendee, parameters={"ROLE": "REQ-PARTICIPANT"})
     calendar.add_component(event)
     return bytes(calendar.to_ical())
 

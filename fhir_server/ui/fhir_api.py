@@ -1,0 +1,134 @@
+"""`PortalApi`: the web UI's only way to data, the FHIR API with the user's own token.
+
+Calls go to this same application in process (httpx over an ASGI transport,
+with the browser's address as the client, so per-address limits and audit
+see the user and not the portal). Each page gets its own `PortalApi`, which
+counts its calls (`calls`; the page's `X-Portal-Fhir-Calls` header and the
+speed benchmark report it).
+
+Errors, and when to catch them:
+
+    PortalApiError        the API answered an error; `status` and the
+     |                    `outcome` (its OperationOutcome) say why: show
+     |                    `messages`, or handle a status the page expects
+     +-- SignInRequired   401: the token is no longer accepted; the portal
+                          sends the user to sign in again (web.py does)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import httpx
+import orjson
+from starlette.types import ASGIApp
+
+from fhir_server.settings import Settings
+
+FHIR_JSON = "application/fhir+json"
+Params = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+class PortalApiError(Exception):
+    """The FHIR API refused a call or failed; carries its OperationOutcome."""
+
+    def __init__(self, status: int, outcome: dict[str, Any]) -> None:
+        super().__init__(f"FHIR API answered {status}")
+        self.status = status
+        self.outcome = outcome
+
+    @property
+    def messages(self) -> list[str]:
+        """The issues' texts, fit to show to the user (the API never puts PHI in them)."""
+        texts = []
+        for issue in self.outcome.get("issue", []):
+            text = issue.get("details", {}).get("text") or issue.get("diagnostics")
+            if text:
+                texts.append(str(text))
+        return texts
+
+
+class SignInRequired(PortalApiError):
+    """The API no longer accepts the session's token (401)."""
+
+
+def in_process_client(app: ASGIApp, settings: Settings, address: str) -> httpx.AsyncClient:
+    """An HTTP client to `app` itself, at its public host, as seen from `address`."""
+    public = urlsplit(settings.base_url)
+    transport = httpx.ASGITransport(app=app, client=(address, 0))
+    return httpx.AsyncClient(
+        transport=transport, base_url=f"{public.scheme}://{public.netloc}", trust_env=False
+    )
+
+
+class PortalApi:
+    """A FHIR client bound to one signed-in user's access token, for one page."""
+
+    def __init__(self, http: httpx.AsyncClient, access_token: str, patient: str | None) -> None:
+        self._http = http
+        self._headers = {"Authorization": f"Bearer {access_token}", "Accept": FHIR_JSON}
+        self.patient = patient  # the signed-in patient's id (the token's launch context)
+        self.calls = 0
+
+    async def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
+        return await self.request("GET", f"{resource_type}/{resource_id}")
+
+    async def search(self, resource_type: str, params: Params | None = None) -> dict[str, Any]:
+        """A searchset Bundle (one page of it)."""
+        return await self.request("GET", resource_type, params=params)
+
+    async def operation(
+        self, path: str, parameters: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """POST `path` (e.g. `Appointment/$book`) with a Parameters resource."""
+        body = parameters or {"resourceType": "Parameters"}
+        return await self.request("POST", path, json_body=body)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Params | None = None,
+        json_body: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Any FHIR interaction on a path relative to the FHIR base; the body it answers."""
+        sent = dict(self._headers, **(headers or {}))
+        content = None
+        if json_body is not None:
+            content = orjson.dumps(json_body)
+            sent["Content-Type"] = FHIR_JSON
+        self.calls += 1
+        response = await self._http.request(
+            method,
+            f"/fhir/{path}",
+            params=urlencode(params) if params else None,
+            content=content,
+            headers=sent,
+        )
+        body = _json_of(response)
+        if response.status_code == 401:
+            raise SignInRequired(401, body)
+        if response.status_code >= 400:
+            raise PortalApiError(response.status_code, body)
+        return body
+
+
+def _json_of(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object a response carries; {} for an empty or non-JSON body (a bare 500)."""
+    if "json" not in response.headers.get("content-type", ""):
+        return {}
+    try:
+        body = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def entries(bundle: dict[str, Any], resource_type: str | None = None) -> list[dict[str, Any]]:
+    """The resources of a Bundle (of one type, when given; includes and outcomes left out)."""
+    found = [e["resource"] for e in bundle.get("entry", []) if "resource" in e]
+    return [r for r in found if resource_type is None or r.get("resourceType") == resource_type]
