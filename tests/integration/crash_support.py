@@ -20,7 +20,7 @@ from pymongo.errors import AutoReconnect
 from fhir_server.notifications.codes import EVENTS
 from fhir_server.notifications.message import message_id
 from fhir_server.scheduling.booking import claims_of
-from fhir_server.scheduling.events import HoldExpired
+from fhir_server.scheduling.events import HoldExpired, OutcomeChanged
 from fhir_server.scheduling.rules import event_of
 from fhir_server.store.clock import now_instant
 from fhir_server.store.database import Database
@@ -263,7 +263,8 @@ def _message_problems(
         for number in range(1, 12):
             after = body_of(rows[number]) if number in rows else None
             event = _event(before, after)
-            expects = event is not None and not isinstance(event, HoldExpired)  # hooks only
+            # a lapsed hold goes to hooks only; a recorded outcome to nobody
+            expects = event is not None and not isinstance(event, HoldExpired | OutcomeChanged)
             ids = {message_id(f"{aid}|{k}|{number}|email|Patient/{patient}") for k in EVENTS}
             if expects and not ids & stored:
                 found.append(f"Appointment/{aid}/_history/{number} has no message")
