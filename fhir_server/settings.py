@@ -185,10 +185,44 @@ class Settings(BaseSettings):
         description="Seconds an API process keeps the Schedules and live Subscriptions a "
         "booking reads (0: read them every time); its own writes of them apply at once.",
     )
+    publish_max_age: int = Field(
+        default=300,
+        ge=0,
+        description="Seconds slot finders may cache the $bulk-publish manifest and files "
+        "(Cache-Control max-age).",
+    )
+    calendar_feed_patient_names: bool = Field(
+        default=False,
+        description="Put patient names in practitioners' calendar feeds (off: the feed says "
+        "only what kind of appointment it is).",
+    )
     subscription_allowed_hosts: list[str] = Field(
         default=[],
         description="Hosts a rest-hook Subscription may call although they resolve to a "
         'loopback, private or link-local address (JSON list, e.g. ["127.0.0.1"]).',
+    )
+
+    export_file_lifetime: int = Field(
+        default=3600,
+        ge=1,
+        description="Seconds a finished bulk export's manifest and files stay downloadable.",
+    )
+    export_lease: int = Field(
+        default=30,
+        ge=1,
+        description="Seconds a worker's claim on a bulk export job lasts without renewal; "
+        "after it another worker resumes the job.",
+    )
+    export_slice: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a worker streams one export job's rows before handing the rest "
+        "back to the queue, so a long export never holds a worker for good.",
+    )
+    export_part_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Resources per stored NDJSON part (the job's checkpoint step).",
     )
 
     @model_validator(mode="after")

@@ -37,6 +37,8 @@ from fhir_server.fhir.routing import Interaction
 _NEEDS = INTERACTION_LETTER
 _CHANGES = frozenset({"create", "update", "patch", "delete"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Operations only a SMART Backend Services token may run (Bulk Data Access: `$export`).
+BACKEND_OPERATIONS = frozenset({"export"})
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,9 @@ class TokenContext:
     jti: str | None = None
     role: str | None = None  # the account's role (auth.roles); None for a backend service
     actors: tuple[str, ...] = ()  # a practitioner's own references (auth.role_checks)
+    # System-level operations granted by name to a caller without wildcard scopes: the
+    # anonymous caller of a public operation (`$bulk-publish`, SMART Scheduling Links).
+    operations: frozenset[str] = frozenset()
 
     @cached_property
     def limits(self) -> ReadLimits:
@@ -100,6 +105,8 @@ def _by_scopes(ctx: TokenContext, req: FhirRequest) -> Decision:
         return Decision()  # open to all; routing answers 400/404/405 for invalid ones
     if kind == "batch":
         return Decision()  # every entry is decided on its own
+    if interaction.operation in BACKEND_OPERATIONS:
+        return _backend_service(ctx, rtype)
     if kind in ("search-system", "history-system", "operation-system"):
         return _system_level(ctx, req, kind)
     if rtype is None:
@@ -119,6 +126,20 @@ def _by_scopes(ctx: TokenContext, req: FhirRequest) -> Decision:
     return _in_compartment(ctx.patient, interaction, req, decision)
 
 
+def _backend_service(ctx: TokenContext, rtype: str | None) -> Decision:
+    """Bulk export is for SMART Backend Services: a token with system/ read scopes and no
+    user or patient behind it. What it exports is cut to its read limits, type by type;
+    at Patient or Group level it must read that type."""
+    if ctx.patient is not None or ctx.fhir_user or roles.role_of(ctx) is not None:
+        return _deny(403, "Bulk export needs a SMART Backend Services token, not a user's.")
+    reads = [s for s in ctx.scopes.resources if s.context == "system" and "r" in s.permissions]
+    if not reads:
+        return _deny(403, "Bulk export needs system/ read scopes (e.g. system/*.rs).")
+    if rtype is not None and not ctx.scopes.matching(rtype, "r", ("system",)):
+        return _deny(403, f"Bulk export at {rtype} level needs system/{rtype}.r.")
+    return Decision()
+
+
 def _with_scope_filter(scope: ResourceScope, permission: str) -> Decision:
     if scope.params and permission in "cud":
         return _deny(403, "A scope with a ?param= restriction grants no write access.")
@@ -128,6 +149,8 @@ def _with_scope_filter(scope: ResourceScope, permission: str) -> Decision:
 def _system_level(ctx: TokenContext, req: FhirRequest, kind: str) -> Decision:
     if ctx.patient is not None and not ctx.scopes.matching("*", "s", ("user", "system")):
         return _deny(403, "A patient-context token cannot use system-wide interactions.")
+    if kind == "operation-system" and req.interaction.operation in ctx.operations:
+        return Decision()  # its outputs still pass `visible` under the caller's read limits
     if kind == "search-system":
         types = [t for t in (req.param("_type") or "").split(",") if t]
         if types and all(ctx.scopes.matching(t, "s", ("user", "system")) for t in types):

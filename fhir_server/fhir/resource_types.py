@@ -23,6 +23,8 @@ SERVED_TYPES: Final[tuple[str, ...]] = (
     # messages as Communications, and the EHRs' rest-hook Subscriptions.
     "Communication",
     "Subscription",
+    # A bulk export's cohort (`Group/[id]/$export`): a practitioner's or location's patients.
+    "Group",
 )
 
 # Written by the server alone; read and searched by admins only (`rest.audit_events`).

@@ -189,11 +189,12 @@ def mint(
     fhir_user: str | None = None,
     lifetime: int | None = None,
     role: str | None = None,
+    client_id: str = "test-client",
 ) -> str:
     """An access token issued and recorded the way the token endpoint does it."""
     auth = components(client)
     grant = {
-        "client_id": "test-client",
+        "client_id": client_id,
         "sub": "tester",
         "scope": scope,
         "patient": patient,

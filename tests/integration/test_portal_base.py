@@ -3,19 +3,22 @@ state), the session cookie, CSRF, language, the signed-out redirect and idle exp
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from urllib.parse import urlencode
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
 from fhir_server.ui.session import COOKIE
-from tests.integration.auth_helpers import call
+from tests.integration.auth_helpers import call, components
 from tests.integration.portal_support import (
     PORTAL,
     add_patient_login,
@@ -226,20 +229,50 @@ def test_the_landing_page_links_to_the_portal(browser: TestClient) -> None:
 def test_the_idle_session_ends_on_the_server(app: TestClient, browser: TestClient) -> None:
     sign_in(browser, "pat")
     sessions = portal_sessions(app)
-    key = sessions._key(browser.cookies[COOKIE])
+    session_id = browser.cookies[COOKIE]
+    key = sessions._key(session_id)
+    timeout = app.app.state.services.settings.portal_idle_timeout  # type: ignore[attr-defined]
 
     async def ttl() -> int:
-        return int(await (await sessions._connect()).pttl(key))
+        return int(await (await sessions._connect()).ttl(key))
 
-    async def expire_now() -> None:
-        await (await sessions._connect()).pexpire(key, 1)
+    async def idle_for(seconds: int) -> None:
+        """As if the last page had been opened `seconds` ago."""
+        session = await sessions.load(session_id)
+        session.seen -= seconds
+        left = timeout - seconds
+        await (await sessions._connect()).set(key, orjson.dumps(asdict(session)), ex=left)
 
-    timeout_ms = app.app.state.services.settings.portal_idle_timeout * 1000  # type: ignore[attr-defined]
-    assert timeout_ms - 5000 < call(app, ttl) <= timeout_ms  # restarted by each page
-    call(app, expire_now)
+    assert timeout - 5 < call(app, ttl) <= timeout
+    call(app, idle_for, 600)
+    page = browser.get(f"{PORTAL}/account")
+    assert timeout - 5 < call(app, ttl) <= timeout  # a page restarts the clock
+    assert f'data-idle-seconds="{timeout}"' in page.text  # what the warning script counts down
+    call(app, idle_for, timeout - 1)
+    call(app, lambda: asyncio.sleep(1.1))
     sent = browser.get(f"{PORTAL}/account", follow_redirects=False)
     assert sent.status_code == 303
     assert sent.headers["location"].startswith("/portal/signed-out?")
     assert query_of(sent.headers["location"]) == {"next": "/portal/account", "reason": "idle"}
     told = browser.get(sent.headers["location"])
     assert "You have been signed out" in told.text and "20 minutes" in told.text
+
+
+def test_home_names_the_patient_with_one_fhir_call(browser: TestClient) -> None:
+    sign_in(browser, "pat")
+    home = browser.get(f"{PORTAL}/")
+    assert home.status_code == 200 and "Test Portal" in home.text
+    assert home.headers["x-portal-fhir-calls"] == "1"
+    for link in ("/portal/book", "/portal/appointments", "/portal/preferences"):
+        assert f'href="{link}"' in home.text
+
+
+def test_a_token_revoked_elsewhere_ends_the_session(app: TestClient, browser: TestClient) -> None:
+    sign_in(browser, "pat")
+    call(app, components(app).store.revoke_user_tokens, "pat")  # e.g. a password reset
+    sent = browser.get(f"{PORTAL}/", follow_redirects=False)
+    assert sent.status_code == 303
+    assert sent.headers["location"] == "/portal/sign-in?" + urlencode({"next": "/portal/"})
+    assert call(app, portal_sessions(app).load, browser.cookies[COOKIE]) is None
+    again = browser.get(sent.headers["location"], follow_redirects=False)
+    assert again.headers["location"].startswith("http://testserver/auth/authorize?")
