@@ -60,14 +60,16 @@ def test_the_account_page_links_to_the_auth_servers_pages(browser: TestClient) -
     page = browser.get(f"{PORTAL}/account")
     assert page.status_code == 200
     for target in ("/auth/password-reset", "/auth/manage", "/auth/two-step"):
-        assert f'href="http://testserver{target}"' in page.text
+        assert f'href="http://testserver{target}?ui_locales=en"' in page.text
 
 
 def test_register_then_sign_in_to_the_portal(browser: TestClient) -> None:
     start = browser.get(f"{PORTAL}/")
     assert 'href="/portal/register"' in start.text
     handed = browser.get(f"{PORTAL}/register", follow_redirects=False)
-    assert handed.status_code == 303 and handed.headers["location"] == f"{AUTH}/register"
+    assert (
+        handed.status_code == 303 and handed.headers["location"] == f"{AUTH}/register?ui_locales=en"
+    )
     form = {
         "given": "Nora",
         "family": "Newcomer",
@@ -87,7 +89,7 @@ def test_forgotten_password_then_sign_in(
 ) -> None:
     add_patient_login(browser, "forgot")
     handed = browser.get(f"{PORTAL}/forgot-password", follow_redirects=False)
-    assert handed.headers["location"] == f"{AUTH}/password-reset"
+    assert handed.headers["location"] == f"{AUTH}/password-reset?ui_locales=en"
     browser.post(handed.headers["location"], data={"email": "forgot@example.org"})
     (mail,) = inbox[0].to("forgot@example.org")
     link = re.search(r"token=(\S+)", mail.get_content())
