@@ -276,3 +276,24 @@ def test_a_token_revoked_elsewhere_ends_the_session(app: TestClient, browser: Te
     assert call(app, portal_sessions(app).load, browser.cookies[COOKIE]) is None
     again = browser.get(sent.headers["location"], follow_redirects=False)
     assert again.headers["location"].startswith("http://testserver/auth/authorize?")
+
+
+def test_an_expiring_access_token_is_refreshed_on_the_server(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """With access tokens shorter than the refresh margin, every page refreshes first."""
+    for client in portal_app(settings_factory, access_token_lifetime=30):
+        add_patient_login(client, "brief")
+        sign_in(client, "brief")
+        sessions = portal_sessions(client)
+        first = call(client, sessions.load, client.cookies[COOKIE]).tokens
+        home = client.get(f"{PORTAL}/")
+        assert home.status_code == 200 and "Test Portal" in home.text
+        second = call(client, sessions.load, client.cookies[COOKIE]).tokens
+        assert second.access_token != first.access_token
+        assert second.refresh_token and second.refresh_token != first.refresh_token  # rotated
+        assert second.patient == first.patient
+        call(client, components(client).store.revoke_user_tokens, "brief")
+        ended = client.get(f"{PORTAL}/", follow_redirects=False)
+        assert ended.status_code == 303 and ended.headers["location"].startswith("/portal/")
+        assert call(client, sessions.load, client.cookies[COOKIE]) is None
