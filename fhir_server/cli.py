@@ -39,6 +39,7 @@ from fhir_server.demo.full import SLOT_WEEKS
 from fhir_server.logs import configure_logging
 from fhir_server.notifications import changes
 from fhir_server.notifications import cli as notifications_cli
+from fhir_server.publishing.cli import calendar_feed_app
 from fhir_server.rest.services import Services
 from fhir_server.scheduling.cli import slots_app
 from fhir_server.settings import Settings
@@ -290,5 +291,6 @@ app.add_typer(auth_cli.keys_app)
 app.add_typer(slots_app, name="slots")
 app.add_typer(audit_cli.audit_app)
 app.add_typer(export_cli.export_app)
+app.add_typer(calendar_feed_app)
 app.command()(notifications_cli.worker)
 app.command()(notifications_cli.beat)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import FileResponse, Response
 from starlette.background import BackgroundTask
 
 from fhir_server.auth.urls import auth_base, portal_url
 from fhir_server.auth.users import AccountError
-from fhir_server.auth.web import components_of, page, throttled
+from fhir_server.auth.web import STYLESHEET, components_of, here, page, throttled
 
 router = APIRouter(include_in_schema=False)
 REGISTERED = (
@@ -18,16 +18,26 @@ REGISTERED = (
 )
 
 
+@router.get("/auth/static/auth.css")
+async def stylesheet() -> Response:
+    """The pages' one stylesheet (a file, so their CSP allows no inline style)."""
+    return FileResponse(
+        STYLESHEET, media_type="text/css", headers={"Cache-Control": "max-age=3600"}
+    )
+
+
 @router.get("/auth/register")
 async def register_form(request: Request) -> Response:
     auth = components_of(request)
     if not auth.settings.patient_self_registration:
         return page(
-            "message.html", status=404, title="Registration", message="Registration is closed."
+            request,
+            "message.html",
+            status=404,
+            title="Registration",
+            message="Registration is closed.",
         )
-    return page(
-        "register.html", title="Create your account", action=str(request.url.path), error=None
-    )
+    return page(request, "register.html", title="Create your account", action=here(request))
 
 
 @router.post("/auth/register")
@@ -35,7 +45,11 @@ async def register(request: Request) -> Response:
     auth = components_of(request)
     if not auth.settings.patient_self_registration:
         return page(
-            "message.html", status=404, title="Registration", message="Registration is closed."
+            request,
+            "message.html",
+            status=404,
+            title="Registration",
+            message="Registration is closed.",
         )
     if limited := await throttled(auth, request, "login"):
         return limited
@@ -44,14 +58,16 @@ async def register(request: Request) -> Response:
         await auth.registration.register_patient(form)
     except AccountError as error:
         return page(
+            request,
             "register.html",
             status=400,
             title="Create your account",
-            action=str(request.url.path),
+            action=here(request),
             error=str(error),
         )
     # The same answer whether or not the user name was free (no enumeration of accounts).
     return page(
+        request,
         "message.html",
         title="Registration received",
         message=REGISTERED,
@@ -62,7 +78,7 @@ async def register(request: Request) -> Response:
 @router.get("/auth/password-reset")
 async def reset_form(request: Request) -> Response:
     components_of(request)
-    return page("reset_request.html", title="Reset your password", action=str(request.url.path))
+    return page(request, "reset_request.html", title="Reset your password", action=here(request))
 
 
 @router.post("/auth/password-reset")
@@ -72,6 +88,7 @@ async def reset_request(request: Request) -> Response:
         return limited
     email = str((await request.form()).get("email", ""))
     answer = page(
+        request,
         "message.html",
         title="Check your e-mail",
         message="If an account has this address, we have sent it a link to choose a new password.",
@@ -86,9 +103,10 @@ async def reset_request(request: Request) -> Response:
 async def reset_confirm_form(request: Request) -> Response:
     components_of(request)
     return page(
+        request,
         "reset_confirm.html",
         title="Choose a new password",
-        action=str(request.url.path),
+        action=here(request),
         token=request.query_params.get("token", ""),
         error=None,
     )
@@ -103,14 +121,16 @@ async def reset_confirm(request: Request) -> Response:
         await auth.resets.confirm(token_value, password)
     except AccountError as error:
         return page(
+            request,
             "reset_confirm.html",
             status=400,
             title="Choose a new password",
-            action=str(request.url.path),
+            action=here(request),
             token=token_value,
             error=str(error),
         )
     return page(
+        request,
         "message.html",
         title="Password changed",
         message="Your password is changed; sign in again.",

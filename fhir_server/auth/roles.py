@@ -120,9 +120,10 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "status": frozenset({"admin"}),
     "push-subscription": frozenset({"patient", "admin"}),
     "match": frozenset(ROLES),  # candidates are searched within the caller's read limits
+    "calendar-feed": frozenset({"patient", "practitioner", "admin"}),
 }
 # Operations that change stored data: they need the write letter whatever the method.
-_CHANGING = frozenset({"hold", "book", "generate-slots", "push-subscription"})
+_CHANGING = frozenset({"hold", "book", "generate-slots", "push-subscription", "calendar-feed"})
 
 # Patient fields only the clinic sets (a patient's write must leave them as stored).
 PATIENT_PROTECTED = (

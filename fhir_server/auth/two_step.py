@@ -97,7 +97,7 @@ async def two_step(request: Request) -> Response:
         return _form(request, error=WRONG)
     doc = await auth.store.user(user.username)
     if doc and doc.get("totp"):
-        return page("message.html", title=TITLE, message="Two-step sign-in is already on.")
+        return page(request, "message.html", title=TITLE, message="Two-step sign-in is already on.")
     return _setup_page(request, user.username, pyotp.random_base32())
 
 
@@ -116,6 +116,7 @@ async def _confirm(request: Request, form: dict[str, str]) -> Response:
     await auth.accounts.enable_totp(ticket.username, secret)
     await auth.audit.record("second-factor-on", success=True, who=ticket.username)
     return page(
+        request,
         "message.html",
         title="Two-step sign-in is on",
         message="From now on, sign in with your password and a code from your app.",

@@ -29,6 +29,42 @@ def sequence_of(appointment: dict[str, Any], previous: dict[str, Any] | None) ->
     return version - 1
 
 
+def new_calendar(**properties: object) -> Calendar:
+    """An empty VCALENDAR of ours (PRODID, VERSION, then the given properties)."""
+    calendar = Calendar()
+    calendar.add("prodid", "-//fhir-server//clinic booking//EN")
+    calendar.add("version", "2.0")
+    for name, value in properties.items():
+        calendar.add(name.replace("_", "-"), value)
+    return calendar
+
+
+def event_of(
+    *,
+    uid: str,
+    sequence: int,
+    start: datetime,
+    end: datetime | None,
+    summary: str,
+    location: str | None,
+    stamp: datetime,
+    status: str,
+) -> Event:
+    """One appointment as a VEVENT (an invitation's and a calendar feed's alike)."""
+    event = Event()
+    event.add("uid", uid)
+    event.add("sequence", sequence)
+    event.add("dtstamp", stamp)
+    event.add("dtstart", start)
+    if end:
+        event.add("dtend", end)
+    event.add("summary", summary)
+    if location:
+        event["location"] = vText(location)
+    event.add("status", status)
+    return event
+
+
 def build_calendar(
     *,
     method: str,
@@ -42,22 +78,18 @@ def build_calendar(
     attendee: str,
     stamp: datetime,
 ) -> bytes:
-    calendar = Calendar()
-    calendar.add("prodid", "-//fhir-server//clinic booking//EN")
-    calendar.add("version", "2.0")
-    calendar.add("method", method)
-    event = Event()
-    event.add("uid", uid)
-    event.add("sequence", sequence)
-    event.add("dtstamp", stamp)
-    event.add("dtstart", parse_instant(start))
-    if end:
-        event.add("dtend", parse_instant(end))
-    event.add("summary", summary)
-    if location:
-        event["location"] = vText(location)
+    calendar = new_calendar(method=method)
+    event = event_of(
+        uid=uid,
+        sequence=sequence,
+        start=parse_instant(start),
+        end=parse_instant(end) if end else None,
+        summary=summary,
+        location=location,
+        stamp=stamp,
+        status="CANCELLED" if method == "CANCEL" else "CONFIRMED",
+    )
     event["organizer"] = vCalAddress(f"mailto:{organizer}")
     event.add("attendee", vCalAddress(f"mailto:{attendee}"), parameters={"ROLE": "REQ-PARTICIPANT"})
-    event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
     calendar.add_component(event)
     return bytes(calendar.to_ical())

@@ -136,6 +136,9 @@ class Operation:
 
     definition: dict[str, Any]
     handler: OperationHandler
+    # A public system operation runs as this caller (an `auth.policy.TokenContext`) whoever
+    # calls it, with or without a token; None for every other operation.
+    public: Any = None
 
     def invocations(self) -> list[OperationKey]:
         name = self.definition["code"]
@@ -166,6 +169,13 @@ class Services:
             if key in operation.invocations():
                 return operation
         return None
+
+    def public_caller(self, path: list[str]) -> Any:
+        """The caller a public system operation named by `path` runs as, else None."""
+        if len(path) != 1 or not path[0].startswith("$"):
+            return None
+        operation = self.operation(OperationKey(path[0][1:]))
+        return operation.public if operation is not None else None
 
     @property
     def base_url(self) -> str:
