@@ -60,14 +60,15 @@ def test_the_account_page_links_to_the_auth_servers_pages(browser: TestClient) -
     page = browser.get(f"{PORTAL}/account")
     assert page.status_code == 200
     for target in ("/auth/password-reset", "/auth/manage", "/auth/two-step"):
-        assert f'href="http://testserver{target}"' in page.text
+        assert f'href="http://testserver{target}?ui_locales=en"' in page.text
 
 
 def test_register_then_sign_in_to_the_portal(browser: TestClient) -> None:
     start = browser.get(f"{PORTAL}/")
     assert 'href="/portal/register"' in start.text
     handed = browser.get(f"{PORTAL}/register", follow_redirects=False)
-    assert handed.status_code == 303 and handed.headers["location"] == f"{AUTH}/register"
+    assert handed.status_code == 303
+    assert handed.headers["location"] == f"{AUTH}/register?ui_locales=en"
     form = {
         "given": "Nora",
         "family": "Newcomer",
@@ -87,7 +88,7 @@ def test_forgotten_password_then_sign_in(
 ) -> None:
     add_patient_login(browser, "forgot")
     handed = browser.get(f"{PORTAL}/forgot-password", follow_redirects=False)
-    assert handed.headers["location"] == f"{AUTH}/password-reset"
+    assert handed.headers["location"] == f"{AUTH}/password-reset?ui_locales=en"
     browser.post(handed.headers["location"], data={"email": "forgot@example.org"})
     (mail,) = inbox[0].to("forgot@example.org")
     link = re.search(r"token=(\S+)", mail.get_content())
@@ -146,6 +147,9 @@ def test_turn_on_two_step_sign_in(app: TestClient, browser: TestClient) -> None:
         f"{AUTH}/authorize", data=base | {"password": PASSWORD, "totp": pyotp.TOTP(secret).now()}
     )
     assert 'value="allow"' in with_code.text
+    french = browser.get(f"{AUTH}/two-step", params={"ui_locales": "fr"})
+    assert '<html lang="fr">' in french.text
+    assert "Activer la connexion en deux étapes" in french.text
     events = [e["subtype"][0]["code"] for e in audit_events(app)]
     assert "second-factor-on" in events
 
