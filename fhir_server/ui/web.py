@@ -300,6 +300,9 @@ async def _sign_in_needed(request: Request, error: Exception) -> Response:
 
 async def _csrf_refused(request: Request, _error: Exception) -> Response:
     page = await _page_for(request)
+    if page.session is None and request.url.path == f"{PREFIX}/sign-out":
+        # Signing out of a session that already ended (an old tab): nothing to protect.
+        return page.redirect(page.url("/signed-out"))
     return page.render(
         "error.html",
         title=page._("This form has expired"),

@@ -155,6 +155,14 @@ def test_a_form_without_the_csrf_token_gets_a_403_page(browser: TestClient) -> N
     assert not _signed_in(browser)
 
 
+def test_signing_out_of_an_ended_session_just_says_so(browser: TestClient) -> None:
+    sign_in(browser, "pat")
+    csrf = portal_csrf(browser.get(f"{PORTAL}/").text)
+    browser.cookies.clear()  # the session ended meanwhile (an old tab)
+    out = browser.post(f"{PORTAL}/sign-out", data={"csrf": csrf}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/portal/signed-out"
+
+
 def test_sign_out_revokes_the_tokens(app: TestClient, browser: TestClient) -> None:
     sign_in(browser, "pat")
     sessions = portal_sessions(app)
