@@ -93,9 +93,10 @@ class CsrfRefused(Exception):
 
 def safe_next(value: str | None) -> str:
     """A return address after sign-in: only a path inside the portal (no open redirect)."""
-    if value and value.startswith(PREFIX) and "\\" not in value:
+    if value and "\\" not in value:
         parts = urlsplit(value)
-        if not parts.scheme and not parts.netloc and parts.path.startswith(PREFIX):
+        inside = parts.path == PREFIX or parts.path.startswith(f"{PREFIX}/")
+        if not parts.scheme and not parts.netloc and inside:
             return value
     return f"{PREFIX}/"
 

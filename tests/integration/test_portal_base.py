@@ -187,7 +187,13 @@ def test_a_signed_out_visitor_is_sent_to_sign_in_and_back(browser: TestClient) -
 
 
 def test_next_never_leaves_the_portal(browser: TestClient) -> None:
-    for target in ("https://evil.example/", "//evil.example/portal", "/fhir/Patient", "/portal\\x"):
+    for target in (
+        "https://evil.example/",
+        "//evil.example/portal",
+        "/fhir/Patient",
+        "/portal\\x",
+        "/portalx",
+    ):
         callback = authorize_and_consent(browser, start_sign_in(browser, target), "pat")
         done = browser.get(callback, follow_redirects=False)
         assert done.headers["location"] == "/portal/", target
@@ -305,3 +311,16 @@ def test_an_expiring_access_token_is_refreshed_on_the_server(
         ended = client.get(f"{PORTAL}/", follow_redirects=False)
         assert ended.status_code == 303 and ended.headers["location"].startswith("/portal/")
         assert call(client, sessions.load, client.cookies[COOKIE]) is None
+
+
+def test_without_redis_the_portal_says_it_is_unavailable(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    closed = "redis://127.0.0.1:9/0"  # the discard port: nothing answers
+    for client in portal_app(settings_factory, redis_url=closed):
+        assert client.get(f"{PORTAL}/").status_code == 200  # no session asked for: none needed
+        down = client.get(f"{PORTAL}/sign-in", follow_redirects=False)
+        assert down.status_code == 503 and "not available" in down.text
+        assert down.headers["content-type"].startswith("text/html")
+        client.cookies.set(COOKIE, "x" * 43)
+        assert client.get(f"{PORTAL}/account").status_code == 503
