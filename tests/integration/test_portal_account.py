@@ -67,9 +67,8 @@ def test_register_then_sign_in_to_the_portal(browser: TestClient) -> None:
     start = browser.get(f"{PORTAL}/")
     assert 'href="/portal/register"' in start.text
     handed = browser.get(f"{PORTAL}/register", follow_redirects=False)
-    assert (
-        handed.status_code == 303 and handed.headers["location"] == f"{AUTH}/register?ui_locales=en"
-    )
+    assert handed.status_code == 303
+    assert handed.headers["location"] == f"{AUTH}/register?ui_locales=en"
     form = {
         "given": "Nora",
         "family": "Newcomer",
@@ -148,6 +147,9 @@ def test_turn_on_two_step_sign_in(app: TestClient, browser: TestClient) -> None:
         f"{AUTH}/authorize", data=base | {"password": PASSWORD, "totp": pyotp.TOTP(secret).now()}
     )
     assert 'value="allow"' in with_code.text
+    french = browser.get(f"{AUTH}/two-step", params={"ui_locales": "fr"})
+    assert '<html lang="fr">' in french.text
+    assert "Activer la connexion en deux étapes" in french.text
     events = [e["subtype"][0]["code"] for e in audit_events(app)]
     assert "second-factor-on" in events
 
