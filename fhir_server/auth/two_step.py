@@ -24,6 +24,7 @@ from fhir_server.auth.web import (
     components_of,
     form_forged,
     form_page,
+    here,
     make_ticket,
     page,
     read_ticket,
@@ -52,7 +53,7 @@ def _qr_svg(uri: str) -> str:
 def _form(request: Request, status: int = 200, **values: Any) -> Response:
     values.setdefault("error", None)
     values.setdefault("secret", None)
-    return form_page(request, "two_step.html", status, title=TITLE, action=PATH, **values)
+    return form_page(request, "two_step.html", status, title=TITLE, action=here(request), **values)
 
 
 def _setup_page(request: Request, username: str, secret: str, error: str | None = None) -> Response:

@@ -1,12 +1,12 @@
 """Browser tests: the whole app served live, driven in Debian's Chromium by Playwright.
 
 - `live`: one uvicorn server of the full app (authorization on, the demo
-  clinic loaded) on a free loopback port, in a thread, for the session; beside
+  clinic loaded) on a free loopback port, in a thread, for the browser tests; beside
   it a real Celery worker, an SMTP server and one local HTTP stand-in that
   plays the web push service (tests/integration/notify_support.py), so a push
   the server sends can be captured and handed to the browser.
 - `browser`: one Chromium (`/usr/bin/chromium`, which `make test` installs with
-  apt-get) per session; `page`: a fresh context and page per test (1280 px
+  apt-get) for the browser tests; `page`: a fresh context and page per test (1280 px
   wide, English).
 - `axe(page)`: axe-core (bundled in axe-playwright-python, nothing fetched)
   with the WCAG 2.0/2.1/2.2 A and AA tags; zero violations or the test fails
@@ -95,7 +95,9 @@ async def _load_demo(settings: Settings) -> DemoAccess:
     return result.access
 
 
-@pytest.fixture(scope="session")
+# Package scope: the server, its worker and the browser end with the browser tests, and
+# Playwright's event loop leaves the main thread before the tests that run their own.
+@pytest.fixture(scope="package")
 def live(settings_factory: Callable[..., Settings]) -> Iterator[Live]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -137,7 +139,7 @@ def live(settings_factory: Callable[..., Settings]) -> Iterator[Live]:
         controller.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     assert Path(CHROMIUM).exists(), "Debian chromium is missing: `make test` installs it"
     with sync_playwright() as playwright:

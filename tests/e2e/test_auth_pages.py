@@ -227,3 +227,20 @@ def test_pages_in_french_with_their_errors_are_axe_clean_and_fit(page: Page, liv
     page.goto(f"{live.url}/auth/manage?ui_locales=fr")
     axe(page)
     zoomed(page)
+
+
+def test_two_step_sign_in_pages_fit_and_are_axe_clean(page: Page, live: Live) -> None:
+    for lang in ("en", "fr"):
+        opened(page, f"{live.url}/auth/two-step?ui_locales={lang}", f"auth-two-step-{lang}")
+        page.locator("#username").fill(live.access.practitioner_login)
+        page.locator("#password").fill(live.access.password)
+        page.locator("button[type=submit]").click()
+        expect(page.locator("figure svg")).to_be_visible()  # the QR code, inline (no style)
+        axe(page)
+        screenshots(page, f"auth-two-step-key-{lang}")
+        page.locator("#code").fill("000000")
+        page.locator("button[type=submit]").click()
+        expect(page.locator("#code")).to_have_attribute("aria-invalid", "true")
+        expect(page.locator("html")).to_have_attribute("lang", lang)
+        axe(page)
+        styled(page)

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.settings import Settings
-from tests.integration.auth_helpers import PASSWORD, audit_events, csrf_of
+from tests.integration.auth_helpers import PASSWORD, audit_events, csrf_of, post_form
 from tests.integration.notify_support import SmtpHandler, start_smtp
 from tests.integration.portal_support import (
     PORTAL,
@@ -60,7 +60,7 @@ def test_the_account_page_links_to_the_auth_servers_pages(browser: TestClient) -
     page = browser.get(f"{PORTAL}/account")
     assert page.status_code == 200
     for target in ("/auth/password-reset", "/auth/manage", "/auth/two-step"):
-        assert f'href="http://testserver{target}?ui_locales=en"' in page.text
+        assert f'href="http://testserver{target}?ui_locales=en"' in page.text  # its language
 
 
 def test_register_then_sign_in_to_the_portal(browser: TestClient) -> None:
@@ -77,7 +77,7 @@ def test_register_then_sign_in_to_the_portal(browser: TestClient) -> None:
         "username": "nora",
         "password": PASSWORD,
     }
-    registered = browser.post(f"{AUTH}/register", data=form)
+    registered = post_form(browser, handed.headers["location"], form)
     assert registered.status_code == 200
     assert 'href="http://testserver/portal/"' in registered.text  # the way back
     assert "My appointments" in _home_after_sign_in(browser, "nora")
@@ -89,13 +89,15 @@ def test_forgotten_password_then_sign_in(
     add_patient_login(browser, "forgot")
     handed = browser.get(f"{PORTAL}/forgot-password", follow_redirects=False)
     assert handed.headers["location"] == f"{AUTH}/password-reset?ui_locales=en"
-    browser.post(handed.headers["location"], data={"email": "forgot@example.org"})
+    post_form(browser, handed.headers["location"], {"email": "forgot@example.org"})
     (mail,) = inbox[0].to("forgot@example.org")
     link = re.search(r"token=(\S+)", mail.get_content())
     assert link
     new_password = "lighthouse-keeper-rests-77"
-    changed = browser.post(
-        f"{AUTH}/password-reset/confirm", data={"token": link.group(1), "password": new_password}
+    changed = post_form(
+        browser,
+        f"{AUTH}/password-reset/confirm?token={link.group(1)}",
+        {"token": link.group(1), "password": new_password},
     )
     assert changed.status_code == 200 and 'href="http://testserver/portal/"' in changed.text
     login = browser.get(start_sign_in(browser))
