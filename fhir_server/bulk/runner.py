@@ -122,7 +122,7 @@ class _Work:
         lines: list[str] = []
         last: str | None = None
         until = self.job["transaction_time"]
-        cursor: Any = self.exports.rows_after(rtype, filters, self.position["after"])
+        cursor = self.exports.rows_after(rtype, filters, self.position["after"])
         try:
             async for row in cursor:
                 if last is None:  # the query has started: the slice's time counts from here
