@@ -3,12 +3,14 @@
 One app with SMART on and the demo clinic (four weeks of Slots), in process
 (ASGI on one event loop, as one uvicorn worker serves it), on the embedded
 store and Redis. Eight patients each sign in through the portal (the whole
-code + PKCE round), then all eight open the main pages over and over at the
-same time. Printed per page: p50 and p95 of the time from request to answer
-(the server's time: no socket, no browser), and the FHIR calls the page made
-(its `X-Portal-Fhir-Calls` header, the `PortalApi` counter). Target: every p95
-under 100 ms. A page that is not there yet (its part of the portal is not
-merged) is listed as such.
+code + PKCE round), then all eight open each main page over and over at the
+same time: home, account, the booking steps (service, clinician, a week of
+days, a day's times, check your answers on a time held for each), preferences,
+then each books their time and opens their appointments. Printed per page: p50
+and p95 of the time from request to answer (the server's time: no socket, no
+browser), the FHIR calls the page made (its `X-Portal-Fhir-Calls` header, the
+`PortalApi` counter), and the CPU time per page of the app, the store and
+Redis. Target: every p95 under 100 ms.
 
 Run: `.venv/bin/python -m benchmarks.bench_portal [rounds]` (default 30 rounds per patient).
 """
@@ -23,12 +25,15 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from benchmarks.bench_core import _cpu_seconds
+from benchmarks.http_load import CpuProbe
 from fhir_server.app import create_app
 from fhir_server.auth.users import Accounts
 from fhir_server.demo import prepare_demo
@@ -42,14 +47,11 @@ os.environ.setdefault("AUTHLIB_INSECURE_TRANSPORT", "1")
 ROOT = "http://bench"
 PATIENTS = 8
 PASSWORD = "bench-portal-passphrase-1"
-PAGES = [
-    "/portal/",
-    "/portal/account",
-    "/portal/book",
-    "/portal/appointments",
-    "/portal/preferences",
-]
+SERVICE = "demo-service-nyc-primary-care"
+BOOKING = f"service={SERVICE}&clinician=any"
 _HIDDEN = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)"')
+_SLOT = re.compile(r'name="slot" value="([^"]+)"')
+Paths = Callable[[int], str]  # the page's address for patient n
 
 
 def _hidden(html: str) -> dict[str, str]:
@@ -83,19 +85,72 @@ async def _patients(app: Any, settings: Settings) -> list[str]:
     return names
 
 
-async def _browse(http: httpx.AsyncClient, page: str, rounds: int, times: list[float]) -> None:
-    for _ in range(rounds):
-        began = time.perf_counter()
-        answer = await http.get(page)
-        times.append(time.perf_counter() - began)
-        assert answer.status_code == 200, (page, answer.status_code)
+async def _free_day(http: httpx.AsyncClient) -> tuple[str, list[str]]:
+    """The first day from tomorrow with a free time for every patient, and those times."""
+    for ahead in range(1, 15):
+        day = (date.today() + timedelta(days=ahead)).isoformat()
+        page = await http.get(f"/portal/book/time?{BOOKING}&day={day}")
+        slots = _SLOT.findall(page.text)
+        if len(slots) >= PATIENTS:
+            return day, slots
+    raise SystemExit("bench_portal: no day in the next two weeks has enough free times")
 
 
 def _ms(samples: list[float], q: float) -> float:
     return statistics.quantiles(samples, n=100)[round(q * 100) - 1] * 1000
 
 
-async def _run(settings: Settings, rounds: int) -> None:
+class Phases:
+    """Each page in turn, opened by all the patients at once; its figures printed."""
+
+    def __init__(self, clients: list[httpx.AsyncClient], rounds: int, cpu: CpuProbe) -> None:
+        self.clients, self.rounds, self.cpu = clients, rounds, cpu
+
+    async def _browse(self, n: int, path: str, times: list[float], calls: set[str]) -> None:
+        for _ in range(self.rounds):
+            began = time.perf_counter()
+            answer = await self.clients[n].get(path)
+            times.append(time.perf_counter() - began)
+            assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
+            calls.add(answer.headers.get("x-portal-fhir-calls", "-"))
+
+    async def page(self, label: str, paths: Paths) -> None:
+        # The CPU time the app, store and Redis processes spent in the phase, per page
+        # served, is the steadier figure on a shared machine (its load inflates wall time).
+        times: list[float] = []
+        calls: set[str] = set()
+        before = self.cpu()
+        await asyncio.gather(
+            *(self._browse(n, paths(n), times, calls) for n in range(len(self.clients)))
+        )
+        spent = [(b - a) / len(times) * 1000 for a, b in zip(before, self.cpu(), strict=True)]
+        p50, p95 = _ms(times, 0.5), _ms(times, 0.95)
+        verdict = "ok" if p95 < 100 else "OVER 100 ms"
+        print(
+            f"  {label:<24} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
+            f"FHIR calls {'/'.join(sorted(calls)):>3}  CPU ms/page: app {spent[0]:4.1f}, "
+            f"store {spent[1]:4.1f}, redis {spent[2]:4.1f}  ({verdict})"
+        )
+
+
+async def _book(clients: list[httpx.AsyncClient], checks: list[str]) -> list[str]:
+    """Every patient books the time held for them at once; their appointments' pages."""
+
+    async def one(http: httpx.AsyncClient, check: str) -> tuple[float, str]:
+        form = _hidden((await http.get(check)).text)
+        began = time.perf_counter()
+        booked = await http.post("/portal/book/check", data=form)
+        elapsed = time.perf_counter() - began
+        assert booked.status_code == 303, booked.text[:300]
+        return elapsed, booked.headers["location"].split("?")[0]
+
+    done = await asyncio.gather(*(one(h, c) for h, c in zip(clients, checks, strict=True)))
+    worst = max(elapsed for elapsed, _ in done) * 1000
+    print(f"  {'book (POST, once each)':<24} slowest of {len(done)} at once {worst:6.1f} ms")
+    return [where for _, where in done]
+
+
+async def _run(settings: Settings, rounds: int, store_pid: int) -> None:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         names = await _patients(app, settings)
@@ -103,29 +158,29 @@ async def _run(settings: Settings, rounds: int) -> None:
         clients = [httpx.AsyncClient(transport=transport, base_url=ROOT) for _ in names]
         for http, name in zip(clients, names, strict=True):
             await _sign_in(http, name)
-        probe = clients[0]
-        calls: dict[str, str] = {}
-        for page in PAGES:
-            answer = await probe.get(page)
-            if answer.status_code == 200:
-                calls[page] = answer.headers.get("x-portal-fhir-calls", "-")
+        redis_pid = celery_app.embedded_redis_pid(settings.data_dir)
+        assert redis_pid is not None
+        phases = Phases(clients, rounds, _cpu_seconds(os.getpid(), store_pid, redis_pid))
+        day, slots = await _free_day(clients[0])
         print(f"bench_portal: {PATIENTS} signed-in patients at once, {rounds} pages each")
-        for page in PAGES:
-            if page not in calls:
-                print(f"  {page:<22} not there yet")
-                continue
-            # One page at a time, all patients at once: the process CPU time of the phase
-            # divided by the pages served is the steadier figure on a shared machine.
-            times: list[float] = []
-            cpu = time.process_time()
-            await asyncio.gather(*(_browse(http, page, rounds, times) for http in clients))
-            cpu_ms = (time.process_time() - cpu) / len(times) * 1000
-            p50, p95 = _ms(times, 0.5), _ms(times, 0.95)
-            verdict = "ok" if p95 < 100 else "OVER 100 ms"
-            print(
-                f"  {page:<22} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  CPU {cpu_ms:5.1f} ms/page  "
-                f"FHIR calls {calls[page]:>2}  ({verdict})"
-            )
+        for label, path in (
+            ("home", "/portal/"),
+            ("account", "/portal/account"),
+            ("book: service", "/portal/book/service"),
+            ("book: clinician", f"/portal/book/clinician?service={SERVICE}"),
+            ("book: day (a week)", f"/portal/book/day?{BOOKING}"),
+            ("book: time", f"/portal/book/time?{BOOKING}&day={day}"),
+            ("preferences", "/portal/preferences"),
+        ):
+            await phases.page(label, lambda _n, path=path: path)
+        held = [
+            (await http.get(f"/portal/book?slot={slot}")).headers["location"]
+            for http, slot in zip(clients, slots, strict=False)
+        ]
+        await phases.page("book: check answers", lambda n: held[n])
+        booked = await _book(clients, held)
+        await phases.page("my appointments", lambda _n: "/portal/appointments")
+        await phases.page("an appointment", lambda n: booked[n])
         print(f"  load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         for http in clients:
             await http.aclose()
@@ -144,7 +199,7 @@ def main() -> None:
             log_level="WARNING",
             auth_enabled=True,
         )
-        asyncio.run(_run(settings, rounds))
+        asyncio.run(_run(settings, rounds, server.pid))
     finally:
         celery_app.stop_embedded(data)
         embedded.stop(server, data)

@@ -4,6 +4,8 @@
 - `jobs`: the stored job document, its manifest and its progress (pure);
 - `selection`: which stored rows a job exports, per type, as store filters;
 - `runner`: one slice of a job's work, checkpointed, resumable after a crash;
-- `tasks`: the Celery tasks that run slices and resume stalled jobs;
-- `groups`: Groups of a practitioner's or a location's patients (`fhir-server export group`).
+- `queue` and `tasks`: publishing work, and the Celery tasks that run slices and resume
+  stalled jobs;
+- `groups` and `cli`: Groups of a practitioner's or a location's patients
+  (`fhir-server export group`).
 """

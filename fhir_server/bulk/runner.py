@@ -9,10 +9,11 @@ worker rewrites that part from the last position (parts are keyed by number,
 so the rewrite replaces a part written after the last checkpoint). After
 `export_slice` seconds the worker records where it is and gives the job back
 to the queue, so a long export never holds a worker from other tasks. The
-slice's time counts from the first row of the query: the embedded store
-(SQLite underneath) answers a query's first row only after reading every
-row, so each slice pays that once, and with it a slice must be long; a
-MongoDB answers from the `_id` index at once.
+slice's time counts from the first row of the query, and is at least three
+times what the query took to answer: the embedded store (SQLite underneath)
+answers a query's first row only after reading every row, so each slice
+pays that once, and a slice grows with it; a MongoDB answers from the `_id`
+index at once.
 
 Rows changed after the kick-off are left out (`transactionTime`), so a job
 resumed later exports the set it would have exported without a break.
@@ -122,11 +123,12 @@ class _Work:
         lines: list[str] = []
         last: str | None = None
         until = self.job["transaction_time"]
-        cursor: Any = self.exports.rows_after(rtype, filters, self.position["after"])
+        asked = self.runner.clock()
+        cursor = self.exports.rows_after(rtype, filters, self.position["after"])
         try:
             async for row in cursor:
                 if last is None:  # the query has started: the slice's time counts from here
-                    self.deadline = self.runner.clock() + self.runner.settings.export_slice
+                    self.deadline = self._deadline(asked)
                 last = row["_id"]
                 if row["updated"] > until:
                     continue  # changed after the kick-off (same fixed-width UTC form)
@@ -146,6 +148,12 @@ class _Work:
         if lines or last is not None:
             return True if await self._part(rtype, lines, last) else None
         return True
+
+    def _deadline(self, asked: float) -> float:
+        """When the slice ends: `export_slice` seconds from the first row, and at least three
+        times what the query took to answer, so a slow start is at most a quarter of it."""
+        now = self.runner.clock()
+        return now + max(self.runner.settings.export_slice, 3 * (now - asked))
 
     async def _part(self, rtype: str, lines: list[str], last: str | None) -> bool:
         """Store one part and checkpoint after it (nothing to store: only the position)."""

@@ -14,6 +14,7 @@ rule never see a Patient the caller could not read.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from fhir_server.matching.score import Assessment, assess, identifiers, telecom_keys
@@ -33,6 +34,14 @@ class Candidate:
 def _escape(value: str) -> str:
     """A search value with FHIR's special characters escaped (so a comma is not an OR)."""
     return value.translate(_ESCAPED)
+
+
+def _is_day(text: str) -> bool:
+    """A full date (a conditional create's body is matched before it is validated)."""
+    try:
+        return len(text) == 10 and bool(date.fromisoformat(text))
+    except ValueError:
+        return False
 
 
 def _names(patient: dict[str, Any]) -> list[tuple[str, str]]:
@@ -55,7 +64,7 @@ def blocks(patient: dict[str, Any]) -> list[list[tuple[str, str]]]:
         for system, value in sorted(identifiers(patient))
     ]
     born = patient.get("birthDate")
-    if isinstance(born, str) and len(born) == 10:
+    if isinstance(born, str) and _is_day(born):
         queries.append([("birthdate", born)])
     for family, given in _names(patient):
         queries.append([("family", _escape(family)), ("given", _escape(given))])

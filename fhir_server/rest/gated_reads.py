@@ -19,10 +19,15 @@ from fhir_server.rest.services import Services
 
 
 async def read_all(
-    services: Services, caller: Caller, rtype: str, params: list[tuple[str, str]]
+    services: Services,
+    caller: Caller,
+    rtype: str,
+    params: list[tuple[str, str]],
+    count: int | None = None,
 ) -> AsyncIterator[dict[str, Any]]:
-    """Every resource of `rtype` matching `params` that `caller` may read."""
-    paging = [("_count", str(services.settings.max_page_size)), ("_total", "none")]
+    """Every resource of `rtype` matching `params` that `caller` may read (in pages of
+    `count`, the largest page size when None)."""
+    paging = [("_count", str(count or services.settings.max_page_size)), ("_total", "none")]
     cursor: list[tuple[str, str]] = []
     while True:
         req = FhirRequest("GET", [rtype], [*params, *paging, *cursor], auth=caller)

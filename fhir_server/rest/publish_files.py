@@ -12,7 +12,7 @@ ones included (as `busy`), so a slot finder can drop them.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -31,30 +31,58 @@ from fhir_server.rest.operations.bulk_publish import PUBLIC_CALLER, cache_contro
 from fhir_server.rest.services import Services
 
 NDJSON = "application/fhir+ndjson"
+WINDOW = timedelta(days=7)
 
 router = APIRouter()
 
 
 def _public(
-    services: Services, rtype: str, params: list[tuple[str, str]]
+    services: Services, rtype: str, params: list[tuple[str, str]], count: int | None = None
 ) -> AsyncIterator[dict[str, Any]]:
-    return read_all(services, PUBLIC_CALLER, rtype, params)
+    return read_all(services, PUBLIC_CALLER, rtype, params, count)
 
 
-async def _booking_phones(services: Services) -> dict[str, str]:
-    """Schedule reference -> the phone of its (published) Location."""
+async def _schedules(services: Services) -> dict[str, str | None]:
+    """Each published Schedule's reference -> the phone of its (published) Location."""
     phones: dict[str, str] = {}
     async for location in _public(services, "Location", []):
         phone = phone_of(location)
         if phone:
             phones[f"Location/{location['id']}"] = phone
-    out: dict[str, str] = {}
+    out: dict[str, str | None] = {}
     async for schedule in _public(services, "Schedule", []):
-        for actor in schedule.get("actor") or []:
-            phone = phones.get(str(actor.get("reference")))
-            if phone:
-                out.setdefault(f"Schedule/{schedule['id']}", phone)
+        actors = [str(a.get("reference")) for a in schedule.get("actor") or []]
+        out[f"Schedule/{schedule['id']}"] = next((phones[a] for a in actors if a in phones), None)
     return out
+
+
+async def _future_slots(
+    services: Services, schedules: list[str], now: datetime, changed: list[tuple[str, str]]
+) -> AsyncIterator[dict[str, Any]]:
+    """The published Slots starting from now, changed at or after `_since` when given.
+
+    A full poll reads each Schedule's a week at a time, up to its latest: each query
+    is then a short range of the (schedule, start) index, where one cursor over all
+    Slots makes every later page scan from the start again.
+    """
+    future = ("start", f"ge{fhir_instant(now)}")
+    if changed:  # few rows: one query
+        async for slot in _public(services, "Slot", [future, *changed]):
+            yield slot
+        return
+    for schedule in schedules:
+        mine = ("schedule", schedule)
+        last = ""
+        async for slot in _public(services, "Slot", [mine, ("_sort", "-start")], 1):
+            last = str(slot["start"])
+            break  # the latest start is all it takes
+        week = now
+        while fhir_instant(week) <= last:
+            until = ("start", f"lt{fhir_instant(week + WINDOW)}")
+            window = [mine, ("start", f"ge{fhir_instant(week)}"), until, ("_sort", "start")]
+            async for slot in _public(services, "Slot", window):
+                yield slot
+            week += WINDOW
 
 
 async def published_lines(
@@ -66,11 +94,10 @@ async def published_lines(
         async for resource in _public(services, rtype, changed):
             yield dumps(published(resource)) + b"\n"
         return
-    phones = await _booking_phones(services)
+    schedules = await _schedules(services)
     portal = portal_url(services.settings)
-    future = [("start", f"ge{fhir_instant(now)}"), *changed]
-    async for slot in _public(services, "Slot", future):
-        phone = phones.get(str(slot["schedule"].get("reference")))
+    async for slot in _future_slots(services, list(schedules), now, changed):
+        phone = schedules.get(str(slot["schedule"].get("reference")))
         yield dumps(published_slot(slot, portal, phone)) + b"\n"
 
 

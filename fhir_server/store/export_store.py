@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from pymongo import ReturnDocument
+from pymongo.asynchronous.cursor import AsyncCursor
 
 from fhir_server.store.database import Database, collection_name
 
@@ -134,9 +135,10 @@ class ExportStore:
 
     def rows_after(
         self, rtype: str, filters: list[dict[str, Any]], after_id: str | None
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncCursor[dict[str, Any]]:
         """Current rows of a type matching any of `filters`, in `_id` order after
-        `after_id`: a cursor, fetched a batch at a time, never the whole set."""
+        `after_id`: a cursor, fetched a batch at a time, never the whole set (close it
+        when leaving it early)."""
         query: dict[str, Any] = filters[0] if len(filters) == 1 else {"$or": filters}
         if after_id is not None:
             query = {"$and": [query, {"_id": {"$gt": after_id}}]}

@@ -93,9 +93,10 @@ class CsrfRefused(Exception):
 
 def safe_next(value: str | None) -> str:
     """A return address after sign-in: only a path inside the portal (no open redirect)."""
-    if value and value.startswith(PREFIX) and "\\" not in value:
+    if value and "\\" not in value:
         parts = urlsplit(value)
-        if not parts.scheme and not parts.netloc and parts.path.startswith(PREFIX):
+        inside = parts.path == PREFIX or parts.path.startswith(f"{PREFIX}/")
+        if not parts.scheme and not parts.netloc and inside:
             return value
     return f"{PREFIX}/"
 
@@ -300,6 +301,9 @@ async def _sign_in_needed(request: Request, error: Exception) -> Response:
 
 async def _csrf_refused(request: Request, _error: Exception) -> Response:
     page = await _page_for(request)
+    if page.session is None and request.url.path == f"{PREFIX}/sign-out":
+        # Signing out of a session that already ended (an old tab): nothing to protect.
+        return page.redirect(page.url("/signed-out"))
     return page.render(
         "error.html",
         title=page._("This form has expired"),

@@ -10,7 +10,9 @@ database underneath is then handed to recovery, as a restarted server does.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -132,6 +134,19 @@ class _Db:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
+
+
+def sweep(one: Callable[[int, bool], Awaitable[bool]]) -> None:
+    """Run `one(at, after)`, the scenario killed at its command `at` (before the store ran
+    it, and after), at each command in turn until a run reaches its end unkilled."""
+
+    async def run() -> None:
+        at = 1
+        while await one(at, False) | await one(at, True):
+            at += 1
+        assert at > 5  # the scenario did reach the store
+
+    asyncio.run(run())
 
 
 def crashing(store: ResourceStore, fuse: Fuse) -> ResourceStore:

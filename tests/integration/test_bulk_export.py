@@ -290,3 +290,16 @@ def test_a_backend_token_creates_a_group_through_the_api(rig: Rig) -> None:
         f"{BASE}/Group/{created.json()['id']}/$export"
     )
     assert _ids(files, "Patient") == ["p3"] and _ids(files, "Appointment") == ["a-p3"]
+
+
+def test_the_capability_statement_lists_the_three_operations(bulk: BulkClient, rig: Rig) -> None:
+    rest = rig.client.get(f"{BASE}/metadata").json()["rest"][0]
+    canonical = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition"
+    assert {"name": "export", "definition": f"{canonical}/export"} in rest["operation"]
+    by_type = {r["type"]: r.get("operation", []) for r in rest["resource"]}
+    assert {"name": "export", "definition": f"{canonical}/patient-export"} in by_type["Patient"]
+    assert {"name": "export", "definition": f"{canonical}/group-export"} in by_type["Group"]
+    for name in ("export", "patient-export", "group-export"):
+        definition = rig.client.get(f"{BASE}/OperationDefinition/{name}", headers=bulk.headers)
+        definition = definition.json()
+        assert definition["url"] == f"{canonical}/{name}" and definition["code"] == "export"

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
+from fhir_server.app import create_app
 from fhir_server.publishing.public import PUBLIC_TAG
 from fhir_server.publishing.shape import (
     BOOKING_DEEP_LINK,
@@ -43,11 +44,12 @@ def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
 
 def anonymous(client: TestClient, url: str) -> Any:
     """A GET with no Authorization header, as a slot finder sends it."""
-    token = client.headers.pop("Authorization")
+    token = client.headers.pop("Authorization", None)
     try:
         return client.get(url)
     finally:
-        client.headers["Authorization"] = token
+        if token is not None:
+            client.headers["Authorization"] = token
 
 
 def site(client: TestClient, name: str, public: bool) -> dict[str, str]:
@@ -200,3 +202,18 @@ def test_a_token_changes_nothing_and_bad_input_is_an_operation_outcome(
     statement = anonymous(client, f"{BASE}/metadata").json()
     names = [o["name"] for o in statement["rest"][0].get("operation", [])]
     assert "bulk-publish" in names
+
+
+def test_with_auth_off_the_files_still_hold_only_what_is_public(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """No gate runs when auth is off (local development); the public caller's read limits
+    still narrow every query, so nothing unpublished leaves."""
+    with TestClient(create_app(settings_factory(publish_max_age=120))) as open_client:
+        public, private = site(open_client, "Open", True), site(open_client, "Closed", False)
+        shown = make_slot(open_client, public["schedule"], hours_from_now(30))
+        hidden = make_slot(open_client, private["schedule"], hours_from_now(30))
+        _, files = poll(open_client)
+    assert ids(files["Slot"]) == {shown["id"]} and hidden["id"] not in json.dumps(files)
+    assert ids(files["Location"]) == {public["location"]}
+    assert ids(files["Schedule"]) == {public["schedule"]}

@@ -114,3 +114,24 @@ def test_a_transaction_s_conditional_create_resolves_to_the_certain_match(
     (entry,) = response.json()["entry"]
     assert entry["response"]["status"].startswith("200")
     assert patient_ids(client) == [existing]
+
+
+def test_an_invalid_patient_in_a_transaction_is_still_refused_as_invalid(
+    client: TestClient,
+) -> None:
+    stored(client)
+    before = store_state(client)
+    invalid = {**FROM_EHR, "birthDate": "1988-13-45"}
+    transaction = {
+        "resourceType": "Bundle",
+        "type": "transaction",
+        "entry": [
+            {
+                "resource": invalid,
+                "request": {"method": "POST", "url": "Patient", "ifNoneExist": "identifier=x|y"},
+            }
+        ],
+    }
+    response = client.post("/fhir", json=transaction, headers=JSON_HEADERS)
+    assert response.status_code == 422, response.text
+    assert store_state(client) == before

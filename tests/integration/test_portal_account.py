@@ -149,6 +149,9 @@ def test_turn_on_two_step_sign_in(app: TestClient, browser: TestClient) -> None:
         f"{AUTH}/authorize", data=base | {"password": PASSWORD, "totp": pyotp.TOTP(secret).now()}
     )
     assert 'value="allow"' in with_code.text
+    french = browser.get(f"{AUTH}/two-step", params={"ui_locales": "fr"})
+    assert '<html lang="fr">' in french.text
+    assert "Activer la connexion en deux étapes" in french.text
     events = [e["subtype"][0]["code"] for e in audit_events(app)]
     assert "second-factor-on" in events
 

@@ -155,6 +155,14 @@ def test_a_form_without_the_csrf_token_gets_a_403_page(browser: TestClient) -> N
     assert not _signed_in(browser)
 
 
+def test_signing_out_of_an_ended_session_just_says_so(browser: TestClient) -> None:
+    sign_in(browser, "pat")
+    csrf = portal_csrf(browser.get(f"{PORTAL}/").text)
+    browser.cookies.clear()  # the session ended meanwhile (an old tab)
+    out = browser.post(f"{PORTAL}/sign-out", data={"csrf": csrf}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/portal/signed-out"
+
+
 def test_sign_out_revokes_the_tokens(app: TestClient, browser: TestClient) -> None:
     sign_in(browser, "pat")
     sessions = portal_sessions(app)
@@ -179,7 +187,13 @@ def test_a_signed_out_visitor_is_sent_to_sign_in_and_back(browser: TestClient) -
 
 
 def test_next_never_leaves_the_portal(browser: TestClient) -> None:
-    for target in ("https://evil.example/", "//evil.example/portal", "/fhir/Patient", "/portal\\x"):
+    for target in (
+        "https://evil.example/",
+        "//evil.example/portal",
+        "/fhir/Patient",
+        "/portal\\x",
+        "/portalx",
+    ):
         callback = authorize_and_consent(browser, start_sign_in(browser, target), "pat")
         done = browser.get(callback, follow_redirects=False)
         assert done.headers["location"] == "/portal/", target
@@ -276,3 +290,37 @@ def test_a_token_revoked_elsewhere_ends_the_session(app: TestClient, browser: Te
     assert call(app, portal_sessions(app).load, browser.cookies[COOKIE]) is None
     again = browser.get(sent.headers["location"], follow_redirects=False)
     assert again.headers["location"].startswith("http://testserver/auth/authorize?")
+
+
+def test_an_expiring_access_token_is_refreshed_on_the_server(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """With access tokens shorter than the refresh margin, every page refreshes first."""
+    for client in portal_app(settings_factory, access_token_lifetime=30):
+        add_patient_login(client, "brief")
+        sign_in(client, "brief")
+        sessions = portal_sessions(client)
+        first = call(client, sessions.load, client.cookies[COOKIE]).tokens
+        home = client.get(f"{PORTAL}/")
+        assert home.status_code == 200 and "Test Portal" in home.text
+        second = call(client, sessions.load, client.cookies[COOKIE]).tokens
+        assert second.access_token != first.access_token
+        assert second.refresh_token and second.refresh_token != first.refresh_token  # rotated
+        assert second.patient == first.patient
+        call(client, components(client).store.revoke_user_tokens, "brief")
+        ended = client.get(f"{PORTAL}/", follow_redirects=False)
+        assert ended.status_code == 303 and ended.headers["location"].startswith("/portal/")
+        assert call(client, sessions.load, client.cookies[COOKIE]) is None
+
+
+def test_without_redis_the_portal_says_it_is_unavailable(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    closed = "redis://127.0.0.1:9/0"  # the discard port: nothing answers
+    for client in portal_app(settings_factory, redis_url=closed):
+        assert client.get(f"{PORTAL}/").status_code == 200  # no session asked for: none needed
+        down = client.get(f"{PORTAL}/sign-in", follow_redirects=False)
+        assert down.status_code == 503 and "not available" in down.text
+        assert down.headers["content-type"].startswith("text/html")
+        client.cookies.set(COOKIE, "x" * 43)
+        assert client.get(f"{PORTAL}/account").status_code == 503

@@ -121,6 +121,12 @@ def test_a_whole_booking_names_the_zone_and_ends_on_a_bookmarkable_page(
     assert f'type="radio" id="slot-0" name="slot" value="{slot}"' in time_page.text
     assert f"{start.astimezone(ZoneInfo('Europe/London')):%H:%M} (Europe/London)" in text(time_page)
 
+    week = app.get(
+        f"{PORTAL}/book/day",
+        params={"service": site.service, "clinician": "any", "week": day.isoformat()},
+    )
+    assert f'name="day" value="{day.isoformat()}"' in week.text
+    assert " checked" not in week.text  # moving between weeks chooses nothing
     check_url = choose_time(app, site, site.schedules["Okafor"], slot, day.isoformat())
     check = app.get(check_url)
     assert check.status_code == 200

@@ -12,11 +12,12 @@ from fastapi.testclient import TestClient
 
 from fhir_server.settings import Settings
 from tests.integration.auth_helpers import BASE, auth_app, bearer, mint
-from tests.integration.scheduling_setup import hours_from_now
+from tests.integration.scheduling_setup import hours_from_now, post
 from tests.integration.visits_support import (
     billed_clinic,
     booked,
     charges_of,
+    search,
     set_status,
     visit_of,
 )
@@ -80,3 +81,39 @@ def test_each_token_sees_only_the_visits_it_may(client: TestClient) -> None:
     both = sorted([alice["charge"]["id"], bob["charge"]["id"]])
     patients = f"{alice['patient']},{bob['patient']}"
     assert _ids(client, f"ChargeItem?patient={patients}", as_desk) == both
+
+
+def test_a_failed_transaction_bundle_records_no_visit(client: TestClient) -> None:
+    """The Encounter and charge share the unit of work of the Appointment's change: a
+    transaction whose other entry fails leaves neither, and the same one retried bills once.
+    (Here, where the front desk's role reaches each entry through the token.)"""
+    appt = booked(client, billed_clinic(client), hours_from_now(11))
+    doctor = post(client, {"resourceType": "Practitioner", "name": [{"family": "Other"}]})
+    fulfilled = {k: v for k, v in appt.items() if k != "meta"} | {"status": "fulfilled"}
+
+    def transaction(doctor_version: str) -> Any:
+        entries = [
+            {
+                "resource": fulfilled,
+                "request": {"method": "PUT", "url": f"Appointment/{appt['id']}"},
+            },
+            {
+                "resource": {**doctor, "active": True},
+                "request": {
+                    "method": "PUT",
+                    "url": f"Practitioner/{doctor['id']}",
+                    "ifMatch": f'W/"{doctor_version}"',
+                },
+            },
+        ]
+        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
+        return client.post(BASE, json=bundle, headers={"Content-Type": "application/fhir+json"})
+
+    refused = transaction("7")
+    assert refused.status_code == 412, refused.text
+    assert client.get(f"{BASE}/Appointment/{appt['id']}").json()["status"] == "booked"
+    assert search(client, f"Encounter?appointment=Appointment/{appt['id']}") == []
+    for doctor_version in ("1", "2"):  # the same transaction again: no second bill
+        assert transaction(doctor_version).status_code == 200
+    assert visit_of(client, appt["id"])["status"] == "finished"
+    assert [c["meta"]["versionId"] for c in charges_of(client, appt["id"]).values()] == ["1"]

@@ -4,7 +4,6 @@ and retrying the request then bills exactly once."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,15 @@ from fhir_server.store.resources import ResourceStore
 from fhir_server.visits import billing, recorder
 from fhir_server.visits.records import charge_id, encounter_id
 from tests.conftest import BASE
-from tests.integration.crash_support import Clinic, Crash, Fuse, crashing, seed, violations
+from tests.integration.crash_support import (
+    Clinic,
+    Crash,
+    Fuse,
+    crashing,
+    seed,
+    sweep,
+    violations,
+)
 
 CODE = {"coding": [{"system": "http://www.ama-assn.org/go/cpt", "code": "99213"}]}
 
@@ -130,11 +137,5 @@ def test_an_outcome_killed_at_any_command_bills_once_after_recovery_and_retry(
             await store.database.client.drop_database(store.database.db.name)
             await store.database.close()
 
-    async def sweep() -> None:
-        at = 1
-        while await one(at, False) | await one(at, True):
-            at += 1
-        assert at > 5  # the outcome did reach the store
-
-    asyncio.run(sweep())
+    sweep(one)
     assert outcomes == {DONE, NOT_DONE}  # both recovery paths were taken: forward and back

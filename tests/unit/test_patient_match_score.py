@@ -172,3 +172,8 @@ def test_ranked_keeps_each_match_once_best_first_and_drops_the_rest() -> None:
     assert [c.resource["id"] for c in found] == ["a", "b"]
     assert [c.assessment.grade for c in found] == ["probable", "possible"]
     assert certain(found) == []
+
+
+def test_blocks_skip_what_is_no_search_value() -> None:
+    junk = {"birthDate": "1980-13-45", "name": [{"family": "Solo"}], "identifier": [{"value": "x"}]}
+    assert blocks(junk) == []

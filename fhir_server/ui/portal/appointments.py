@@ -104,14 +104,23 @@ def _refused(page: SignedInPage, view: pages.AppointmentView, status: int = 200)
     )
 
 
-@router.get("/appointments/{appointment_id}/reschedule")
-async def reschedule(page: SignedIn, appointment_id: str) -> Response:
-    """Choose a new time for the same service and clinician (the day page onwards)."""
+async def _changeable(
+    page: SignedInPage, appointment_id: str, refused: int = 200
+) -> pages.AppointmentView | Response:
+    """The patient's appointment if it may still be changed online, else the page saying why
+    (`refused`: its status when the cut-off has passed; 409 for a form that tried)."""
     view = await _mine(page, appointment_id)
     if view is None or view.status not in CHANGEABLE:
         return _not_found(page)
-    if _too_late(view):
-        return _refused(page, view)
+    return _refused(page, view, refused) if _too_late(view) else view
+
+
+@router.get("/appointments/{appointment_id}/reschedule")
+async def reschedule(page: SignedIn, appointment_id: str) -> Response:
+    """Choose a new time for the same service and clinician (the day page onwards)."""
+    view = await _changeable(page, appointment_id)
+    if isinstance(view, Response):
+        return view
     query = {
         "service": view.service_id or "",
         "clinician": view.schedule_id or pages.ANYONE,
@@ -136,27 +145,21 @@ def _cancel_page(
 
 @router.get("/appointments/{appointment_id}/cancel")
 async def cancel_page(page: SignedIn, appointment_id: str) -> Response:
-    view = await _mine(page, appointment_id)
-    if view is None or view.status not in CHANGEABLE:
-        return _not_found(page)
-    if _too_late(view):
-        return _refused(page, view)
-    return _cancel_page(page, view, "", [])
+    view = await _changeable(page, appointment_id)
+    return view if isinstance(view, Response) else _cancel_page(page, view, "", [])
 
 
 @router.post("/appointments/{appointment_id}/cancel")
 async def cancel(page: SignedIn, appointment_id: str, form: CheckedForm) -> Response:
-    view = await _mine(page, appointment_id)
-    if view is None or view.status not in CHANGEABLE:
-        return _not_found(page)
+    view = await _changeable(page, appointment_id, refused=409)
+    if isinstance(view, Response):
+        return view
     reason = str(form.get("reason") or "")
     if len(reason) > REASON_LIMIT:
         message = page._("The reason must be %(limit)s characters or fewer") % {
             "limit": REASON_LIMIT
         }
         return _cancel_page(page, view, reason, [FieldError(message, "reason")])
-    if _too_late(view):
-        return _refused(page, view, 409)
     try:
         await pages.cancel(page.api, view, reason)
     except PortalApiError as error:

@@ -182,10 +182,13 @@ async def _week_page(
     flow: Flow,
     place: pages.Clinic,
     errors: list[FieldError] | None = None,
+    week: str = "",
 ) -> Response:
     now = pages.utc_now()
     today = now.astimezone(place.zone).date()
-    around = max(parse_day(flow.day) or today, today)
+    # The week shown: `week` (the week links, a form sent back) or the day chosen before.
+    week = str(page.request.query_params.get("week") or week)
+    around = max(parse_day(week) or parse_day(flow.day) or today, today)
     view = await pages.week(page.api, place, flow.clinician, around, now)
     monday = view.days[0][0]
     return page.render(
@@ -247,7 +250,7 @@ async def day_chosen(page: SignedIn, form: CheckedForm) -> Response:
         return _not_found(page)
     if parse_day(flow.day) is None:
         errors = [FieldError(page._("Choose a day"), "day-0")]
-        return await _week_page(page, replace(flow, day=str(form.get("week") or "")), place, errors)
+        return await _week_page(page, flow, place, errors, str(form.get("week") or ""))
     return page.redirect(page.url("/book/time", **flow.query()))
 
 
