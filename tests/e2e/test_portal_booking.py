@@ -24,6 +24,12 @@ def look(page: Page, name: str) -> None:
     screenshots(page, name)
 
 
+def at(page: Page, step: str) -> None:
+    """On booking step `step` (its URL), which is axe-clean and fits (screenshots)."""
+    expect(page).to_have_url(re.compile(rf"/portal/book/{step}"))
+    look(page, f"book-{step}")
+
+
 def choose_first(page: Page) -> None:
     """Keyboard only: Tab into the page's radios, arrow to the first, Tab to the button,
     Enter."""
@@ -73,25 +79,19 @@ def test_book_reschedule_and_cancel_with_the_keyboard_alone(page: Page, live: Li
     page.goto(f"{live.url}/portal/")
     tab_to(page, "main a[href$='/book']")
     go(page)
-    expect(page).to_have_url(re.compile(r"/portal/book/service"))
-    look(page, "book-service")
+    at(page, "service")
     error_state(page, "book-service")
     choose_first(page)
-    expect(page).to_have_url(re.compile(r"/portal/book/clinician"))
-    look(page, "book-clinician")
+    at(page, "clinician")
     choose_first(page)  # anyone available
-    expect(page).to_have_url(re.compile(r"/portal/book/day"))
     to_a_week_with_free_times(page, "book-day")
-    look(page, "book-day")
+    at(page, "day")
     error_state(page, "book-day")
     choose_first(page)
-    expect(page).to_have_url(re.compile(r"/portal/book/time"))
-    legend = page.locator("main legend").first
-    expect(legend).to_have_text(re.compile(r"^Choose a time on "))
-    look(page, "book-time")
+    expect(page.locator("main legend").first).to_have_text(re.compile(r"^Choose a time on "))
+    at(page, "time")
     choose_first(page)
-    expect(page).to_have_url(re.compile(r"/portal/book/check"))
-    look(page, "book-check")
+    at(page, "check")
     tab_to(page, "main form button[type=submit]")
     go(page)
     expect(page.locator(".panel h1")).to_be_visible()
