@@ -39,16 +39,20 @@ from fhir_server.demo.full import SLOT_WEEKS
 from fhir_server.logs import configure_logging
 from fhir_server.notifications import changes
 from fhir_server.notifications import cli as notifications_cli
+from fhir_server.publishing.cli import calendar_feed_app
 from fhir_server.rest.services import Services
 from fhir_server.scheduling.cli import slots_app
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
 from fhir_server.store.database import connect
+from fhir_server.ui.client import site_root
+from fhir_server.visits import recorder as visits
 from fhir_server.watchdog import Watchdog
 
 T = TypeVar("T")
 
 changes.install()  # every command that books or expires holds announces it
+visits.install()  # and records what a visit's outcome leaves (Encounter, ChargeItems)
 
 app = typer.Typer(
     name="fhir-server",
@@ -180,6 +184,8 @@ def _describe(result: DemoResult, settings: Settings, overridden: bool = False) 
         lines += [
             f"  Logins (password '{access.password}'): {access.patient_login}, "
             f"{access.practitioner_login}, {access.frontdesk_login} (front desk).",
+            f"  Patient portal: {site_root(settings)}/portal/ "
+            f"(sign in as {access.patient_login}, password '{access.password}').",
             f"  SMART app: client_id '{access.client_id}' (public), "
             f"redirect {access.redirect_uris[0]}.",
             f"  Try: TOKEN=$({_base_url_env(settings, overridden)}{_command()} users token "
@@ -285,5 +291,6 @@ app.add_typer(auth_cli.keys_app)
 app.add_typer(slots_app, name="slots")
 app.add_typer(audit_cli.audit_app)
 app.add_typer(export_cli.export_app)
+app.add_typer(calendar_feed_app)
 app.command()(notifications_cli.worker)
 app.command()(notifications_cli.beat)

@@ -185,6 +185,17 @@ class Settings(BaseSettings):
         description="Seconds an API process keeps the Schedules and live Subscriptions a "
         "booking reads (0: read them every time); its own writes of them apply at once.",
     )
+    publish_max_age: int = Field(
+        default=300,
+        ge=0,
+        description="Seconds slot finders may cache the $bulk-publish manifest and files "
+        "(Cache-Control max-age).",
+    )
+    calendar_feed_patient_names: bool = Field(
+        default=False,
+        description="Put patient names in practitioners' calendar feeds (off: the feed says "
+        "only what kind of appointment it is).",
+    )
     subscription_allowed_hosts: list[str] = Field(
         default=[],
         description="Hosts a rest-hook Subscription may call although they resolve to a "

@@ -166,9 +166,8 @@ def _let_through(
         _filter_bundle(limits, interaction, resource, returned)
         return True
     if kind == "Parameters":
-        resource["parameter"] = _kept_parameters(
-            limits, interaction, resource.get("parameter") or [], returned
-        )
+        kept = _kept_parameters(limits, interaction, resource.get("parameter") or [], returned)
+        _put(resource, "parameter", kept)  # R4 JSON has no empty arrays
         return True
     written = interaction.changes and kind == interaction.resource_type
     if not (may_change if written else visible)(limits, resource):

@@ -53,6 +53,9 @@ class TokenContext:
     jti: str | None = None
     role: str | None = None  # the account's role (auth.roles); None for a backend service
     actors: tuple[str, ...] = ()  # a practitioner's own references (auth.role_checks)
+    # System-level operations granted by name to a caller without wildcard scopes: the
+    # anonymous caller of a public operation (`$bulk-publish`, SMART Scheduling Links).
+    operations: frozenset[str] = frozenset()
 
     @cached_property
     def limits(self) -> ReadLimits:
@@ -146,6 +149,8 @@ def _with_scope_filter(scope: ResourceScope, permission: str) -> Decision:
 def _system_level(ctx: TokenContext, req: FhirRequest, kind: str) -> Decision:
     if ctx.patient is not None and not ctx.scopes.matching("*", "s", ("user", "system")):
         return _deny(403, "A patient-context token cannot use system-wide interactions.")
+    if kind == "operation-system" and req.interaction.operation in ctx.operations:
+        return Decision()  # its outputs still pass `visible` under the caller's read limits
     if kind == "search-system":
         types = [t for t in (req.param("_type") or "").split(",") if t]
         if types and all(ctx.scopes.matching(t, "s", ("user", "system")) for t in types):

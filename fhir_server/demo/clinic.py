@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_server.publishing.public import PUBLIC_TAG
+
 Resource = dict[str, Any]
 
 TIMEZONE_EXTENSION = "http://hl7.org/fhir/StructureDefinition/timezone"
@@ -273,6 +275,7 @@ def location(site: Site) -> Resource:
     return {
         "resourceType": "Location",
         "id": location_id(site),
+        "meta": {"tag": [PUBLIC_TAG]},  # published to slot finders ($bulk-publish)
         "extension": [{"url": TIMEZONE_EXTENSION, "valueCode": site.zone}],
         "status": "active",
         "name": site.name,
@@ -372,6 +375,7 @@ def schedule(clinician: Clinician) -> Resource:
     return {
         "resourceType": "Schedule",
         "id": schedule_id(clinician),
+        "meta": {"tag": [PUBLIC_TAG]},
         "extension": [{"url": TIMEZONE_EXTENSION, "valueCode": site.zone}],
         "active": True,
         "serviceCategory": [_concept(_SERVICE_CATEGORY, *service.category)],

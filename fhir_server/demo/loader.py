@@ -36,7 +36,10 @@ class DemoSummary:
 
 
 def _content(resource: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in resource.items() if key != "meta"}
+    """What the demo sets: everything but the store's `meta` stamps (its tags are the demo's)."""
+    content = {key: value for key, value in resource.items() if key != "meta"}
+    tags = (resource.get("meta") or {}).get("tag")
+    return {**content, "meta": {"tag": tags}} if tags else content
 
 
 async def load_demo(store: ResourceStore, progress: Progress | None = None) -> DemoSummary:
@@ -49,7 +52,7 @@ async def load_demo(store: ResourceStore, progress: Progress | None = None) -> D
         summary.by_type[rtype] += 1
         stored = await store.current(rtype, resource["id"])
         if stored is not None and stored.resource is not None:
-            if _content(stored.resource) == resource:
+            if _content(stored.resource) == _content(resource):
                 summary.unchanged += 1
             else:
                 await store.update(resource)

@@ -160,7 +160,9 @@ async def _handle(request: Request, services: Services) -> tuple[FhirRequest, Fh
     path = [p for p in request.url.path.split("/")[2:] if p]
     auth = None  # authenticated before the body is read: no feedback for anonymous callers
     if services.access is not None:
-        auth = await services.access.authenticate(request.headers.get("authorization"))
+        auth = services.public_caller(path) or await services.access.authenticate(
+            request.headers.get("authorization")
+        )
     req = await to_fhir_request(request, path, services.settings.max_body_bytes)
     req.method = "GET" if request.method == "HEAD" else request.method
     req.auth = auth

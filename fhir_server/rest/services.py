@@ -99,6 +99,11 @@ frees the Slots of a deleted Appointment): it deletes in the unit of work, or re
 with a FhirError."""
 
 
+DuplicateCheck = Callable[["Services", FhirRequest], Awaitable[str | None]]
+"""For a conditional create whose criteria found nothing: the id of a stored resource
+the new one certainly duplicates (answered as a match found), or None to create it."""
+
+
 class AccessGuard(Protocol):
     """The access policy at the edge (`auth.access.Access`); absent when auth is off."""
 
@@ -131,6 +136,9 @@ class Operation:
 
     definition: dict[str, Any]
     handler: OperationHandler
+    # A public system operation runs as this caller (an `auth.policy.TokenContext`) whoever
+    # calls it, with or without a token; None for every other operation.
+    public: Any = None
 
     def invocations(self) -> list[OperationKey]:
         name = self.definition["code"]
@@ -154,12 +162,20 @@ class Services:
     security: dict[str, Any] | None = None
     write_hooks: dict[str, WriteHook] = field(default_factory=dict)
     delete_hooks: dict[str, DeleteHook] = field(default_factory=dict)
+    duplicate_checks: dict[str, DuplicateCheck] = field(default_factory=dict)
 
     def operation(self, key: OperationKey) -> Operation | None:
         for operation in self.operations:
             if key in operation.invocations():
                 return operation
         return None
+
+    def public_caller(self, path: list[str]) -> Any:
+        """The caller a public system operation named by `path` runs as, else None."""
+        if len(path) != 1 or not path[0].startswith("$"):
+            return None
+        operation = self.operation(OperationKey(path[0][1:]))
+        return operation.public if operation is not None else None
 
     @property
     def base_url(self) -> str:

@@ -115,6 +115,12 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+def post_form(client: TestClient, url: str, data: dict[str, str]) -> Any:
+    """Open an account page (getting its CSRF cookie, as a browser does) and post its form."""
+    opened = client.get(url)
+    return client.post(url, data=data | {"csrf": csrf_of(opened.text)})
+
+
 def login_form(
     client: TestClient, params: dict[str, str], username: str, password: str, **extra: str
 ) -> Any:
