@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# The browser tests drive Debian's Chromium (never a browser downloaded by a test tool).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test lint bench clean
 
@@ -19,6 +22,10 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@
 
+$(CHROMIUM):
+	$(SUDO) apt-get update -q
+	$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+
 run: $(STAMP)
 	$(BIN)/fhir-server serve --demo
 
@@ -27,7 +34,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/ruff format --check fhir_server tests benchmarks
 	$(BIN)/mypy fhir_server
 
-test: lint
+test: lint $(CHROMIUM)
 	$(BIN)/pytest -q
 
 bench: $(TEST_STAMP)

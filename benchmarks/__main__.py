@@ -12,7 +12,7 @@ import sys
 
 import benchmarks
 
-SLOW = {"bench_crash": "--crash"}
+SLOW = {"bench_crash": "--crash", "bench_export": "--export"}
 
 
 def main() -> None:

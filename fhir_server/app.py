@@ -19,17 +19,21 @@ from fhir_server.auth.first_party import ensure_confidential_client
 from fhir_server.auth.manage import router as manage_router
 from fhir_server.auth.routes import discovery_router
 from fhir_server.auth.routes import router as auth_router
+from fhir_server.auth.two_step import router as two_step_router
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.logs import RequestIdMiddleware
 from fhir_server.notifications import celery_app, changes, subscriptions
+from fhir_server.rest.bulk_routes import router as bulk_router
 from fhir_server.rest.calendar_routes import router as calendar_router
 from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import (
     bulk_publish,
     calendar_feed,
+    match,
     push_subscription,
     subscription_status,
 )
+from fhir_server.rest.operations.export import EXPORT_OPERATIONS
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
 from fhir_server.rest.publish_files import router as publish_router
 from fhir_server.rest.rate_limit import RateLimiter
@@ -44,11 +48,13 @@ from fhir_server.store import config_cache, recovery
 from fhir_server.store import slots as slot_store
 from fhir_server.store.calendar_feeds import CalendarFeeds
 from fhir_server.store.connection import open_database
+from fhir_server.store.export_store import ExportStore
 from fhir_server.store.outbox_store import OutboxStore
 from fhir_server.store.resources import ResourceStore
 from fhir_server.ui.client import portal_client
 from fhir_server.ui.session import SessionStore
 from fhir_server.ui.web import create_portal, landing
+from fhir_server.visits import recorder as visits
 
 
 async def healthz(_request: Request) -> Response:
@@ -70,6 +76,7 @@ async def readyz(request: Request) -> Response:
 
 def create_app(settings: Settings) -> FastAPI:
     changes.install()  # the booking engine's events become notifications
+    visits.install()  # ... and recorded outcomes become Encounters and ChargeItems
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,6 +88,7 @@ def create_app(settings: Settings) -> FastAPI:
             await searcher.ensure_indexes()
             await slot_store.ensure_indexes(store)
             await OutboxStore(store).ensure_indexes()
+            await ExportStore(database).ensure_indexes()
             await CalendarFeeds(database).ensure_indexes()
             await ensure_claims_backfilled(store)
             await recovery.settle(database)  # units of work a crash cut short
@@ -94,11 +102,14 @@ def create_app(settings: Settings) -> FastAPI:
                     *SCHEDULING_OPERATIONS,
                     push_subscription.OPERATION,
                     subscription_status.OPERATION,
+                    match.OPERATION,
+                    *EXPORT_OPERATIONS,
                     bulk_publish.OPERATION,
                     calendar_feed.OPERATION,
                 ],
                 write_hooks=guarded({**WRITE_HOOKS, "Subscription": subscriptions.check_write}),
                 delete_hooks=dict(DELETE_HOOKS),
+                duplicate_checks={"Patient": match.certain_duplicate},
             )
             app.state.auth = None
             if settings.auth_enabled:
@@ -138,6 +149,7 @@ def create_app(settings: Settings) -> FastAPI:
     # Routes are matched in order: the FHIR API, nearly all the traffic, right after the two
     # discovery documents that share its /fhir prefix; the login pages after it.
     app.include_router(discovery_router)
+    app.include_router(bulk_router)  # before the FHIR endpoint, whose /fhir/{path} it shares
     app.include_router(publish_router)  # its files share the /fhir prefix too
     install_fhir_routes(app)
     app.include_router(auth_router)
@@ -145,6 +157,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(client_registration_router)
     app.include_router(calendar_router)
     app.include_router(manage_router)
+    app.include_router(two_step_router)
     app.add_api_route("/", landing, methods=["GET"], include_in_schema=False)
     if settings.auth_enabled:  # the portal signs its users in through /auth
         sessions = SessionStore(lambda: app.state.limiter.connected(), settings)

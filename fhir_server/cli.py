@@ -29,6 +29,7 @@ import uvicorn
 from fhir_server.app import create_app
 from fhir_server.audit import cli as audit_cli
 from fhir_server.auth import cli as auth_cli
+from fhir_server.bulk import cli as export_cli
 from fhir_server.cli_support import fail as _fail
 from fhir_server.cli_support import load_settings as _settings
 from fhir_server.cli_support import store_errors, warn_production
@@ -44,11 +45,14 @@ from fhir_server.scheduling.cli import slots_app
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
 from fhir_server.store.database import connect
+from fhir_server.ui.client import site_root
+from fhir_server.visits import recorder as visits
 from fhir_server.watchdog import Watchdog
 
 T = TypeVar("T")
 
 changes.install()  # every command that books or expires holds announces it
+visits.install()  # and records what a visit's outcome leaves (Encounter, ChargeItems)
 
 app = typer.Typer(
     name="fhir-server",
@@ -180,6 +184,8 @@ def _describe(result: DemoResult, settings: Settings, overridden: bool = False) 
         lines += [
             f"  Logins (password '{access.password}'): {access.patient_login}, "
             f"{access.practitioner_login}, {access.frontdesk_login} (front desk).",
+            f"  Patient portal: {site_root(settings)}/portal/ "
+            f"(sign in as {access.patient_login}, password '{access.password}').",
             f"  SMART app: client_id '{access.client_id}' (public), "
             f"redirect {access.redirect_uris[0]}.",
             f"  Try: TOKEN=$({_base_url_env(settings, overridden)}{_command()} users token "
@@ -284,6 +290,7 @@ app.add_typer(auth_cli.clients_app)
 app.add_typer(auth_cli.keys_app)
 app.add_typer(slots_app, name="slots")
 app.add_typer(audit_cli.audit_app)
+app.add_typer(export_cli.export_app)
 app.add_typer(calendar_feed_app)
 app.command()(notifications_cli.worker)
 app.command()(notifications_cli.beat)

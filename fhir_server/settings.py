@@ -202,6 +202,29 @@ class Settings(BaseSettings):
         'loopback, private or link-local address (JSON list, e.g. ["127.0.0.1"]).',
     )
 
+    export_file_lifetime: int = Field(
+        default=3600,
+        ge=1,
+        description="Seconds a finished bulk export's manifest and files stay downloadable.",
+    )
+    export_lease: int = Field(
+        default=30,
+        ge=1,
+        description="Seconds a worker's claim on a bulk export job lasts without renewal; "
+        "after it another worker resumes the job.",
+    )
+    export_slice: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a worker streams one export job's rows before handing the rest "
+        "back to the queue, so a long export never holds a worker for good.",
+    )
+    export_part_size: int = Field(
+        default=1000,
+        ge=1,
+        description="Resources per stored NDJSON part (the job's checkpoint step).",
+    )
+
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
         if self.environment == "production" and self.secret_key.startswith("dev-insecure"):

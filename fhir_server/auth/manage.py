@@ -20,6 +20,7 @@ from fhir_server.auth.web import (
     components_of,
     form_forged,
     form_page,
+    here,
     make_ticket,
     read_ticket,
     throttled,
@@ -44,7 +45,7 @@ async def _grants(auth: AuthComponents, username: str) -> list[dict[str, Any]]:
 def _page(request: Request, status: int = 200, **values: Any) -> Response:
     values.setdefault("ticket", None)
     return form_page(
-        request, "manage.html", status, title="Apps with access", action="/auth/manage", **values
+        request, "manage.html", status, title="Apps with access", action=here(request), **values
     )
 
 

@@ -37,6 +37,8 @@ from fhir_server.fhir.routing import Interaction
 _NEEDS = INTERACTION_LETTER
 _CHANGES = frozenset({"create", "update", "patch", "delete"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# Operations only a SMART Backend Services token may run (Bulk Data Access: `$export`).
+BACKEND_OPERATIONS = frozenset({"export"})
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ def _by_scopes(ctx: TokenContext, req: FhirRequest) -> Decision:
         return Decision()  # open to all; routing answers 400/404/405 for invalid ones
     if kind == "batch":
         return Decision()  # every entry is decided on its own
+    if interaction.operation in BACKEND_OPERATIONS:
+        return _backend_service(ctx, rtype)
     if kind in ("search-system", "history-system", "operation-system"):
         return _system_level(ctx, req, kind)
     if rtype is None:
@@ -120,6 +124,20 @@ def _by_scopes(ctx: TokenContext, req: FhirRequest) -> Decision:
     if not decision.allowed:
         return decision
     return _in_compartment(ctx.patient, interaction, req, decision)
+
+
+def _backend_service(ctx: TokenContext, rtype: str | None) -> Decision:
+    """Bulk export is for SMART Backend Services: a token with system/ read scopes and no
+    user or patient behind it. What it exports is cut to its read limits, type by type;
+    at Patient or Group level it must read that type."""
+    if ctx.patient is not None or ctx.fhir_user or roles.role_of(ctx) is not None:
+        return _deny(403, "Bulk export needs a SMART Backend Services token, not a user's.")
+    reads = [s for s in ctx.scopes.resources if s.context == "system" and "r" in s.permissions]
+    if not reads:
+        return _deny(403, "Bulk export needs system/ read scopes (e.g. system/*.rs).")
+    if rtype is not None and not ctx.scopes.matching(rtype, "r", ("system",)):
+        return _deny(403, f"Bulk export at {rtype} level needs system/{rtype}.r.")
+    return Decision()
 
 
 def _with_scope_filter(scope: ResourceScope, permission: str) -> Decision:

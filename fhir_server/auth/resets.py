@@ -16,7 +16,7 @@ import anyio.to_thread
 
 from fhir_server.auth.users import AccountError, Accounts, password_problem
 from fhir_server.notifications.channels.base import DeliveryError
-from fhir_server.notifications.channels.email import send_email
+from fhir_server.notifications.channels.email import mail_of, send_email
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
 
@@ -32,7 +32,7 @@ def send_mail(settings: Settings, to: str, subject: str, text: str) -> None:
     message = EmailMessage()
     message["From"], message["To"], message["Subject"] = settings.smtp_from, to, subject
     message.set_content(text)
-    send_email(settings, message)
+    send_email(settings, mail_of(message))
 
 
 class PasswordResets:

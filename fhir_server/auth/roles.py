@@ -78,6 +78,9 @@ TABLE: dict[str, dict[str, Grant]] = {
         "Patient": Grant("rsu"),
         "Appointment": Grant("crsud"),
         "AppointmentResponse": Grant("crs"),
+        # A visit's records (`visits`), written by the server alone.
+        "Encounter": Grant("rs"),
+        "ChargeItem": Grant("rs"),
     },
     "practitioner": {
         **_READS,
@@ -87,12 +90,15 @@ TABLE: dict[str, dict[str, Grant]] = {
         "AppointmentResponse": Grant("crs", "crs", ("actor", "{me}")),
         "Communication": Grant("rs", "rs", ("recipient", "{me}")),
         "Schedule": Grant("rsu", "u", ("actor", "{me}")),
+        "Encounter": Grant("rs", "rs", ("participant", "{me}")),
     },
     "frontdesk": {
         **_READS,
         "Patient": Grant("crsu"),
         "Appointment": Grant("crsud"),
         "AppointmentResponse": Grant("crs"),
+        "Encounter": Grant("rs"),
+        "ChargeItem": Grant("rs"),
     },
     "admin": {"*": Grant(_ALL)},
 }
@@ -113,6 +119,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "generate-slots": frozenset({"practitioner", "admin"}),
     "status": frozenset({"admin"}),
     "push-subscription": frozenset({"patient", "admin"}),
+    "match": frozenset(ROLES),  # candidates are searched within the caller's read limits
     "calendar-feed": frozenset({"patient", "practitioner", "admin"}),
 }
 # Operations that change stored data: they need the write letter whatever the method.

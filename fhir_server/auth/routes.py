@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 import anyio.to_thread
 import orjson
@@ -39,6 +39,7 @@ from fhir_server.auth.web import (
     json_response,
     make_ticket,
     page,
+    page_language,
     read_ticket,
     throttled,
 )
@@ -123,12 +124,12 @@ async def authorize(request: Request) -> Response:
     try:
         grant = await anyio.to_thread.run_sync(auth.server.get_consent_grant, oreq)
     except OAuth2Error as error:
-        return _authorize_error(auth, oreq, error)
+        return _authorize_error(request, auth, oreq, error)
     if not data.get("state"):  # the client's only defence against a forged redirect back
         missing = InvalidRequestError(
             "The state parameter is required.", redirect_uri=grant.redirect_uri
         )
-        return _authorize_error(auth, oreq, missing)
+        return _authorize_error(request, auth, oreq, missing)
     launch = None
     if data.get("launch"):
         launch = await auth.store.launch(data["launch"])
@@ -136,7 +137,7 @@ async def authorize(request: Request) -> Response:
             unknown = InvalidRequestError(
                 "The launch value is unknown or expired.", redirect_uri=grant.redirect_uri
             )
-            return _authorize_error(auth, oreq, unknown)
+            return _authorize_error(request, auth, oreq, unknown)
     form = _Form(request, grant.client, pairs)
     step = data.get("step")
     if step in ("login", "consent") and await form_forged(request, data.get("csrf", "")):
@@ -188,11 +189,13 @@ class _Form:
         self.client = client
         self.pairs = pairs
         base = auth_base(self.auth.settings)
+        lang = page_language(request, dict(pairs).get("ui_locales"))  # carried by the forms
         self.view: dict[str, Any] = {
             "action": f"{base}/authorize",
             "hidden": pairs,
             "client_name": client.name,
-            "reset_url": f"{base}/password-reset",
+            "reset_url": f"{base}/password-reset?{urlencode({'ui_locales': lang})}",
+            "lang": lang,
         }
 
     def login(self, error: str | None, username: str = "", status: int = 200) -> Response:
@@ -257,13 +260,14 @@ def _subject(user: User, launch: dict[str, Any] | None, data: dict[str, str]) ->
 
 
 def _authorize_error(
-    auth: AuthComponents, oreq: StarletteOAuth2Request, error: OAuth2Error
+    request: Request, auth: AuthComponents, oreq: StarletteOAuth2Request, error: OAuth2Error
 ) -> Response:
     if error.redirect_uri:
         error.state = oreq.payload.data.get("state")
         return _reply(auth.server.handle_error_response(oreq, error))
     # No trustworthy redirect_uri (unknown client or unregistered URI): never redirect.
     return page(
+        request,
         "error.html",
         status=400,
         title="This sign-in link is not valid",

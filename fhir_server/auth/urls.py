@@ -10,3 +10,8 @@ def auth_base(settings: Settings) -> str:
     base = settings.base_url
     root = base[: -len("/fhir")] if base.endswith("/fhir") else base
     return f"{root}/auth"
+
+
+def portal_url(settings: Settings) -> str:
+    """The patient portal's start page, where the account pages lead back to."""
+    return f"{auth_base(settings).removesuffix('/auth')}/portal/"

@@ -171,9 +171,10 @@ class Accounts:
         )
         await self.store.revoke_user_tokens(username.lower())
 
-    async def enable_totp(self, username: str) -> str:
-        """Turn on the second factor; the secret to put in an authenticator app."""
-        secret = pyotp.random_base32()
+    async def enable_totp(self, username: str, secret: str | None = None) -> str:
+        """Turn on the second factor; the secret to put in an authenticator app (a new one,
+        or `secret` once the user proved their app holds it)."""
+        secret = secret or pyotp.random_base32()
         if not await self.store.update_user(username, {"totp": secret}):
             raise AccountError("No such user.")
         return secret

@@ -20,6 +20,7 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -28,20 +29,28 @@ import orjson
 from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
 
+from fhir_server.auth import language
 from fhir_server.auth.bootstrap import AuthComponents
 from fhir_server.auth.urls import auth_base
 
-_TEMPLATES = Environment(
-    loader=FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=select_autoescape(["html"]),
-)
+_TEMPLATE_DIR = Path(__file__).parent / "templates"
 _TICKET_SECONDS = 600
 CSRF_COOKIE = "fhir_auth_csrf"
 _CSRF_SHAPE = re.compile(r"[A-Za-z0-9_-]{43}")
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-# Sign-in and consent pages must not be framed by another site (clickjacking).
-_NO_FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+STYLESHEET = Path(__file__).parent / "static" / "auth.css"
+# Sign-in and consent pages must not be framed by another site (clickjacking), and run no
+# script and take no style but this server's own stylesheet: a tag slipped into a page could
+# neither run nor restyle the password form. No inline style or script ('unsafe-inline').
+_PAGE_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'"
+    ),
+}
 
 
 def components_of(request: Request) -> AuthComponents:
@@ -51,9 +60,59 @@ def components_of(request: Request) -> AuthComponents:
     return auth
 
 
-def page(name: str, status: int = 200, **values: Any) -> HTMLResponse:
-    html = _TEMPLATES.get_template(name).render(**values)
-    return HTMLResponse(html, status_code=status, headers={**NO_STORE, **_NO_FRAMING})
+@cache
+def _templates(lang: str) -> Environment:
+    """The pages in one language: `_()` translates, `say()` too, marking text the
+    catalogue lacks as English (`lang="en"`) for screen readers."""
+    environment = Environment(
+        loader=FileSystemLoader(_TEMPLATE_DIR),
+        autoescape=select_autoescape(["html"]),
+        extensions=["jinja2.ext.i18n"],
+    )
+    catalogue = language.translations(lang)
+    environment.install_gettext_translations(catalogue, newstyle=True)  # type: ignore[attr-defined]
+
+    def say(text: str) -> Markup:
+        said = catalogue.gettext(text)
+        if lang != language.DEFAULT and said == text:
+            return Markup('<span lang="{}">{}</span>').format(language.DEFAULT, text)
+        return Markup.escape(said)
+
+    environment.globals.update(say=say, lang=lang)
+    return environment
+
+
+def page_language(request: Request, ui_locales: str | None = None) -> str:
+    """The language of the page answering `request` (see `auth.language`)."""
+    return language.choose(
+        ui_locales or request.query_params.get("ui_locales"),
+        request.cookies.get("lang"),
+        request.headers.get("accept-language", ""),
+    )
+
+
+def here(request: Request) -> str:
+    """This page's path and query: a form posting back here keeps its `ui_locales`."""
+    query = request.url.query
+    return f"{request.url.path}?{query}" if query else request.url.path
+
+
+def _switch(request: Request, lang: str) -> tuple[str, str, str] | None:
+    """(URL, language, its name) of the link to this page in the other language; only for
+    a page reached with GET (a POST's answer cannot be asked for again)."""
+    if request.method != "GET":
+        return None
+    other = next(code for code in language.LANGUAGES if code != lang)
+    url = request.url.include_query_params(ui_locales=other)
+    return f"{url.path}?{url.query}", other, language.LANGUAGES[other]
+
+
+def page(
+    request: Request, name: str, status: int = 200, lang: str | None = None, **values: Any
+) -> HTMLResponse:
+    lang = lang or page_language(request)
+    html = _templates(lang).get_template(name).render(switch=_switch(request, lang), **values)
+    return HTMLResponse(html, status_code=status, headers={**NO_STORE, **_PAGE_HEADERS})
 
 
 def form_page(request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
@@ -61,7 +120,7 @@ def form_page(request: Request, name: str, status: int = 200, **values: Any) -> 
     token = request.cookies.get(CSRF_COOKIE, "")
     if not _CSRF_SHAPE.fullmatch(token):
         token = secrets.token_urlsafe(32)
-    response = page(name, status, csrf=token, **values)
+    response = page(request, name, status, csrf=token, **values)
     settings = components_of(request).settings
     response.set_cookie(
         CSRF_COOKIE,

@@ -15,10 +15,16 @@ SERVED_TYPES: Final[tuple[str, ...]] = (
     "Slot",
     "Appointment",
     "AppointmentResponse",
+    # What a visit leaves for the EHR and billing (`visits`): written by the server when the
+    # clinic records check-in and outcome; read, searched and exported like the rest.
+    "Encounter",
+    "ChargeItem",
     # Infrastructure types of the notifications (ARCHITECTURE.md): the outbox of
     # messages as Communications, and the EHRs' rest-hook Subscriptions.
     "Communication",
     "Subscription",
+    # A bulk export's cohort (`Group/[id]/$export`): a practitioner's or location's patients.
+    "Group",
 )
 
 # Written by the server alone; read and searched by admins only (`rest.audit_events`).

@@ -93,9 +93,15 @@ def _walk(path: tuple[str, ...]) -> Evaluate:
     return evaluate
 
 
+def _choice(path: str) -> bool:
+    """Whether the path ends at a choice element (`ChargeItem.occurrence` is `occurrence[x]`,
+    stored as `occurrenceDateTime`, ...), which only FHIRPath's model resolves."""
+    return f"{path}[x]" in _elements()
+
+
 def _compile(expression: str) -> Evaluate:
     parts = _split_union(expression)
-    if all(_PLAIN_PATH.match(p) for p in parts):  # the indexer drops the union's repeats
+    if all(_PLAIN_PATH.match(p) and not _choice(p) for p in parts):  # the indexer drops repeats
         walks = [_walk(tuple(p.split(".")[1:])) for p in parts]
         return walks[0] if len(walks) == 1 else lambda r: [v for w in walks for v in w(r)]
     compiled = fhirpathpy.compile(expression, model=fhirpath_models["r4"])

@@ -43,6 +43,8 @@ REMINDERS_TASK = "fhir_server.notifications.reminders"
 ACTIVATE_TASK = "fhir_server.notifications.activate_subscriptions"
 RELEASE_HOLDS_TASK = "fhir_server.scheduling.release_expired_holds"
 ROLLING_SLOTS_TASK = "fhir_server.scheduling.generate_rolling"
+EXPORT_TASK = "fhir_server.bulk.export"
+RESUME_EXPORTS_TASK = "fhir_server.bulk.resume_exports"
 
 # Every minute, as ARCHITECTURE.md asks: no long ETA tasks sit in Redis.
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
@@ -52,6 +54,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     # The scheduling engine's periodic jobs, run by the same beat (one beat per deployment).
     "release-expired-holds": {"task": RELEASE_HOLDS_TASK, "schedule": 60.0},
     "generate-rolling-slots": {"task": ROLLING_SLOTS_TASK, "schedule": 3600.0},
+    # Bulk exports whose worker died are taken over; expired ones are deleted.
+    "resume-exports": {"task": RESUME_EXPORTS_TASK, "schedule": 30.0},
 }
 
 _embedded: dict[Path, Any] = {}
@@ -167,7 +171,7 @@ def make_celery(settings: Settings, *, url: str | None = None) -> Celery:
         # One beat per broker (a lock in Redis, renewed every tick; see `beat_lock`).
         beat_scheduler="fhir_server.notifications.beat_lock:LockedScheduler",
         beat_max_loop_interval=beat_lock.RENEW_EVERY,
-        imports=("fhir_server.notifications.tasks",),
+        imports=("fhir_server.notifications.tasks", "fhir_server.bulk.tasks"),
     )
     return app
 

@@ -44,6 +44,8 @@ async def record_booking_event(
     so no message keyed by it can exist yet (`fresh`), except for a deletion,
     which reports the last stored version.
     """
+    if type(event) not in _KINDS:  # not announced (a recorded outcome)
+        return []
     fresh = not (isinstance(event, booking_events.Cancelled) and event.deleted)
     return await record_event(store, uow, notification_of(event), fresh=fresh)
 

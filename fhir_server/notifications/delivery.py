@@ -332,11 +332,11 @@ async def _send(ctx: Context, store: ResourceStore, communication: dict[str, Any
 
 def _send_email(settings: Settings, rendered: Rendered) -> None:
     email.check_address(rendered.destination)
-    mail = email.build_email(rendered, settings.smtp_from)
     if settings.smtp_host:
-        email.send_email(settings, mail)
+        email.send_email(settings, email.build_email(rendered, settings.smtp_from))
     else:
-        outbox.write_email(settings, rendered.message_id, mail)
+        mail = email.build_email(rendered, settings.smtp_from, policy=email.FILE)
+        outbox.write_email(settings, rendered.message_id, mail.data)
 
 
 async def _send_push(ctx: Context, rendered: Rendered) -> None:

@@ -148,7 +148,9 @@ async def _messages(
                 continue
             role = "patient" if actor.startswith("Patient/") else "provider"
             prefs = read_preferences(person)
-            if prefs.opted_out:
+            if prefs.opted_out or (
+                event.kind == "reminder" and not prefs.wants_reminder(event.offset_minutes)
+            ):
                 continue
             language = prefs.language or settings.notify_language
             for channel in prefs.channels:

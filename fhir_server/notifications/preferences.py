@@ -8,6 +8,10 @@
   Practitioner: repeated `channel` (valueCode email | sms | push) in order of
   preference, and `optOut` (valueBoolean). Without it, e-mail is used when the
   person has an e-mail address, else SMS to a mobile number.
+- Reminders: repeated `reminderOffset` (valueInteger, minutes before the
+  start) names the reminders wanted, `noReminders` (valueBoolean) turns them
+  off; without either, every reminder the server sends
+  (`FHIR_NOTIFY_REMINDER_OFFSETS`). The patient portal writes all of these.
 """
 
 from __future__ import annotations
@@ -23,6 +27,10 @@ class Preferences:
     channels: tuple[str, ...]
     opted_out: bool
     language: str | None
+    reminders: tuple[int, ...] | None = None  # offsets (minutes) wanted; None: every one
+
+    def wants_reminder(self, offset: int | None) -> bool:
+        return self.reminders is None or offset in self.reminders
 
 
 def _sub(extension: dict[str, Any], name: str) -> list[dict[str, Any]]:
@@ -57,6 +65,8 @@ def read_preferences(resource: dict[str, Any]) -> Preferences:
     stated = [e for e in resource.get("extension", []) if e.get("url") == PREFERENCES_EXT]
     channels: list[str] = []
     opted_out = False
+    offsets: list[int] = []
+    no_reminders = False
     for extension in stated:
         channels += [
             c["valueCode"]
@@ -64,9 +74,18 @@ def read_preferences(resource: dict[str, Any]) -> Preferences:
             if c.get("valueCode") in PERSON_CHANNELS
         ]
         opted_out = opted_out or any(o.get("valueBoolean") for o in _sub(extension, "optOut"))
+        offsets += [
+            r["valueInteger"]
+            for r in _sub(extension, "reminderOffset")
+            if isinstance(r.get("valueInteger"), int)
+        ]
+        no_reminders = no_reminders or any(
+            o.get("valueBoolean") for o in _sub(extension, "noReminders")
+        )
     if not channels:
         channels = _default_channels(resource)
-    return Preferences(tuple(dict.fromkeys(channels)), opted_out, language_of(resource))
+    reminders = () if no_reminders else tuple(offsets) if offsets else None
+    return Preferences(tuple(dict.fromkeys(channels)), opted_out, language_of(resource), reminders)
 
 
 def _default_channels(resource: dict[str, Any]) -> list[str]:
@@ -102,9 +121,15 @@ def mobile_of(resource: dict[str, Any]) -> str | None:
     return None
 
 
-def preferences_extension(channels: list[str], *, opted_out: bool = False) -> dict[str, Any]:
-    """The extension as a client writes it (used by the demo, tests and docs)."""
+def preferences_extension(
+    channels: list[str], *, opted_out: bool = False, reminders: list[int] | None = None
+) -> dict[str, Any]:
+    """The extension as a client writes it (used by the demo, tests and docs); `reminders`:
+    the offsets wanted (None: every one, []: none)."""
     parts: list[dict[str, Any]] = [{"url": "channel", "valueCode": c} for c in channels]
     if opted_out:
         parts.append({"url": "optOut", "valueBoolean": True})
+    if reminders == []:
+        parts.append({"url": "noReminders", "valueBoolean": True})
+    parts += [{"url": "reminderOffset", "valueInteger": m} for m in reminders or []]
     return {"url": PREFERENCES_EXT, "extension": parts}

@@ -108,12 +108,17 @@ async def single_match(
 
 async def existing_match(services: Services, req: FhirRequest, rtype: str) -> str | None:
     """The id the request's If-None-Exist condition finds (412 when it finds more than
-    one); None when it has no condition or finds nothing the caller may read."""
+    one), or else the one the type's duplicate check finds (a Patient's certain $match);
+    None when it has no condition or finds nothing the caller may read."""
     condition = req.header("if-none-exist")
     if condition is None:
         return None
     criteria = parse_qsl(condition, keep_blank_values=True)
-    return await single_match(services, rtype, criteria, req.limits)
+    found = await single_match(services, rtype, criteria, req.limits)
+    duplicate_check = services.duplicate_checks.get(rtype)
+    if found is None and duplicate_check is not None:
+        return await duplicate_check(services, req)
+    return found
 
 
 async def create(

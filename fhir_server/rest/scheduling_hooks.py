@@ -3,7 +3,8 @@
 A plain `POST Appointment` that references Slots books them; a booked Slot
 cannot be edited directly; a `PUT`/`PATCH`
 of a booked Appointment is a state transition (cancel, confirm, check-in,
-reschedule); a `POST AppointmentResponse` accepts or declines for its actor;
+reschedule), one of an Appointment without Slots is written as given (its recorded
+outcome still reported); a `POST AppointmentResponse` accepts or declines for its actor;
 deleting an Appointment frees its Slots, and a Slot with bookings cannot be deleted.
 The caller's role (patient, practitioner, frontdesk or admin, `auth.roles`)
 comes from the access token when auth is on; with auth off (local tests, demos) it is read from the
@@ -66,7 +67,10 @@ async def appointment_write(ctx: WriteContext) -> tuple[Version, bool] | None:
         )
         return version, True
     if not (body.get("slot") or (current.resource or {}).get("slot")):
-        return None
+        unbooked = await booking.update_unbooked(
+            store, current, body, caller_of(req), expected_version=ctx.expected_version, uow=ctx.uow
+        )
+        return unbooked, False
     changed = await booking.change(
         store, current, body, caller_of(req), expected_version=ctx.expected_version, uow=ctx.uow
     )

@@ -23,7 +23,13 @@ from fhir_server.fhir.search_syntax import Criterion, Has, ParsedSearch, SearchP
 from fhir_server.rest.bundles_common import bundle, full_url
 from fhir_server.settings import Settings
 from fhir_server.store.resources import ResourceStore, body_of
-from fhir_server.store.search_engine import Found, Reach, SearchEngine, revinclude_names
+from fhir_server.store.search_engine import (
+    Found,
+    Reach,
+    SearchEngine,
+    reach_of,
+    revinclude_names,
+)
 from fhir_server.store.search_query import sort_fields, sort_values
 
 
@@ -96,16 +102,7 @@ class FhirSearcher:
 
     def _reach(self, limits: ReadLimits | None) -> Reach | None:
         """The limits as parsed criteria per type, for the engine's every query."""
-        if limits is None:
-            return None
-
-        def reach(rtype: str) -> list[Criterion | Has] | None:
-            extra = limits.of(rtype)
-            if extra is None:
-                return None
-            return self.parser.parse(rtype, list(extra)).criteria if extra else []
-
-        return reach
+        return reach_of(self.parser, limits)
 
     def _limited(
         self, resource_type: str, criteria: list[Criterion | Has], reach: Reach | None

@@ -99,6 +99,11 @@ frees the Slots of a deleted Appointment): it deletes in the unit of work, or re
 with a FhirError."""
 
 
+DuplicateCheck = Callable[["Services", FhirRequest], Awaitable[str | None]]
+"""For a conditional create whose criteria found nothing: the id of a stored resource
+the new one certainly duplicates (answered as a match found), or None to create it."""
+
+
 class AccessGuard(Protocol):
     """The access policy at the edge (`auth.access.Access`); absent when auth is off."""
 
@@ -157,6 +162,7 @@ class Services:
     security: dict[str, Any] | None = None
     write_hooks: dict[str, WriteHook] = field(default_factory=dict)
     delete_hooks: dict[str, DeleteHook] = field(default_factory=dict)
+    duplicate_checks: dict[str, DuplicateCheck] = field(default_factory=dict)
 
     def operation(self, key: OperationKey) -> Operation | None:
         for operation in self.operations:

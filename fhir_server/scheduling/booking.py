@@ -46,7 +46,16 @@ from fhir_server.store.request_store import RequestStore, request_store
 from fhir_server.store.resources import ResourceStore, Version
 from fhir_server.store.unit_of_work import UnitOfWork
 
-__all__ = ["Caller", "book", "change", "claims_of", "remove", "respond", "within"]
+__all__ = [
+    "Caller",
+    "book",
+    "change",
+    "claims_of",
+    "remove",
+    "respond",
+    "update_unbooked",
+    "within",
+]
 
 _CLAIM_RETRIES = 5
 
@@ -397,6 +406,32 @@ async def change(
             return await _confirm(store, current, new, caller, work)
         rules.check_transition(old, status, caller)
         return await _update(store, new, current, caller, work)
+
+
+async def update_unbooked(
+    store: ResourceStore,
+    current: Version,
+    new: Resource,
+    caller: Caller,
+    *,
+    expected_version: int | None = None,
+    uow: UnitOfWork | None = None,
+) -> Version:
+    """Write a new version of an Appointment that books no Slot (an EHR's own record) as given.
+
+    No booking rule applies and nobody is messaged, as for any plain write, except that only
+    the clinic records an outcome; that is reported (`OutcomeChanged`), so its visit is
+    recorded in the same unit of work.
+    """
+    rules.check_outcome_recorder(str(_body(current).get("status")), str(new.get("status")), caller)
+    store = request_store(store)
+    async with within(store, uow) as work:
+        written, _ = await store.update(new, expected_version=expected_version, uow=work)
+        event = rules.event_of(_body(current), _body(written), cancelled_by="clinic")
+        await events.publish(
+            store, work, event if isinstance(event, events.OutcomeChanged) else None
+        )
+    return written
 
 
 async def _confirm(

@@ -15,7 +15,9 @@ outbox, as cosmicpython's message bus does with its unit of work).
     ├── Declined            a participant declined a pending booking
     ├── Cancelled           cancelled (or deleted) by the patient or the clinic
     ├── Rescheduled         moved, in place or into a new Appointment (previous: before)
-    └── HoldExpired         a hold was given up or lapsed
+    ├── HoldExpired         a hold was given up or lapsed
+    └── OutcomeChanged      the clinic recorded or corrected what happened on the day
+                            (arrived, checked-in, fulfilled, noshow, or back out of them)
 """
 
 from __future__ import annotations
@@ -74,6 +76,18 @@ class Cancelled(BookingEvent):
 @dataclass(frozen=True)
 class Rescheduled(BookingEvent):
     """`previous` is the Appointment's version before the move, or the one it replaced."""
+
+    previous: Resource
+
+
+@dataclass(frozen=True)
+class OutcomeChanged(BookingEvent):
+    """The status entered or left one the clinic records on the day (`CLINIC_MARKS`).
+
+    `previous` is the version before. A deleted Appointment that had such a status
+    is reported with its last content, status `entered-in-error`. Nobody is told
+    (no message); what a visit leaves behind (Encounter, charges) follows it.
+    """
 
     previous: Resource
 

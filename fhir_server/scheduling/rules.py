@@ -27,6 +27,7 @@ from fhir_server.scheduling.events import (
     Confirmed,
     Declined,
     HoldExpired,
+    OutcomeChanged,
     Pending,
     Rescheduled,
 )
@@ -41,8 +42,11 @@ TRANSITIONS: dict[str, frozenset[str]] = {
     "booked": frozenset(
         {"arrived", "checked-in", "fulfilled", "noshow", "cancelled", "entered-in-error"}
     ),
-    "arrived": frozenset({"fulfilled", "entered-in-error"}),
-    "checked-in": frozenset({"arrived", "fulfilled", "entered-in-error"}),
+    "arrived": frozenset({"fulfilled", "booked", "entered-in-error"}),
+    "checked-in": frozenset({"arrived", "fulfilled", "booked", "entered-in-error"}),
+    # Corrections of a recorded outcome (the clinic's only, `check_transition`).
+    "fulfilled": frozenset({"noshow", "entered-in-error"}),
+    "noshow": frozenset({"fulfilled", "entered-in-error"}),
     "waitlist": frozenset({"cancelled", "entered-in-error"}),
 }
 """Status -> the statuses a client may move it to (any role; `check_transition` adds who)."""
@@ -207,7 +211,12 @@ def check_transition(current: Resource, status: str, caller: Caller) -> None:
         raise Conflict(f"An Appointment that is {old} cannot become {status}.")
     if status == "noshow" and moment(current, "start") > caller.now:
         raise Conflict("An Appointment cannot be marked noshow before it starts.")
-    if status in CLINIC_MARKS and caller.is_patient:
+    check_outcome_recorder(old, status, caller)
+
+
+def check_outcome_recorder(old: str, status: str, caller: Caller) -> None:
+    """What happened on the day (and any correction of it) is the clinic's to record."""
+    if status != old and (status in CLINIC_MARKS or old in CLINIC_MARKS) and caller.is_patient:
         raise Unprocessable(
             f"Only the front desk or the practitioner can mark an Appointment {status}.",
             expression=("Appointment.status",),
@@ -298,7 +307,8 @@ def event_of(
       pending booking -> Declined; otherwise -> Cancelled, unless `superseded`
       (the old Appointment of a reschedule into a new one, whose Rescheduled
       event announces the move);
-    - a new start time on an announced Appointment -> Rescheduled.
+    - a new start time on an announced Appointment -> Rescheduled;
+    - a status entering or leaving one the clinic records on the day -> OutcomeChanged.
     """
     status = after.get("status")
     if before is None:
@@ -318,11 +328,16 @@ def event_of(
         return Booked(after) if is_hold(before) else Confirmed(after)
     if status in ANNOUNCED and old in ANNOUNCED and before.get("start") != after.get("start"):
         return Rescheduled(after, previous=before)
+    if status != old and (status in CLINIC_MARKS or old in CLINIC_MARKS):
+        return OutcomeChanged(after, previous=before)
     return None
 
 
 def deleted_event(last: Resource, *, cancelled_by: str) -> BookingEvent | None:
-    """A deleted Appointment that was booked or pending is reported cancelled (its last content)."""
+    """A deleted Appointment that was booked or pending is reported cancelled (its last content);
+    one with a recorded outcome as entered in error."""
+    if last.get("status") in CLINIC_MARKS:
+        return OutcomeChanged({**last, "status": "entered-in-error"}, previous=last)
     if last.get("status") not in ANNOUNCED or is_hold(last):
         return None
     return Cancelled({**last, "status": "cancelled"}, cancelled_by=cancelled_by, deleted=True)

@@ -11,6 +11,15 @@ from pymongo.errors import PyMongoError
 
 from fhir_server.fhir.errors import ServiceUnavailable
 
+# Resource types whose name is an SQL keyword: the embedded server (SQLite underneath)
+# does not quote table names, so their rows live in a collection of another name.
+_RENAMED = {"Group": "Group_"}
+
+
+def collection_name(resource_type: str) -> str:
+    """The collection holding a resource type's current rows."""
+    return _RENAMED.get(resource_type, resource_type)
+
 
 @dataclass
 class Database:

@@ -56,7 +56,7 @@ from pymongo.errors import (
 
 from fhir_server.fhir.errors import Conflict
 from fhir_server.store.clock import now_instant
-from fhir_server.store.database import Database
+from fhir_server.store.database import Database, collection_name
 
 COLLECTION = "store_intents"
 HISTORY = "history"
@@ -107,7 +107,7 @@ class PutRow:
                 "expect": self.expect, "prev": self.prev}  # fmt: skip
 
     async def apply(self, db: Any) -> None:
-        rows, rid = db[self.collection], self.row["_id"]
+        rows, rid = db[collection_name(self.collection)], self.row["_id"]
         if self.expect is None:
             try:
                 await rows.insert_one(self.row)
@@ -125,7 +125,10 @@ class PutRow:
         read and its `updated` compared here, exactly. Between the read and the write only a
         later version can replace it (a compare-and-set on our version), which the filter
         then misses."""
-        rows, mine = db[self.collection], {"_id": self.row["_id"], "version": self.row["version"]}
+        rows, mine = (
+            db[collection_name(self.collection)],
+            {"_id": self.row["_id"], "version": self.row["version"]},
+        )
         stored = await rows.find_one(mine, {"updated": 1})
         if stored is None or stored["updated"] != self.row["updated"]:
             return
@@ -328,7 +331,7 @@ async def _insert_new(db: Any, collection: str, ops: list[PutRow]) -> None:
         await ops[0].apply(db)
         return
     try:
-        await db[collection].insert_many([op.row for op in ops], ordered=False)
+        await db[collection_name(collection)].insert_many([op.row for op in ops], ordered=False)
     except BulkWriteError as exc:
         error = exc.details["writeErrors"][0]
         if error.get("code") == _DUPLICATE_KEY:

@@ -31,7 +31,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 from fhir_server.fhir.errors import BadRequest, Gone, NotFound, PreconditionFailed
 from fhir_server.store import config_cache
 from fhir_server.store.clock import now_instant, to_instant
-from fhir_server.store.database import Database
+from fhir_server.store.database import Database, collection_name
 from fhir_server.store.intents import PutRow, conflict
 from fhir_server.store.unit_of_work import UnitOfWork, unit_of_work
 
@@ -188,7 +188,7 @@ class ResourceStore:
         return unit_of_work(self.database)
 
     def collection(self, resource_type: str) -> Any:
-        return self.database.db[resource_type]
+        return self.database.db[collection_name(resource_type)]
 
     async def ensure_indexes(self) -> None:
         await self.history.create_index([("type", 1), ("at", -1)])
@@ -398,7 +398,7 @@ class ResourceStore:
         history = self.database.db[HISTORY]
         removed: set[str] = set()
         async for row in history.find({"_id": {"$in": keys}, "at": {"$lt": cutoff}}):
-            current = await self.database.db[row["type"]].find_one({"_id": row["id"]})
+            current = await self.collection(row["type"]).find_one({"_id": row["id"]})
             if current and current["version"] >= row["version"]:
                 continue  # this version did become current: a real row
             if (await history.delete_one({"_id": row["_id"], "at": row["at"]})).deleted_count:

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_server.fhir.errors import BadRequest, Forbidden
+from fhir_server.fhir.read_limits import ReadLimits
 from fhir_server.fhir.resource_types import SERVED_TYPES
 from fhir_server.fhir.search_params import SearchParam, reference_params, search_params
-from fhir_server.fhir.search_syntax import Criterion, Has, Include
+from fhir_server.fhir.search_syntax import Criterion, Has, Include, SearchParser
 from fhir_server.store.resources import ResourceStore
 from fhir_server.store.search_query import (
     INDEXES,
@@ -41,6 +42,20 @@ _ITERATE_ROUNDS = 4
 # (its compartment, a scope's restriction): [] for all of it, None for none of it.
 # Absent (None instead of a Reach), the caller reads everything (auth off).
 Reach = Callable[[str], list[Criterion | Has] | None]
+
+
+def reach_of(parser: SearchParser, limits: ReadLimits | None) -> Reach | None:
+    """A caller's read limits as parsed criteria per type, for every query made for it."""
+    if limits is None:
+        return None
+
+    def reach(rtype: str) -> list[Criterion | Has] | None:
+        extra = limits.of(rtype)
+        if extra is None:
+            return None
+        return parser.parse(rtype, list(extra)).criteria if extra else []
+
+    return reach
 
 
 def _required(rtype: str, reach: Reach | None) -> list[Criterion | Has]:

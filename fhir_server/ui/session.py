@@ -30,6 +30,7 @@ COOKIE = "portal_session"
 COOKIE_PATH = "/portal"
 # A sign-in in progress (the user is on the authorization server's pages) waits this long.
 SIGN_IN_SECONDS = 900
+TOUCH_EVERY = 30
 
 
 class SessionsUnavailable(Exception):
@@ -91,6 +92,16 @@ class SessionStore:
         if time.time() - session.seen > self.idle_timeout:
             return None  # Redis normally expired it already; never trust a late key
         return session
+
+    async def touch(self, session: Session) -> None:
+        """Restart the idle clock of a session in use; written at most every `TOUCH_EVERY`
+        seconds (a page costs one Redis round trip, not two; the clock is that coarse)."""
+        if time.time() - session.seen >= TOUCH_EVERY:
+            await self.save(session)
+
+    def remaining(self, session: Session) -> int:
+        """Seconds until the session ends if nothing happens."""
+        return max(0, round(session.seen + self.idle_timeout - time.time()))
 
     async def save(self, session: Session) -> None:
         """Store the session and restart its idle clock."""

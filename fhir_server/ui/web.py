@@ -66,6 +66,7 @@ def environment(lang: str) -> Environment:
         autoescape=select_autoescape(["html"]),
         extensions=["jinja2.ext.i18n"],
         undefined=StrictUndefined,
+        auto_reload=False,  # templates are part of the installed package
     )
     env.install_gettext_translations(i18n.translations(lang), newstyle=True)  # type: ignore[attr-defined]
     return env
@@ -92,9 +93,10 @@ class CsrfRefused(Exception):
 
 def safe_next(value: str | None) -> str:
     """A return address after sign-in: only a path inside the portal (no open redirect)."""
-    if value and value.startswith(PREFIX) and "\\" not in value:
+    if value and "\\" not in value:
         parts = urlsplit(value)
-        if not parts.scheme and not parts.netloc and parts.path.startswith(PREFIX):
+        inside = parts.path == PREFIX or parts.path.startswith(f"{PREFIX}/")
+        if not parts.scheme and not parts.netloc and inside:
             return value
     return f"{PREFIX}/"
 
@@ -158,7 +160,9 @@ class Page:
             "here": str(self.request.url.path),
             "url": self.url,
             "static": lambda name: f"{PREFIX}/static/{name}",
-            "idle_timeout": timeout,
+            "idle_timeout": portal_of(self.request).sessions.remaining(self.session)
+            if self.session is not None
+            else timeout,
             "idle_warning": min(IDLE_WARNING_SECONDS, timeout // 2),
             **values,
         }
@@ -243,7 +247,9 @@ async def signed_in(request: Request) -> SignedInPage:
         except oauth.TokenRefused as refused:
             await portal.sessions.delete(session)
             raise SignInNeeded(expired=True) from refused
-    await portal.sessions.save(session)  # the idle clock restarts with every page
+        await portal.sessions.save(session)
+    else:
+        await portal.sessions.touch(session)  # the idle clock restarts with every page
     api = PortalApi(http, session.tokens.access_token, session.tokens.patient)
     return SignedInPage(request, portal.settings, _language(request), session=session, api=api)
 
@@ -295,6 +301,9 @@ async def _sign_in_needed(request: Request, error: Exception) -> Response:
 
 async def _csrf_refused(request: Request, _error: Exception) -> Response:
     page = await _page_for(request)
+    if page.session is None and request.url.path == f"{PREFIX}/sign-out":
+        # Signing out of a session that already ended (an old tab): nothing to protect.
+        return page.redirect(page.url("/signed-out"))
     return page.render(
         "error.html",
         title=page._("This form has expired"),
@@ -320,8 +329,12 @@ async def _sessions_down(request: Request, _error: Exception) -> Response:
 async def _api_error(request: Request, error: Exception) -> Response:
     """A FHIR API error a page did not handle itself."""
     assert isinstance(error, PortalApiError)
-    if isinstance(error, SignInRequired):
-        return await _sign_in_needed(request, SignInNeeded(expired=True))
+    if isinstance(error, SignInRequired):  # the token was revoked (or the keys changed)
+        session = getattr(request.state, "session", None)
+        if session is not None:
+            await portal_of(request).sessions.delete(session)
+        request.state.session = None
+        return await _sign_in_needed(request, SignInNeeded(expired=False))
     page = await _page_for(request)
     titles = {403: page._("You cannot see this page"), 404: page._("Page not found")}
     status = error.status if error.status in titles else 500

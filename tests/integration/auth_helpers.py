@@ -115,6 +115,12 @@ def csrf_of(html: str) -> str:
     return found.group(1)
 
 
+def post_form(client: TestClient, url: str, data: dict[str, str]) -> Any:
+    """Open an account page (getting its CSRF cookie, as a browser does) and post its form."""
+    opened = client.get(url)
+    return client.post(url, data=data | {"csrf": csrf_of(opened.text)})
+
+
 def login_form(
     client: TestClient, params: dict[str, str], username: str, password: str, **extra: str
 ) -> Any:
@@ -189,11 +195,12 @@ def mint(
     fhir_user: str | None = None,
     lifetime: int | None = None,
     role: str | None = None,
+    client_id: str = "test-client",
 ) -> str:
     """An access token issued and recorded the way the token endpoint does it."""
     auth = components(client)
     grant = {
-        "client_id": "test-client",
+        "client_id": client_id,
         "sub": "tester",
         "scope": scope,
         "patient": patient,

@@ -30,6 +30,7 @@ from tests.integration.auth_helpers import (
     login_form,
     new_patient,
     pkce,
+    post_form,
 )
 
 
@@ -126,8 +127,8 @@ def test_password_reset_by_email(client: TestClient, setup: None, inbox: tuple[I
         email="forgetful@example.org",
     )
     before = len(inbox[0].messages)
-    unknown = client.post(f"{AUTH}/password-reset", data={"email": "nobody@example.org"})
-    known = client.post(f"{AUTH}/password-reset", data={"email": "forgetful@example.org"})
+    unknown = post_form(client, f"{AUTH}/password-reset", {"email": "nobody@example.org"})
+    known = post_form(client, f"{AUTH}/password-reset", {"email": "forgetful@example.org"})
     assert unknown.status_code == known.status_code == 200
     assert unknown.text == known.text  # the same answer either way
     assert len(inbox[0].messages) == before + 1
@@ -136,17 +137,15 @@ def test_password_reset_by_email(client: TestClient, setup: None, inbox: tuple[I
     link = re.search(r"(http\S+token=\S+)", mail.get_payload(decode=True).decode())
     assert link
     token = link.group(1).split("token=")[1]
-    weak = client.post(f"{AUTH}/password-reset/confirm", data={"token": token, "password": "short"})
+    confirm = f"{AUTH}/password-reset/confirm"
+    weak = post_form(client, confirm, {"token": token, "password": "short"})
     assert weak.status_code == 400
     new_password = "a-fresh-and-long-passphrase"
-    done = client.post(
-        f"{AUTH}/password-reset/confirm", data={"token": token, "password": new_password}
-    )
+    forged = client.post(confirm, data={"token": token, "password": new_password})
+    assert forged.status_code == 403  # no CSRF token: the token is not used up
+    done = post_form(client, confirm, {"token": token, "password": new_password})
     assert done.status_code == 200
-    again = client.post(
-        f"{AUTH}/password-reset/confirm",
-        data={"token": token, "password": "yet-another-passphrase"},
-    )
+    again = post_form(client, confirm, {"token": token, "password": "yet-another-passphrase"})
     assert again.status_code == 400  # single use
     assert consented(login(client, "forgetful", new_password))
     assert not consented(login(client, "forgetful", PASSWORD))
@@ -161,9 +160,16 @@ def test_patient_self_registration(client: TestClient, setup: None) -> None:
         "username": "reggie",
         "password": "qwertyuiop123",
     }
-    common = client.post(f"{AUTH}/register", data=form)
+    common = post_form(client, f"{AUTH}/register", form)
     assert common.status_code == 400 and "too common" in common.text
-    created = client.post(f"{AUTH}/register", data=form | {"password": "harbour-lights-2030x"})
+    strong = form | {"password": "harbour-lights-2030x"}
+    client.cookies.clear()
+    forged = client.post(
+        f"{AUTH}/register", data=strong, headers={"Origin": "https://evil.example"}
+    )
+    assert forged.status_code == 403 and "did not come from this site" in forged.text
+    assert call(client, components(client).accounts.get, "reggie") is None
+    created = post_form(client, f"{AUTH}/register", strong)
     assert created.status_code == 200, created.text
     user = call(client, components(client).accounts.get, "reggie")
     assert user is not None and user.fhir_user.startswith("Patient/")

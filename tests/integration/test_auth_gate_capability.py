@@ -122,6 +122,27 @@ def world(client: TestClient) -> World:
             "payload": [{"contentString": "zq-bob-message-text"}],
         },
     )
+    encounter = create(
+        client,
+        {
+            "resourceType": "Encounter",
+            "status": "finished",
+            "class": {"code": "AMB"},
+            "subject": {"reference": f"Patient/{bob}"},
+            "appointment": [{"reference": f"Appointment/{appointment}"}],
+            "reasonCode": [{"text": "zq-bob-encounter-reason"}],
+        },
+    )
+    charge = create(
+        client,
+        {
+            "resourceType": "ChargeItem",
+            "status": "billable",
+            "code": {"text": "zq-bob-charge-code"},
+            "subject": {"reference": f"Patient/{bob}"},
+            "context": {"reference": f"Encounter/{encounter}"},
+        },
+    )
     return World(
         alice=alice,
         bob_ids={
@@ -130,6 +151,8 @@ def world(client: TestClient) -> World:
             "AppointmentResponse": [response],
             "Communication": [message],
             "Slot": [slot],
+            "Encounter": [encounter],
+            "ChargeItem": [charge],
         },
         secrets={
             "Zqbobfamily": "Patient",
@@ -138,11 +161,20 @@ def world(client: TestClient) -> World:
             "zq-bob-response-note": "AppointmentResponse",
             "zq-bob-message-text": "Communication",
             "zq-bob-slot-note": "Slot",
+            "zq-bob-encounter-reason": "Encounter",
+            "zq-bob-charge-code": "ChargeItem",
         },
         referenced_by={
-            "Patient": {"Appointment", "AppointmentResponse", "Communication"},
-            "Appointment": {"AppointmentResponse"},
+            "Patient": {
+                "Appointment",
+                "AppointmentResponse",
+                "Communication",
+                "Encounter",
+                "ChargeItem",
+            },
+            "Appointment": {"AppointmentResponse", "Encounter"},
             "Slot": {"Appointment"},
+            "Encounter": {"ChargeItem"},
         },
     )
 
@@ -306,19 +338,20 @@ def _run(
     return problems, seen
 
 
-PATIENT_HIDDEN = {"Patient", "Appointment", "AppointmentResponse", "Communication", "Slot"}
+VISITS = {"Encounter", "ChargeItem"}
+PATIENT_HIDDEN = {"Patient", "Appointment", "AppointmentResponse", "Communication", "Slot", *VISITS}
 TOKENS = {
     # A patient token of A: nothing of B, and no busy Slot.
     "patient": ("patient/*.cruds", PATIENT_HIDDEN),
     # A practitioner reading the schedule: no Patient, AppointmentResponse or Communication.
     "practitioner": (
         "user/Appointment.rs user/Practitioner.rs user/Schedule.rs user/Slot.rs",
-        {"Patient", "AppointmentResponse", "Communication"},
+        {"Patient", "AppointmentResponse", "Communication", *VISITS},
     ),
     # A backend that syncs availability: no patient data at all.
     "backend": (
         "system/Slot.rs system/Schedule.rs",
-        {"Patient", "Appointment", "AppointmentResponse", "Communication"},
+        {"Patient", "Appointment", "AppointmentResponse", "Communication", *VISITS},
     ),
 }
 

@@ -129,6 +129,8 @@ def test_demo_logins_and_minted_tokens(tmp_path: Path) -> None:
     assert "Logins (password 'demo-clinic-passphrase'): demo-patient, demo-practitioner" in (
         first.stdout
     )
+    assert "Patient portal: http://127.0.0.1:" in first.stdout
+    assert "/portal/ (sign in as demo-patient, password 'demo-clinic-passphrase')" in first.stdout
     minted = _cli(env, "users", "token", "demo-patient", "--scope", "patient/*.rs")
     assert minted.returncode == 0, minted.stderr
     token = orjson.loads(minted.stdout)

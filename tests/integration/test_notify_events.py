@@ -383,6 +383,26 @@ def test_opted_out_patient_gets_nothing_but_provider_still_does(env: Running) ->
     assert env.smtp.to(patient_mail) == [] and len(env.smtp.to(doctor_mail)) == 1
 
 
+def test_only_the_reminders_a_patient_chose_are_sent(env: Running) -> None:
+    """`reminderOffset` picks reminders (the portal's preferences page writes it);
+    `noReminders` stops them, while other notifications still go out."""
+    some, none = f"p-{_n()}@example.org", f"p-{_n()}@example.org"
+    picky = patient(env, email=some, extension=[preferences_extension(["email"], reminders=[120])])
+    quiet = patient(env, email=none, extension=[preferences_extension(["email"], reminders=[])])
+    doctor = practitioner(env, f"dr-{_n()}@example.org")
+    day_before = [
+        AppointmentEvent("reminder", appointment(env, person, doctor), offset_minutes=1440)
+        for person in (picky, quiet)
+    ]
+    assert [len(env.rig.record(event)) for event in day_before] == [1, 1]  # the doctor's
+    two_hours = AppointmentEvent("reminder", appointment(env, picky, doctor), offset_minutes=120)
+    ids = env.rig.record(two_hours)
+    assert len(ids) == 2
+    booked = env.rig.record(AppointmentEvent("booked", appointment(env, quiet, doctor)))
+    env.rig.wait_settled(ids + booked)
+    assert len(env.smtp.to(some)) == 1 and len(env.smtp.to(none)) == 1
+
+
 def test_channel_choice_and_language_are_honoured(env: Running) -> None:
     address = f"p-{_n()}@example.org"
     number = f"+3362{int(_n(), 16) % 10**7:07d}"

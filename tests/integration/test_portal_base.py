@@ -3,19 +3,22 @@ state), the session cookie, CSRF, language, the signed-out redirect and idle exp
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from urllib.parse import urlencode
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
 from fhir_server.ui.session import COOKIE
-from tests.integration.auth_helpers import call
+from tests.integration.auth_helpers import call, components
 from tests.integration.portal_support import (
     PORTAL,
     add_patient_login,
@@ -152,6 +155,14 @@ def test_a_form_without_the_csrf_token_gets_a_403_page(browser: TestClient) -> N
     assert not _signed_in(browser)
 
 
+def test_signing_out_of_an_ended_session_just_says_so(browser: TestClient) -> None:
+    sign_in(browser, "pat")
+    csrf = portal_csrf(browser.get(f"{PORTAL}/").text)
+    browser.cookies.clear()  # the session ended meanwhile (an old tab)
+    out = browser.post(f"{PORTAL}/sign-out", data={"csrf": csrf}, follow_redirects=False)
+    assert out.status_code == 303 and out.headers["location"] == "/portal/signed-out"
+
+
 def test_sign_out_revokes_the_tokens(app: TestClient, browser: TestClient) -> None:
     sign_in(browser, "pat")
     sessions = portal_sessions(app)
@@ -176,7 +187,13 @@ def test_a_signed_out_visitor_is_sent_to_sign_in_and_back(browser: TestClient) -
 
 
 def test_next_never_leaves_the_portal(browser: TestClient) -> None:
-    for target in ("https://evil.example/", "//evil.example/portal", "/fhir/Patient", "/portal\\x"):
+    for target in (
+        "https://evil.example/",
+        "//evil.example/portal",
+        "/fhir/Patient",
+        "/portal\\x",
+        "/portalx",
+    ):
         callback = authorize_and_consent(browser, start_sign_in(browser, target), "pat")
         done = browser.get(callback, follow_redirects=False)
         assert done.headers["location"] == "/portal/", target
@@ -226,20 +243,84 @@ def test_the_landing_page_links_to_the_portal(browser: TestClient) -> None:
 def test_the_idle_session_ends_on_the_server(app: TestClient, browser: TestClient) -> None:
     sign_in(browser, "pat")
     sessions = portal_sessions(app)
-    key = sessions._key(browser.cookies[COOKIE])
+    session_id = browser.cookies[COOKIE]
+    key = sessions._key(session_id)
+    timeout = app.app.state.services.settings.portal_idle_timeout  # type: ignore[attr-defined]
 
     async def ttl() -> int:
-        return int(await (await sessions._connect()).pttl(key))
+        return int(await (await sessions._connect()).ttl(key))
 
-    async def expire_now() -> None:
-        await (await sessions._connect()).pexpire(key, 1)
+    async def idle_for(seconds: int) -> None:
+        """As if the last page had been opened `seconds` ago."""
+        session = await sessions.load(session_id)
+        session.seen -= seconds
+        left = timeout - seconds
+        await (await sessions._connect()).set(key, orjson.dumps(asdict(session)), ex=left)
 
-    timeout_ms = app.app.state.services.settings.portal_idle_timeout * 1000  # type: ignore[attr-defined]
-    assert timeout_ms - 5000 < call(app, ttl) <= timeout_ms  # restarted by each page
-    call(app, expire_now)
+    assert timeout - 5 < call(app, ttl) <= timeout
+    call(app, idle_for, 600)
+    page = browser.get(f"{PORTAL}/account")
+    assert timeout - 5 < call(app, ttl) <= timeout  # a page restarts the clock
+    assert f'data-idle-seconds="{timeout}"' in page.text  # what the warning script counts down
+    call(app, idle_for, timeout - 1)
+    call(app, lambda: asyncio.sleep(1.1))
     sent = browser.get(f"{PORTAL}/account", follow_redirects=False)
     assert sent.status_code == 303
     assert sent.headers["location"].startswith("/portal/signed-out?")
     assert query_of(sent.headers["location"]) == {"next": "/portal/account", "reason": "idle"}
     told = browser.get(sent.headers["location"])
     assert "You have been signed out" in told.text and "20 minutes" in told.text
+
+
+def test_home_names_the_patient_with_one_fhir_call(browser: TestClient) -> None:
+    sign_in(browser, "pat")
+    home = browser.get(f"{PORTAL}/")
+    assert home.status_code == 200 and "Test Portal" in home.text
+    assert home.headers["x-portal-fhir-calls"] == "1"
+    for link in ("/portal/book", "/portal/appointments", "/portal/preferences"):
+        assert f'href="{link}"' in home.text
+
+
+def test_a_token_revoked_elsewhere_ends_the_session(app: TestClient, browser: TestClient) -> None:
+    sign_in(browser, "pat")
+    call(app, components(app).store.revoke_user_tokens, "pat")  # e.g. a password reset
+    sent = browser.get(f"{PORTAL}/", follow_redirects=False)
+    assert sent.status_code == 303
+    assert sent.headers["location"] == "/portal/sign-in?" + urlencode({"next": "/portal/"})
+    assert call(app, portal_sessions(app).load, browser.cookies[COOKIE]) is None
+    again = browser.get(sent.headers["location"], follow_redirects=False)
+    assert again.headers["location"].startswith("http://testserver/auth/authorize?")
+
+
+def test_an_expiring_access_token_is_refreshed_on_the_server(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """With access tokens shorter than the refresh margin, every page refreshes first."""
+    for client in portal_app(settings_factory, access_token_lifetime=30):
+        add_patient_login(client, "brief")
+        sign_in(client, "brief")
+        sessions = portal_sessions(client)
+        first = call(client, sessions.load, client.cookies[COOKIE]).tokens
+        home = client.get(f"{PORTAL}/")
+        assert home.status_code == 200 and "Test Portal" in home.text
+        second = call(client, sessions.load, client.cookies[COOKIE]).tokens
+        assert second.access_token != first.access_token
+        assert second.refresh_token and second.refresh_token != first.refresh_token  # rotated
+        assert second.patient == first.patient
+        call(client, components(client).store.revoke_user_tokens, "brief")
+        ended = client.get(f"{PORTAL}/", follow_redirects=False)
+        assert ended.status_code == 303 and ended.headers["location"].startswith("/portal/")
+        assert call(client, sessions.load, client.cookies[COOKIE]) is None
+
+
+def test_without_redis_the_portal_says_it_is_unavailable(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    closed = "redis://127.0.0.1:9/0"  # the discard port: nothing answers
+    for client in portal_app(settings_factory, redis_url=closed):
+        assert client.get(f"{PORTAL}/").status_code == 200  # no session asked for: none needed
+        down = client.get(f"{PORTAL}/sign-in", follow_redirects=False)
+        assert down.status_code == 503 and "not available" in down.text
+        assert down.headers["content-type"].startswith("text/html")
+        client.cookies.set(COOKIE, "x" * 43)
+        assert client.get(f"{PORTAL}/account").status_code == 503

@@ -28,7 +28,15 @@ from fhir_server.store import config_cache, intents, recovery
 from fhir_server.store.database import connect
 from fhir_server.store.resources import ResourceStore, Version
 from tests.conftest import BASE
-from tests.integration.crash_support import Clinic, Crash, Fuse, crashing, seed, violations
+from tests.integration.crash_support import (
+    Clinic,
+    Crash,
+    Fuse,
+    crashing,
+    seed,
+    sweep,
+    violations,
+)
 
 _NO_BROKER = "redis://127.0.0.1:1/0"
 Operation = Callable[[ResourceStore, Clinic], Awaitable[Any]]
@@ -98,13 +106,7 @@ def _every_crash_point(
             await store.database.client.drop_database(store.database.db.name)
             await store.database.close()
 
-    async def sweep() -> None:
-        at = 1
-        while await one(at, False) | await one(at, True):
-            at += 1
-        assert at > 5  # the operation did reach the store
-
-    asyncio.run(sweep())
+    sweep(one)
     return kept, dropped
 
 

@@ -37,17 +37,17 @@ CLINIC_MAY = {
     "proposed": "pending booked cancelled entered-in-error",
     "pending": "booked cancelled entered-in-error",
     "booked": "arrived checked-in fulfilled noshow cancelled entered-in-error",
-    "arrived": "fulfilled entered-in-error",
-    "checked-in": "arrived fulfilled entered-in-error",
+    "arrived": "fulfilled booked entered-in-error",
+    "checked-in": "arrived fulfilled booked entered-in-error",
+    "fulfilled": "noshow entered-in-error",
+    "noshow": "fulfilled entered-in-error",
     "waitlist": "cancelled entered-in-error",
 }
-# ... and for the patient, who never records what happened on the day.
+# ... and for the patient, who never records (or corrects) what happened on the day.
 PATIENT_MAY = {
     "proposed": "pending booked cancelled entered-in-error",
     "pending": "booked cancelled entered-in-error",
     "booked": "cancelled entered-in-error",
-    "arrived": "entered-in-error",
-    "checked-in": "entered-in-error",
     "waitlist": "cancelled entered-in-error",
 }
 ON_THE_DAY = {"arrived", "checked-in", "fulfilled", "noshow"}
@@ -87,7 +87,8 @@ def test_transition_table_for_every_role(role: str, old: str) -> None:
             rules.check_transition(began, new, caller)
             continue
         allowed_for_clinic = new in CLINIC_MAY.get(old, "").split()
-        expected = Unprocessable if allowed_for_clinic and new in ON_THE_DAY else Conflict
+        on_the_day = new in ON_THE_DAY or old in ON_THE_DAY
+        expected = Unprocessable if allowed_for_clinic and on_the_day else Conflict
         with pytest.raises(expected):
             rules.check_transition(began, new, caller)
 
@@ -280,7 +281,12 @@ def test_event_of_each_write() -> None:
         moved, previous=booked
     )
     assert kind(None, _with(booked, id="a2"), replaced=booked) == "Rescheduled"
-    assert kind(booked, _with(booked, status="arrived")) is None
+    arrived = _with(booked, status="arrived")
+    assert rules.event_of(booked, arrived, cancelled_by="clinic") == events.OutcomeChanged(
+        arrived, previous=booked
+    )
+    assert kind(arrived, _with(booked, status="entered-in-error")) == "OutcomeChanged"
+    assert kind(booked, _with(booked, status="entered-in-error")) is None
 
 
 def test_a_deleted_booking_is_reported_cancelled() -> None:
@@ -289,4 +295,7 @@ def test_a_deleted_booking_is_reported_cancelled() -> None:
         _with(appointment(), status="cancelled"), cancelled_by="clinic", deleted=True
     )
     assert rules.deleted_event(appointment("pending", extension=[HOLD]), cancelled_by="x") is None
-    assert rules.deleted_event(appointment("fulfilled"), cancelled_by="x") is None
+    fulfilled = appointment("fulfilled")
+    assert rules.deleted_event(fulfilled, cancelled_by="x") == events.OutcomeChanged(
+        _with(fulfilled, status="entered-in-error"), previous=fulfilled
+    )

@@ -11,11 +11,12 @@ import re
 import secrets
 import smtplib
 import ssl
+import string
 import threading
+from dataclasses import dataclass
+from email import base64mime, quoprimime
 from email.header import Header
 from email.message import Message
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
 from email.policy import Compat32
 from email.utils import formatdate
 from typing import Any
@@ -45,37 +46,135 @@ class _Wire(Compat32):
 
 
 _WIRE = _Wire(linesep="\r\n")
+FILE = _Wire(linesep="\n")  # an outbox file, as compat32 writes it by default
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")
 
+# Characters quoted-printable header encoding writes as themselves ("_" for a space);
+# every other octet takes three ("=XX"). RFC 2047 chrome: "=?utf-8?q?" + "?=".
+_Q_PLAIN = frozenset((string.ascii_letters + string.digits + "-!*+/ ").encode())
+_CHROME = len("=?utf-8?q??=")
+_LINE = 78  # compat32's max_line_length
 
-def build_email(rendered: Rendered, sender: str) -> Message:
-    """multipart/mixed: (text | HTML alternatives) + the .ics, built with the compat32 classes.
 
-    The policy-based `EmailMessage` API builds and flattens the same message
-    several times slower; at worker throughput that matters. The boundaries are
-    chosen here, not by the generator (which compiles a regex per message to
-    search the parts for its random one): every part is base64 (the utf-8
-    charset's body encoding) under fixed headers, so no line of a part contains
-    `_`, and the two boundaries differ, so neither can occur in the text.
+@dataclass(frozen=True)
+class Mail:
+    """A message as it goes on the wire (or into an outbox file), with its envelope."""
+
+    sender: str
+    recipient: str
+    data: bytes
+
+
+def _encoded_words(subject: str) -> list[str]:
+    """The RFC 2047 words `Header(subject, "utf-8").encode()` writes for a one-line
+    subject: quoted-printable unless base64 is shorter, split between characters so
+    that the first word fits 78 columns and the others 77 (after a space). The
+    standard library finds each split by re-encoding the growing word per character."""
+    widths = [sum(1 if octet in _Q_PLAIN else 3 for octet in char.encode()) for char in subject]
+    sizes = [len(char.encode()) for char in subject]
+    use_base64 = (sum(sizes) + 2) // 3 * 4 < sum(widths)
+    words: list[str] = []
+    room, start, octets, width = _LINE - _CHROME, 0, 0, 0
+    for index, (size, cost) in enumerate(zip(sizes, widths, strict=True)):
+        grown = (octets + size + 2) // 3 * 4 if use_base64 else width + cost
+        if grown > room:
+            words.append(subject[start:index])
+            room, start, octets, width = _LINE - 1 - _CHROME, index, 0, 0
+        octets += size
+        width += cost
+    words.append(subject[start:])
+    encode = base64mime.header_encode if use_base64 else quoprimime.header_encode
+    return [encode(word.encode(), "utf-8") for word in words]
+
+
+def _subject(subject: str, policy: _Wire) -> bytes:
+    """The Subject header as compat32 writes `Header(subject, "utf-8").encode()`: the
+    encoded words one per line, the first beside the name if it fits in 78 columns."""
+    if subject.splitlines() != [subject]:  # empty, or with line breaks: the library's way
+        return policy.fold_binary("Subject", Header(subject, "utf-8").encode())
+    first, *more = _encoded_words(subject)
+    gap = " " if len("Subject: ") + len(first) <= _LINE else f" {policy.linesep} "
+    lines = [f"Subject:{gap}{first}", *(f" {word}" for word in more)]
+    return (policy.linesep.join(lines) + policy.linesep).encode("ascii")
+
+
+def _part(headers: list[bytes], body: bytes, nl: bytes) -> bytes:
+    """Folded header lines, the blank line, the body."""
+    return b"".join(headers) + nl + body
+
+
+def _multipart(boundary: str, parts: list[bytes], nl: bytes) -> bytes:
+    """The body of a multipart entity as compat32's generator writes it (no preamble)."""
+    dash = f"--{boundary}".encode()
+    return dash + nl + (nl + dash + nl).join(parts) + nl + dash + b"--" + nl
+
+
+def _base64_part(data: bytes, headers: list[str], nl: bytes) -> bytes:
+    """A `MIMEText(..., "utf-8")` part: its headers, then the body in base64 lines of 76."""
+    lines = b"".join(header.encode() + nl for header in headers)
+    return lines + nl + base64mime.body_encode(data, eol=nl.decode()).encode()
+
+
+def _text_part(text: str, subtype: str, nl: bytes) -> bytes:
+    headers = [
+        f'Content-Type: text/{subtype}; charset="utf-8"',
+        "MIME-Version: 1.0",
+        "Content-Transfer-Encoding: base64",
+    ]
+    return _base64_part(text.encode(), headers, nl)
+
+
+def build_email(rendered: Rendered, sender: str, *, policy: _Wire = _WIRE) -> Mail:
+    """multipart/mixed: (text | HTML alternatives) + the .ics; multipart/alternative alone
+    without a calendar.
+
+    Written directly, in exactly the bytes the compat32 MIME classes flatten the
+    same message to (`tests/unit/test_email_wire.py` compares them): building and
+    flattening those objects cost half of a message's delivery. The boundaries
+    are chosen here: every part is base64 under fixed headers, so no line of a
+    part contains `_`, and the two boundaries differ, so neither occurs in the text.
     """
+    nl = policy.linesep.encode()
     token = secrets.token_hex(8)
-    body = MIMEMultipart("alternative", boundary=f"=_alt_{token}")
-    body.attach(MIMEText(rendered.text, "plain", "utf-8"))
-    body.attach(MIMEText(rendered.html, "html", "utf-8"))
-    mail: Message = body
+    alternative = f"=_alt_{token}"
+    body = _multipart(
+        alternative,
+        [_text_part(rendered.text, "plain", nl), _text_part(rendered.html, "html", nl)],
+        nl,
+    )
+    kind = f'multipart/alternative; boundary="{alternative}"'
     if rendered.calendar is not None:
-        mail = MIMEMultipart("mixed", boundary=f"=_mix_{token}")
-        mail.attach(body)
-        calendar = MIMEText(rendered.calendar.decode(), "calendar", "utf-8")
-        calendar.set_param("method", rendered.calendar_method or "REQUEST")
-        calendar.add_header("Content-Disposition", "attachment", filename="appointment.ics")
-        mail.attach(calendar)
-    mail["Subject"] = Header(rendered.subject, "utf-8").encode()
-    mail["From"] = sender
-    mail["To"] = rendered.destination
-    mail["Message-ID"] = f"<{rendered.message_id}@fhir-server>"
-    mail["Date"] = formatdate(localtime=False)
-    return mail
+        mixed = f"=_mix_{token}"
+        inner = [policy.fold_binary("Content-Type", kind), b"MIME-Version: 1.0" + nl]
+        method = rendered.calendar_method or "REQUEST"
+        # set_param moves Content-Type after the headers MIMEText wrote
+        calendar = _base64_part(
+            rendered.calendar,
+            [
+                "MIME-Version: 1.0",
+                "Content-Transfer-Encoding: base64",
+                f'Content-Type: text/calendar; charset="utf-8"; method="{method}"',
+                'Content-Disposition: attachment; filename="appointment.ics"',
+            ],
+            nl,
+        )
+        body = _multipart(mixed, [_part(inner, body, nl), calendar], nl)
+        kind = f'multipart/mixed; boundary="{mixed}"'
+    headers = [
+        policy.fold_binary("Content-Type", kind),
+        b"MIME-Version: 1.0" + nl,
+        _subject(rendered.subject, policy),
+        policy.fold_binary("From", sender),
+        policy.fold_binary("To", rendered.destination),
+        policy.fold_binary("Message-ID", f"<{rendered.message_id}@fhir-server>"),
+        policy.fold_binary("Date", formatdate(localtime=False)),
+    ]
+    return Mail(sender, rendered.destination, _part(headers, body, nl))
+
+
+def mail_of(message: Message) -> Mail:
+    """A message built with the `email` package (a password reset), as the wire takes it."""
+    return Mail(str(message["From"]), str(message["To"]), message.as_bytes(policy=_WIRE))
 
 
 def check_address(address: str) -> None:
@@ -117,15 +216,13 @@ class _Connections:
                 self.client.close()
         self.client = None
 
-    def send(self, settings: Settings, mail: Message) -> None:
+    def send(self, settings: Settings, mail: Mail) -> None:
         with self.lock:
             for attempt in (1, 2):
                 if self.client is None:
                     self.client = self.open(settings)
                 try:
-                    self.client.sendmail(
-                        str(mail["From"]), [str(mail["To"])], mail.as_bytes(policy=_WIRE)
-                    )
+                    self.client.sendmail(mail.sender, [mail.recipient], mail.data)
                     return
                 except smtplib.SMTPServerDisconnected:
                     self.drop()
@@ -143,7 +240,7 @@ class _Connections:
 _connections = _Connections()
 
 
-def send_email(settings: Settings, mail: Message) -> None:
+def send_email(settings: Settings, mail: Mail) -> None:
     """Send through the configured SMTP server; raises DeliveryError."""
     try:
         _connections.send(settings, mail)

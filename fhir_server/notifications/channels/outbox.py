@@ -11,7 +11,6 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
-from email.message import Message
 from pathlib import Path
 
 from fhir_server.settings import Settings
@@ -31,8 +30,8 @@ def _write(settings: Settings, name: str, data: bytes) -> Path:
     return target
 
 
-def write_email(settings: Settings, message_id: str, mail: Message) -> Path:
-    return _write(settings, f"{message_id}.eml", mail.as_bytes())
+def write_email(settings: Settings, message_id: str, mail: bytes) -> Path:
+    return _write(settings, f"{message_id}.eml", mail)
 
 
 def write_sms(settings: Settings, message_id: str, to: str, body: str) -> Path:

@@ -7,6 +7,8 @@ holds a token): the portal links there and the pages lead back.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from fastapi import APIRouter
 from fastapi.responses import Response
 
@@ -17,7 +19,8 @@ router = APIRouter()
 
 
 def _auth_page(page: Page, path: str) -> str:
-    return f"{site_root(page.settings)}/auth/{path}"
+    """An authorization server page, in the portal's language (OpenID Connect ui_locales)."""
+    return f"{site_root(page.settings)}/auth/{path}?{urlencode({'ui_locales': page.lang})}"
 
 
 @router.get("/register")
@@ -37,4 +40,5 @@ async def account(page: SignedIn) -> Response:
         title=page._("Your account"),
         reset=_auth_page(page, "password-reset"),
         manage=_auth_page(page, "manage"),
+        two_step=_auth_page(page, "two-step"),
     )

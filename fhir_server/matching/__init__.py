@@ -1,0 +1,2 @@
+"""Patient matching (`Patient/$match`): pure scoring in `score`, candidate search in
+`candidates`."""
