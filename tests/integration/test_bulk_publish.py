@@ -19,13 +19,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
-from fhir_server.publishing.public import PUBLIC_TAG
-from fhir_server.publishing.shape import (
+from fhir_server.publishing.extensions import (
     BOOKING_DEEP_LINK,
     BOOKING_PHONE,
     BOOKING_REFERRAL,
     SLOT_CAPACITY,
 )
+from fhir_server.publishing.public import PUBLIC_TAG
 from fhir_server.scheduling import extensions as ext
 from fhir_server.settings import Settings
 from tests.fhir_conformance import problems
