@@ -173,10 +173,14 @@ async def _rates(port: int, base: datetime, seconds: float, cpu: http_load.CpuPr
                     name, "127.0.0.1", port, make, seconds=seconds, expect=201, cpu=cpu
                 )
             )
+    # A round in which nothing completed (a machine loaded by other work) has no ratio.
     ratios = {
         against: sorted(
-            b.rate / c.rate for c, b in zip(rounds[against], rounds["book"], strict=True)
+            b.rate / c.rate
+            for c, b in zip(rounds[against], rounds["book"], strict=True)
+            if c.rate > 0
         )
+        or [0.0]
         for against in ("create", "floor")
     }
     costs = {name: http_load.cpu_ms_per_request(runs) for name, runs in rounds.items()}

@@ -99,7 +99,7 @@ def _run(uri: str, data_dir: Path, redis_url: str, slots: int) -> None:
         client.portal.call(_seed, services.store, indexer, slots)
         full = _poll(client)
         _report(f"demo clinic + {slots:,} Slots", full)
-        time.sleep(2.5)  # past the manifest's settle margin, so the poll sees one change
+        time.sleep(3.5)  # past the manifest's settle margin, so the poll sees one change
         since = _poll(client)[3]
         client.portal.call(_seed, services.store, indexer, 1, "bench-new")
         _report("_since poll after one change", _poll(client, since))

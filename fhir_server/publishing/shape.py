@@ -18,14 +18,8 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
+from fhir_server.publishing.extensions import BOOKING_DEEP_LINK, BOOKING_PHONE, SLOT_CAPACITY
 from fhir_server.scheduling.slot_state import booked_count, capacity
-
-SSL = "http://hl7.org/fhir/uv/smart-scheduling-links/StructureDefinition"
-BOOKING_DEEP_LINK = f"{SSL}/booking-deep-link"
-BOOKING_PHONE = f"{SSL}/booking-phone"
-SLOT_CAPACITY = f"{SSL}/slot-capacity"
-# Where the portal records the `source` a slot finder sent the patient with (on the Appointment).
-BOOKING_REFERRAL = f"{SSL}/booking-referral"
 
 _KEPT = {
     "Location": ("name", "telecom", "address", "position", "description", "identifier"),

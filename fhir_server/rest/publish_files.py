@@ -31,7 +31,7 @@ from fhir_server.rest.operations.bulk_publish import PUBLIC_CALLER, cache_contro
 from fhir_server.rest.services import Services
 
 NDJSON = "application/fhir+ndjson"
-WINDOW = timedelta(days=7)
+WINDOW = timedelta(days=1)
 
 router = APIRouter()
 
@@ -61,9 +61,10 @@ async def _future_slots(
 ) -> AsyncIterator[dict[str, Any]]:
     """The published Slots starting from now, changed at or after `_since` when given.
 
-    A full poll reads each Schedule's a week at a time, up to its latest: each query
-    is then a short range of the (schedule, start) index, where one cursor over all
-    Slots makes every later page scan from the start again.
+    A full poll reads each Schedule's a day at a time, up to its latest: each query is
+    then a short range of the (schedule, start) index that fits one page, where a
+    cursor over many Slots makes every later page scan from the start again (on the
+    embedded store: 516 s instead of 39 for 50,000 Slots, see `bench_publish`).
     """
     future = ("start", f"ge{fhir_instant(now)}")
     if changed:  # few rows: one query
@@ -76,13 +77,13 @@ async def _future_slots(
         async for slot in _public(services, "Slot", [mine, ("_sort", "-start")], 1):
             last = str(slot["start"])
             break  # the latest start is all it takes
-        week = now
-        while fhir_instant(week) <= last:
-            until = ("start", f"lt{fhir_instant(week + WINDOW)}")
-            window = [mine, ("start", f"ge{fhir_instant(week)}"), until, ("_sort", "start")]
+        day = now
+        while fhir_instant(day) <= last:
+            until = ("start", f"lt{fhir_instant(day + WINDOW)}")
+            window = [mine, ("start", f"ge{fhir_instant(day)}"), until, ("_sort", "start")]
             async for slot in _public(services, "Slot", window):
                 yield slot
-            week += WINDOW
+            day += WINDOW
 
 
 async def published_lines(

@@ -30,6 +30,7 @@ from tests.integration.auth_helpers import (
     login_form,
     new_patient,
     pkce,
+    post_form,
 )
 
 FAILURES = 5
@@ -125,10 +126,10 @@ def test_registration_answers_the_same_for_a_taken_name(
     }
     store = client.app.state.services.store  # type: ignore[attr-defined]
     patients_before = call(client, store.collection("Patient").count_documents, {})
-    taken = client.post(f"{AUTH}/register", data=form | {"username": "taken"})
+    taken = post_form(client, f"{AUTH}/register", form | {"username": "taken"})
     assert hashed == ["harbour-lights-2030x"]  # the work a new account would cost
     assert call(client, store.collection("Patient").count_documents, {}) == patients_before
-    free = client.post(f"{AUTH}/register", data=form | {"username": "free-name"})
+    free = post_form(client, f"{AUTH}/register", form | {"username": "free-name"})
     assert taken.status_code == free.status_code == 200
     assert taken.text == free.text
     assert "taken" not in taken.text.lower()
@@ -146,6 +147,6 @@ def test_a_refused_registration_stores_no_patient(client: TestClient) -> None:
         "username": "n" * 101,
         "password": "harbour-lights-2030x",
     }
-    refused = client.post(f"{AUTH}/register", data=form)
+    refused = post_form(client, f"{AUTH}/register", form)
     assert refused.status_code == 400 and "user name" in refused.text
     assert call(client, store.collection("Patient").count_documents, {}) == before

@@ -19,13 +19,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
-from fhir_server.publishing.public import PUBLIC_TAG
-from fhir_server.publishing.shape import (
+from fhir_server.publishing.extensions import (
     BOOKING_DEEP_LINK,
     BOOKING_PHONE,
     BOOKING_REFERRAL,
     SLOT_CAPACITY,
 )
+from fhir_server.publishing.public import PUBLIC_TAG
 from fhir_server.scheduling import extensions as ext
 from fhir_server.settings import Settings
 from tests.fhir_conformance import problems
@@ -148,7 +148,9 @@ def test_the_manifest_and_files_publish_only_public_future_availability(
 def test_a_since_poll_brings_what_changed_a_booking_and_new_slots(
     client: TestClient, world: dict[str, Any]
 ) -> None:
-    time.sleep(2.5)  # past the manifest's settle margin: the setup is older than its poll
+    # Past the manifest's settle margin (2 s, on an instant to the second): the setup is
+    # older than the first poll's transactionTime.
+    time.sleep(3.5)
     first, _ = poll(client)
     since = first["transactionTime"]
     time.sleep(2.5)
@@ -197,6 +199,7 @@ def test_a_token_changes_nothing_and_bad_input_is_an_operation_outcome(
     assert bad.json()["resourceType"] == "OperationOutcome"
     bad_file = anonymous(client, f"{BASE}/$bulk-publish/Slot.ndjson?_since=yesterday")
     assert bad_file.status_code == 400
+    assert client.post(f"{BASE}/$bulk-publish").status_code == 405
     unknown = anonymous(client, f"{BASE}/$bulk-publish/Patient.ndjson")
     assert unknown.status_code == 404
     statement = anonymous(client, f"{BASE}/metadata").json()

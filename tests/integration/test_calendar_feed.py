@@ -235,6 +235,13 @@ def test_nobody_gets_another_user_s_feed(client: TestClient, clinic: dict[str, s
     # A clinic-wide backend token may change any Patient, but only owners get feed URLs.
     assert feed_url(client, f"Patient/{alice}", {}).status_code == 403
     assert client.get(f"{BASE}/Patient/{alice}/$calendar-feed").status_code == 400
+    statement = client.get(f"{BASE}/metadata").json()["rest"][0]["resource"]
+    offered = {
+        r["type"]
+        for r in statement
+        if any(o["name"] == "calendar-feed" for o in r.get("operation", []))
+    }
+    assert offered == {"Patient", "Practitioner"}
 
 
 def test_the_operator_command_issues_and_revokes(

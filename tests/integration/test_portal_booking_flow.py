@@ -16,6 +16,7 @@ from httpx import Response
 from icalendar import Calendar
 
 from fhir_server.demo import load_demo
+from fhir_server.publishing.extensions import BOOKING_REFERRAL
 from fhir_server.scheduling.booking import release_expired_holds
 from fhir_server.scheduling.generation import generate_rolling
 from fhir_server.settings import Settings
@@ -319,6 +320,9 @@ def test_a_deep_link_goes_to_check_your_answers_after_sign_in(
     assert check_url.startswith("/portal/book/check?")
     assert query(check_url)["source"] == "referral-42"
     assert appointment(app, patient_id, query(check_url)["hold"]).status == "pending"
+    store = app.app.state.services.store  # type: ignore[attr-defined]
+    held = call(app, store.read, "Appointment", query(check_url)["hold"]).resource
+    assert {"url": BOOKING_REFERRAL, "valueString": "referral-42"} in held["extension"]
     assert app.get(check_url).status_code == 200
 
     gone = app.get(f"{PORTAL}/book", params={"slot": slot})  # held now: not public any more

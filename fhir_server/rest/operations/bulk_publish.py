@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 from fhir_server.auth.policy import TokenContext
 from fhir_server.auth.scopes import ScopeSet
+from fhir_server.fhir.errors import MethodNotAllowed
 from fhir_server.fhir.instants import fhir_instant
 from fhir_server.publishing.manifest import manifest
 from fhir_server.publishing.public import PUBLIC_CLIENT, PUBLIC_SCOPES
@@ -60,6 +61,8 @@ def cache_control(services: Services) -> dict[str, str]:
 
 
 async def handle(services: Services, req: FhirRequest) -> FhirResponse:
+    if req.method != "GET":
+        raise MethodNotAllowed(f"${CODE} is invoked with GET.")
     since = since_of(req)
     now = datetime.now(UTC)
     request = f"{services.base_url}/${CODE}" + (f"?_since={since}" if since else "")

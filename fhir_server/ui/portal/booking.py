@@ -96,7 +96,7 @@ async def start(page: SignedIn, request: Request) -> Response:
     if not slot:
         return page.redirect(page.url("/book/service", **flow.query()))
     try:
-        held = await pages.hold(page.api, slot)
+        held = await pages.hold(page.api, slot, flow.source)
     except (pages.NotFound, PortalApiError):
         return page.render(
             "portal/book_unavailable.html",

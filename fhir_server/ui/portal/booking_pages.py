@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from fhir_server.fhir.instants import fhir_instant
+from fhir_server.publishing.extensions import BOOKING_REFERRAL
 from fhir_server.ui.fhir_api import PortalApi, PortalApiError, entries
 from fhir_server.ui.portal.booking_model import (
     LocalTime,
@@ -240,8 +241,11 @@ async def _elsewhere(
     return Elsewhere(following[0]) if following else Elsewhere(contact=place.contact())
 
 
-async def hold(api: PortalApi, slot_id: str) -> Resource:
+async def hold(api: PortalApi, slot_id: str, source: str = "") -> Resource:
     """Hold one free Slot for the patient: the pending Appointment with its expiry.
+
+    `source` is the slot finder that sent the patient here by a published deep link
+    (SMART Scheduling Links): the Appointment keeps it as `booking-referral`.
 
     Raises NotFound for a Slot that does not exist, PortalApiError (409) when it was
     taken meanwhile.
@@ -253,6 +257,8 @@ async def hold(api: PortalApi, slot_id: str) -> Resource:
     except PortalApiError as error:
         raise NotFound(slot_id) from error
     wanted = proposal(slot, schedule, patient_of(api))
+    if source:
+        wanted["extension"] = [{"url": BOOKING_REFERRAL, "valueString": source}]
     answer = await api.operation(
         "Appointment/$hold", parameters({"name": "appt-resource", "resource": wanted})
     )
