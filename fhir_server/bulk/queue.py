@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 def publish(job_id: str) -> bool:
     """Queue a slice of the job; False when the broker is down (never raises: the job is
-    stored, and the resume scan that beat runs every 30 s queues it when the broker is back)."""
+    stored, and the resume scan that beat runs every minute queues it when the broker is back)."""
     return _send(EXPORT_TASK, [job_id])
 
 

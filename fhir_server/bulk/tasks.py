@@ -2,7 +2,7 @@
 
 `export` runs one slice (`bulk.runner`) and queues the next when the job is
 not finished. A job whose worker was killed keeps its lease until
-`export_lease` runs out; then `resume_exports` (run by beat every 30 s, and
+`export_lease` runs out; then `resume_exports` (run by beat every minute, and
 asked for by every worker as it starts) queues it again, and the new slice
 resumes from the job's last checkpoint. A slice that fails three times in a
 row marks the job `error`, so a bad job cannot loop for ever.

@@ -55,7 +55,7 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "release-expired-holds": {"task": RELEASE_HOLDS_TASK, "schedule": 60.0},
     "generate-rolling-slots": {"task": ROLLING_SLOTS_TASK, "schedule": 3600.0},
     # Bulk exports whose worker died are taken over; expired ones are deleted.
-    "resume-exports": {"task": RESUME_EXPORTS_TASK, "schedule": 30.0},
+    "resume-exports": {"task": RESUME_EXPORTS_TASK, "schedule": 60.0},
 }
 
 _embedded: dict[Path, Any] = {}
