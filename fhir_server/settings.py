@@ -150,8 +150,8 @@ class Settings(BaseSettings):
     )
     notify_link_base: str | None = Field(
         default=None,
-        description="Patient portal URL put in SMS and push links; derived from the base URL "
-        "when unset.",
+        description="Patient portal URL put in SMS and push links; unset: the portal of this "
+        "server ({site}/portal, whose /appointments/{id} page shows the appointment).",
     )
     notify_timezone: str = Field(
         default="UTC",

@@ -82,9 +82,11 @@ directory = _Directory()
 
 
 def link_base(settings: Settings) -> str:
+    """Where a message's link leads: the patient portal, whose `/appointments/{id}` page
+    shows the appointment with its Change and Cancel links, unless set otherwise."""
     if settings.notify_link_base:
         return settings.notify_link_base.rstrip("/")
-    return settings.base_url.removesuffix("/fhir")
+    return f"{settings.base_url.removesuffix('/fhir')}/portal"
 
 
 async def compose(

@@ -233,7 +233,7 @@ def test_sms_is_short_with_a_link_and_no_reason(env: Running) -> None:
     form = dict(pair.split("=", 1) for pair in sent.body.decode().split("&"))
     body = unquote_plus(form["Body"])
     assert body.startswith("Your appointment is booked")
-    assert f"/appointments/{appt['id']}" in body
+    assert f"/portal/appointments/{appt['id']}" in body
     assert "Knee" not in body and len(body) <= 160
     assert sent.headers["authorization"] == "Basic " + base64.b64encode(b"AC123:secret").decode()
 
@@ -273,7 +273,7 @@ def test_push_goes_encrypted_to_each_registered_browser(env: Running) -> None:
     plain = http_ece.decrypt(request.body, private_key=key, auth_secret=auth, version="aes128gcm")
     message = fhir_json(plain)
     assert message["title"].startswith("Your appointment is booked")
-    assert message["url"].endswith(f"/appointments/{appt['id']}")
+    assert message["url"].endswith(f"/portal/appointments/{appt['id']}")
     # The browser whose push service said 410 Gone is forgotten.
     assert env.rig.run(env.rig.ctx.outbox.push_subscriptions(ref(person))) == [info]
 
