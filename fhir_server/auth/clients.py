@@ -42,6 +42,9 @@ class Client(ClientMixin):  # type: ignore[misc]
     # A resource server (or admin tool) may introspect any client's tokens; any other
     # client only its own (`clients add --resource-server`).
     resource_server: bool = False
+    # The server's own web client (the patient portal): a patient signing in to it is not
+    # asked to allow access, since the clinic is not a third party to its own patients.
+    first_party: bool = False
 
     @classmethod
     def of(cls, doc: dict[str, Any]) -> Client:
@@ -56,6 +59,7 @@ class Client(ClientMixin):  # type: ignore[misc]
             jwks_uri=doc.get("jwks_uri"),
             require_pkce=doc.get("require_pkce", True),
             resource_server=bool(doc.get("resource_server", False)),
+            first_party=bool(doc.get("first_party", False)),
         )
 
     def public_view(self) -> dict[str, Any]:
@@ -132,6 +136,7 @@ class ClientRegistry:
         jwks_uri: str | None = None,
         require_pkce: bool = True,
         resource_server: bool = False,
+        first_party: bool = False,
     ) -> Client:
         redirect_uris = redirect_uris or []
         _check(kind, scope, redirect_uris, secret, jwks, jwks_uri)
@@ -150,6 +155,7 @@ class ClientRegistry:
             "jwks_uri": jwks_uri,
             "require_pkce": require_pkce,
             "resource_server": resource_server,
+            "first_party": first_party,
             "created": int(time.time()),
         }
         if not await self.store.add_client(doc):

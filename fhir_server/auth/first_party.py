@@ -29,6 +29,7 @@ async def ensure_confidential_client(
         and current.kind == "confidential"
         and current.redirect_uris == [redirect_uri]
         and current.scope == scope
+        and current.first_party
         and await anyio.to_thread.run_sync(current.check_client_secret, secret)
     ):
         return
@@ -36,5 +37,11 @@ async def ensure_confidential_client(
         await clients.remove(client_id)
     with contextlib.suppress(AccountError):  # another replica registered it meanwhile
         await clients.add(
-            client_id, name, "confidential", scope, redirect_uris=[redirect_uri], secret=secret
+            client_id,
+            name,
+            "confidential",
+            scope,
+            redirect_uris=[redirect_uri],
+            secret=secret,
+            first_party=True,
         )

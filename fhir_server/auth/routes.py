@@ -159,6 +159,13 @@ async def authorize(request: Request) -> Response:
         if user is None:
             wrong = "The user name or password is wrong, or the account is locked."
             return form.login(wrong, data.get("username", ""))
+        if grant.client.first_party and user.role == "patient" and launch is None:
+            # The clinic's own portal acts for the patient signing in to it: nothing to allow.
+            subject = _subject(user, None, data)
+            result = await anyio.to_thread.run_sync(
+                lambda: auth.server.create_authorization_response(oreq, subject, grant)
+            )
+            return _reply(result)
         return form.consent(user, launch is not None)
     if step == "consent":
         ticket = read_ticket(auth.settings.secret_key, data.get("ticket", ""), pairs)

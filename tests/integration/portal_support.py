@@ -1,7 +1,8 @@
 """Driving the patient portal in tests: an app with auth on, a patient, a browser-like sign-in.
 
 `signed_in_client` walks the whole way a browser does: the portal's sign-in
-redirect, the authorization server's sign-in and consent forms, the callback.
+redirect, the authorization server's sign-in form (no consent page: the portal is the
+clinic's own client), the callback.
 Portal page tests (base, account, booking) share it.
 """
 
@@ -21,9 +22,7 @@ from tests.integration.auth_helpers import (
     PASSWORD,
     add_user,
     auth_app,
-    csrf_of,
     new_patient,
-    ticket_of,
 )
 
 PORTAL = "http://testserver/portal"
@@ -49,25 +48,14 @@ def form_fields(html: str) -> dict[str, str]:
 
 
 def authorize_and_consent(client: TestClient, authorize_url: str, username: str) -> str:
-    """On the authorization server: sign in, allow; the callback URL it redirects to."""
+    """On the authorization server: sign in; the callback URL it redirects to. The portal is
+    the clinic's own client, so a patient is sent straight back, with no consent page."""
     login = client.get(authorize_url)
     assert login.status_code == 200, login.text[:300]
     fields = form_fields(login.text)
-    consent = client.post(
-        "http://testserver/auth/authorize",
-        data=fields | {"step": "login", "username": username, "password": PASSWORD},
-    )
-    assert 'value="allow"' in consent.text, consent.text[:500]
-    fields = form_fields(consent.text)
     done = client.post(
         "http://testserver/auth/authorize",
-        data=fields
-        | {
-            "step": "consent",
-            "ticket": ticket_of(consent.text),
-            "csrf": csrf_of(consent.text),
-            "decision": "allow",
-        },
+        data=fields | {"step": "login", "username": username, "password": PASSWORD},
         follow_redirects=False,
     )
     assert done.status_code == 302, done.text[:300]

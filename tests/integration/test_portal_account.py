@@ -102,10 +102,14 @@ def test_forgotten_password_then_sign_in(
     assert changed.status_code == 200 and 'href="http://testserver/portal/"' in changed.text
     login = browser.get(start_sign_in(browser))
     fields = form_fields(login.text) | {"step": "login", "username": "forgot"}
-    consent = browser.post(f"{AUTH}/authorize", data=fields | {"password": new_password})
-    assert 'value="allow"' in consent.text
-    old = browser.post(f"{AUTH}/authorize", data=fields | {"password": PASSWORD})
-    assert 'value="allow"' not in old.text
+    old = browser.post(
+        f"{AUTH}/authorize", data=fields | {"password": PASSWORD}, follow_redirects=False
+    )
+    assert old.status_code == 200 and 'name="password"' in old.text  # asked again
+    signed_in = browser.post(
+        f"{AUTH}/authorize", data=fields | {"password": new_password}, follow_redirects=False
+    )
+    assert signed_in.headers["location"].startswith(f"{PORTAL}/callback?")
 
 
 def _two_step_form(browser: TestClient, **fields: str) -> str:
@@ -143,12 +147,16 @@ def test_turn_on_two_step_sign_in(app: TestClient, browser: TestClient) -> None:
     # Now the portal's sign-in needs the code as well.
     login = browser.get(start_sign_in(browser))
     base = form_fields(login.text) | {"step": "login", "username": "careful"}
-    without = browser.post(f"{AUTH}/authorize", data=base | {"password": PASSWORD})
-    assert 'value="allow"' not in without.text
-    with_code = browser.post(
-        f"{AUTH}/authorize", data=base | {"password": PASSWORD, "totp": pyotp.TOTP(secret).now()}
+    without = browser.post(
+        f"{AUTH}/authorize", data=base | {"password": PASSWORD}, follow_redirects=False
     )
-    assert 'value="allow"' in with_code.text
+    assert without.status_code == 200 and 'name="password"' in without.text  # asked again
+    with_code = browser.post(
+        f"{AUTH}/authorize",
+        data=base | {"password": PASSWORD, "totp": pyotp.TOTP(secret).now()},
+        follow_redirects=False,
+    )
+    assert with_code.headers["location"].startswith(f"{PORTAL}/callback?")
     french = browser.get(f"{AUTH}/two-step", params={"ui_locales": "fr"})
     assert '<html lang="fr">' in french.text
     assert "Activer la connexion en deux étapes" in french.text
