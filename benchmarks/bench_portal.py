@@ -59,14 +59,14 @@ def _hidden(html: str) -> dict[str, str]:
 
 
 async def _sign_in(http: httpx.AsyncClient, username: str) -> None:
-    """The browser's way: portal sign-in, the authorization server's two forms, callback."""
+    """The browser's way: portal sign-in, the authorization server's sign-in form (no consent
+    page for the clinic's own portal), callback."""
     started = await http.get("/portal/sign-in")
     login = await http.get(started.headers["location"])
-    consent = await http.post(
+    done = await http.post(
         "/auth/authorize",
         data=_hidden(login.text) | {"step": "login", "username": username, "password": PASSWORD},
     )
-    done = await http.post("/auth/authorize", data=_hidden(consent.text) | {"decision": "allow"})
     back = await http.get(done.headers["location"])
     assert back.status_code == 303, back.text[:300]
 
