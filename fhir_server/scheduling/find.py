@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from fhir_server.fhir.proposals import proposed_appointment
 from fhir_server.fhir.resource import Resource
 from fhir_server.scheduling.settings import booking_settings
 from fhir_server.store import slots as slot_queries
@@ -98,34 +99,9 @@ def _slot_matches(slot: Resource, schedule: Resource, query: FindQuery) -> bool:
 
 def proposed(slot_id: str, slot: Resource, schedule: Resource, patient: str | None) -> Resource:
     """The proposed Appointment a client may pass to $hold or $book."""
-    participants = [
-        {"actor": {"reference": a["reference"]}, "required": "required", "status": "needs-action"}
-        for a in schedule.get("actor", [])
-        if a.get("reference")
-    ]
-    if patient:
-        participants.insert(
-            0,
-            {
-                "actor": {"reference": _ref(patient, "Patient")},
-                "required": "required",
-                "status": "needs-action",
-            },
-        )
-    appointment: Resource = {
-        "resourceType": "Appointment",
-        "status": "proposed",
-        "start": slot["start"],
-        "end": slot["end"],
-        "slot": [{"reference": f"Slot/{slot_id}"}],
-        "participant": participants,
-    }
-    for key in ("serviceCategory", "serviceType", "specialty"):
-        if slot.get(key):
-            appointment[key] = slot[key]
-    if slot.get("appointmentType"):
-        appointment["appointmentType"] = slot["appointmentType"]
-    return appointment
+    return proposed_appointment(
+        slot_id, slot, schedule, _ref(patient, "Patient") if patient else None
+    )
 
 
 async def _free_in_order(

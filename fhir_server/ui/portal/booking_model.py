@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fhir_server.fhir.instants import parse_instant
+from fhir_server.fhir.proposals import proposed_appointment
 
 Resource = dict[str, Any]
 
@@ -245,29 +246,7 @@ def status_words(appointment: Resource) -> str:
 
 def proposal(slot: Resource, schedule: Resource, patient_id: str) -> Resource:
     """The proposed Appointment for one free Slot, as `$find` proposes it (Argonaut)."""
-    participants = [
-        {
-            "actor": {"reference": f"Patient/{patient_id}"},
-            "required": "required",
-            "status": "needs-action",
-        }
-    ] + [
-        {"actor": dict(actor), "required": "required", "status": "needs-action"}
-        for actor in schedule.get("actor", [])
-        if actor.get("reference")
-    ]
-    appointment: Resource = {
-        "resourceType": "Appointment",
-        "status": "proposed",
-        "start": slot["start"],
-        "end": slot["end"],
-        "slot": [{"reference": f"Slot/{slot['id']}"}],
-        "participant": participants,
-    }
-    for key in ("serviceCategory", "serviceType", "specialty", "appointmentType"):
-        if slot.get(key):
-            appointment[key] = slot[key]
-    return appointment
+    return proposed_appointment(str(slot["id"]), slot, schedule, f"Patient/{patient_id}")
 
 
 def is_upcoming(appointment: Resource, now: datetime) -> bool:
