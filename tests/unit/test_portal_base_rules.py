@@ -11,10 +11,9 @@ from pathlib import Path
 from babel.messages.extract import extract_from_dir
 from fastapi.routing import APIRoute
 
-from fhir_server.ui import i18n
-from fhir_server.ui.portal import routers
+from fhir_server.ui import clinic, i18n, portal
 from fhir_server.ui.sign_in import router as sign_in_router
-from fhir_server.ui.web import checked_form
+from fhir_server.ui.web import checked_form, routers_of
 
 UI = Path(__file__).resolve().parents[2] / "fhir_server" / "ui"
 FORBIDDEN = ("fhir_server.store", "fhir_server.scheduling", "fhir_server.auth")
@@ -46,7 +45,8 @@ def _depends_on(dependant: object, target: object) -> bool:
 
 
 def test_every_form_handler_checks_the_csrf_token() -> None:
-    routes = [r for router in [sign_in_router, *routers()] for r in router.routes]
+    pages = [*routers_of(portal), *routers_of(clinic)]
+    routes = [r for router in [sign_in_router, *pages] for r in router.routes]
     posts = [r for r in routes if isinstance(r, APIRoute) and r.methods - {"GET", "HEAD"}]
     assert len(posts) >= 2
     for route in posts:
