@@ -27,4 +27,6 @@ def _(message: str) -> str:
 
 SECTIONS: list[Section] = [
     Section("/", _("Home"), STAFF),
+    Section("/schedule", _("Schedule"), STAFF),
+    Section("/requests", _("Requests"), STAFF),
 ]
