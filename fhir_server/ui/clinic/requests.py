@@ -36,7 +36,7 @@ async def _requests_page(
     found = await data.everything(
         page.api,
         "Appointment",
-        [("status", "pending"), ("_include", "Appointment:actor"), ("_sort", "date")],
+        [("status", "pending"), ("_include", "Appointment:actor")],
     )
     waiting = {str(r.get("id")) for r in found if model.waiting(r)}
     visits = [v for v in model.visits(found, scope.names, scope.zone, utc_now()) if v.id in waiting]

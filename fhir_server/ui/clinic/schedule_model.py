@@ -23,7 +23,6 @@ from fhir_server.ui.portal.booking_model import (
     LocalTime,
     actor_ids,
     extension_value,
-    local,
     name_of,
     reference_id,
     zone_of,
@@ -44,6 +43,8 @@ HIDDEN = ("proposed", "cancelled", "entered-in-error", "waitlist")
 """Statuses left off a schedule: nothing happens at that time."""
 OUTCOMES = {"arrived": N_("Arrived"), "fulfilled": N_("Completed"), "noshow": N_("No-show")}
 """The statuses a schedule row can record, and their buttons' words."""
+_TONES = {"arrived": "tag--green", "checked-in": "tag--green", "fulfilled": "tag--green"}
+_TONES["noshow"] = "tag--grey"
 _NEXT = {"booked": ("arrived", "noshow"), "arrived": ("fulfilled",), "checked-in": ("fulfilled",)}
 
 
@@ -77,6 +78,11 @@ class Visit:
     def words(self) -> str:
         return STATUS_WORDS.get(self.status, self.status)
 
+    @property
+    def tone(self) -> str:
+        """The status tag's colour class: a second cue beside the words, never the only one."""
+        return _TONES.get(self.status, "")
+
 
 def clinicians(bundle_entries: Iterable[Resource]) -> list[Clinician]:
     """The clinicians of a `Schedule?_include=Schedule:actor&_include:iterate=
@@ -91,13 +97,13 @@ def clinicians(bundle_entries: Iterable[Resource]) -> list[Clinician]:
             role = by_ref.get(ref) or {}
             practitioner_id = reference_id(role.get("practitioner"), "Practitioner")
             practitioner = by_ref.get(f"Practitioner/{practitioner_id}")
-            name = name_of(practitioner) or _display(schedule, ref) or role_id
+            name = name_of(practitioner) or _schedule_display(schedule, ref) or role_id
             person = f"Practitioner/{practitioner_id}" if practitioner_id else None
             found.setdefault(ref, Clinician(ref, name, person, zone_of(*locations, schedule)))
     return sorted(found.values(), key=lambda c: (c.name.casefold(), c.ref))
 
 
-def _display(resource: Resource, ref: str) -> str:
+def _schedule_display(resource: Resource, ref: str) -> str:
     for actor in resource.get("actor", []):
         if actor.get("reference") == ref and actor.get("display"):
             return str(actor["display"])
@@ -139,40 +145,53 @@ def _visit(
     now: datetime,
 ) -> Visit:
     status = str(appointment.get("status"))
-    start, end = str(appointment["start"]), str(appointment.get("end") or appointment["start"])
-    started, ended = parse_instant(start) <= now, parse_instant(end) <= now
+    start = parse_instant(str(appointment["start"]))
+    end = parse_instant(str(appointment.get("end") or appointment["start"]))
+    started, ended = start <= now, end <= now
     actions = tuple(s for s in _NEXT.get(status, ()) if s != "noshow" or started)
-    roles = actor_ids(appointment, "PractitionerRole")
-    clinician = f"PractitionerRole/{roles[0]}" if roles else None
-    patients = actor_ids(appointment, "Patient")
-    patient = by_ref.get(f"Patient/{patients[0]}") if patients else None
-    clinician_name = names.get(clinician or "", "") or _participant_display(
-        appointment, "PractitionerRole"
-    )
+    actors = _actors(appointment)  # one pass over the participants: a week has hundreds
+    clinician = actors.get("PractitionerRole")
+    patient = by_ref.get(actors.get("Patient", ""))
     return Visit(
         id=str(appointment["id"]),
         version=str(appointment.get("meta", {}).get("versionId", "")),
         clinician=clinician,
-        clinician_name=clinician_name,
-        patient=name_of(patient) or _participant_display(appointment, "Patient"),
-        service=_service(appointment, by_ref),
+        clinician_name=names.get(clinician or "", "") or _display(actors, "PractitionerRole"),
+        patient=name_of(patient) or _display(actors, "Patient"),
+        service=_service(appointment, by_ref.get(actors.get("HealthcareService", "")), actors),
         status=status,
-        start=local(start, zone),
-        end=local(end, zone),
+        start=_local(start, zone),
+        end=_local(end, zone),
         actions=actions,
         flagged=status == "booked" and ended,
     )
 
 
-def _participant_display(appointment: Resource, resource_type: str) -> str:
+def _local(moment: datetime, zone: ZoneInfo) -> LocalTime:
+    here = moment.astimezone(zone)
+    return LocalTime(here.date(), here)
+
+
+def _actors(appointment: Resource) -> dict[str, str]:
+    """Type -> the first participant's reference of that type (`Type/id`), and its display
+    under `Type#display`."""
+    found: dict[str, str] = {}
     for participant in appointment.get("participant", []):
-        actor = participant.get("actor")
-        if reference_id(actor, resource_type) and actor.get("display"):
-            return str(actor["display"])
-    return ""
+        actor = participant.get("actor") or {}
+        kind, _, rid = str(actor.get("reference", "")).rpartition("/")
+        kind = kind.rpartition("/")[2]
+        if rid and kind not in found:
+            found[kind] = f"{kind}/{rid}"
+            if actor.get("display"):
+                found[f"{kind}#display"] = str(actor["display"])
+    return found
 
 
-def _service(appointment: Resource, by_ref: dict[str, Resource]) -> str:
+def _display(actors: dict[str, str], resource_type: str) -> str:
+    return actors.get(f"{resource_type}#display", "")
+
+
+def _service(appointment: Resource, service: Resource | None, actors: dict[str, str]) -> str:
     """The service booked: the Appointment's serviceType, else its HealthcareService's name."""
     for concept in appointment.get("serviceType", []):
         text = concept.get("text") or next(
@@ -180,11 +199,7 @@ def _service(appointment: Resource, by_ref: dict[str, Resource]) -> str:
         )
         if text:
             return str(text)
-    for service_id in actor_ids(appointment, "HealthcareService"):
-        name = name_of(by_ref.get(f"HealthcareService/{service_id}"))
-        if name:
-            return name
-    return _participant_display(appointment, "HealthcareService")
+    return name_of(service) or _display(actors, "HealthcareService")
 
 
 @dataclass(frozen=True)
