@@ -27,4 +27,6 @@ def _(message: str) -> str:
 
 SECTIONS: list[Section] = [
     Section("/", _("Home"), STAFF),
+    Section("/desk", _("Patients and bookings"), frozenset({FRONTDESK, ADMIN})),
+    Section("/desk/day", _("Day lists"), frozenset({FRONTDESK, ADMIN})),
 ]
