@@ -11,6 +11,7 @@ from pathlib import Path
 from babel.messages.extract import extract_from_dir
 from fastapi.routing import APIRoute
 
+from fhir_server import languages
 from fhir_server.ui import clinic, i18n, portal
 from fhir_server.ui.sign_in import router as sign_in_router
 from fhir_server.ui.web import checked_form, routers_of
@@ -80,9 +81,9 @@ def test_every_message_has_a_french_translation() -> None:
 
 
 def test_accept_language_ranks_by_quality() -> None:
-    assert i18n.from_accept_language("de, fr;q=0.4, en;q=0.8") == "en"
-    assert i18n.from_accept_language("fr-CA, en;q=0.9") == "fr"
-    assert i18n.from_accept_language("de, es") is None
-    assert i18n.from_accept_language("fr;q=0, en;q=bad") is None
+    assert languages.from_accept_language("de, fr;q=0.4, en;q=0.8") == "en"
+    assert languages.from_accept_language("fr-CA, en;q=0.9") == "fr"
+    assert languages.from_accept_language("de, es") is None
+    assert languages.from_accept_language("fr;q=0, en;q=bad") is None
     assert i18n.choose("xx", "fr", "en") == "fr"
     assert i18n.choose("en", "fr", "fr") == "en"
