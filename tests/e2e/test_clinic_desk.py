@@ -18,25 +18,17 @@ from tests.e2e.conftest import (
     sign_in,
     tab_to,
 )
-from tests.e2e.test_portal_booking import choose_first, go, to_a_week_with_free_times
+from tests.e2e.test_portal_booking import (
+    choose_first,
+    go,
+    summary_leads_to_its_field,
+    to_a_week_with_free_times,
+)
 
 
 def look(page: Page, name: str) -> None:
     axe(page)
     screenshots(page, f"clinic-desk-{name}")
-
-
-def error_summary_leads_to_its_field(page: Page) -> None:
-    """The error summary has focus; Tab then Enter on its first link focuses the field."""
-    expect(page).to_have_title(re.compile(r"^(Error|Erreur)"))
-    summary = page.locator(".error-summary")
-    expect(summary).to_be_focused()
-    link = summary.get_by_role("link").first
-    target = str(link.get_attribute("href"))
-    page.keyboard.press("Tab")
-    expect(link).to_be_focused()
-    page.keyboard.press("Enter")
-    expect(page.locator(target)).to_be_focused()
 
 
 def test_a_booking_for_a_patient_with_the_keyboard_alone(page: Page, live: Live) -> None:
@@ -65,7 +57,7 @@ def test_a_booking_for_a_patient_with_the_keyboard_alone(page: Page, live: Live)
     expect(page).to_have_url(re.compile(r"/clinic/book/check"))
     tab_to(page, "main form button[type=submit]")
     go(page)  # without a reason: an error, nothing booked
-    error_summary_leads_to_its_field(page)
+    summary_leads_to_its_field(page)
     look(page, "book-check-error")
     page.keyboard.type("Booked by phone")
     tab_to(page, "main form button[type=submit]")
@@ -87,13 +79,13 @@ def test_desk_pages_are_axe_clean_with_their_errors(page: Page, live: Live, lang
     look(page, f"find-{lang}")
     tab_to(page, "main form button[type=submit]")
     go(page)  # nothing typed
-    error_summary_leads_to_its_field(page)
+    summary_leads_to_its_field(page)
     look(page, f"find-error-{lang}")
 
     page.goto(f"{live.url}/clinic/desk/register")
     look(page, f"register-{lang}")
     page.locator("main form button[type=submit]").click()
-    error_summary_leads_to_its_field(page)
+    summary_leads_to_its_field(page)
     look(page, f"register-error-{lang}")
     # Jane Doe of the demo, as a caller gives her: she is found, not registered again.
     page.locator("#given").fill("Jane")

@@ -132,10 +132,11 @@ async def patient_page(page: Desk, patient_id: str, request: Request) -> Respons
     )
 
 
+def not_found(page: SignedInPage, title: str, message: str) -> Response:
+    """The 404 page of the desk: `title` and `message` are translated already."""
+    return page.render("error.html", title=title, status=404, message=message)
+
+
 def _not_found(page: SignedInPage) -> Response:
-    return page.render(
-        "error.html",
-        title=page._("Patient not found"),
-        status=404,
-        message=page._("Find the patient by name, date of birth or phone number."),
-    )
+    message = page._("Find the patient by name, date of birth or phone number.")
+    return not_found(page, page._("Patient not found"), message)

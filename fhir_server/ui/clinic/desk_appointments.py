@@ -14,10 +14,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fhir_server.ui.clinic import desk_patients as patients
-from fhir_server.ui.clinic.desk import Desk
+from fhir_server.ui.clinic.desk import Desk, not_found
 from fhir_server.ui.fhir_api import PortalApiError
 from fhir_server.ui.portal import booking_pages as pages
-from fhir_server.ui.portal.appointments import REASON_LIMIT
+from fhir_server.ui.portal.appointments import REASON_LIMIT, done_title
 from fhir_server.ui.portal.booking_model import CHANGEABLE, actor_ids
 from fhir_server.ui.web import CheckedForm, FieldError, SignedInPage
 
@@ -37,12 +37,8 @@ async def _view(page: SignedInPage, appointment_id: str) -> pages.AppointmentVie
 
 
 def _not_found(page: SignedInPage) -> Response:
-    return page.render(
-        "error.html",
-        title=page._("Appointment not found"),
-        status=404,
-        message=page._("Find it on the patient's page. Nothing was changed."),
-    )
+    message = page._("Find it on the patient's page. Nothing was changed.")
+    return not_found(page, page._("Appointment not found"), message)
 
 
 @router.get("/appointments/{appointment_id}")
@@ -51,14 +47,9 @@ async def appointment(page: Desk, appointment_id: str, request: Request) -> Resp
     if view is None:
         return _not_found(page)
     done = request.query_params.get("done")
-    titles = {
-        "booked": page._("Appointment booked"),
-        "rescheduled": page._("Appointment changed"),
-        "cancelled": page._("Appointment cancelled"),
-    }
     return page.render(
         "clinic/desk_appointment.html",
-        title=titles.get(done or "", page._("Appointment")),
+        title=done_title(page, done, page._("Appointment")),
         view=view,
         done=done,
         patient=page.api.patient,
@@ -73,14 +64,20 @@ def _cancel_page(
     errors: list[FieldError] | None = None,
     status: int = 200,
 ) -> Response:
+    """The portal's cancel page, asking the desk for the reason the patient will be told."""
+    hint = page._(
+        "The patient is told it. Do not include medical details (%(limit)s characters at most)."
+    )
     return page.render(
-        "clinic/desk_cancel.html",
+        "portal/appointments_cancel.html",
         title=page._("Cancel this appointment"),
         status=status,
         errors=errors,
         view=view,
         reason=reason,
         limit=REASON_LIMIT,
+        reason_label=page._("Reason for cancelling"),
+        reason_hint=hint % {"limit": REASON_LIMIT},
     )
 
 

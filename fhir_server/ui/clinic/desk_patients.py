@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Self
 
 from fhir_server.ui.fhir_api import PortalApi, entries
 from fhir_server.ui.portal.booking_model import N_, Resource, name_of, parse_day
@@ -82,23 +82,29 @@ def label(patient: Resource) -> str:
     return f"{name_of(patient)} ({born})" if born else name_of(patient)
 
 
+@dataclass(frozen=True)
+class Typed:
+    """A form's answers as typed: each field's text, trimmed and cut to a sane length."""
+
+    @classmethod
+    def of(cls, values: Any) -> Self:
+        """From query parameters or a form (unknown keys ignored)."""
+        return cls(
+            **{k: str(values.get(k) or "").strip()[:_TEXT_LIMIT] for k in cls.__dataclass_fields__}
+        )
+
+
 # -- finding ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Search:
-    """The find-a-patient form, as typed (trimmed)."""
+class Search(Typed):
+    """The find-a-patient form."""
 
     name: str = ""
     birthdate: str = ""
     phone: str = ""
     identifier: str = ""
-
-    @classmethod
-    def of(cls, values: Any) -> Search:
-        return cls(
-            **{k: str(values.get(k) or "").strip()[:_TEXT_LIMIT] for k in cls.__dataclass_fields__}
-        )
 
     @property
     def empty(self) -> bool:
@@ -142,8 +148,8 @@ async def patient(api: PortalApi, patient_id: str) -> Resource:
 
 
 @dataclass(frozen=True)
-class NewPatient:
-    """The register form, as typed (trimmed)."""
+class NewPatient(Typed):
+    """The register form."""
 
     given: str = ""
     family: str = ""
@@ -152,12 +158,6 @@ class NewPatient:
     phone: str = ""
     email: str = ""
     identifier: str = ""
-
-    @classmethod
-    def of(cls, values: Any) -> NewPatient:
-        return cls(
-            **{k: str(values.get(k) or "").strip()[:_TEXT_LIMIT] for k in cls.__dataclass_fields__}
-        )
 
     def problems(self, today: date) -> list[tuple[str, str]]:
         """(field id, message id) of each missing or malformed answer."""
