@@ -335,6 +335,33 @@ def test_a_time_taken_meanwhile_is_an_error_with_the_times_left(
     ] == []
 
 
+def test_a_new_time_taken_before_the_move_is_booked_offers_the_nearest_times(
+    desk: TestClient, site: Clinic
+) -> None:
+    patient = PatientClient(
+        desk, create(desk, {"resourceType": "Patient", "name": [{"family": "Mover"}]})
+    )
+    start = days_ahead(14, 9)
+    booked = patient.run(
+        pages.book_hold,
+        patient.run(pages.hold, add_slot(desk, site.schedules["Okafor"], start))["id"],
+    )
+    wanted = add_slot(desk, site.schedules["Okafor"], start + timedelta(hours=1))
+    nearest = add_slot(desk, site.schedules["Okafor"], start + timedelta(hours=2))
+    day = start.astimezone(LONDON).date().isoformat()
+    move = {"service": site.service, "clinician": site.schedules["Okafor"], "day": day}
+    move |= {"reschedule": booked["id"], "patient": patient.patient}
+    check_url = location(post(desk, "/book/time", {**move, "slot": wanted}))
+    other = PatientClient(desk, add_patient_login(desk, "desk-taker", "Taker"))
+    other.run(pages.hold, wanted)  # taken while the desk reads the check page
+    refused = post(desk, "/book/check", {**query_of(check_url), "comment": "Asked by phone"})
+    assert refused.status_code == 409
+    assert title(refused).startswith("Error: ") and 'href="#alternatives"' in refused.text
+    assert f'name="alternative" value="{nearest}"' in refused.text
+    assert ">Asked by phone</textarea>" in refused.text  # the reason is kept
+    assert read(desk, "Appointment", booked["id"])["status"] == "booked"  # the old time stays
+
+
 # -- who may open the desk --------------------------------------------------------------
 
 
