@@ -27,4 +27,6 @@ def _(message: str) -> str:
 
 SECTIONS: list[Section] = [
     Section("/", _("Home"), STAFF),
+    Section("/availability", _("Availability"), frozenset({PRACTITIONER, ADMIN})),
+    Section("/closures", _("Closures and holidays"), frozenset({ADMIN})),
 ]
