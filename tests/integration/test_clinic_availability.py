@@ -219,6 +219,14 @@ def test_a_practitioner_saves_hours_and_time_off_and_sees_who_is_now_outside(
     assert "Rita" in after.text and "Moss" in after.text
     assert f"/clinic/desk/appointments/{appointment}/reschedule" in after.text
     assert "Conference" in after.text
+    # Mornings back: the appointment fits again and is no longer listed.
+    back = browser.post(
+        f"{CLINIC}/availability/{world['role']}",
+        data=_form(after.text, **_every_day("09:00", "17:00")),
+    )
+    assert back.status_code == 200 and "Availability saved." in back.text
+    assert "Rita" not in back.text
+    assert "No booked appointment is outside availability." in back.text
 
 
 def test_mistakes_are_listed_with_links_to_their_fields_and_nothing_is_saved(
