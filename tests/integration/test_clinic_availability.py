@@ -234,6 +234,10 @@ def test_mistakes_are_listed_with_links_to_their_fields_and_nothing_is_saved(
 ) -> None:
     sign_in(browser, "avail-admin", "/clinic/", site=CLINIC)
     before = _stored_role(browser, world["other"])
+    clinicians = browser.get(f"{CLINIC}/availability")
+    assert clinicians.status_code == 200
+    assert f'href="/clinic/availability/{world["other"]}">Dr Ben</a>' in clinicians.text
+    assert f'href="/clinic/availability/{world["role"]}">Dr Ada</a>' in clinicians.text
     page = browser.get(f"{CLINIC}/availability/{world['other']}")
     fields = {
         "mon-1-start": "09:00",

@@ -55,7 +55,11 @@ async def clinicians(page: Editor) -> Response:
         return page.redirect(page.url(f"/availability/{roles[0]['id']}"))
     rows = [(page.url(f"/availability/{role['id']}"), effects.role_name(role)) for role in roles]
     return page.render(
-        "clinic/availability_list.html", title=page._("Availability"), rows=sorted(rows, key=str)
+        "clinic/availability_choices.html",
+        title=page._("Availability"),
+        rows=sorted(rows, key=lambda row: row[1]),
+        intro=page._("Choose whose weekly hours and time off to change."),
+        empty=page._("No clinician's availability can be changed from your account."),
     )
 
 
@@ -128,17 +132,11 @@ async def save(page: Editor, role_id: str, form: CheckedForm) -> Response:
     rules = forms.rules_of_week(forms.copied(typed))
     changed |= {"availableTime": rules} if rules else {}
     changed |= {"notAvailable": kept} if kept else {}
-    version = str(form.get("version", ""))
-    if not await effects.save(page.api, changed, version, f"PractitionerRole/{role_id}"):
-        return await _conflict(page, role_id)
-    return page.redirect(page.url(f"/availability/{role_id}", saved="1"))
-
-
-async def _conflict(page: SignedInPage, role_id: str) -> Response:
-    """Someone saved these hours since the page was opened: show theirs, keep nothing."""
+    if await effects.save(page.api, changed, form, f"PractitionerRole/{role_id}"):
+        return page.redirect(page.url(f"/availability/{role_id}", saved="1"))
     notice = page._(
         "Someone else changed these hours after you opened this page, so your changes were "
         "not saved. This page now shows the current hours: make your changes again."
     )
-    role = await _editable(page, role_id)
-    return await _editor_page(page, role, notice=notice, status=409)
+    current = await _editable(page, role_id)
+    return await _editor_page(page, current, notice=notice, status=409)

@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from starlette.datastructures import FormData
+
 from fhir_server.ui.fhir_api import PortalApi, PortalApiError, entries
 from fhir_server.ui.portal.booking_model import (
     LocalTime,
@@ -47,11 +49,12 @@ async def location_of(api: PortalApi, role: Resource) -> Resource | None:
     return None
 
 
-async def save(api: PortalApi, changed: Resource, sent_version: str, actor: str) -> bool:
+async def save(api: PortalApi, changed: Resource, form: FormData, actor: str) -> bool:
     """PUT `changed` (the stored resource with the form's edits) if it is still the version
-    the form was built from (`If-Match`), then regenerate the Slots `actor` takes part in;
-    False when someone else saved it in between (nothing is written)."""
-    if sent_version != version_of(changed):
+    the form was built from (its `version` field, sent as `If-Match`), then regenerate the
+    Slots `actor` takes part in; False when someone else saved it in between (nothing is
+    written)."""
+    if str(form.get("version", "")) != version_of(changed):
         return False
     try:
         await update(api, changed)

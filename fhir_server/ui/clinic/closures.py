@@ -88,11 +88,13 @@ def check_calendar(
 @router.get("/closures")
 async def locations(page: Admin) -> Response:
     found = entries(await page.api.search("Location", [("_count", "200")]), "Location")
-    rows = sorted(
-        (name_of(loc) or str(loc["id"]), page.url(f"/closures/{loc['id']}")) for loc in found
-    )
+    rows = [(page.url(f"/closures/{loc['id']}"), name_of(loc) or str(loc["id"])) for loc in found]
     return page.render(
-        "clinic/closures_list.html", title=page._("Closures and holidays"), rows=rows
+        "clinic/availability_choices.html",
+        title=page._("Closures and holidays"),
+        rows=sorted(rows, key=lambda row: row[1]),
+        intro=page._("Choose a clinic to set its public holidays and closed days."),
+        empty=page._("There is no clinic location yet."),
     )
 
 
@@ -175,16 +177,11 @@ async def save(page: Admin, location_id: str, form: CheckedForm) -> Response:
     changed = {k: v for k, v in location.items() if k != "extension"}
     if others or named or kept:
         changed["extension"] = [*others, *named, *kept]
-    version = str(form.get("version", ""))
-    if not await effects.save(page.api, changed, version, f"Location/{location_id}"):
-        return await _conflict(page, location_id)
-    return page.redirect(page.url(f"/closures/{location_id}", saved="1"))
-
-
-async def _conflict(page: SignedInPage, location_id: str) -> Response:
+    if await effects.save(page.api, changed, form, f"Location/{location_id}"):
+        return page.redirect(page.url(f"/closures/{location_id}", saved="1"))
     notice = page._(
         "Someone else changed this clinic's closures after you opened this page, so your "
         "changes were not saved. This page now shows the current ones: make your changes again."
     )
-    location = await page.api.read("Location", location_id)
-    return await _page(page, location, notice=notice, status=409)
+    current = await page.api.read("Location", location_id)
+    return await _page(page, current, notice=notice, status=409)
