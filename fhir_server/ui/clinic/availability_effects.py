@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from starlette.datastructures import FormData
 
+from fhir_server.ui.clinic.roles import ADMIN, FRONTDESK
 from fhir_server.ui.fhir_api import PortalApi, PortalApiError, entries
 from fhir_server.ui.portal.booking_model import (
     LocalTime,
@@ -25,6 +26,7 @@ from fhir_server.ui.web import SignedInPage
 
 Resource = dict[str, Any]
 
+RESCHEDULERS = frozenset({FRONTDESK, ADMIN})
 HORIZON_DAYS = 28
 """How far ahead a save regenerates Slots: the rolling job's horizon (notifications.tasks)."""
 
@@ -96,7 +98,7 @@ class Outside:
     start: LocalTime | None
     patient: str
     status: str
-    reschedule: str
+    reschedule: str | None
 
 
 def _participants(appointment: Resource) -> set[str]:
@@ -138,6 +140,10 @@ async def outside(page: SignedInPage, actors: set[str], zone: ZoneInfo) -> list[
     return rows
 
 
-def reschedule_link(page: SignedInPage, appointment_id: str) -> str:
-    """Where staff move an Appointment to another time: the front desk's reschedule page."""
-    return page.url(f"/desk/appointments/{appointment_id}/reschedule")
+def reschedule_link(page: SignedInPage, appointment_id: str) -> str | None:
+    """Where staff move an Appointment to another time: its front-desk page (`desk_*`
+    modules), which offers "Change the time". Only the front desk and admins open it, so a
+    practitioner gets no link (the page says the front desk moves it)."""
+    if page.role not in RESCHEDULERS:
+        return None
+    return page.url(f"/appointments/{appointment_id}")
