@@ -109,3 +109,9 @@ def test_time_off_all_day_or_between_two_local_times() -> None:
         "start": "2026-07-01",
         "end": "2026-07-01",
     }
+
+
+def test_a_week_without_any_hours_is_refused() -> None:
+    """Without `availableTime` a PractitionerRole would not restrict its Schedules at all."""
+    errors = forms.check_week(forms.days_of_form(FormData([("copy-mon", "tue")])), _)
+    assert [e.field for e in errors] == ["mon-1-start"]

@@ -130,7 +130,7 @@ async def save(page: Editor, role_id: str, form: CheckedForm) -> Response:
         kept.append({"description": new.description or page._("Time off"), "during": period})
     changed = {k: v for k, v in role.items() if k not in ("availableTime", "notAvailable")}
     rules = forms.rules_of_week(forms.copied(typed))
-    changed |= {"availableTime": rules} if rules else {}
+    changed["availableTime"] = rules  # never empty: `check_week` wants some hours
     changed |= {"notAvailable": kept} if kept else {}
     if await effects.save(page.api, changed, form, f"PractitionerRole/{role_id}"):
         return page.redirect(page.url(f"/availability/{role_id}", saved="1"))

@@ -140,10 +140,15 @@ def days_of_form(form: Any) -> list[Day]:
 
 
 def check_week(days: list[Day], _: Any) -> list[FieldError]:
-    """Each pair complete, real times, end after start, no overlap within a day.
+    """Some hours at all, each pair complete, real times, end after start, no overlap
+    within a day.
 
     `_` translates (the page's gettext); field ids are the inputs' ids (`mon-2-end`).
     """
+    if not any(day.pairs for day in days):
+        # A PractitionerRole without hours does not restrict its Schedules at all.
+        message = _("Give the hours of at least one day; to take no appointments, add time off")
+        return [FieldError(message, f"{DAY_CODES[0]}-1-start")]
     errors: list[FieldError] = []
     for day in days:
         name = _(day.name)
