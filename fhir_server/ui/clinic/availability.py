@@ -98,6 +98,7 @@ async def _editor_page(
         notice=notice,
         saved=page.request.query_params.get("saved") == "1",
         outside=await effects.outside(page, actors, zone),
+        choosing=page.role == ADMIN,  # a practitioner's list is usually this page itself
     )
 
 
