@@ -31,4 +31,6 @@ SECTIONS: list[Section] = [
     Section("/requests", _("Requests"), STAFF),
     Section("/desk", _("Patients and bookings"), frozenset({FRONTDESK, ADMIN})),
     Section("/desk/day", _("Day lists"), frozenset({FRONTDESK, ADMIN})),
+    Section("/availability", _("Availability"), frozenset({PRACTITIONER, ADMIN})),
+    Section("/closures", _("Closures and holidays"), frozenset({ADMIN})),
 ]
