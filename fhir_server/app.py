@@ -37,8 +37,8 @@ from fhir_server.rest.operations.export import EXPORT_OPERATIONS
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
 from fhir_server.rest.publish_files import router as publish_router
 from fhir_server.rest.rate_limit import RateLimiter
-from fhir_server.rest.role_hooks import guarded
 from fhir_server.rest.report_hooks import recorded
+from fhir_server.rest.role_hooks import guarded
 from fhir_server.rest.scheduling_hooks import DELETE_HOOKS, WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
 from fhir_server.rest.security_headers import SecurityHeaders
