@@ -29,6 +29,7 @@ from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import (
     bulk_publish,
     calendar_feed,
+    evaluate_measure,
     match,
     push_subscription,
     subscription_status,
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
                     *EXPORT_OPERATIONS,
                     bulk_publish.OPERATION,
                     calendar_feed.OPERATION,
+                    evaluate_measure.OPERATION,
                 ],
                 write_hooks=guarded(
                     recorded({**WRITE_HOOKS, "Subscription": subscriptions.check_write})
