@@ -156,4 +156,5 @@ async def load_history(store: ResourceStore, now: datetime) -> int:
     resources: list[dict[str, Any]] = [*patients(), *appointments(now)]
     for resource in resources:
         validate_resource(resource)
-    return await insert_first_versions(store, resources, to_instant(now))
+    at = to_instant(now)
+    return await insert_first_versions(store, [(r, at) for r in resources])

@@ -83,9 +83,9 @@ async def summed(
     reports: ReportStore, query: Query, stratifier: str | None
 ) -> dict[str, Counter[str]]:
     """The counters of the query's subject, by stratum (`*` without a stratifier)."""
-    kind, value = query.subject or ("all", ALL)
+    value = query.subject[1] if query.subject else ALL
     column = stratifier or "none"
-    ids = [table_id(query.source, g, p, kind, column) for g, p in spans(query.start, query.end)]
+    ids = [table_id(query.source, g, p, column) for g, p in spans(query.start, query.end)]
     out: dict[str, Counter[str]] = {}
     prefix = f"{value}|"
     for _, rows in (await reports.tables(ids)).values():
@@ -97,9 +97,9 @@ async def summed(
 
 async def by_period(reports: ReportStore, query: Query, unit: str) -> dict[str, Counter[str]]:
     """The counters of the query's subject by day, week (its Monday) or month."""
-    kind, value = query.subject or ("all", ALL)
+    value = query.subject[1] if query.subject else ALL
     days = _days(query.start, query.end)
-    ids = {table_id(query.source, "d", d.isoformat(), kind, "none"): d for d in days}
+    ids = {table_id(query.source, "d", d.isoformat(), "none"): d for d in days}
     out: dict[str, Counter[str]] = {period_label(d, unit): Counter() for d in days}
     for tid, (_, rows) in (await reports.tables(list(ids))).items():
         out[period_label(ids[tid], unit)].update(rows.get(f"{value}|{ALL}", {}))
@@ -207,12 +207,12 @@ async def free_slots_by_schedule(
 ) -> dict[str, list[tuple[date, int]]]:
     """Free Slots by Schedule and day from `since` to `until`."""
     days = _days(since, until)
-    ids = {table_id(SLOTS, "d", d.isoformat(), "schedule", "none"): d for d in days}
+    ids = {table_id(SLOTS, "d", d.isoformat(), "none"): d for d in days}
     out: dict[str, list[tuple[date, int]]] = {}
     for tid, (_, rows) in sorted((await reports.tables(list(ids))).items()):
         for key, counters in rows.items():
             schedule = key.split("|", 1)[0]
-            if counters.get("slot:free"):
+            if schedule.startswith("Schedule/") and counters.get("slot:free"):
                 out.setdefault(schedule, []).append((ids[tid], counters["slot:free"]))
     for entries in out.values():
         entries.sort()

@@ -84,46 +84,70 @@ SLOTS: Final = Source(
     ("none", "practitioner", "service", "location"),
 )
 
-Tables = dict[str, dict[str, Counter[str]]]
+Tables = defaultdict[str, dict[str, dict[str, int]]]
+"""Table id -> row key -> counter -> amount (a delta, or whole tables in a rebuild)."""
+GRAINS: Final = ("d", "m")
 
 
-def table_id(source: Source, grain: str, period: str, subject: str, stratifier: str) -> str:
-    """`grain` is `d` (period `2026-03-14`) or `m` (period `2026-03`)."""
-    return f"{source.name}|{grain}|{period}|{subject}|{stratifier}"
+def table_id(source: Source, grain: str, period: str, stratifier: str) -> str:
+    """`grain` is `d` (period `2026-03-14`) or `m` (period `2026-03`); the table's rows are
+    keyed `subject|stratum`, the subject `*` (all) or a reference."""
+    return f"{source.name}|{grain}|{period}|{stratifier}"
 
 
 def source_of(key: str) -> Source:
     return SLOTS if key.startswith("Slot/") else APPOINTMENTS
 
 
-def add_cell(tables: Tables, source: Source, cell: Cell, sign: int) -> None:
-    """Add (sign 1) or take away (-1) a cell's counters in every table it is summed into."""
-    for grain, period in (("d", cell.day), ("m", cell.day[:7])):
-        for subject in source.subjects:
-            subject_values = [ALL] if subject == "all" else cell.dims.get(subject) or []
-            for stratifier in source.stratifiers:
-                strata = (
-                    [ALL] if stratifier == "none" else cell.dims.get(stratifier) or [facts.UNKNOWN]
-                )
-                table = tables[table_id(source, grain, period, subject, stratifier)]
-                for value in subject_values:
-                    for stratum in strata:
-                        row = table[f"{value}|{stratum}"]
-                        for name, amount in cell.counters.items():
-                            row[name] += sign * amount
+def add_cell(
+    tables: Tables, source: Source, cell: Cell, sign: int, grains: tuple[str, ...] = GRAINS
+) -> None:
+    """Add (sign 1) or take away (-1) a cell's counters in every table it is summed into
+    (the hot loop of a rebuild: plain dicts, keys built once)."""
+    subjects = [ALL]
+    for kind in source.subjects[1:]:
+        subjects += cell.dims.get(kind) or []
+    strata = [
+        (s, [ALL] if s == "none" else cell.dims.get(s) or [facts.UNKNOWN])
+        for s in source.stratifiers
+    ]
+    counters = [(name, sign * amount) for name, amount in cell.counters.items()]
+    for grain in grains:
+        prefix = f"{source.name}|{grain}|{cell.day if grain == 'd' else cell.day[:7]}|"
+        for stratifier, strata_values in strata:
+            table = tables[prefix + stratifier]
+            for value in subjects:
+                for stratum in strata_values:
+                    key = f"{value}|{stratum}"
+                    row = table.get(key)
+                    if row is None:
+                        row = table[key] = {}
+                    for name, amount in counters:
+                        row[name] = row.get(name, 0) + amount
+
+
+def months_of(tables: Tables) -> None:
+    """Add the month tables, summed from the day tables (a rebuild folds days only)."""
+    for tid in [t for t in tables if "|d|" in t]:
+        source, _, day, rest = tid.split("|", 3)
+        month = tables[f"{source}|m|{day[:7]}|{rest}"]
+        for key, counters in tables[tid].items():
+            row = month.setdefault(key, {})
+            for name, amount in counters.items():
+                row[name] = row.get(name, 0) + amount
 
 
 def new_tables() -> Tables:
-    return defaultdict(lambda: defaultdict(Counter))
+    return defaultdict(dict)
 
 
-def moved(tables: Tables, before: Item | None, after: Item) -> None:
+def moved(tables: Tables, before: Item | None, after: Item, grains: tuple[str, ...]) -> None:
     """The table changes of an item going from `before` to `after`."""
     source = source_of(after.key)
     if before is not None and before.cell is not None:
-        add_cell(tables, source, before.cell, -1)
+        add_cell(tables, source, before.cell, -1, grains)
     if after.cell is not None:
-        add_cell(tables, source, after.cell, 1)
+        add_cell(tables, source, after.cell, 1, grains)
 
 
 def merged(rows: dict[str, Any], delta: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -178,7 +202,13 @@ def item_key(version: Version) -> str | None:
     return f"Appointment/{appointment}" if appointment else None
 
 
-def apply_version(items: dict[str, Item], folder: Folder, version: Version, tables: Tables) -> None:
+def apply_version(
+    items: dict[str, Item],
+    folder: Folder,
+    version: Version,
+    tables: Tables,
+    grains: tuple[str, ...] = GRAINS,
+) -> None:
     """Fold one version into `items` (in place), recording the table changes."""
     key = item_key(version)
     if key is None:
@@ -189,7 +219,7 @@ def apply_version(items: dict[str, Item], folder: Folder, version: Version, tabl
     else:
         after = folder.fold(before, version)
     if after != before:
-        moved(tables, before, after)
+        moved(tables, before, after, grains)
         items[key] = after
 
 
@@ -329,11 +359,12 @@ async def rebuild(store: ResourceStore, zone: ZoneInfo, progress: Progress | Non
         read = 0
         async for fresh in pages(store, stream, "", _REBUILD_PAGE):
             for version in fresh:
-                apply_version(items, folder, version, tables)
+                apply_version(items, folder, version, tables, ("d",))
             read += len(fresh)
             positions[stream] = fresh[-1].updated
             if progress is not None:
                 progress(stream, read)
+    months_of(tables)
     await reports.insert_tables(_plain(tables))
     await reports.insert_items([item.to_json() for item in items.values()])
     await markers.write(store, MARKER, positions)

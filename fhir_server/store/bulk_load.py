@@ -18,26 +18,25 @@ _CHUNK = 1000
 
 
 async def insert_first_versions(
-    store: ResourceStore, resources: list[dict[str, Any]], updated: str
+    store: ResourceStore, resources: list[tuple[dict[str, Any], str]]
 ) -> int:
-    """Insert each resource (with its id) as version 1 written at `updated`; how many were new."""
+    """Insert each resource (with its id) as version 1 written at the instant paired with it;
+    how many were new."""
     added = 0
     for start in range(0, len(resources), _CHUNK):
         chunk = resources[start : start + _CHUNK]
         history = [
             history_row(
-                Version(
-                    r["resourceType"], r["id"], 1, updated, False, stamped(r, r["id"], 1, updated)
-                )
+                Version(r["resourceType"], r["id"], 1, at, False, stamped(r, r["id"], 1, at))
             )
-            for r in chunk
+            for r, at in chunk
         ]
         kept = await insert_new(store.history, history)
-        new = [r for n, r in enumerate(chunk) if n not in kept]
+        new = [pair for n, pair in enumerate(chunk) if n not in kept]
         by_type: dict[str, list[dict[str, Any]]] = {}
-        for resource in new:
+        for resource, at in new:
             by_type.setdefault(resource["resourceType"], []).append(
-                first_row(resource, store.indexer, updated)
+                first_row(resource, store.indexer, at)
             )
         for rtype, rows in by_type.items():
             await insert_new(store.collection(rtype), rows)

@@ -5,7 +5,8 @@
   batch applied to it. A batch changes a table only if its `seq` is still the
   one read (a compare-and-set), so replaying a batch is a no-op for the
   tables it already changed, whoever replays it.
-- `report_items`: one row per Appointment or Slot: what it contributes now.
+- `report_items`: one row per Appointment or Slot: what it contributes now (as JSON
+  text under `item`: the embedded store pays per field).
 - `report_batches`: one row per batch of versions folded in, written before
   any table or item changes (its `_id`, the batch number, is the claim: a
   second runner finds it taken) and marked done at the end; a batch left
@@ -34,6 +35,10 @@ _CHUNK = 1000
 
 def _batch_id(number: int) -> str:
     return f"{number:012d}"
+
+
+def _item_row(item: dict[str, Any]) -> dict[str, Any]:
+    return {"_id": item["_id"], "item": orjson.dumps(item).decode()}
 
 
 class ReportStore:
@@ -80,7 +85,7 @@ class ReportStore:
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(wanted), _CHUNK):
             async for doc in self.items.find({"_id": {"$in": wanted[start : start + _CHUNK]}}):
-                found[doc["_id"]] = doc
+                found[doc["_id"]] = orjson.loads(doc["item"])
         return found
 
     async def put_items(self, items: list[dict[str, Any]]) -> None:
@@ -88,12 +93,14 @@ class ReportStore:
         for start in range(0, len(items), _CHUNK):
             chunk = items[start : start + _CHUNK]
             await self.items.bulk_write(
-                [ReplaceOne({"_id": i["_id"]}, i, upsert=True) for i in chunk], ordered=False
+                [ReplaceOne({"_id": i["_id"]}, _item_row(i), upsert=True) for i in chunk],
+                ordered=False,
             )
 
     async def insert_items(self, items: list[dict[str, Any]]) -> None:
         for start in range(0, len(items), _CHUNK):
-            await self.items.insert_many(items[start : start + _CHUNK], ordered=False)
+            rows = [_item_row(i) for i in items[start : start + _CHUNK]]
+            await self.items.insert_many(rows, ordered=False)
 
     async def claim(self, batch: dict[str, Any]) -> bool:
         """Record a new batch (its `_id` names its number `n`); False when that number is taken."""
