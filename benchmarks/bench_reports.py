@@ -42,8 +42,8 @@ from fhir_server.store.report_store import ReportStore
 from fhir_server.store.resources import ResourceStore
 
 ZONE = ZoneInfo("UTC")
-FIRST_DAY = date(2025, 1, 6)
 DAYS = 730
+FIRST_DAY = datetime.now(UTC).date() - timedelta(days=DAYS + 1)  # two years up to yesterday
 PRACTITIONERS = 20
 LOCATIONS = 3
 SERVICES = 6
