@@ -34,17 +34,15 @@ SUBJECT_KINDS: Final = {
     "PractitionerRole": "practitioner",
     "HealthcareService": "service",
 }
+# What an evaluation may split by: the rollups' stratifier tables, and periods of days.
 APPOINTMENT_STRATIFIERS: Final = (
-    "practitioner",
-    "service",
-    "location",
-    "appointment-type",
-    "age-band",
-    "gender",
-    "postal-district",
+    *(s for s in APPOINTMENTS.stratifiers if s != "none"),
     *metrics.PERIOD_STRATIFIERS,
 )
-SLOT_STRATIFIERS: Final = ("practitioner", "service", "location", *metrics.PERIOD_STRATIFIERS)
+SLOT_STRATIFIERS: Final = (
+    *(s for s in SLOTS.stratifiers if s != "none"),
+    *metrics.PERIOD_STRATIFIERS,
+)
 MAX_PERIOD_DAYS: Final = 3 * 366
 _DAYS_UNIT: Final = {"unit": "days", "system": "http://unitsofmeasure.org", "code": "d"}
 _SUPPRESSED: Final = {"url": SUPPRESSED_URL, "valueString": "<11"}

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from fhir_server.reports.channel import CANCEL_REASON_SYSTEM, CHANNEL_URL, channel_in
 from fhir_server.settings import Settings
-from tests.integration.auth_helpers import BASE, appointment, auth_app, bearer, mint, new_patient
+from tests.integration.auth_helpers import BASE, appointment, bearer, mint, new_patient, system_app
 from tests.integration.scheduling_setup import hours_from_now, make_clinic, make_slot
 
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -18,9 +18,7 @@ FHIR = {"Content-Type": "application/fhir+json"}
 
 @pytest.fixture(scope="module")
 def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
-    for app_client in auth_app(settings_factory):
-        app_client.headers["Authorization"] = f"Bearer {mint(app_client, 'system/*.cruds')}"
-        yield app_client
+    yield from system_app(settings_factory)
 
 
 def booked_with(client: TestClient, headers: dict[str, str], body: dict[str, Any]) -> Any:

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from fhir_server.reports.channel import CANCEL_REASON_SYSTEM
 from fhir_server.reports.measures import ROUNDED_URL, SUPPRESSED_URL
 from fhir_server.settings import Settings
-from tests.integration.auth_helpers import BASE, audit_events, auth_app, bearer, mint
+from tests.integration.auth_helpers import BASE, audit_events, bearer, mint, system_app
 
 FHIR = {"Content-Type": "application/fhir+json"}
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
@@ -58,8 +58,7 @@ def appointment(
 
 @pytest.fixture(scope="module")
 def client(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
-    for app_client in auth_app(settings_factory):
-        app_client.headers["Authorization"] = f"Bearer {mint(app_client, 'system/*.cruds')}"
+    for app_client in system_app(settings_factory):
         seed(app_client)
         yield app_client
 
