@@ -96,13 +96,22 @@ async def summed(
 
 
 async def by_period(reports: ReportStore, query: Query, unit: str) -> dict[str, Counter[str]]:
-    """The counters of the query's subject by day, week (its Monday) or month."""
+    """The counters of the query's subject by day, week (its Monday) or month (read from the
+    month tables where a month is wholly inside the period)."""
     value = query.subject[1] if query.subject else ALL
     days = _days(query.start, query.end)
-    ids = {table_id(query.source, "d", d.isoformat(), "none"): d for d in days}
     out: dict[str, Counter[str]] = {period_label(d, unit): Counter() for d in days}
-    for tid, (_, rows) in (await reports.tables(list(ids))).items():
-        out[period_label(ids[tid], unit)].update(rows.get(f"{value}|{ALL}", {}))
+    if unit == "period-month":
+        labels = {
+            table_id(query.source, grain, period, "none"): period[:7]
+            for grain, period in spans(query.start, query.end)
+        }
+    else:
+        labels = {
+            table_id(query.source, "d", d.isoformat(), "none"): period_label(d, unit) for d in days
+        }
+    for tid, (_, rows) in (await reports.tables(list(labels))).items():
+        out[labels[tid]].update(rows.get(f"{value}|{ALL}", {}))
     return out
 
 

@@ -9,8 +9,7 @@ edges, never the appointments.
 
 `follow` (every minute from the beat, and before a report is answered)
 reads the Appointment, Communication and Slot versions written since its
-marker (a minute back, as the reminders do, since a history row may be
-stored a little after its instant) and folds them, page by page, into the
+marker and folds them, page by page, into the
 items (`facts`). Each page is one batch, numbered: the batch (its item rows
 and its table deltas) is recorded first, then every table it changes is
 written on condition that it still holds the batch before (a
@@ -18,7 +17,11 @@ compare-and-set on `seq`), then the items, then the marker; a batch that a
 crash or a second runner left unfinished is replayed from its record, and a
 table already past it is left alone. A version already folded (its item is
 at that version or later) changes nothing, so reading again is harmless: a
-rerun or a crash never counts twice.
+rerun or a crash never counts twice. A history row may be stored up to a
+minute after its instant (the unit of work writes it when the request ends),
+so a run reads again from a minute before the previous run's start when that
+is earlier than where it stopped; it does not re-read a burst of versions
+(a Slot generation) on every run once that minute is over.
 
 `rebuild` clears the rollups and folds the whole history in memory, then
 writes the tables and items at once; while it runs, `follow` waits.
@@ -29,7 +32,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -283,20 +286,19 @@ async def follow(store: ResourceStore, zone: ZoneInfo, page_size: int = _PAGE) -
     folder = Folder(zone)
     changed = 0
     for stream in STREAMS:
-        since = ""
-        if marker.get(stream):
-            since = order_key(to_instant(parse_instant(marker[stream]) - _LATE_WRITE))
-        async for fresh in pages(store, stream, since, page_size):
+        started = to_instant(datetime.now(UTC))
+        async for fresh in pages(store, stream, _since(marker, stream), page_size):
             batch = await _batch(reports, folder, fresh)
             changed += len(batch["changed"])
             if not batch["changed"]:
-                await _advance(reports, stream, fresh[-1].updated)
+                await _advance(reports, stream, fresh[-1].updated, started)
                 continue
             number = (last["n"] if last else 0) + 1
             record = {
                 "n": number,
                 "stream": stream,
                 "position": fresh[-1].updated,
+                "started": started,
                 "tables": orjson.dumps(batch["tables"]).decode(),
                 "items": orjson.dumps(batch["changed"]).decode(),
             }
@@ -332,15 +334,27 @@ async def _apply(reports: ReportStore, record: dict[str, Any]) -> None:
             writes.append((tid, seen, number, merged(rows, delta)))
     await reports.put_tables(writes)
     await reports.put_items(orjson.loads(record["items"]))
-    await _advance(reports, record["stream"], record["position"])
+    await _advance(reports, record["stream"], record["position"], record["started"])
     await reports.finish(number)
 
 
-async def _advance(reports: ReportStore, stream: str, position: str) -> None:
-    """Record how far a stream has been read."""
+def _since(marker: dict[str, Any], stream: str) -> str:
+    """Where a run reads a stream from: where the last stopped, or a minute before the last
+    started if that is earlier (a version stored late lies after it)."""
+    if not marker.get(stream):
+        return ""
+    position = parse_instant(marker[stream])
+    started = marker.get(f"{stream}-started")
+    late = parse_instant(started) - _LATE_WRITE if started else position - _LATE_WRITE
+    return order_key(to_instant(min(position, late)))
+
+
+async def _advance(reports: ReportStore, stream: str, position: str, started: str) -> None:
+    """Record how far a stream has been read, and when that run started."""
     marker = await markers.read(reports.store, MARKER) or {}
     marker.pop("_id", None)
-    await markers.write(reports.store, MARKER, {**marker, stream: position})
+    fields = {stream: position, f"{stream}-started": started}
+    await markers.write(reports.store, MARKER, {**marker, **fields})
 
 
 async def rebuild(store: ResourceStore, zone: ZoneInfo, progress: Progress | None = None) -> int:
@@ -348,13 +362,14 @@ async def rebuild(store: ResourceStore, zone: ZoneInfo, progress: Progress | Non
     reports = ReportStore(store)
     await reports.clear()
     await markers.write(store, MARKER, {})
-    await reports.claim({"n": _REBUILDING, "stream": "", "position": ""})
+    await reports.claim({"n": _REBUILDING, "stream": "", "position": "", "started": ""})
     folder = Folder(zone)
     folder.patients = await reports.all_resources("Patient")
     folder.schedules = await reports.all_resources("Schedule")
     items: dict[str, Item] = {}
     tables = new_tables()
     positions: dict[str, str] = {}
+    started = to_instant(datetime.now(UTC))
     for stream in STREAMS:
         read = 0
         async for fresh in pages(store, stream, "", _REBUILD_PAGE):
@@ -362,6 +377,7 @@ async def rebuild(store: ResourceStore, zone: ZoneInfo, progress: Progress | Non
                 apply_version(items, folder, version, tables, ("d",))
             read += len(fresh)
             positions[stream] = fresh[-1].updated
+            positions[f"{stream}-started"] = started
             if progress is not None:
                 progress(stream, read)
     months_of(tables)

@@ -15,6 +15,8 @@ import pytest
 from fhir_server.reports import rollups
 from fhir_server.reports.channel import CANCEL_REASON_SYSTEM, CHANNEL_URL
 from fhir_server.reports.facts import HOLD_EXPIRES
+from fhir_server.store.bulk_load import insert_first_versions
+from fhir_server.store.clock import to_instant
 from fhir_server.store.report_store import CELLS, ReportStore
 from fhir_server.store.resources import ResourceStore
 from tests.integration.store_support import run
@@ -160,5 +162,25 @@ def test_maintained_rollups_equal_the_rebuild(
 
         total = maintained["appointment|m|" + NOW.strftime("%Y-%m") + "|none"]["*|*"]
         assert total["booked"] > 0
+
+    run(mongo_uri, scenario)
+
+
+def test_a_version_stored_late_is_still_counted_once(mongo_uri: str) -> None:
+    async def scenario(store: ResourceStore) -> None:
+        await patients(store)
+        rng = random.Random(5)
+        await store.create(appointment("first", rng), rid="first")
+        await rollups.follow(store, ZONE)
+        # Written 30 s ago, stored only now (its request ended late): before the marker.
+        late = appointment("late", rng)
+        assert await insert_first_versions(store, [(late, to_instant(NOW - timedelta(seconds=30)))])
+        await rollups.follow(store, ZONE)
+        await rollups.follow(store, ZONE)
+        items = await ReportStore(store).items_of(["Appointment/first", "Appointment/late"])
+        assert sorted(items) == ["Appointment/first", "Appointment/late"]
+        maintained = await tables(store)
+        await rollups.rebuild(store, ZONE)
+        assert await tables(store) == maintained
 
     run(mongo_uri, scenario)
