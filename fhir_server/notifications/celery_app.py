@@ -45,6 +45,7 @@ RELEASE_HOLDS_TASK = "fhir_server.scheduling.release_expired_holds"
 ROLLING_SLOTS_TASK = "fhir_server.scheduling.generate_rolling"
 EXPORT_TASK = "fhir_server.bulk.export"
 RESUME_EXPORTS_TASK = "fhir_server.bulk.resume_exports"
+REPORTS_TASK = "fhir_server.reports.follow"
 
 # Every minute, as ARCHITECTURE.md asks: no long ETA tasks sit in Redis.
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
@@ -56,6 +57,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "generate-rolling-slots": {"task": ROLLING_SLOTS_TASK, "schedule": 3600.0},
     # Bulk exports whose worker died are taken over; expired ones are deleted.
     "resume-exports": {"task": RESUME_EXPORTS_TASK, "schedule": 60.0},
+    # The report rollups follow the history, as the reminders do.
+    "follow-report-rollups": {"task": REPORTS_TASK, "schedule": 60.0},
 }
 
 _embedded: dict[Path, Any] = {}
