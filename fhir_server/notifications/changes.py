@@ -15,11 +15,14 @@ the worker, the CLI) calls it at start.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.codes import CHANGED, RESTHOOK
 from fhir_server.notifications.events import AppointmentEvent, follows, record_event, store_messages
 from fhir_server.notifications.message import Message
-from fhir_server.notifications.topics import is_topic_based
+from fhir_server.notifications.owners import may_see
+from fhir_server.notifications.topics import TopicError, compile_filters, is_topic_based, topic_of
 from fhir_server.scheduling import events as booking_events
 from fhir_server.store import write_observers
 from fhir_server.store.outbox_store import OutboxStore
@@ -66,8 +69,10 @@ async def record_booking_event(
 
 
 async def record_change(store: ResourceStore, uow: UnitOfWork, version: Version) -> list[str]:
-    """Store, in the writer's unit of work, one rest-hook message per R4 Subscription told of
-    this version (a create or an update; a deletion tells nothing); their ids."""
+    """Store, in the writer's unit of work, one rest-hook message per Subscription told of
+    this version (a create or an update; a deletion tells nothing): an R4 one whose criteria
+    it matches, a topic-based one of the type's `*-changed` topic whose filters it passes,
+    either only if the owner may read it; their ids."""
     resource = version.resource
     if resource is None:
         return []
@@ -76,7 +81,8 @@ async def record_change(store: ResourceStore, uow: UnitOfWork, version: Version)
     subject = str(resource.get("subject", {}).get("reference", ""))
     messages = []
     for subscription in await OutboxStore(store).event_subscriptions():
-        if is_topic_based(subscription) or not follows(subscription, resource, base):
+        extra = _told(subscription, resource, base)
+        if extra is None:
             continue
         recipient = f"Subscription/{subscription['id']}"
         endpoint = subscription.get("channel", {}).get("endpoint")
@@ -88,11 +94,30 @@ async def record_change(store: ResourceStore, uow: UnitOfWork, version: Version)
                 about=about,
                 recipient=None,
                 subject=subject if subject.startswith("Patient/") else None,
-                details={"event": CHANGED, "destination": endpoint, "attempts": 0},
+                details={"event": CHANGED, "destination": endpoint, "attempts": 0, **extra},
                 subscription=recipient,
             )
         )
     return await store_messages(store, uow, messages, fresh=True)
+
+
+def _told(
+    subscription: dict[str, Any], resource: dict[str, Any], base: str
+) -> dict[str, str] | None:
+    """The message details a Subscription is told of the change with (None: not told)."""
+    if not is_topic_based(subscription):
+        return {} if follows(subscription, resource, base) else None
+    try:
+        topic = topic_of(subscription)
+        accepts = compile_filters(subscription, base)
+    except TopicError:
+        return None  # refused at write; activation puts a stored one in `error`
+    rtype = resource.get("resourceType")
+    if CHANGED not in topic.events or topic.resource_type != rtype:
+        return None
+    if not (accepts(resource) and may_see(subscription, resource, base)):
+        return None
+    return {"topic": topic.url, "focus": f"{rtype}/{resource['id']}"}
 
 
 def install() -> None:

@@ -22,7 +22,7 @@ from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from fhir_server.fhir.resource_match import Predicate
-from fhir_server.notifications.codes import BASE
+from fhir_server.notifications.codes import BASE, CHANGED
 from fhir_server.notifications.criteria import CriteriaError, compile_query
 
 _IG: Final = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
@@ -33,6 +33,8 @@ TOPIC_BASE: Final = f"{BASE}/SubscriptionTopic"
 PAYLOAD_CONTENTS: Final = ("empty", "id-only", "full-resource")
 
 _APPOINTMENT_FILTERS = ("patient", "actor", "practitioner", "location")
+_ENCOUNTER_FILTERS = ("patient", "subject", "status", "class", "date", "appointment", "location")
+_CHARGE_FILTERS = ("patient", "subject", "code", "context", "entered-date", "occurrence")
 # Events after which an appointment no longer holds (some of) its slots.
 _RELEASING = ("cancelled", "declined", "hold-expired", "rescheduled")
 
@@ -41,7 +43,7 @@ _RELEASING = ("cancelled", "declined", "hold-expired", "rescheduled")
 class Topic:
     url: str
     resource_type: str  # the focus of its notifications
-    events: tuple[str, ...]  # AppointmentEvent kinds that trigger it
+    events: tuple[str, ...]  # AppointmentEvent kinds that trigger it (CHANGED: every write)
     filters: tuple[str, ...]  # the filter parameters it accepts
 
 
@@ -65,6 +67,19 @@ TOPICS: Final = (
         _APPOINTMENT_FILTERS,
     ),
     Topic(f"{TOPIC_BASE}/slot-freed", "Slot", _RELEASING, ("schedule",)),
+    # Every version written of a visit's records (`changes.record_change`).
+    Topic(
+        f"{TOPIC_BASE}/encounter-changed",
+        "Encounter",
+        (CHANGED,),
+        _ENCOUNTER_FILTERS,
+    ),
+    Topic(
+        f"{TOPIC_BASE}/charge-item-changed",
+        "ChargeItem",
+        (CHANGED,),
+        _CHARGE_FILTERS,
+    ),
 )
 _BY_URL: Final = {topic.url: topic for topic in TOPICS}
 

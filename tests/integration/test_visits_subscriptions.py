@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
 from fhir_server.notifications.message import message_id
+from fhir_server.notifications.topics import FILTER_EXT, PAYLOAD_EXT, TOPIC_BASE
 from fhir_server.settings import Settings
 from tests.integration.auth_helpers import bearer, mint
 from tests.integration.notify_support import Running, fhir_json, start_all, stop_all, wait_until
@@ -48,20 +49,27 @@ def api(env: Running) -> Iterator[TestClient]:
 
 
 def _subscribe(
-    env: Running, api: TestClient, criteria: str, headers: dict[str, str] | None = None
+    env: Running,
+    api: TestClient,
+    criteria: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> tuple[str, str]:
     """A rest-hook Subscription with the resource as payload; (its id, its hook path)."""
     hook = f"/hook/{os.urandom(4).hex()}"
+    channel = {
+        "type": "rest-hook",
+        "endpoint": f"{env.http.url}{hook}",
+        "payload": "application/fhir+json",
+        **extra.pop("channel", {}),
+    }
     body = {
         "resourceType": "Subscription",
         "status": "requested",
         "reason": "billing",
         "criteria": criteria,
-        "channel": {
-            "type": "rest-hook",
-            "endpoint": f"{env.http.url}{hook}",
-            "payload": "application/fhir+json",
-        },
+        "channel": channel,
+        **extra,
     }
     response = api.post("/fhir/Subscription", json=body, headers={**FHIR, **(headers or {})})
     assert response.status_code == 201, response.text
@@ -121,6 +129,50 @@ def test_visit_and_charge_changes_reach_the_subscriptions_that_follow_them(
     assert api.get(f"/fhir/Communication/{message_id(key)}").status_code == 404
     assert env.http.posted(hidden) == [] and env.http.posted(elsewhere) == []
     assert len(env.http.posted(visits)) == 3
+
+
+def _topic(query: str, content: str) -> dict[str, Any]:
+    """The Backport IG's filter and payload extensions of a topic-based Subscription."""
+    return {
+        "_criteria": {"extension": [{"url": FILTER_EXT, "valueString": query}]},
+        "channel": {"_payload": {"extension": [{"url": PAYLOAD_EXT, "valueCode": content}]}},
+    }
+
+
+def test_topic_based_subscriptions_get_the_visit_topics(env: Running, api: TestClient) -> None:
+    clinic, pid = billed_clinic(api), make_patient(api)
+    charges_topic = f"{TOPIC_BASE}/charge-item-changed"
+    charge_filter = _topic(f"ChargeItem?patient=Patient/{pid}", "full-resource")
+    sid, charges = _subscribe(env, api, charges_topic, **charge_filter)
+    finished_filter = _topic(f"Encounter?status=finished&patient={pid}", "id-only")
+    _, visits = _subscribe(env, api, f"{TOPIC_BASE}/encounter-changed", **finished_filter)
+    appt = _book(api, clinic, pid)
+    for status in ("arrived", "fulfilled", "entered-in-error"):
+        assert set_status(api, appt["id"], status).status_code == 200
+
+    bundles = _posted(env, charges, 2)
+    statuses = [b["entry"][0]["resource"] for b in bundles]
+    numbers = [_event(s)["event-number"] for s in statuses]
+    assert numbers == ["1", "2"] and all(b["type"] == "history" for b in bundles)
+    assert [b["entry"][1]["resource"]["status"] for b in bundles] == [
+        "billable",
+        "entered-in-error",
+    ]
+    assert statuses[0]["parameter"][0]["valueReference"]["reference"].endswith(sid)
+    [finished] = _posted(env, visits, 1)
+    focus = _event(finished["entry"][0]["resource"])["focus"]
+    assert focus.endswith(finished["entry"][1]["request"]["url"]) and "/Encounter/" in focus
+    assert "resource" not in finished["entry"][1]  # id-only
+
+
+def _event(status: dict[str, Any]) -> dict[str, Any]:
+    """The notification-event of a status Parameters: part name -> value."""
+    [event] = [p for p in status["parameter"] if p["name"] == "notification-event"]
+    out: dict[str, Any] = {}
+    for part in event["part"]:
+        value = next(v for k, v in part.items() if k.startswith("value"))
+        out[part["name"]] = value.get("reference") if isinstance(value, dict) else value
+    return out
 
 
 def test_a_record_written_over_the_api_is_a_change_too(env: Running, api: TestClient) -> None:
