@@ -8,7 +8,8 @@ holds one part at most and a crash loses at most one part's work: the next
 worker rewrites that part from the last position (parts are keyed by number,
 so the rewrite replaces a part written after the last checkpoint). After
 `export_slice` seconds the worker records where it is and gives the job back
-to the queue, so a long export never holds a worker from other tasks. The
+to the queue, so a long export never holds the export worker from other jobs
+(notifications have a worker of their own: the `exports` queue is separate). The
 slice's time counts from the first row of the query, and is at least three
 times what the query took to answer: the embedded store (SQLite underneath)
 answers a query's first row only after reading every row, so each slice

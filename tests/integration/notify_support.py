@@ -172,23 +172,32 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "FHIR_NOTIFY_RELAY_AFTER": str(settings.notify_relay_after),
         "FHIR_NOTIFY_TIMEZONE": settings.notify_timezone,
         "FHIR_SUBSCRIPTION_ALLOWED_HOSTS": json.dumps(settings.subscription_allowed_hosts),
+        "FHIR_EXPORT_LEASE": str(settings.export_lease),
+        "FHIR_EXPORT_SLICE": str(settings.export_slice),
+        "FHIR_EXPORT_PART_SIZE": str(settings.export_part_size),
+        "FHIR_EXPORT_FILE_LIFETIME": str(settings.export_file_lifetime),
         "FHIR_LOG_LEVEL": "WARNING",
     }
     return {k: v for k, v in values.items() if v is not None}
 
 
 class Worker:
-    """A real `celery worker` process (solo pool: one message at a time)."""
+    """A real `celery worker` process (solo pool: one message at a time), consuming
+    `queues` (comma-separated; default every queue, as `fhir-server worker` does)."""
 
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
+    def __init__(
+        self, settings: Settings, log_dir: Path, queues: str = ",".join(celery_app.QUEUES)
+    ) -> None:
         self.env = {**os.environ, **settings_env(settings)}
+        self.queues = queues
         self.log_path = log_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         command = [
             sys.executable, "-m", "celery", "-A", "fhir_server.notifications.worker",
-            "worker", "-P", "solo", "-Q", "notifications", "-l", "WARNING",
+            "worker", "-P", "solo", "-Q", self.queues, "-l", "WARNING",
+            f"--hostname={uuid.uuid4().hex[:8]}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         log = self.log_path.open("ab")
@@ -314,8 +323,14 @@ class Running:
     redis: Any
 
 
-def start_all(make_settings: Callable[..., Settings], **overrides: Any) -> Running:
-    """Redis, SMTP, HTTP stand-ins, a worker, and publisher settings pointing at them."""
+def start_all(
+    make_settings: Callable[..., Settings],
+    *,
+    queues: str = ",".join(celery_app.QUEUES),
+    **overrides: Any,
+) -> Running:
+    """Redis, SMTP, HTTP stand-ins, a worker (consuming `queues`), and publisher settings
+    pointing at them."""
     folder = short_tmp()
     redis, url = start_redis(folder)
     smtp = SmtpHandler()
@@ -340,7 +355,7 @@ def start_all(make_settings: Callable[..., Settings], **overrides: Any) -> Runni
     settings = make_settings(**values)
     configure_publisher(settings)
     rig = Rig(settings, smtp, http)
-    worker = Worker(settings, folder)
+    worker = Worker(settings, folder, queues)
     worker.start()
     running = Running(rig, worker, smtp, http, redis)
     running.controller = controller  # type: ignore[attr-defined]
