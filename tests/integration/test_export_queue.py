@@ -7,7 +7,6 @@ runs `worker` and `exporter`); a real SMTP server receives the confirmation.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -21,6 +20,7 @@ from tests.integration.bulk_support import BulkClient, backend_token, insert
 from tests.integration.notify_support import (
     Running,
     Worker,
+    patient_with_email,
     short_tmp,
     start_all,
     stop_all,
@@ -32,7 +32,6 @@ from tests.integration.scheduling_setup import (
     hours_from_now,
     make_clinic,
     make_slot,
-    post,
 )
 
 # Enough one-resource parts that the slice lasts many seconds on the embedded store.
@@ -75,11 +74,9 @@ def test_a_confirmation_is_sent_while_an_export_slice_runs(env: Running) -> None
         assert _progress(api, status_url, bulk.headers) > 0, "the slice is running"
 
         clinic = make_clinic(api)
-        address = f"queue-{os.urandom(3).hex()}@example.org"
-        telecom = [{"system": "email", "value": address}]
-        pid = post(api, {"resourceType": "Patient", "name": [{"family": "Q"}], "telecom": telecom})
+        pid, address = patient_with_email(api, "queue", "Q")
         slot = make_slot(api, clinic["schedule"], hours_from_now(50))
-        booked = api.post("/fhir/Appointment", json=appointment(pid["id"], slot), headers=HEADERS)
+        booked = api.post("/fhir/Appointment", json=appointment(pid, slot), headers=HEADERS)
         assert booked.status_code == 201, booked.text
         [mail] = wait_until(lambda: env.smtp.to(address), timeout=60)
         assert " ".join(str(mail["Subject"]).split()).startswith("Your appointment is booked")
