@@ -244,12 +244,13 @@ def serve(
         watchdog = background.enter_context(_watchdog())  # entered first: ends last
         ready, where = background.enter_context(_store(settings, watchdog))
         summary = _run(_load_demo(ready)) if demo else _run(_probe(ready))
-        worker = background.enter_context(notifications_cli.background_worker(ready, watchdog))
+        workers = background.enter_context(notifications_cli.background_workers(ready, watchdog))
         root = f"http://{settings.host}:{settings.port}"
         typer.echo(f"FHIR server: {settings.base_url}  (health: {root}/healthz, {root}/readyz)")
         typer.echo(f"Store: {where}; database '{settings.database}'")
-        if worker is not None:
-            typer.echo(f"Notifications: Celery worker and beat, pid {worker.pid}")
+        for queue, worker in workers.items():
+            beat = " and beat" if queue == notifications_cli.BEAT_QUEUE else ""
+            typer.echo(f"Queue {queue}: Celery worker{beat}, pid {worker.pid}")
         if summary:
             typer.echo(_describe(summary, settings, host is not None or port is not None))
         typer.echo("Stop with Ctrl+C.")
