@@ -367,6 +367,14 @@ class AppointmentView:
         return (self.schedule or {}).get("id")
 
 
+_SHOWN_ACTORS = [
+    ("_include", "Appointment:actor:HealthcareService"),
+    ("_include", "Appointment:actor:Location"),
+]
+"""The actors an AppointmentView shows beyond their display: each included actor costs the
+API a read, and the patient and the clinician's role are not needed."""
+
+
 def _views(bundle: Resource) -> list[AppointmentView]:
     """Appointments with their included services and places (a booked Slot is not the
     patient's to read, so the Schedule is looked up by its actors where it is needed)."""
@@ -394,11 +402,7 @@ async def appointment(api: PortalApi, appointment_id: str) -> AppointmentView:
     a new time); NotFound for any other id (the server answers as if it did not exist)."""
     bundle = await api.search(
         "Appointment",
-        {
-            "_id": appointment_id,
-            "patient": f"Patient/{patient_of(api)}",
-            "_include": "Appointment:actor",
-        },
+        [("_id", appointment_id), ("patient", f"Patient/{patient_of(api)}"), *_SHOWN_ACTORS],
     )
     views = _views(bundle)
     if not views:
@@ -425,12 +429,12 @@ async def my_appointments(
     """Upcoming (soonest first) and past (latest first) Appointments of the patient."""
     bundle = await api.search(
         "Appointment",
-        {
-            "patient": f"Patient/{patient_of(api)}",
-            "_sort": "date",
-            "_count": "200",
-            "_include": "Appointment:actor",
-        },
+        [
+            ("patient", f"Patient/{patient_of(api)}"),
+            ("_sort", "date"),
+            ("_count", "200"),
+            *_SHOWN_ACTORS,
+        ],
     )
     views = _views(bundle)
     upcoming = [v for v in views if _upcoming(v, now)]
