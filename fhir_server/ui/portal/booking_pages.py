@@ -399,27 +399,37 @@ def _views(bundle: Resource) -> list[AppointmentView]:
 
 async def appointment(api: PortalApi, appointment_id: str) -> AppointmentView:
     """One of the patient's Appointments with its Schedule (for the cut-off and for choosing
-    a new time); NotFound for any other id (the server answers as if it did not exist)."""
+    a new time); NotFound for any other id (the server answers as if it did not exist).
+
+    One search: the clinician's PractitionerRole is included, and from it (`:iterate`)
+    the Schedules naming that role, of which the one for the same service is kept.
+    """
     bundle = await api.search(
         "Appointment",
-        [("_id", appointment_id), ("patient", f"Patient/{patient_of(api)}"), *_SHOWN_ACTORS],
+        [
+            ("_id", appointment_id),
+            ("patient", f"Patient/{patient_of(api)}"),
+            *_SHOWN_ACTORS,
+            ("_include", "Appointment:actor:PractitionerRole"),
+            ("_revinclude:iterate", "Schedule:actor:PractitionerRole"),
+        ],
     )
     views = _views(bundle)
     if not views:
         raise NotFound(appointment_id)
     view = views[0]
     roles = actor_ids(view.appointment, "PractitionerRole")
-    if roles:
-        found = await api.search("Schedule", {"actor": f"PractitionerRole/{roles[0]}"})
-        services = set(actor_ids(view.appointment, "HealthcareService"))
-        view.schedule = next(
-            (
-                s
-                for s in entries(found, "Schedule")
-                if services <= set(actor_ids(s, "HealthcareService"))
-            ),
-            None,
-        )
+    services = set(actor_ids(view.appointment, "HealthcareService"))
+    view.schedule = next(
+        (
+            s
+            for s in entries(bundle, "Schedule")
+            if roles
+            and roles[0] in actor_ids(s, "PractitionerRole")
+            and services <= set(actor_ids(s, "HealthcareService"))
+        ),
+        None,
+    )
     return view
 
 
