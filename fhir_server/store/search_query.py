@@ -63,13 +63,21 @@ class Clause:
 
 
 def conjoin(*filters: dict[str, Any]) -> dict[str, Any]:
-    """AND of filters, merging operator documents on the same field ({$gte} + {$lt})."""
+    """AND of filters, merging operator documents on the same field ({$gte} + {$lt}).
+
+    A condition the filter already holds is not added again: the embedded server
+    cannot translate `$and` into SQL and filters every row of the collection in
+    Python instead, so a search repeating its caller's limit (`status=free` on
+    Slots for a patient) would cost a full scan.
+    """
     out: dict[str, Any] = {}
     extra: list[dict[str, Any]] = []
     for one in filters:
         for key, value in one.items():
             if key not in out:
                 out[key] = value
+            elif out[key] == value:
+                continue
             elif _mergeable(out[key], value):
                 out[key] = {**out[key], **value}
             else:
@@ -111,7 +119,7 @@ def _mergeable(a: Any, b: Any) -> bool:
         isinstance(a, dict)
         and isinstance(b, dict)
         and all(k.startswith("$") for k in (*a, *b))
-        and not set(a) & set(b)
+        and all(a[k] == b[k] for k in set(a) & set(b))
     )
 
 
