@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 from fhir_server.app import create_app
 from fhir_server.notifications.events import AppointmentEvent, record_event
 from fhir_server.notifications.message import with_details
-from fhir_server.ui.client import CLIENT_ID as PORTAL_ID
 from tests.conftest import FHIR_JSON
 from tests.integration.auth_helpers import (
     AUTH,
@@ -37,6 +36,7 @@ from tests.integration.auth_helpers import (
 from tests.integration.notify_support import Running, wait_until
 
 ADMIN_SCOPE = "openid fhirUser user/*.cruds"
+PORTAL_ID = "portal"  # the patient portal, a first-party client registered at start
 
 
 @pytest.fixture(scope="module")
