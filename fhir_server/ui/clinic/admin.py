@@ -12,18 +12,20 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import Response
 
-from fhir_server.ui.clinic.admin_support import confirmation, confirmed, listing, run, text
-from fhir_server.ui.clinic.roles import Admin
+from fhir_server.ui.clinic.admin_support import (
+    confirmation,
+    confirmed,
+    listing,
+    not_found,
+    run,
+    text,
+)
+from fhir_server.ui.clinic.roles import Admin, _
 from fhir_server.ui.web import CheckedForm, FieldError, SignedInPage
 
 router = APIRouter()
 
 ROLES = ("practitioner", "frontdesk", "admin", "patient")
-
-
-def _(message: str) -> str:
-    """Marks a message for the catalogues; pages translate it when they render."""
-    return message
 
 
 ROLE_NAMES = {
@@ -106,11 +108,8 @@ async def _user(page: SignedInPage, username: str) -> dict[str, Any] | None:
 
 
 def _not_found(page: SignedInPage) -> Response:
-    return page.render(
-        "error.html",
-        title=page._("User not found"),
-        status=404,
-        message=page._("There is no such user. Nothing was changed."),
+    return not_found(
+        page, page._("User not found"), page._("There is no such user. Nothing was changed.")
     )
 
 

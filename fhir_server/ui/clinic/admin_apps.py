@@ -19,6 +19,7 @@ from fhir_server.ui.clinic.admin_support import (
     confirmed,
     groups,
     listing,
+    not_found,
     run,
     single,
     text,
@@ -114,11 +115,8 @@ async def app(page: Admin, client_id: str) -> Response:
 
 
 def _not_found(page: SignedInPage) -> Response:
-    return page.render(
-        "error.html",
-        title=page._("App not found"),
-        status=404,
-        message=page._("There is no such app. Nothing was changed."),
+    return not_found(
+        page, page._("App not found"), page._("There is no such app. Nothing was changed.")
     )
 
 

@@ -20,7 +20,7 @@ from fastapi.responses import Response
 
 from fhir_server.fhir.audit_rows import COLUMNS, audit_row
 from fhir_server.ui.clinic.admin_support import refusal
-from fhir_server.ui.clinic.roles import Admin
+from fhir_server.ui.clinic.roles import Admin, _
 from fhir_server.ui.fhir_api import PortalApi, PortalApiError, entries
 from fhir_server.ui.web import CheckedForm, FieldError, SignedInPage
 
@@ -30,11 +30,6 @@ PROBLEMS = "not-done,preparation,in-progress"
 _PAGE = "200"
 _PAGES = 25  # an audit period's events, at most this many pages of _PAGE
 _ID = re.compile(r"^(Patient/)?([A-Za-z0-9\-.]{1,64})$")
-
-
-def _(message: str) -> str:
-    """Marks a message for the catalogues; pages translate it when they render."""
-    return message
 
 
 STATES = {

@@ -105,5 +105,10 @@ def confirmation(
     )
 
 
+def not_found(page: SignedInPage, title: str, message: str) -> HTMLResponse:
+    """The 404 page for an account or app that is not there (both texts translated)."""
+    return page.render("error.html", title=title, status=404, message=message)
+
+
 def confirmed(form: FormData) -> bool:
     return text(form, "confirmed") == CONFIRMED
