@@ -27,11 +27,15 @@ from fhir_server.rest.bulk_routes import router as bulk_router
 from fhir_server.rest.calendar_routes import router as calendar_router
 from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import (
+    admin_apps,
+    admin_keys,
+    admin_users,
     bulk_publish,
     calendar_feed,
     evaluate_measure,
     match,
     push_subscription,
+    retry,
     subscription_status,
 )
 from fhir_server.rest.operations.export import EXPORT_OPERATIONS
@@ -120,6 +124,12 @@ def create_app(settings: Settings) -> FastAPI:
             if settings.auth_enabled:
                 app.state.auth = await build_auth(database, store, settings, journal)
                 app.state.services.access = app.state.auth.access
+                app.state.services.operations += [  # the admin console's; SMART on only
+                    *admin_users.operations(app.state.auth),
+                    *admin_apps.operations(app.state.auth),
+                    *admin_keys.operations(app.state.auth),
+                    retry.OPERATION,
+                ]
                 app.state.services.security = capability_security(settings)
                 # The patient portal and the clinic workspace sign users in as these clients.
                 for ui in (portal_client(settings), clinic_client(settings)):

@@ -186,7 +186,8 @@ def _describe(result: DemoResult, settings: Settings, overridden: bool = False) 
         access = result.access
         lines += [
             f"  Logins (password '{access.password}'): {access.patient_login}, "
-            f"{access.practitioner_login}, {access.frontdesk_login} (front desk).",
+            f"{access.practitioner_login}, {access.frontdesk_login} (front desk), "
+            f"{access.admin_login} (admin).",
             f"  Patient portal: {site_root(settings)}/portal/ "
             f"(sign in as {access.patient_login}, password '{access.password}').",
             f"  SMART app: client_id '{access.client_id}' (public), "

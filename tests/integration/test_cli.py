@@ -155,7 +155,12 @@ def test_demo_logins_and_minted_tokens(tmp_path: Path) -> None:
     assert refused.returncode == 1 and "patient/ scopes" in refused.stderr
     unknown = _cli(env, "users", "token", "nobody")
     assert unknown.returncode == 1 and "No active account" in unknown.stderr
-    assert "demo-frontdesk (front desk)" in first.stdout
+    assert "demo-frontdesk (front desk), demo-admin (admin)" in first.stdout
+    boss = _cli(env, "users", "token", "demo-admin", "--scope", "user/*.rs")
+    assert boss.returncode == 0, boss.stderr
+    payload = orjson.loads(boss.stdout)["access_token"].split(".")[1]
+    claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["role"] == "admin" and claims["sub"] == "demo-admin"
     desk = _cli(env, "users", "token", "demo-frontdesk", "--scope", "user/*.rs")
     assert desk.returncode == 0, desk.stderr
     payload = orjson.loads(desk.stdout)["access_token"].split(".")[1]
