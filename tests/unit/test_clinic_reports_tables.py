@@ -1,0 +1,227 @@
+"""The report pages' pure pieces: a MeasureReport as a table (suppressed cells "<11"), as
+CSV, and as an inert SVG chart (no script, labels on every bar)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import xml.etree.ElementTree as ET
+from typing import Any
+
+from fhir_server.ui import measure_tables as mt
+from fhir_server.ui.charts import Series, bar_chart, data_url
+
+BASE = "http://testserver/fhir"
+GROUP_SYSTEM = f"{BASE}/CodeSystem/report-group"
+POPULATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-population"
+WITHHELD = {"url": f"{BASE}/StructureDefinition/report-suppressed", "valueString": "<11"}
+ROUNDED = {"url": f"{BASE}/StructureDefinition/report-rounded", "valueBoolean": True}
+
+
+def _population(code: str, count: int | None, rounded: bool = False) -> dict[str, Any]:
+    population: dict[str, Any] = {"code": {"coding": [{"system": POPULATION_SYSTEM, "code": code}]}}
+    if count is None:
+        population["extension"] = [WITHHELD]
+    else:
+        population["count"] = count
+        if rounded:
+            population["extension"] = [ROUNDED]
+    return population
+
+
+def _stratifier(name: str, strata: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"code": [{"coding": [{"code": name}], "text": name}], "stratum": strata}
+
+
+def _volume_group(outcome: str, total: int | None, weeks: list[int | None]) -> dict[str, Any]:
+    starts = ["2026-11-02", "2026-11-09"]
+    return {
+        "code": {"coding": [{"system": GROUP_SYSTEM, "code": outcome}]},
+        "population": [_population("initial-population", total)],
+        "stratifier": [
+            _stratifier(
+                "period-week",
+                [
+                    {
+                        "value": {"text": start},
+                        "population": [_population("initial-population", n, rounded=True)],
+                    }
+                    for start, n in zip(starts, weeks, strict=True)
+                ],
+            )
+        ],
+    }
+
+
+VOLUME = {
+    "resourceType": "MeasureReport",
+    "status": "complete",
+    "type": "summary",
+    "measure": f"{BASE}/Measure/appointment-volume",
+    "period": {"start": "2026-11-01", "end": "2026-11-14"},
+    "group": [
+        _volume_group("booked", 60, [25, 35]),
+        _volume_group("attended", 40, [20, 20]),
+        _volume_group("cancelled", None, [None, None]),
+        _volume_group("missed", 12, [None, None]),
+    ],
+}
+
+NO_SHOW = {
+    "resourceType": "MeasureReport",
+    "measure": f"{BASE}/Measure/no-show-rate",
+    "period": {"start": "2026-11-01", "end": "2026-11-30"},
+    "group": [
+        {
+            "code": {"coding": [{"system": GROUP_SYSTEM, "code": "all"}]},
+            "population": [_population("denominator", 200), _population("numerator", 15)],
+            "measureScore": {"value": 0.075},
+            "stratifier": [
+                _stratifier(
+                    "practitioner",
+                    [
+                        {
+                            "value": {
+                                "text": "Practitioner/a",
+                                "coding": [{"display": "Dr Ada Lovelace"}],
+                            },
+                            "population": [
+                                _population("denominator", 120),
+                                _population("numerator", 15),
+                            ],
+                            "measureScore": {"value": 0.125},
+                        },
+                        {
+                            "value": {"text": "Practitioner/b"},
+                            "extension": [WITHHELD],
+                            "population": [
+                                _population("denominator", 80),
+                                _population("numerator", None),
+                            ],
+                        },
+                    ],
+                )
+            ],
+        }
+    ],
+}
+
+
+def _texts(table: mt.ReportTable, locale: str = "en") -> list[list[str]]:
+    return [
+        [
+            row.label,
+            *(
+                mt.shown_value(c, cell, locale)
+                for c, cell in zip(table.columns, row.cells, strict=True)
+            ),
+        ]
+        for row in table.rows
+    ]
+
+
+def test_groups_become_columns_and_withheld_counts_read_less_than_eleven() -> None:
+    table = mt.report_table(VOLUME)
+    assert table.measure == "appointment-volume"
+    assert table.period == ("2026-11-01", "2026-11-14")
+    assert [c.group for c in table.columns] == ["booked", "attended", "cancelled", "missed"]
+    assert {c.population for c in table.columns} == {"initial-population"}
+    assert _texts(table) == [["", "60", "40", "<11", "12"]]
+    assert table.suppressed and not table.rounded
+
+
+def test_a_stratifier_adds_a_row_per_stratum_after_the_total() -> None:
+    table = mt.report_table(VOLUME, "period-week")
+    assert [row.key for row in table.rows] == [mt.TOTAL, "2026-11-02", "2026-11-09"]
+    assert _texts(table)[1:] == [
+        ["2026-11-02", "25", "20", "<11", "<11"],
+        ["2026-11-09", "35", "20", "<11", "<11"],
+    ]
+    assert table.rounded  # the strata carry the server's rounding mark
+    # A stratifier the report does not have leaves the total alone.
+    assert len(mt.report_table(VOLUME, "gender").rows) == 1
+
+
+def test_rates_are_percentages_and_a_withheld_rate_reads_less_than_eleven() -> None:
+    table = mt.report_table(NO_SHOW, "practitioner")
+    assert [c.population for c in table.columns] == ["denominator", "numerator", mt.SCORE]
+    assert _texts(table) == [
+        ["", "200", "15", "7.5%"],
+        ["Dr Ada Lovelace", "120", "15", "12.5%"],
+        ["Practitioner/b", "80", "<11", "<11"],
+    ]
+    assert _texts(table, "fr")[1][3] == "12,5\u00a0%"
+    assert mt.chart_columns(table) == [2]
+    assert mt.chart_value(table.columns[2], table.rows[1].cells[2]) == 12.5
+
+
+def test_scores_in_days_keep_their_unit_and_counts_are_charted_when_split() -> None:
+    lead_time = {
+        "measure": f"{BASE}/Measure/lead-time",
+        "group": [
+            {
+                "code": {"coding": [{"code": bucket}]},
+                "population": [_population("initial-population", n)],
+            }
+            for bucket, n in (("same-day", 30), ("1-day", None), ("2-7-days", 50))
+        ]
+        + [{"code": {"coding": [{"code": "median"}]}, "measureScore": {"value": 3, "code": "d"}}],
+    }
+    table = mt.report_table(lead_time)
+    assert table.columns[-1] == mt.Column("median", mt.SCORE, "d")
+    assert _texts(table) == [["", "30", "<11", "50", "3.0"]]
+    assert mt.chart_columns(table) == [0, 1, 2]
+    assert mt.plain_value(table.columns[-1], table.rows[0].cells[-1]) == "3.0"
+
+
+def test_csv_has_the_page_numbers_plain_and_neutralises_formulas() -> None:
+    table = mt.report_table(NO_SHOW, "practitioner")
+    rows = list(
+        csv.reader(
+            io.StringIO(
+                mt.csv_text(
+                    table,
+                    ["Practitioner", "Due", "No-shows", "Rate (%)"],
+                    lambda row: row.label or "=All",
+                )
+            )
+        )
+    )
+    assert rows == [
+        ["Practitioner", "Due", "No-shows", "Rate (%)"],
+        ["'=All", "200", "15", "7.5"],
+        ["Dr Ada Lovelace", "120", "15", "12.5"],
+        ["Practitioner/b", "80", "<11", "<11"],
+    ]
+
+
+def _svg(url: str) -> ET.Element:
+    assert url.startswith("data:image/svg+xml;base64,")
+    return ET.fromstring(base64.b64decode(url.split(",", 1)[1]))
+
+
+def test_the_chart_is_inert_svg_with_every_bar_labelled() -> None:
+    svg = bar_chart(
+        ["booked", "attended", "cancelled"],
+        [Series("Count", [60, 40, None])],
+        label=lambda v: f"{v:.0f}",
+    )
+    tree = _svg(data_url(svg))
+    tags = {element.tag.rsplit("}", 1)[-1] for element in tree.iter()}
+    assert "script" not in tags and "foreignObject" not in tags
+    assert not any(e.get("style") or any(a.startswith("on") for a in e.attrib) for e in tree.iter())
+    texts = [e.text for e in tree.iter() if e.tag.endswith("text")]
+    values = [e.text for e in tree.iter() if e.tag.endswith("text") and e.get("class") == "value"]
+    assert sorted(values, key=str) == ["40", "60", "<11"]
+    assert {"booked", "attended", "cancelled"} <= set(texts)
+
+
+def test_several_series_name_each_bar() -> None:
+    svg = bar_chart(
+        ["2026-11-02"],
+        [Series("booked", [25]), Series("missed", [None])],
+        label=lambda v: f"{v:.0f}",
+    )
+    values = {e.text for e in ET.fromstring(svg).iter() if e.get("class") == "value"}
+    assert values == {"booked: 25", "missed: <11"}
