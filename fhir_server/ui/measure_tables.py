@@ -8,8 +8,8 @@ stratum. Suppression is the server's: a count or score it withheld (extension
 `report-suppressed`) stays withheld here and reads "<11" in every output (page,
 chart, CSV); nothing on this side can undo it, since the number never arrives.
 
-Words come out as gettext message ids (`N_`) or as the report's own texts; the
-page translates them, so one table serves English and French.
+It holds numbers and the report's own names only: the page names the columns
+in the reader's language.
 """
 
 from __future__ import annotations
@@ -32,20 +32,6 @@ TOTAL = ""  # the key of the whole-period row
 SUPPRESSED_TEXT = "<11"
 
 
-def N_(message: str) -> str:
-    """Mark a message id for extraction; the page translates it."""
-    return message
-
-
-# What the populations and scores of the contract's measures are called on the pages.
-POPULATIONS = {
-    "initial-population": N_("Count"),
-    "denominator": N_("Due"),
-    "numerator": N_("Counted"),
-    SCORE: N_("Result"),
-}
-
-
 @dataclass(frozen=True)
 class Column:
     """One number per row: a population of a group, or the group's score."""
@@ -53,6 +39,7 @@ class Column:
     group: str  # the group's code (report-group system), "" for an uncoded group
     population: str  # a measure-population code, or SCORE
     unit: str = ""  # the score's unit as the report gives it (UCUM code: "%", "d", "1")
+    label: str = ""  # what the report calls the group (its display or text), else its code
 
 
 @dataclass(frozen=True)
@@ -129,6 +116,13 @@ def _unit(group: Mapping[str, Any]) -> str:
     return ""
 
 
+def _label(concept: Mapping[str, Any] | None) -> str:
+    if not concept:
+        return ""
+    codings = concept.get("coding") or [{}]
+    return str(codings[0].get("display") or concept.get("text") or _code(concept))
+
+
 def _strata(group: Mapping[str, Any], stratifier: str) -> list[Mapping[str, Any]]:
     for entry in group.get("stratifier", []):
         if any(_code(code) == stratifier for code in entry.get("code", [])):
@@ -154,7 +148,8 @@ def report_table(report: Resource, stratifier: str | None = None) -> ReportTable
         codes = list(cells) + [c for s in strata for c in s if c not in cells]
         code = _code(group.get("code"))
         for population in dict.fromkeys(sorted(codes, key=lambda c: c == SCORE)):
-            columns.append(Column(code, population, _unit(group) if population == SCORE else ""))
+            unit = _unit(group) if population == SCORE else ""
+            columns.append(Column(code, population, unit, _label(group.get("code"))))
         group_cells.append(cells)
     total = Row(TOTAL, "", tuple(_cell(group_cells, groups, c) for c in columns))
     rows = [total]

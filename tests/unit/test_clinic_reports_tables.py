@@ -1,5 +1,6 @@
 """The report pages' pure pieces: a MeasureReport as a table (suppressed cells "<11"), as
-CSV, and as an inert SVG chart (no script, labels on every bar)."""
+CSV, and as an inert SVG chart (no script, labels on every bar); the filters of a page
+and the names of its columns and rows."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ import base64
 import csv
 import io
 import xml.etree.ElementTree as ET
+from datetime import date
 from typing import Any
 
 from fhir_server.ui import measure_tables as mt
 from fhir_server.ui.charts import Series, bar_chart, data_url
+from fhir_server.ui.clinic import reports_model as model
 
 BASE = "http://testserver/fhir"
 GROUP_SYSTEM = f"{BASE}/CodeSystem/report-group"
@@ -169,7 +172,7 @@ def test_scores_in_days_keep_their_unit_and_counts_are_charted_when_split() -> N
         + [{"code": {"coding": [{"code": "median"}]}, "measureScore": {"value": 3, "code": "d"}}],
     }
     table = mt.report_table(lead_time)
-    assert table.columns[-1] == mt.Column("median", mt.SCORE, "d")
+    assert table.columns[-1] == mt.Column("median", mt.SCORE, "d", "median")
     assert _texts(table) == [["", "30", "<11", "50", "3.0"]]
     assert mt.chart_columns(table) == [0, 1, 2]
     assert mt.plain_value(table.columns[-1], table.rows[0].cells[-1]) == "3.0"
@@ -225,3 +228,65 @@ def test_several_series_name_each_bar() -> None:
     )
     values = {e.text for e in ET.fromstring(svg).iter() if e.get("class") == "value"}
     assert values == {"booked: 25", "missed: <11"}
+
+
+TODAY = date(2026, 12, 5)
+
+
+def test_filters_default_to_the_last_twelve_weeks_and_name_what_is_wrong() -> None:
+    volume = model.BY_ID["appointment-volume"]
+    filters, errors = model.parse_filters({}, volume, TODAY)
+    assert (filters.start, filters.end, errors) == (date(2026, 9, 13), TODAY, [])
+    good = {"from": "2026-11-01", "to": "2026-11-30", "subject": "Practitioner/p-1", "by": "gender"}
+    filters, errors = model.parse_filters(good, volume, TODAY)
+    assert errors == [] and filters.query() == good
+    assert filters.parameters() == [
+        ("periodStart", "2026-11-01"),
+        ("periodEnd", "2026-11-30"),
+        ("subject", "Practitioner/p-1"),
+        ("stratifier", "gender"),
+    ]
+    bad = {"from": "2026-13-01", "to": "2026-11-30", "subject": "Patient/x", "by": "colour"}
+    filters, errors = model.parse_filters(bad, volume, TODAY)
+    assert [e.field for e in errors] == ["from", "subject", "by"]
+    assert (filters.start, filters.subject, filters.by) == (date(2026, 9, 13), "", "")
+    backwards = {"from": "2026-11-30", "to": "2026-11-01"}
+    filters, errors = model.parse_filters(backwards, volume, TODAY)
+    assert [e.field for e in errors] == ["to"] and filters.end == TODAY
+    # A breakdown the metric does not offer is refused too.
+    third = model.BY_ID["third-next-available"]
+    assert model.parse_filters({"by": "gender"}, third, TODAY)[1][0].field == "by"
+
+
+def test_columns_are_named_by_group_population_or_both() -> None:
+    volume = mt.report_table(VOLUME)
+    metric = model.BY_ID["appointment-volume"]
+    names = [model.column_name(metric, volume, c) for c in volume.columns]
+    assert names == [["Booked"], ["Attended"], ["Cancelled"], ["Missed"]]
+    no_show = mt.report_table(NO_SHOW)
+    metric = model.BY_ID["no-show-rate"]
+    names = [model.column_name(metric, no_show, c) for c in no_show.columns]
+    assert names == [["Appointments due"], ["No-shows"], ["No-show rate"]]
+    metric = model.BY_ID["late-cancellation-rate"]
+    two = mt.report_table(
+        {
+            "group": [
+                {**g, "code": {"coding": [{"code": code}]}}
+                for code, g in (("patient", NO_SHOW["group"][0]), ("clinic", NO_SHOW["group"][0]))
+            ]
+        }
+    )
+    names = [model.column_name(metric, two, c) for c in two.columns]
+    assert names[0] == ["By the patient", "Appointments due"] and names[-1] == [
+        "By the clinic",
+        "Rate",
+    ]
+
+
+def test_strata_are_named_in_the_reader_language() -> None:
+    week = mt.Row("2026-11-02", "2026-11-02", ())
+    assert model.stratum_name("period-week", week, "en") == "2 Nov 2026"
+    assert model.stratum_name("period-month", week, "fr") == "novembre 2026"
+    assert model.stratum_name("gender", mt.Row("female", "female", ()), "fr") == "Female"
+    who = mt.Row("Practitioner/a", "Dr Ada Lovelace", ())
+    assert model.stratum_name("practitioner", who, "en") == "Dr Ada Lovelace"
