@@ -51,9 +51,9 @@ from fhir_server.store.connection import open_database
 from fhir_server.store.export_store import ExportStore
 from fhir_server.store.outbox_store import OutboxStore
 from fhir_server.store.resources import ResourceStore
-from fhir_server.ui.client import portal_client
-from fhir_server.ui.session import SessionStore
-from fhir_server.ui.web import create_portal, landing
+from fhir_server.ui.client import clinic_client, portal_client
+from fhir_server.ui.sites import mount_sites
+from fhir_server.ui.web import landing
 from fhir_server.visits import recorder as visits
 
 
@@ -116,15 +116,16 @@ def create_app(settings: Settings) -> FastAPI:
                 app.state.auth = await build_auth(database, store, settings, journal)
                 app.state.services.access = app.state.auth.access
                 app.state.services.security = capability_security(settings)
-                portal = portal_client(settings)  # the patient portal signs in as this client
-                await ensure_confidential_client(
-                    app.state.auth.clients,
-                    portal.client_id,
-                    portal.name,
-                    portal.scope,
-                    portal.redirect_uri,
-                    portal.secret,
-                )
+                # The patient portal and the clinic workspace sign users in as these clients.
+                for ui in (portal_client(settings), clinic_client(settings)):
+                    await ensure_confidential_client(
+                        app.state.auth.clients,
+                        ui.client_id,
+                        ui.name,
+                        ui.scope,
+                        ui.redirect_uri,
+                        ui.secret,
+                    )
             app.state.limiter = RateLimiter(settings)
             try:
                 yield
@@ -159,7 +160,6 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(manage_router)
     app.include_router(two_step_router)
     app.add_api_route("/", landing, methods=["GET"], include_in_schema=False)
-    if settings.auth_enabled:  # the portal signs its users in through /auth
-        sessions = SessionStore(lambda: app.state.limiter.connected(), settings)
-        app.mount("/portal", create_portal(settings, app, sessions))
+    if settings.auth_enabled:  # the portal and the clinic sign their users in through /auth
+        mount_sites(app, settings, lambda: app.state.limiter.connected())
     return app

@@ -159,8 +159,12 @@ async def authorize(request: Request) -> Response:
         if user is None:
             wrong = "The user name or password is wrong, or the account is locked."
             return form.login(wrong, data.get("username", ""))
-        if grant.client.first_party and user.role == "patient" and launch is None:
-            # The clinic's own portal acts for the patient signing in to it: nothing to allow.
+        picks_patient = user.role != "patient" and "launch/patient" in split_scope(
+            data.get("scope")
+        )
+        if grant.client.first_party and launch is None and not picks_patient:
+            # The clinic's own portal or workspace acts for the user signing in to it: nothing
+            # to allow (a staff member asked to pick a patient still sees the consent page).
             subject = _subject(user, None, data)
             result = await anyio.to_thread.run_sync(
                 lambda: auth.server.create_authorization_response(oreq, subject, grant)

@@ -65,6 +65,8 @@ def describe(record: TokenRecord | None, settings: Settings) -> dict[str, Any]:
         out["patient"] = doc["patient"]
     if doc.get("fhir_user"):
         out["fhirUser"] = f"{settings.base_url}/{doc['fhir_user']}"
+    if doc.get("role"):  # which of the clinic workspace's pages to offer (RFC 7662 allows more)
+        out["role"] = doc["role"]
     return out
 
 

@@ -1,10 +1,12 @@
-"""The portal's side of SMART App Launch: authorization code + PKCE as a confidential client.
+"""The web UI's side of SMART App Launch: authorization code + PKCE as a confidential client.
 
 The browser is sent to `/auth/authorize` with a fresh `state` and S256
 challenge, both kept in its (server-side) session; the callback accepts the
 code only with that state, then exchanges it at `/auth/token` in process,
 authenticated with the client secret. Tokens stay in the session; the browser
 never sees them. Refresh (`online_access`) and revocation work the same way.
+The user's role (which clinic workspace pages to offer) comes from RFC 7662
+introspection of the UI's own access token, a standard the token response lacks.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from urllib.parse import urlencode
 import httpx
 
 from fhir_server.settings import Settings
-from fhir_server.ui.client import PortalClient, portal_client, site_root
+from fhir_server.ui.client import UiClient, site_root
 from fhir_server.ui.session import Tokens
 
 
@@ -32,9 +34,8 @@ def _challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def start(settings: Settings, lang: str) -> tuple[str, dict[str, str]]:
+def start(settings: Settings, client: UiClient, lang: str) -> tuple[str, dict[str, str]]:
     """The authorization URL to send the browser to, and what the callback must check."""
-    client = portal_client(settings)
     pending = {"state": secrets.token_urlsafe(24), "verifier": secrets.token_urlsafe(48)}
     query = {
         "response_type": "code",
@@ -50,12 +51,11 @@ def start(settings: Settings, lang: str) -> tuple[str, dict[str, str]]:
     return f"{site_root(settings)}/auth/authorize?{urlencode(query)}", pending
 
 
-def _auth(client: PortalClient) -> httpx.BasicAuth:
+def _auth(client: UiClient) -> httpx.BasicAuth:
     return httpx.BasicAuth(client.client_id, client.secret)
 
 
-async def _token_call(http: httpx.AsyncClient, settings: Settings, form: dict[str, str]) -> Tokens:
-    client = portal_client(settings)
+async def _token_call(http: httpx.AsyncClient, client: UiClient, form: dict[str, str]) -> Tokens:
     response = await http.post("/auth/token", data=form, auth=_auth(client))
     if response.status_code != 200:
         raise TokenRefused(response.status_code)
@@ -66,33 +66,42 @@ async def _token_call(http: httpx.AsyncClient, settings: Settings, form: dict[st
         refresh_token=body.get("refresh_token"),
         patient=body.get("patient"),
         fhir_user=body.get("fhirUser"),
+        role=await _role(http, client, body["access_token"]),
     )
 
 
-async def exchange(http: httpx.AsyncClient, settings: Settings, code: str, verifier: str) -> Tokens:
+async def _role(http: httpx.AsyncClient, client: UiClient, access_token: str) -> str | None:
+    """The role of the user the token acts for (None: the token does not carry one)."""
+    response = await http.post("/auth/introspect", data={"token": access_token}, auth=_auth(client))
+    if response.status_code != 200:
+        return None
+    role = response.json().get("role")
+    return role if isinstance(role, str) else None
+
+
+async def exchange(http: httpx.AsyncClient, client: UiClient, code: str, verifier: str) -> Tokens:
     form = {
         "grant_type": "authorization_code",
         "code": code,
-        "redirect_uri": portal_client(settings).redirect_uri,
+        "redirect_uri": client.redirect_uri,
         "code_verifier": verifier,
     }
-    return await _token_call(http, settings, form)
+    return await _token_call(http, client, form)
 
 
-async def refresh(http: httpx.AsyncClient, settings: Settings, tokens: Tokens) -> Tokens:
+async def refresh(http: httpx.AsyncClient, client: UiClient, tokens: Tokens) -> Tokens:
     if not tokens.refresh_token:
         raise TokenRefused(400)
     form = {"grant_type": "refresh_token", "refresh_token": tokens.refresh_token}
-    fresh = await _token_call(http, settings, form)
+    fresh = await _token_call(http, client, form)
     # The launch context is not repeated on refresh by every server: keep what we know.
     fresh.patient = fresh.patient or tokens.patient
     fresh.fhir_user = fresh.fhir_user or tokens.fhir_user
     return fresh
 
 
-async def revoke(http: httpx.AsyncClient, settings: Settings, tokens: Tokens) -> None:
+async def revoke(http: httpx.AsyncClient, client: UiClient, tokens: Tokens) -> None:
     """End the grant: the refresh token's whole family (its access tokens included)."""
-    client = portal_client(settings)
     for value, hint in ((tokens.refresh_token, "refresh_token"), (tokens.access_token, None)):
         if value:
             form = {"token": value} | ({"token_type_hint": hint} if hint else {})

@@ -8,7 +8,9 @@ opened (Redis expires it), so a forgotten browser signs itself out; pages
 warn shortly before (see `static/idle.js`).
 
 The cookie is HttpOnly (no script reads it), SameSite=Lax (not sent on
-cross-site posts), limited to `/portal`, and Secure outside development.
+cross-site posts), limited to its site's path (`/portal` or `/clinic`, each
+with its own cookie name and Redis keys, so a portal session never opens the
+clinic workspace), and Secure outside development.
 """
 
 from __future__ import annotations
@@ -26,8 +28,6 @@ from starlette.responses import Response
 
 from fhir_server.settings import Settings
 
-COOKIE = "portal_session"
-COOKIE_PATH = "/portal"
 # A sign-in in progress (the user is on the authorization server's pages) waits this long.
 SIGN_IN_SECONDS = 900
 TOUCH_EVERY = 30
@@ -44,6 +44,7 @@ class Tokens:
     refresh_token: str | None = None
     patient: str | None = None
     fhir_user: str | None = None
+    role: str | None = None  # patient, practitioner, frontdesk or admin (introspected)
 
 
 @dataclass
@@ -68,11 +69,14 @@ RedisConnect = Callable[[], Awaitable[Any]]
 
 
 class SessionStore:
-    def __init__(self, connect: RedisConnect, settings: Settings) -> None:
+    def __init__(self, connect: RedisConnect, settings: Settings, site: str) -> None:
+        """Sessions of one site of the UI (`portal` or `clinic`), mounted at `/{site}`."""
         self._connect = connect
         self.idle_timeout = settings.portal_idle_timeout
         self.secure = settings.environment != "development"
-        self._prefix = f"portal-session|{settings.database}|"
+        self.cookie = f"{site}_session"
+        self.path = f"/{site}"
+        self._prefix = f"{site}-session|{settings.database}|"
 
     def _key(self, session_id: str) -> str:
         return self._prefix + hashlib.sha256(session_id.encode()).hexdigest()
@@ -121,9 +125,9 @@ class SessionStore:
 
     def set_cookie(self, response: Response, session: Session) -> None:
         response.set_cookie(
-            COOKIE,
+            self.cookie,
             session.id,
-            path=COOKIE_PATH,
+            path=self.path,
             secure=self.secure,
             httponly=True,
             samesite="lax",
@@ -131,5 +135,5 @@ class SessionStore:
 
     def clear_cookie(self, response: Response) -> None:
         response.delete_cookie(
-            COOKIE, path=COOKIE_PATH, secure=self.secure, httponly=True, samesite="lax"
+            self.cookie, path=self.path, secure=self.secure, httponly=True, samesite="lax"
         )

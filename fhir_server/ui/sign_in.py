@@ -1,4 +1,4 @@
-"""Signing in and out of the portal, and keeping an idle session alive.
+"""Signing in and out of a site of the UI (portal or clinic), and keeping an idle session alive.
 
 `/sign-in` starts an authorization request (see `oauth`) in a new server-side
 session; `/callback` accepts the answer only with that session's `state`,
@@ -14,18 +14,18 @@ from fastapi.responses import JSONResponse, Response
 
 from fhir_server.ui import oauth
 from fhir_server.ui.session import Session
-from fhir_server.ui.web import CheckedForm, Page, SignedIn, Visitor, portal_of, safe_next
+from fhir_server.ui.web import CheckedForm, Page, SignedIn, Visitor, portal_of
 
 router = APIRouter()
 
 
 @router.get("/sign-in")
 async def sign_in(request: Request, page: Visitor) -> Response:
-    target = safe_next(request.query_params.get("next"))
+    target = page.safe_next(request.query_params.get("next"))
     if page.session is not None and page.session.signed_in:
         return page.redirect(target)
     portal = portal_of(request)
-    location, pending = oauth.start(portal.settings, page.lang)
+    location, pending = oauth.start(portal.settings, portal.client, page.lang)
     session = Session.new()
     session.pending = pending | {"next": target}
     await portal.sessions.save(session)
@@ -60,14 +60,14 @@ async def callback(request: Request, page: Visitor) -> Response:
         return _sign_in_failed(page, page._("The sign-in did not finish."))
     try:
         tokens = await oauth.exchange(
-            portal.http(request), portal.settings, code, pending["verifier"]
+            portal.http(request), portal.client, code, pending["verifier"]
         )
     except oauth.TokenRefused:
         return _sign_in_failed(page, page._("The sign-in did not finish."))
     session = Session.new()
     session.tokens = tokens
     await portal.sessions.save(session)
-    response = page.redirect(safe_next(pending["next"]))
+    response = page.redirect(page.safe_next(pending["next"]))
     portal.sessions.set_cookie(response, session)
     return response
 
@@ -78,7 +78,7 @@ async def sign_out(request: Request, page: Visitor, _form: CheckedForm) -> Respo
     response = page.redirect(page.url("/signed-out"))
     if page.session is not None:
         if page.session.tokens is not None:
-            await oauth.revoke(portal.http(request), portal.settings, page.session.tokens)
+            await oauth.revoke(portal.http(request), portal.client, page.session.tokens)
         await portal.sessions.delete(page.session)
     portal.sessions.clear_cookie(response)
     return response
@@ -92,7 +92,7 @@ async def signed_out(request: Request, page: Visitor) -> Response:
         title=page._("You have been signed out") if idle else page._("You are signed out"),
         idle=idle,
         minutes=page.settings.portal_idle_timeout // 60,
-        again=page.url("/sign-in", next=safe_next(request.query_params.get("next"))),
+        again=page.url("/sign-in", next=page.safe_next(request.query_params.get("next"))),
     )
 
 
@@ -103,4 +103,4 @@ async def keep_alive(request: Request, page: SignedIn, form: CheckedForm) -> Res
     if "application/json" in request.headers.get("accept", ""):
         return JSONResponse({"idle_timeout": page.settings.portal_idle_timeout})
     nxt = form.get("next")
-    return page.redirect(safe_next(nxt if isinstance(nxt, str) else None))
+    return page.redirect(page.safe_next(nxt if isinstance(nxt, str) else None))

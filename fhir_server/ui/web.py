@@ -1,4 +1,9 @@
-"""The web UI's foundation: the portal sub-app, its pages' rendering and route dependencies.
+"""The web UI's foundation: its two sites' sub-apps, their pages' rendering and route dependencies.
+
+The patient portal (`/portal`) and the clinic workspace (`/clinic`) are built
+by `create_site` the same way and differ only in their OAuth client, their
+session cookie and their pages; a page module never names its site's address
+(`page.url` does).
 
 Every page handler takes one of two dependencies and returns `page.render(...)`:
 
@@ -15,15 +20,18 @@ with gettext (`i18n`); the language is switchable on every page (`?lang=`).
 from __future__ import annotations
 
 import hmac
+import importlib
+import pkgutil
 import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
 import httpx
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
@@ -34,12 +42,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fhir_server.settings import Settings
 from fhir_server.ui import i18n, oauth
-from fhir_server.ui.client import site_root
+from fhir_server.ui.client import UiClient, site_root
 from fhir_server.ui.fhir_api import PortalApi, PortalApiError, SignInRequired, in_process_client
-from fhir_server.ui.session import COOKIE, Session, SessionStore, SessionsUnavailable
+from fhir_server.ui.session import Session, SessionStore, SessionsUnavailable
 
 _HERE = Path(__file__).parent
-PREFIX = "/portal"
 # The idle warning shows this long before the session ends (or at half its life when shorter).
 IDLE_WARNING_SECONDS = 120
 # Refresh the access token when it has less than this left, so no page call meets a 401.
@@ -91,14 +98,20 @@ class CsrfRefused(Exception):
     """A form POST without this session's CSRF token, or from another site's page."""
 
 
-def safe_next(value: str | None) -> str:
-    """A return address after sign-in: only a path inside the portal (no open redirect)."""
+class RoleRefused(Exception):
+    """The signed-in user's role may not open this page (a 403 page; the API would refuse
+    its data anyway, this only says so before any call)."""
+
+
+def safe_next(value: str | None, prefix: str) -> str:
+    """A return address after sign-in: only a path inside the site at `prefix` (no open
+    redirect)."""
     if value and "\\" not in value:
         parts = urlsplit(value)
-        inside = parts.path == PREFIX or parts.path.startswith(f"{PREFIX}/")
+        inside = parts.path == prefix or parts.path.startswith(f"{prefix}/")
         if not parts.scheme and not parts.netloc and inside:
             return value
-    return f"{PREFIX}/"
+    return f"{prefix}/"
 
 
 def _language(request: Request) -> str:
@@ -124,9 +137,23 @@ class Page:
         """The message in the page's language."""
         return i18n.translations(self.lang).gettext(message)
 
+    @property
+    def prefix(self) -> str:
+        """Where this page's site is mounted (`/portal` or `/clinic`)."""
+        return portal_of(self.request).client.path
+
     def url(self, path: str, **query: str) -> str:
-        """The address of a portal page (`path` from the portal's root, e.g. `/book`)."""
-        return f"{PREFIX}{path}" + (f"?{urlencode(query)}" if query else "")
+        """The address of a page of this site (`path` from the site's root, e.g. `/book`)."""
+        return f"{self.prefix}{path}" + (f"?{urlencode(query)}" if query else "")
+
+    def safe_next(self, value: str | None) -> str:
+        return safe_next(value, self.prefix)
+
+    @property
+    def role(self) -> str | None:
+        """The signed-in user's role (patient, practitioner, frontdesk, admin), else None."""
+        tokens = self.session.tokens if self.session is not None else None
+        return tokens.role if tokens is not None else None
 
     def _language_links(self) -> list[tuple[str, str, str]]:
         """(code, name, href) of the other languages: this address with `lang=` set."""
@@ -150,6 +177,7 @@ class Page:
         """The page as HTML; `title` is already translated; errors show in the summary and
         make the `<title>` start with "Error: "."""
         timeout = self.settings.portal_idle_timeout
+        site = portal_of(self.request)
         context = {
             "lang": self.lang,
             "title": title,
@@ -159,8 +187,14 @@ class Page:
             "csrf": self.session.csrf if self.session else "",
             "here": str(self.request.url.path),
             "url": self.url,
-            "static": lambda name: f"{PREFIX}/static/{name}",
-            "idle_timeout": portal_of(self.request).sessions.remaining(self.session)
+            "site_name": self._(site.name),
+            "sections": [
+                (self.url(section.path), self._(section.name))
+                for section in site.sections
+                if self.role in section.roles
+            ],
+            "static": lambda name: f"{self.prefix}/static/{name}",
+            "idle_timeout": site.sessions.remaining(self.session)
             if self.session is not None
             else timeout,
             "idle_warning": min(IDLE_WARNING_SECONDS, timeout // 2),
@@ -181,7 +215,7 @@ class Page:
                 i18n.LANG_COOKIE,
                 self.lang,
                 max_age=365 * 24 * 3600,
-                path=PREFIX,
+                path=self.prefix,
                 secure=self.settings.environment != "development",
                 httponly=True,
                 samesite="lax",
@@ -202,13 +236,27 @@ class SignedInPage(Page):
     session: Session = field(kw_only=True)
 
 
+@dataclass(frozen=True)
+class Section:
+    """A part of a site shown in its header menu to the roles that may open it; `name` is
+    English, translated on each page."""
+
+    path: str
+    name: str
+    roles: frozenset[str]
+
+
 @dataclass
 class Portal:
-    """The portal's shared parts, kept on the sub-app's state."""
+    """One site's shared parts (the patient portal's or the clinic workspace's), kept on its
+    sub-app's state. `name` is its English name, translated on each page."""
 
     settings: Settings
     sessions: SessionStore
     api_app: ASGIApp
+    client: UiClient
+    name: str
+    sections: list[Section] = field(default_factory=list)
 
     def http(self, request: Request) -> httpx.AsyncClient:
         address = request.client.host if request.client else "unknown"
@@ -224,7 +272,7 @@ async def current_session(request: Request) -> Session | None:
     """The session the cookie names, loaded once per request."""
     if not hasattr(request.state, "session"):
         sessions = portal_of(request).sessions
-        request.state.session = await sessions.load(request.cookies.get(COOKIE, ""))
+        request.state.session = await sessions.load(request.cookies.get(sessions.cookie, ""))
     session: Session | None = request.state.session
     return session
 
@@ -239,11 +287,11 @@ async def signed_in(request: Request) -> SignedInPage:
     portal = portal_of(request)
     session = await current_session(request)
     if session is None or session.tokens is None:
-        raise SignInNeeded(expired=bool(request.cookies.get(COOKIE)))
+        raise SignInNeeded(expired=bool(request.cookies.get(portal.sessions.cookie)))
     http = portal.http(request)
     if session.tokens.expires_at - _REFRESH_MARGIN < time.time():
         try:
-            session.tokens = await oauth.refresh(http, portal.settings, session.tokens)
+            session.tokens = await oauth.refresh(http, portal.client, session.tokens)
         except oauth.TokenRefused as refused:
             await portal.sessions.delete(session)
             raise SignInNeeded(expired=True) from refused
@@ -275,6 +323,18 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def requiring(*roles: str) -> Any:
+    """A dependency: the page of a signed-in user whose role is one of `roles`, else 403."""
+
+    async def page_for_role(request: Request) -> SignedInPage:
+        page = await signed_in(request)
+        if page.role not in roles:
+            raise RoleRefused
+        return page
+
+    return Depends(page_for_role)
+
+
 Visitor = Annotated[Page, Depends(visitor)]
 SignedIn = Annotated[SignedInPage, Depends(signed_in)]
 CheckedForm = Annotated[FormData, Depends(checked_form)]
@@ -293,7 +353,7 @@ async def _sign_in_needed(request: Request, error: Exception) -> Response:
     page = await _page_for(request)
     target = str(request.url.path) + (f"?{request.url.query}" if request.url.query else "")
     if request.method != "GET":
-        target = f"{PREFIX}/"
+        target = f"{page.prefix}/"
     where = "/signed-out" if error.expired else "/sign-in"
     query = {"next": target} | ({"reason": "idle"} if error.expired else {})
     return page.redirect(page.url(where, **query))
@@ -301,7 +361,7 @@ async def _sign_in_needed(request: Request, error: Exception) -> Response:
 
 async def _csrf_refused(request: Request, _error: Exception) -> Response:
     page = await _page_for(request)
-    if page.session is None and request.url.path == f"{PREFIX}/sign-out":
+    if page.session is None and request.url.path == f"{page.prefix}/sign-out":
         # Signing out of a session that already ended (an old tab): nothing to protect.
         return page.redirect(page.url("/signed-out"))
     return page.render(
@@ -311,6 +371,18 @@ async def _csrf_refused(request: Request, _error: Exception) -> Response:
         message=page._(
             "The form you sent had expired or did not come from this site, so nothing was "
             "changed. Go back, reload the page and try again."
+        ),
+    )
+
+
+async def _role_refused(request: Request, _error: Exception) -> Response:
+    page = await _page_for(request)
+    return page.render(
+        "error.html",
+        title=page._("You cannot see this page"),
+        status=403,
+        message=page._(
+            "Your account cannot open this page. Ask the clinic's administrator if you need it."
         ),
     )
 
@@ -382,21 +454,30 @@ class _PageHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
-def create_portal(settings: Settings, api_app: ASGIApp, sessions: SessionStore) -> FastAPI:
-    """The patient portal, to mount at `/portal`; `api_app` serves the FHIR and auth APIs."""
-    # The page modules take their dependencies from this one: imported when the app is built.
+def create_site(
+    settings: Settings,
+    api_app: ASGIApp,
+    sessions: SessionStore,
+    client: UiClient,
+    name: str,
+    pages: list[APIRouter],
+    sections: list[Section] | None = None,
+) -> FastAPI:
+    """One site of the UI, to mount at `client.path`; `api_app` serves the FHIR and auth
+    APIs; `pages` are its page modules' routers (sign-in and sign-out come with every site)."""
+    # The sign-in pages take their dependencies from this module: imported when a site is built.
     from fhir_server.ui import sign_in
-    from fhir_server.ui.portal import routers
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
-    app.state.portal = Portal(settings, sessions, api_app)
+    app.state.portal = Portal(settings, sessions, api_app, client, name, sections or [])
     app.add_middleware(_PageHeaders)
     app.mount("/static", StaticFiles(directory=_HERE / "static"), name="static")
     app.include_router(sign_in.router)
-    for router in routers():
+    for router in pages:
         app.include_router(router)
     app.add_exception_handler(SignInNeeded, _sign_in_needed)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
+    app.add_exception_handler(RoleRefused, _role_refused)
     app.add_exception_handler(SessionsUnavailable, _sessions_down)
     app.add_exception_handler(PortalApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -404,8 +485,20 @@ def create_portal(settings: Settings, api_app: ASGIApp, sessions: SessionStore) 
     return app
 
 
+def routers_of(package: ModuleType) -> list[APIRouter]:
+    """The `router` of every module of a pages package, in name order: a new part of a site
+    adds its own file and touches no list."""
+    found = []
+    for module in sorted(pkgutil.iter_modules(package.__path__), key=lambda m: m.name):
+        loaded = importlib.import_module(f"{package.__name__}.{module.name}")
+        router = getattr(loaded, "router", None)
+        if isinstance(router, APIRouter):
+            found.append(router)
+    return found
+
+
 async def landing(request: Request) -> Response:
-    """The server's root page `/`: where the portal and the API are."""
+    """The server's root page `/`: where the portal, the clinic workspace and the API are."""
     settings: Settings = request.app.state.services.settings
     lang = _language(request)
     html = (
@@ -413,9 +506,9 @@ async def landing(request: Request) -> Response:
         .get_template("landing.html")
         .render(
             lang=lang,
-            portal=f"{PREFIX}/" if settings.auth_enabled else None,
+            sites=settings.auth_enabled,
             api=f"{settings.base_url}/metadata",
-            static=lambda name: f"{PREFIX}/static/{name}",
+            static=lambda name: f"/portal/static/{name}",
         )
     )
     headers = {"Content-Security-Policy": _CSP, "X-Frame-Options": "DENY"}

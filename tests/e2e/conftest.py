@@ -238,15 +238,20 @@ def screenshots(page: Page, name: str) -> None:
 
 
 def sign_in(
-    page: Page, live: Live, username: str | None = None, password: str | None = None
+    page: Page,
+    live: Live,
+    username: str | None = None,
+    password: str | None = None,
+    site: str = "portal",
 ) -> None:
-    """Sign in to the portal through the authorization server's sign-in page, as the demo
-    patient unless told otherwise (no consent page: the portal is the clinic's own client)."""
-    page.goto(f"{live.url}/portal/sign-in")
+    """Sign in to a site (the portal, or `site="clinic"`) through the authorization server's
+    sign-in page, as the demo patient unless told otherwise (no consent page: both sites are
+    the clinic's own clients)."""
+    page.goto(f"{live.url}/{site}/sign-in")
     page.locator("#username").fill(username or live.access.patient_login)
     page.locator("#password").fill(password or live.access.password)
     page.locator("button[type=submit]").first.click()
-    page.wait_for_url(f"{live.url}/portal/**")
+    page.wait_for_url(f"{live.url}/{site}/**")
 
 
 def focus_visible(page: Page) -> None:

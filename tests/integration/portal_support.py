@@ -26,6 +26,7 @@ from tests.integration.auth_helpers import (
 )
 
 PORTAL = "http://testserver/portal"
+CLINIC = "http://testserver/clinic"
 
 
 def portal_app(settings_factory: Callable[..., Settings], **overrides: Any) -> Iterator[TestClient]:
@@ -62,18 +63,21 @@ def authorize_and_consent(client: TestClient, authorize_url: str, username: str)
     return str(done.headers["location"])
 
 
-def start_sign_in(client: TestClient, next_path: str | None = None) -> str:
-    """Open the portal's sign-in; the authorization URL it sends the browser to."""
+def start_sign_in(client: TestClient, next_path: str | None = None, site: str = PORTAL) -> str:
+    """Open a site's sign-in (the portal's unless `site` is `CLINIC`); the authorization URL
+    it sends the browser to."""
     params = {"next": next_path} if next_path else {}
-    started = client.get(f"{PORTAL}/sign-in", params=params, follow_redirects=False)
+    started = client.get(f"{site}/sign-in", params=params, follow_redirects=False)
     assert started.status_code == 303, started.text[:300]
     return str(started.headers["location"])
 
 
-def sign_in(client: TestClient, username: str, next_path: str | None = None) -> Response:
-    """The full sign-in; the callback's answer (a redirect to `next_path`)."""
-    callback = authorize_and_consent(client, start_sign_in(client, next_path), username)
-    assert callback.startswith(f"{PORTAL}/callback?"), callback
+def sign_in(
+    client: TestClient, username: str, next_path: str | None = None, site: str = PORTAL
+) -> Response:
+    """The full sign-in to a site; the callback's answer (a redirect to `next_path`)."""
+    callback = authorize_and_consent(client, start_sign_in(client, next_path, site), username)
+    assert callback.startswith(f"{site}/callback?"), callback
     return client.get(callback, follow_redirects=False)
 
 
@@ -87,10 +91,10 @@ def portal_csrf(html: str) -> str:
     return found.group(1)
 
 
-def portal_sessions(client: TestClient) -> SessionStore:
-    """The mounted portal's session store (to look at or age a session in Redis)."""
+def portal_sessions(client: TestClient, path: str = "/portal") -> SessionStore:
+    """The session store of the site mounted at `path` (to look at or age a session)."""
     for route in client.app.routes:  # type: ignore[attr-defined]
-        if getattr(route, "path", None) == "/portal":
+        if getattr(route, "path", None) == path:
             sessions: SessionStore = route.app.state.portal.sessions
             return sessions
-    raise AssertionError("the portal is not mounted")
+    raise AssertionError(f"no site is mounted at {path}")

@@ -17,7 +17,6 @@ from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
 from fhir_server.settings import Settings
-from fhir_server.ui.session import COOKIE
 from tests.integration.auth_helpers import call, components
 from tests.integration.portal_support import (
     PORTAL,
@@ -30,6 +29,8 @@ from tests.integration.portal_support import (
     sign_in,
     start_sign_in,
 )
+
+COOKIE = "portal_session"  # the portal's session cookie (ui.session)
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from pathlib import Path
 from babel.messages.extract import extract_from_dir
 from fastapi.routing import APIRoute
 
-from fhir_server.ui import i18n
-from fhir_server.ui.portal import routers
+from fhir_server import languages
+from fhir_server.ui import clinic, i18n, portal
 from fhir_server.ui.sign_in import router as sign_in_router
-from fhir_server.ui.web import checked_form
+from fhir_server.ui.web import checked_form, routers_of
 
 UI = Path(__file__).resolve().parents[2] / "fhir_server" / "ui"
 FORBIDDEN = ("fhir_server.store", "fhir_server.scheduling", "fhir_server.auth")
@@ -46,7 +46,8 @@ def _depends_on(dependant: object, target: object) -> bool:
 
 
 def test_every_form_handler_checks_the_csrf_token() -> None:
-    routes = [r for router in [sign_in_router, *routers()] for r in router.routes]
+    pages = [*routers_of(portal), *routers_of(clinic)]
+    routes = [r for router in [sign_in_router, *pages] for r in router.routes]
     posts = [r for r in routes if isinstance(r, APIRoute) and r.methods - {"GET", "HEAD"}]
     assert len(posts) >= 2
     for route in posts:
@@ -80,9 +81,9 @@ def test_every_message_has_a_french_translation() -> None:
 
 
 def test_accept_language_ranks_by_quality() -> None:
-    assert i18n.from_accept_language("de, fr;q=0.4, en;q=0.8") == "en"
-    assert i18n.from_accept_language("fr-CA, en;q=0.9") == "fr"
-    assert i18n.from_accept_language("de, es") is None
-    assert i18n.from_accept_language("fr;q=0, en;q=bad") is None
+    assert languages.from_accept_language("de, fr;q=0.4, en;q=0.8") == "en"
+    assert languages.from_accept_language("fr-CA, en;q=0.9") == "fr"
+    assert languages.from_accept_language("de, es") is None
+    assert languages.from_accept_language("fr;q=0, en;q=bad") is None
     assert i18n.choose("xx", "fr", "en") == "fr"
     assert i18n.choose("en", "fr", "fr") == "en"

@@ -1,0 +1,30 @@
+"""Who may open which clinic workspace pages, and the menu each role sees.
+
+A page handler takes `Staff` (any clinic role) or `Admin`, or its own
+`requiring(...)`; a patient or an app without a staff role gets the 403 page.
+`SECTIONS` is the header menu: a new part adds its entry here.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fhir_server.ui.web import Section, SignedInPage, requiring
+
+PRACTITIONER = "practitioner"
+FRONTDESK = "frontdesk"
+ADMIN = "admin"
+STAFF = frozenset({PRACTITIONER, FRONTDESK, ADMIN})
+
+Staff = Annotated[SignedInPage, requiring(*STAFF)]
+Admin = Annotated[SignedInPage, requiring(ADMIN)]
+
+
+def _(message: str) -> str:
+    """Marks a section's name for the catalogues; pages translate it when they render."""
+    return message
+
+
+SECTIONS: list[Section] = [
+    Section("/", _("Home"), STAFF),
+]
