@@ -14,7 +14,7 @@ the file must be inert however it is opened.
 Readable without colour: every bar is labelled with its number (and with its
 series' name when several series share the chart), categories are named on
 the axis, and the numbers are in the table beside the chart anyway. A value the
-report withheld is drawn as no bar, labelled "<11".
+report withheld is drawn as no bar, labelled "<11" as in the table.
 """
 
 from __future__ import annotations
@@ -51,20 +51,20 @@ _STYLE = Style(
 
 @dataclass(frozen=True)
 class Series:
-    """One set of bars: a value per category (None: withheld by the report)."""
+    """One set of bars: a value per category (None: none drawn) and the text that labels
+    each bar (the number as the table beside the chart shows it, "<11" when withheld)."""
 
     name: str
     values: Sequence[float | None]
+    texts: Sequence[str]
 
 
 def bar_chart(
-    categories: Sequence[str],
-    series: Sequence[Series],
-    label: Callable[[float], str],
-    withheld: str = "<11",
+    categories: Sequence[str], series: Sequence[Series], axis: Callable[[float], str]
 ) -> str:
-    """Horizontal bars, one per category and series, each labelled `label(value)` (with
-    the series' name before it when there are several), as an inert SVG document."""
+    """Horizontal bars, one per category and series, each labelled with its text (after
+    the series' name when there are several), as an inert SVG document; `axis` writes the
+    scale's numbers."""
     named = len(series) > 1
     chart = pygal.HorizontalBar(
         style=_STYLE,
@@ -81,16 +81,15 @@ def bar_chart(
         truncate_label=28,
         show_x_guides=True,
         show_y_guides=False,
-        value_formatter=label,
+        value_formatter=axis,
         range=(0, _headroom(series)),
     )
     chart.x_labels = list(reversed(categories))  # the first category on top
     for one in series:
         prefix = f"{one.name}: " if named else ""
         values = []
-        for value in reversed(list(one.values)):
-            text = prefix + (withheld if value is None else label(value))
-            values.append({"value": value or 0, "formatter": _constant(text)})
+        for value, text in reversed(list(zip(one.values, one.texts, strict=True))):
+            values.append({"value": value or 0, "formatter": _constant(prefix + text)})
         chart.add(one.name, values)
     return _inert(chart.render_tree())
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -249,16 +249,12 @@ def chart_columns(table: ReportTable) -> list[int]:
 # -- CSV ---------------------------------------------------------------------------------
 
 
-def csv_text(table: ReportTable, headers: Iterable[str], row_label: Callable[[Row], str]) -> str:
-    """The table as CSV (RFC 4180): `headers` name the first column then each column; a
-    row's first cell is `row_label(row)`. Cells that a spreadsheet would run as a formula
-    are quoted with a leading apostrophe (CSV injection)."""
+def csv_text(rows: Iterable[Sequence[str]]) -> str:
+    """Rows as CSV (RFC 4180). Text a spreadsheet would run as a formula gets a leading
+    apostrophe (CSV injection); "<11" and plain numbers are left as they are."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow([_inert(h) for h in headers])
-    for row in table.rows:
-        values = [plain_value(c, cell) for c, cell in zip(table.columns, row.cells, strict=True)]
-        writer.writerow([_inert(row_label(row)), *values])
+    writer.writerows([_inert(text) for text in row] for row in rows)
     return out.getvalue()
 
 

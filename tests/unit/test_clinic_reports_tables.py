@@ -9,12 +9,17 @@ import csv
 import io
 import xml.etree.ElementTree as ET
 from datetime import date
+from pathlib import Path
 from typing import Any
 
+from babel.messages.extract import extract_python
+
+from fhir_server.ui import i18n
 from fhir_server.ui import measure_tables as mt
 from fhir_server.ui.charts import Series, bar_chart, data_url
 from fhir_server.ui.clinic import reports_model as model
 
+UI = Path(__file__).resolve().parents[2] / "fhir_server" / "ui"
 BASE = "http://testserver/fhir"
 GROUP_SYSTEM = f"{BASE}/CodeSystem/report-group"
 POPULATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/measure-population"
@@ -178,25 +183,16 @@ def test_scores_in_days_keep_their_unit_and_counts_are_charted_when_split() -> N
     assert mt.plain_value(table.columns[-1], table.rows[0].cells[-1]) == "3.0"
 
 
-def test_csv_has_the_page_numbers_plain_and_neutralises_formulas() -> None:
+def test_csv_keeps_less_than_eleven_and_neutralises_formulas() -> None:
     table = mt.report_table(NO_SHOW, "practitioner")
-    rows = list(
-        csv.reader(
-            io.StringIO(
-                mt.csv_text(
-                    table,
-                    ["Practitioner", "Due", "No-shows", "Rate (%)"],
-                    lambda row: row.label or "=All",
-                )
-            )
-        )
-    )
-    assert rows == [
-        ["Practitioner", "Due", "No-shows", "Rate (%)"],
-        ["'=All", "200", "15", "7.5"],
-        ["Dr Ada Lovelace", "120", "15", "12.5"],
-        ["Practitioner/b", "80", "<11", "<11"],
+    plain = [
+        mt.plain_value(c, cell) for c, cell in zip(table.columns, table.rows[2].cells, strict=True)
     ]
+    assert plain == ["80", "<11", "<11"]
+    assert mt.plain_value(table.columns[2], table.rows[1].cells[2]) == "12.5"
+    text = mt.csv_text([["Practitioner", "Due"], ["=HYPERLINK(1)", "<11"], ["-2", "3"]])
+    assert text == "Practitioner,Due\r\n'=HYPERLINK(1),<11\r\n'-2,3\r\n"
+    assert list(csv.reader(io.StringIO(text)))[1] == ["'=HYPERLINK(1)", "<11"]
 
 
 def _svg(url: str) -> ET.Element:
@@ -207,8 +203,8 @@ def _svg(url: str) -> ET.Element:
 def test_the_chart_is_inert_svg_with_every_bar_labelled() -> None:
     svg = bar_chart(
         ["booked", "attended", "cancelled"],
-        [Series("Count", [60, 40, None])],
-        label=lambda v: f"{v:.0f}",
+        [Series("Count", [60, 40, None], ["60", "40", "<11"])],
+        axis=lambda v: f"{v:.0f}",
     )
     tree = _svg(data_url(svg))
     tags = {element.tag.rsplit("}", 1)[-1] for element in tree.iter()}
@@ -223,8 +219,8 @@ def test_the_chart_is_inert_svg_with_every_bar_labelled() -> None:
 def test_several_series_name_each_bar() -> None:
     svg = bar_chart(
         ["2026-11-02"],
-        [Series("booked", [25]), Series("missed", [None])],
-        label=lambda v: f"{v:.0f}",
+        [Series("booked", [25], ["25"]), Series("missed", [None], ["<11"])],
+        axis=lambda v: f"{v:.0f}",
     )
     values = {e.text for e in ET.fromstring(svg).iter() if e.get("class") == "value"}
     assert values == {"booked: 25", "missed: <11"}
@@ -290,3 +286,17 @@ def test_strata_are_named_in_the_reader_language() -> None:
     assert model.stratum_name("gender", mt.Row("female", "female", ()), "fr") == "Female"
     who = mt.Row("Practitioner/a", "Dr Ada Lovelace", ())
     assert model.stratum_name("practitioner", who, "en") == "Dr Ada Lovelace"
+
+
+def test_every_word_of_the_report_pages_has_french() -> None:
+    """`N_` marks words the page translates later (the base rule extracts `_` only)."""
+    found = {
+        message
+        for path in sorted((UI / "clinic").glob("reports*.py"))
+        for _line, _func, message, _comments in extract_python(
+            path.open("rb"), keywords={"N_": None, "_": None}, comment_tags=(), options={}
+        )
+    }
+    assert "Appointment volume" in found and "Choose a breakdown from the list" in found
+    french = i18n.translations("fr")
+    assert sorted(m for m in found if isinstance(m, str) and french.gettext(m) == m) == []

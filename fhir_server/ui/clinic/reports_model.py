@@ -233,7 +233,8 @@ def parse_filters(
     query: Mapping[str, str], metric: Metric | None, today: date
 ) -> tuple[Filters, list[FilterError]]:
     """The filters of a page's query string, with what is wrong in it. Anything wrong
-    falls back to its default, so the page still shows a report beside the errors."""
+    falls back to its default, so the page still shows a report beside the errors. Without
+    a metric (the dashboard) there is no breakdown, and `by` is ignored."""
     errors = []
     default_start = today - timedelta(days=DEFAULT_DAYS - 1)
     start = _day(query.get("from")) if query.get("from") else default_start
@@ -252,9 +253,8 @@ def parse_filters(
             FilterError(N_("Choose a clinician, service or location from the list"), "subject")
         )
         subject = ""
-    by = query.get("by", "")
-    allowed = metric.breakdowns if metric else ()
-    if by and by not in allowed:
+    by = query.get("by", "") if metric else ""
+    if metric and by and by not in metric.breakdowns:
         errors.append(FilterError(N_("Choose a breakdown from the list"), "by"))
         by = ""
     return Filters(start, end, subject, by), errors

@@ -27,4 +27,5 @@ def _(message: str) -> str:
 
 SECTIONS: list[Section] = [
     Section("/", _("Home"), STAFF),
+    Section("/reports/", _("Reports"), STAFF),
 ]
