@@ -146,7 +146,7 @@ def report_table(report: Resource, stratifier: str | None = None) -> ReportTable
         cells = _population_cells(group)
         strata = [_population_cells(s) for s in _strata(group, stratifier or "")]
         codes = list(cells) + [c for s in strata for c in s if c not in cells]
-        code = _code(group.get("code"))
+        code = _group_key(group)
         for population in dict.fromkeys(sorted(codes, key=lambda c: c == SCORE)):
             unit = _unit(group) if population == SCORE else ""
             columns.append(Column(code, population, unit, _label(group.get("code"))))
@@ -166,9 +166,16 @@ def report_table(report: Resource, stratifier: str | None = None) -> ReportTable
     )
 
 
+def _group_key(group: Mapping[str, Any]) -> str:
+    """What tells a group apart: its code, or its text where groups share one code (the
+    third-next-available groups are one per Schedule, the reference in `code.text`)."""
+    concept = group.get("code") or {}
+    return str(concept.get("text") or _code(concept))
+
+
 def _cell(by_group: list[dict[str, Cell]], groups: list[Resource], column: Column) -> Cell:
     for group, cells in zip(groups, by_group, strict=True):
-        if _code(group.get("code")) == column.group:
+        if _group_key(group) == column.group:
             return cells.get(column.population, EMPTY)
     return EMPTY
 
@@ -178,7 +185,7 @@ def _stratum_rows(groups: list[Resource], columns: list[Column], stratifier: str
     labels: dict[str, str] = {}
     found: dict[tuple[str, str], dict[str, Cell]] = {}
     for group in groups:
-        code = _code(group.get("code"))
+        code = _group_key(group)
         for stratum in _strata(group, stratifier):
             key, label = _stratum_key(stratum)
             labels.setdefault(key, label)

@@ -18,6 +18,7 @@ from fhir_server.ui import i18n
 from fhir_server.ui import measure_tables as mt
 from fhir_server.ui.charts import Series, bar_chart, data_url
 from fhir_server.ui.clinic import reports_model as model
+from fhir_server.ui.clinic import reports_view as view
 
 UI = Path(__file__).resolve().parents[2] / "fhir_server" / "ui"
 BASE = "http://testserver/fhir"
@@ -222,7 +223,11 @@ def test_several_series_name_each_bar() -> None:
         [Series("booked", [25], ["25"]), Series("missed", [None], ["<11"])],
         axis=lambda v: f"{v:.0f}",
     )
-    values = {e.text for e in ET.fromstring(svg).iter() if e.get("class") == "value"}
+    values = {
+        e.text
+        for e in ET.fromstring(svg).iter()
+        if e.tag.endswith("text") and e.get("class") == "value"
+    }
     assert values == {"booked: 25", "missed: <11"}
 
 
@@ -282,7 +287,8 @@ def test_columns_are_named_by_group_population_or_both() -> None:
 def test_strata_are_named_in_the_reader_language() -> None:
     week = mt.Row("2026-11-02", "2026-11-02", ())
     assert model.stratum_name("period-week", week, "en") == "2 Nov 2026"
-    assert model.stratum_name("period-month", week, "fr") == "novembre 2026"
+    month = mt.Row("2026-11", "2026-11", ())
+    assert model.stratum_name("period-month", month, "fr") == "novembre 2026"
     assert model.stratum_name("gender", mt.Row("female", "female", ()), "fr") == "Female"
     who = mt.Row("Practitioner/a", "Dr Ada Lovelace", ())
     assert model.stratum_name("practitioner", who, "en") == "Dr Ada Lovelace"
@@ -300,3 +306,42 @@ def test_every_word_of_the_report_pages_has_french() -> None:
     assert "Appointment volume" in found and "Choose a breakdown from the list" in found
     french = i18n.translations("fr")
     assert sorted(m for m in found if isinstance(m, str) and french.gettext(m) == m) == []
+
+
+def _fr(message: str) -> str:
+    return i18n.translations("fr").gettext(message)
+
+
+def test_a_figure_shows_the_same_numbers_in_its_table_chart_and_csv() -> None:
+    metric = model.BY_ID["appointment-volume"]
+    shown = view.figure(metric, mt.report_table(VOLUME, "period-week"), "Volume", _fr, "fr")
+    assert (shown.id, shown.by) == ("appointment-volume-period-week", "period-week")
+    assert shown.grid.corner == "Semaine"
+    assert shown.grid.headers == ["Réservé", "Honoré", "Annulé", "Manqué"]
+    table = [[name, *(v.shown for v in values)] for name, values in shown.grid.rows]
+    assert table == [
+        ["Tous", "60", "40", "<11", "12"],
+        ["2 nov. 2026", "25", "20", "<11", "<11"],
+        ["9 nov. 2026", "35", "20", "<11", "<11"],
+    ]
+    rows = list(csv.reader(io.StringIO(shown.grid.csv())))
+    assert rows[0] == ["Semaine", "Réservé", "Honoré", "Annulé", "Manqué"] and rows[1:] == table
+    svg = ET.fromstring(base64.b64decode(shown.chart.split(",", 1)[1]))
+    labels = {e.text for e in svg.iter() if e.tag.endswith("text") and e.get("class") == "value"}
+    assert labels == {"Réservé: 25", "Réservé: 35", "Honoré: 20", "Annulé: <11", "Manqué: <11"}
+    assert len(shown.notes) == 2  # withheld and rounded numbers are explained
+
+
+def test_without_a_breakdown_the_table_lists_one_number_a_row() -> None:
+    metric = model.BY_ID["no-show-rate"]
+    shown = view.figure(metric, mt.report_table(NO_SHOW), "No-shows", lambda m: m, "en")
+    assert shown.grid.headers == ["Whole period"]
+    assert [(n, v[0].shown) for n, v in shown.grid.rows] == [
+        ("Appointments due", "200"),
+        ("No-shows", "15"),
+        ("No-show rate", "7.5%"),
+    ]
+    svg = ET.fromstring(base64.b64decode(shown.chart.split(",", 1)[1]))
+    values = [e.text for e in svg.iter() if e.tag.endswith("text") and e.get("class") == "value"]
+    assert values == ["7.5%"]
+    assert shown.notes == []  # nothing withheld, nothing rounded

@@ -67,15 +67,26 @@ async def _subjects(page: SignedInPage) -> list[tuple[str, list[tuple[str, str]]
     return found
 
 
-async def _evaluate(page: SignedInPage, metric: Metric, filters: Filters) -> Figure:
+async def _figures(page: SignedInPage, metric: Metric, filters: Filters) -> list[Figure]:
+    """The metric's figures from one `$evaluate-measure` call: the chosen breakdown's, else
+    one per breakdown every report of the metric carries, else the totals'."""
     report = await page.api.request(
         "GET", f"Measure/{metric.id}/$evaluate-measure", params=filters.parameters()
     )
-    table = report_table(report, filters.by or None)
-    return figure(metric, table, _caption(page, metric, filters), page._, page.lang)
+    shown = [filters.by] if filters.by else list(metric.always) or [""]
+    return [
+        figure(
+            metric,
+            report_table(report, by or None),
+            _caption(page, metric, filters, by),
+            page._,
+            page.lang,
+        )
+        for by in shown
+    ]
 
 
-def _caption(page: SignedInPage, metric: Metric, filters: Filters) -> str:
+def _caption(page: SignedInPage, metric: Metric, filters: Filters, by: str) -> str:
     def day(value: date) -> str:
         return str(format_date(value, "d MMMM y", locale=page.lang))
 
@@ -84,10 +95,8 @@ def _caption(page: SignedInPage, metric: Metric, filters: Filters) -> str:
         "start": day(filters.start),
         "end": day(filters.end),
     }
-    if filters.by:
-        caption += page._(", by %(breakdown)s") % {
-            "breakdown": page._(BREAKDOWNS[filters.by]).lower()
-        }
+    if by:
+        caption += page._(", by %(breakdown)s") % {"breakdown": page._(BREAKDOWNS[by]).lower()}
     return caption
 
 
@@ -123,7 +132,7 @@ async def _available(page: SignedInPage, metric: Metric, filters: Filters) -> Fi
     """A metric's figure, or why the server could not produce it (the dashboard shows the
     other metrics all the same; a refusal of the user's token is the 403 page)."""
     try:
-        return await _evaluate(page, metric, filters)
+        return (await _figures(page, metric, filters))[0]
     except PortalApiError as error:
         if error.status in (401, 403):
             raise
@@ -145,10 +154,10 @@ async def metric_csv(page: Staff, metric_id: str) -> Response:
     filters, problems = parse_filters(page.request.query_params, metric, _today())
     if problems:
         return await metric_page(page, metric_id)
-    data = (await _evaluate(page, metric, filters)).grid
-    name = f"{metric.id}-{filters.start.isoformat()}-{filters.end.isoformat()}.csv"
+    shown = (await _figures(page, metric, filters))[0]
+    name = f"{shown.id}-{filters.start.isoformat()}-{filters.end.isoformat()}.csv"
     return Response(
-        "\ufeff" + data.csv(),
+        "\ufeff" + shown.grid.csv(),
         media_type="text/csv; charset=utf-8",
         headers={
             "Content-Disposition": f'attachment; filename="{name}"',
@@ -158,6 +167,12 @@ async def metric_csv(page: Staff, metric_id: str) -> Response:
     )
 
 
+def _csv_url(page: SignedInPage, metric: Metric, filters: Filters, shown: Figure) -> str:
+    """The CSV of one figure: the page's filters, with the figure's breakdown."""
+    query = filters.query() | ({"by": shown.by} if shown.by else {})
+    return page.url(f"/reports/{metric.id}.csv", **query)
+
+
 @router.get("/reports/{metric_id}")
 async def metric_page(page: Staff, metric_id: str) -> Response:
     metric = _metric(metric_id)
@@ -165,11 +180,11 @@ async def metric_page(page: Staff, metric_id: str) -> Response:
     errors = _errors(page, problems)
     subjects = await _subjects(page)
     try:
-        shown: Figure | None = await _evaluate(page, metric, filters)
+        shown = await _figures(page, metric, filters)
     except PortalApiError as error:
         if error.status != 400:
             raise
-        shown = None  # the server refused the filters: say why, beside the form
+        shown = []  # the server refused the filters: say why, beside the form
         errors += [FieldError(message) for message in error.messages] or [
             FieldError(page._("These filters cannot be used together. Change them and try again."))
         ]
@@ -183,6 +198,5 @@ async def metric_page(page: Staff, metric_id: str) -> Response:
         subjects=subjects,
         subject_name=_subject_name(subjects, filters.subject),
         breakdowns=[(by, page._(BREAKDOWNS[by])) for by in metric.breakdowns],
-        figure=shown,
-        csv_url=page.url(f"/reports/{metric.id}.csv", **filters.query()),
+        figures=[(f, _csv_url(page, metric, filters, f)) for f in shown],
     )

@@ -38,9 +38,12 @@ BREAKDOWNS = {
     "appointment-type": N_("Appointment type"),
     "age-band": N_("Age band"),
     "gender": N_("Gender"),
+    "postal-district": N_("Postal district"),
 }
 _PERIODS = ("period-day", "period-week", "period-month")
 _ALL = tuple(BREAKDOWNS)
+# What the server breaks Slot-based metrics down by (Slots have no patient or type).
+_SLOTS = ("period-day", "period-week", "period-month", "practitioner", "service", "location")
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,9 @@ class Metric:
     groups: Mapping[str, str] = field(default_factory=dict)  # group code -> name
     populations: Mapping[str, str] = field(default_factory=dict)  # population -> name
     breakdowns: tuple[str, ...] = _ALL
+    # Breakdowns every report of the metric carries: without a chosen one, the page shows
+    # a figure for each (the dashboard the first).
+    always: tuple[str, ...] = ()
 
 
 _RATE = {"denominator": N_("Appointments due"), "numerator": N_("No-shows")}
@@ -105,7 +111,7 @@ METRICS = (
         N_("Days until the third next free appointment, per calendar."),
         {},
         {SCORE: N_("Days")},
-        ("period-week", "service"),
+        (),
     ),
     Metric(
         "slot-utilisation",
@@ -117,6 +123,7 @@ METRICS = (
             "numerator": N_("Minutes booked"),
             SCORE: N_("Utilisation"),
         },
+        _SLOTS,
     ),
     Metric(
         "booking-channel",
@@ -143,11 +150,8 @@ METRICS = (
         "patient-demographics",
         N_("Patients booked"),
         N_("Patients with an appointment in the period, by age band, gender and area."),
-        {
-            "age-band": N_("Age band"),
-            "gender": N_("Gender"),
-            "postal-district": N_("Postal district"),
-        },
+        {"booked-patients": N_("Appointments booked")},
+        always=("age-band", "gender", "postal-district"),
     ),
 )
 BY_ID = {metric.id: metric for metric in METRICS}
@@ -179,8 +183,9 @@ GENDERS = {
 
 def stratum_name(by: str, row: Row, locale: str) -> str:
     """A stratum's row header: a date in the reader's language for period strata (a
-    week by its first day), a gender's name (a message id), else the report's name."""
-    day = _day(row.key) if by in _PERIODS else None
+    week by its Monday, a month as `2026-11`), a gender's name (a message id), else the
+    report's name."""
+    day = _day(f"{row.key}-01" if by == "period-month" else row.key) if by in _PERIODS else None
     if day is not None:
         if by == "period-month":
             return str(format_date(day, "MMMM y", locale=locale))

@@ -65,6 +65,7 @@ class Figure:
     """A chart and the table of its numbers, under one caption."""
 
     id: str
+    by: str  # the breakdown its rows are, "" for the totals
     caption: str
     chart: str  # a data: URL of the SVG
     alt: str
@@ -101,14 +102,11 @@ def grid(metric: Metric, table: ReportTable, _: Translate, locale: str) -> Grid:
 
 
 def chart(table: ReportTable, data: Grid, locale: str) -> str:
-    """The chart of a grid: the numbers `chart_columns` picks, one bar each (per stratum
-    when the report is broken down, the whole period's row left to the table)."""
+    """The chart of a grid: the numbers `chart_columns` picks, a bar each per stratum when
+    the report is broken down (the whole period's row is left to the table), else a bar
+    each for the whole period."""
     picked = chart_columns(table)
-    if not table.stratifier:
-        rows = [data.rows[i] for i in picked]
-        series = [Series("", [v[0].number for _, v in rows], [v[0].shown for _, v in rows])]
-        categories = [name for name, _values in rows]
-    else:
+    if table.stratifier and len(data.rows) > 1:
         strata = data.rows[1:]
         categories = [name for name, _values in strata]
         series = [
@@ -119,6 +117,13 @@ def chart(table: ReportTable, data: Grid, locale: str) -> str:
             )
             for i in picked
         ]
+    else:
+        if table.stratifier:  # a breakdown without strata: the numbers are the columns
+            pairs = [(data.headers[i], data.rows[0][1][i]) for i in picked]
+        else:
+            pairs = [(data.rows[i][0], data.rows[i][1][0]) for i in picked]
+        categories = [name for name, _value in pairs]
+        series = [Series("", [v.number for _, v in pairs], [v.shown for _, v in pairs])]
     return data_url(bar_chart(categories, series, lambda v: str(format_decimal(v, locale=locale))))
 
 
@@ -130,4 +135,6 @@ def figure(metric: Metric, table: ReportTable, caption: str, _: Translate, local
     if table.rounded:
         notes.append(_("Counts in a breakdown are rounded to the nearest 5."))
     alt = _("Bar chart of the numbers in the table that follows.")
-    return Figure(f"figure-{metric.id}", caption, chart(table, data, locale), alt, data, notes)
+    by = table.stratifier or ""
+    name = f"{metric.id}-{by}" if by else metric.id
+    return Figure(name, by, caption, chart(table, data, locale), alt, data, notes)
