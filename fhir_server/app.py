@@ -29,6 +29,7 @@ from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import (
     bulk_publish,
     calendar_feed,
+    evaluate_measure,
     match,
     push_subscription,
     subscription_status,
@@ -37,6 +38,7 @@ from fhir_server.rest.operations.export import EXPORT_OPERATIONS
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
 from fhir_server.rest.publish_files import router as publish_router
 from fhir_server.rest.rate_limit import RateLimiter
+from fhir_server.rest.report_hooks import recorded
 from fhir_server.rest.role_hooks import guarded
 from fhir_server.rest.scheduling_hooks import DELETE_HOOKS, WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
@@ -106,8 +108,11 @@ def create_app(settings: Settings) -> FastAPI:
                     *EXPORT_OPERATIONS,
                     bulk_publish.OPERATION,
                     calendar_feed.OPERATION,
+                    evaluate_measure.OPERATION,
                 ],
-                write_hooks=guarded({**WRITE_HOOKS, "Subscription": subscriptions.check_write}),
+                write_hooks=guarded(
+                    recorded({**WRITE_HOOKS, "Subscription": subscriptions.check_write})
+                ),
                 delete_hooks=dict(DELETE_HOOKS),
                 duplicate_checks={"Patient": match.certain_duplicate},
             )

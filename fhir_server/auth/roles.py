@@ -99,6 +99,7 @@ TABLE: dict[str, dict[str, Grant]] = {
         "AppointmentResponse": Grant("crs"),
         "Encounter": Grant("rs"),
         "ChargeItem": Grant("rs"),
+        "Measure": Grant("rs"),  # the report metrics ($evaluate-measure)
     },
     "admin": {"*": Grant(_ALL)},
 }
@@ -121,6 +122,7 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "push-subscription": frozenset({"patient", "admin"}),
     "match": frozenset(ROLES),  # candidates are searched within the caller's read limits
     "calendar-feed": frozenset({"patient", "practitioner", "admin"}),
+    "evaluate-measure": frozenset({"frontdesk", "admin"}),  # reports: staff and admins only
 }
 # Operations that change stored data: they need the write letter whatever the method.
 _CHANGING = frozenset({"hold", "book", "generate-slots", "push-subscription", "calendar-feed"})

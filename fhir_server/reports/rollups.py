@@ -1,0 +1,331 @@
+"""The report rollups, kept from the history exactly once, and rebuilt from scratch.
+
+A rollup table holds, for one source (appointments or slots), one grain (a
+day or a month), one period, one subject kind (all, practitioner, service,
+location; schedule for slots) and one stratifier kind (none, or a dimension),
+the summed counters of every cell by `subject value|stratum value`. A report
+reads a few tables: the months wholly in its period and the days at its
+edges, never the appointments.
+
+`follow` (every minute from the beat, and before a report is answered)
+reads the Appointment, Communication and Slot versions written since its
+marker (a minute back, as the reminders do, since a history row may be
+stored a little after its instant) and folds them, page by page, into the
+items (`facts`). Each page is one batch, numbered: the batch (its item rows
+and its table deltas) is recorded first, then every table it changes is
+written on condition that it still holds the batch before (a
+compare-and-set on `seq`), then the items, then the marker; a batch that a
+crash or a second runner left unfinished is replayed from its record, and a
+table already past it is left alone. A version already folded (its item is
+at that version or later) changes nothing, so reading again is harmless: a
+rerun or a crash never counts twice.
+
+`rebuild` clears the rollups and folds the whole history in memory, then
+writes the tables and items at once; while it runs, `follow` waits.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from fhir_server.fhir.instants import parse_instant
+from fhir_server.reports import facts
+from fhir_server.reports.facts import Cell, Item
+from fhir_server.store import markers
+from fhir_server.store.clock import to_instant
+from fhir_server.store.report_store import ReportStore
+from fhir_server.store.resources import ResourceStore, Version, order_key
+
+MARKER: Final = "reports_followed"
+STREAMS: Final = ("Appointment", "Communication", "Slot")
+_LATE_WRITE: Final = timedelta(minutes=1)
+_PAGE: Final = 500
+_REBUILD_PAGE: Final = 5000
+_REBUILDING: Final = 0  # the batch number a rebuild holds while it runs
+ALL: Final = "*"
+
+Progress = Callable[[str, int], None]
+"""Told (stream, versions read so far) as a rebuild goes."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """A kind of item and the table kinds it is summed into."""
+
+    name: str
+    subjects: tuple[str, ...]
+    stratifiers: tuple[str, ...]
+
+
+APPOINTMENTS: Final = Source(
+    "appointment",
+    ("all", "practitioner", "service", "location"),
+    (
+        "none",
+        "practitioner",
+        "service",
+        "location",
+        "appointment-type",
+        "age-band",
+        "gender",
+        "postal-district",
+    ),
+)
+SLOTS: Final = Source(
+    "slot",
+    ("all", "practitioner", "service", "location", "schedule"),
+    ("none", "practitioner", "service", "location"),
+)
+
+Tables = dict[str, dict[str, Counter[str]]]
+
+
+def table_id(source: Source, grain: str, period: str, subject: str, stratifier: str) -> str:
+    """`grain` is `d` (period `2026-03-14`) or `m` (period `2026-03`)."""
+    return f"{source.name}|{grain}|{period}|{subject}|{stratifier}"
+
+
+def source_of(key: str) -> Source:
+    return SLOTS if key.startswith("Slot/") else APPOINTMENTS
+
+
+def add_cell(tables: Tables, source: Source, cell: Cell, sign: int) -> None:
+    """Add (sign 1) or take away (-1) a cell's counters in every table it is summed into."""
+    for grain, period in (("d", cell.day), ("m", cell.day[:7])):
+        for subject in source.subjects:
+            subject_values = [ALL] if subject == "all" else cell.dims.get(subject) or []
+            for stratifier in source.stratifiers:
+                strata = (
+                    [ALL] if stratifier == "none" else cell.dims.get(stratifier) or [facts.UNKNOWN]
+                )
+                table = tables[table_id(source, grain, period, subject, stratifier)]
+                for value in subject_values:
+                    for stratum in strata:
+                        row = table[f"{value}|{stratum}"]
+                        for name, amount in cell.counters.items():
+                            row[name] += sign * amount
+
+
+def new_tables() -> Tables:
+    return defaultdict(lambda: defaultdict(Counter))
+
+
+def moved(tables: Tables, before: Item | None, after: Item) -> None:
+    """The table changes of an item going from `before` to `after`."""
+    source = source_of(after.key)
+    if before is not None and before.cell is not None:
+        add_cell(tables, source, before.cell, -1)
+    if after.cell is not None:
+        add_cell(tables, source, after.cell, 1)
+
+
+def merged(rows: dict[str, Any], delta: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """A table's rows with a delta added; counters and rows that reach zero are dropped."""
+    out = {key: dict(counters) for key, counters in rows.items()}
+    for key, changes in delta.items():
+        row = Counter(out.get(key, {}))
+        row.update(changes)
+        kept = {name: n for name, n in row.items() if n}
+        if kept:
+            out[key] = kept
+        else:
+            out.pop(key, None)
+    return out
+
+
+class Folder:
+    """Folds versions into items, given the Patients and Schedules they name."""
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self.patients: dict[str, Any] = {}
+        self.schedules: dict[str, Any] = {}
+
+    def fold(self, item: Item, version: Version) -> Item:
+        body = None if version.deleted else version.resource
+        if version.resource_type == "Slot":
+            schedule = (body or {}).get("schedule", {}).get("reference", "")
+            return facts.fold_slot(
+                item,
+                version.version,
+                body,
+                self.schedules.get(str(schedule).partition("/")[2]),
+                self.zone,
+            )
+        patient = facts.patient_of(body) if body else None
+        return facts.fold_appointment(
+            item,
+            version.version,
+            version.updated,
+            body,
+            self.patients.get(patient.partition("/")[2]) if patient else None,
+            self.zone,
+        )
+
+
+def item_key(version: Version) -> str | None:
+    """The item a version changes: its own, or for a delivered reminder its Appointment's."""
+    if version.resource_type != "Communication":
+        return f"{version.resource_type}/{version.id}"
+    appointment = facts.delivered_reminder(version.resource or {})
+    return f"Appointment/{appointment}" if appointment else None
+
+
+def apply_version(items: dict[str, Item], folder: Folder, version: Version, tables: Tables) -> None:
+    """Fold one version into `items` (in place), recording the table changes."""
+    key = item_key(version)
+    if key is None:
+        return
+    before = items.get(key) or Item(key)
+    if version.resource_type == "Communication":
+        after = facts.fold_reminder(before)
+    else:
+        after = folder.fold(before, version)
+    if after != before:
+        moved(tables, before, after)
+        items[key] = after
+
+
+def _plain(tables: Tables) -> dict[str, dict[str, dict[str, int]]]:
+    plain: dict[str, dict[str, dict[str, int]]] = {}
+    for tid, rows in tables.items():
+        kept = {key: {n: v for n, v in row.items() if v} for key, row in rows.items()}
+        kept = {key: row for key, row in kept.items() if row}
+        if kept:
+            plain[tid] = kept
+    return plain
+
+
+async def _lookups(reports: ReportStore, folder: Folder, page: list[Version]) -> None:
+    """Load the Patients and Schedules a page of versions names."""
+    patients, schedules = set(), set()
+    for version in page:
+        body = version.resource or {}
+        if version.resource_type == "Appointment":
+            patient = facts.patient_of(body)
+            if patient:
+                patients.add(patient.partition("/")[2])
+        elif version.resource_type == "Slot":
+            schedules.add(str(body.get("schedule", {}).get("reference", "")).partition("/")[2])
+    folder.patients.update(await reports.resources("Patient", patients - set(folder.patients)))
+    folder.schedules.update(await reports.resources("Schedule", schedules))
+
+
+async def follow(store: ResourceStore, zone: ZoneInfo, page_size: int = _PAGE) -> int:
+    """Fold the versions written since the last run; how many versions changed an item."""
+    reports = ReportStore(store)
+    last = await reports.last_batch()
+    if last is not None and not last["done"]:
+        if last["n"] == _REBUILDING:
+            return 0
+        await _apply(reports, last)
+    marker = await markers.read(store, MARKER) or {}
+    folder = Folder(zone)
+    changed = 0
+    for stream in STREAMS:
+        since = ""
+        if marker.get(stream):
+            since = order_key(to_instant(parse_instant(marker[stream]) - _LATE_WRITE))
+        seen: set[tuple[str, int]] = set()
+        while True:
+            page = await store.versions_from(stream, since, page_size)
+            fresh = [v for v in page if (v.id, v.version) not in seen]
+            if not fresh:
+                break
+            seen.update((v.id, v.version) for v in fresh)
+            batch = await _batch(reports, folder, fresh)
+            changed += len(batch["changed"])
+            since = order_key(page[-1].updated)
+            if not batch["changed"]:
+                await _advance(reports, stream, page[-1].updated)
+                continue
+            number = (last["n"] if last else 0) + 1
+            record = {
+                "n": number,
+                "stream": stream,
+                "position": page[-1].updated,
+                "tables": orjson.dumps(batch["tables"]).decode(),
+                "items": orjson.dumps(batch["changed"]).decode(),
+            }
+            if not await reports.claim(record):
+                return changed  # another runner is folding this batch
+            await _apply(reports, record)
+            last = record
+    return changed
+
+
+async def _batch(reports: ReportStore, folder: Folder, page: list[Version]) -> dict[str, Any]:
+    await _lookups(reports, folder, page)
+    keys = {k for k in (item_key(v) for v in page) if k}
+    stored = await reports.items_of(keys)
+    items = {key: Item.from_json(doc) for key, doc in stored.items()}
+    before = dict(items)
+    tables = new_tables()
+    for version in page:
+        apply_version(items, folder, version, tables)
+    changed = [item.to_json() for key, item in items.items() if before.get(key) != item]
+    return {"tables": _plain(tables), "changed": changed}
+
+
+async def _apply(reports: ReportStore, record: dict[str, Any]) -> None:
+    """Make a recorded batch's changes; those already made are left as they are."""
+    number = record["n"]
+    deltas: dict[str, dict[str, dict[str, int]]] = orjson.loads(record["tables"])
+    current = await reports.tables(list(deltas))
+    for tid, delta in deltas.items():
+        seen, rows = current.get(tid, (None, {}))
+        if seen is not None and seen >= number:
+            continue
+        await reports.put_table(tid, seen, number, merged(rows, delta))
+    await reports.put_items(orjson.loads(record["items"]))
+    await _advance(reports, record["stream"], record["position"])
+    await reports.finish(number)
+
+
+async def _advance(reports: ReportStore, stream: str, position: str) -> None:
+    """Record how far a stream has been read."""
+    marker = await markers.read(reports.store, MARKER) or {}
+    marker.pop("_id", None)
+    await markers.write(reports.store, MARKER, {**marker, stream: position})
+
+
+async def rebuild(store: ResourceStore, zone: ZoneInfo, progress: Progress | None = None) -> int:
+    """Clear the rollups and fold the whole history again; how many items there are."""
+    reports = ReportStore(store)
+    await reports.clear()
+    await markers.write(store, MARKER, {})
+    await reports.claim({"n": _REBUILDING, "stream": "", "position": ""})
+    folder = Folder(zone)
+    folder.patients = await reports.all_resources("Patient")
+    folder.schedules = await reports.all_resources("Schedule")
+    items: dict[str, Item] = {}
+    tables = new_tables()
+    positions: dict[str, str] = {}
+    for stream in STREAMS:
+        since, read = "", 0
+        seen: set[tuple[str, int]] = set()
+        while True:
+            page = await store.versions_from(stream, since, _REBUILD_PAGE)
+            fresh = [v for v in page if (v.id, v.version) not in seen]
+            if not fresh:
+                break
+            seen.update((v.id, v.version) for v in fresh)
+            for version in fresh:
+                apply_version(items, folder, version, tables)
+            read += len(fresh)
+            since = order_key(page[-1].updated)
+            positions[stream] = page[-1].updated
+            if progress is not None:
+                progress(stream, read)
+    await reports.insert_tables(_plain(tables))
+    await reports.insert_items([item.to_json() for item in items.values()])
+    await markers.write(store, MARKER, positions)
+    await reports.finish(_REBUILDING)
+    return len(items)
