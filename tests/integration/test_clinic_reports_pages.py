@@ -11,6 +11,7 @@ import io
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
+from html import unescape
 from typing import Any
 
 import pytest
@@ -79,7 +80,7 @@ def _table(html: str, index: int = 0) -> list[list[str]]:
     rows = re.findall(r"<tr>(.*?)</tr>", tables[index], re.S)
     return [
         [
-            re.sub(r"<[^>]+>", "", cell).strip()
+            unescape(re.sub(r"<[^>]+>", "", cell)).strip()
             for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, re.S)
         ]
         for r in rows
@@ -90,7 +91,7 @@ def _chart_labels(html: str, index: int = 0) -> list[str]:
     charts = re.findall(r'src="data:image/svg\+xml;base64,([^"]+)"', html)
     svg = base64.b64decode(charts[index]).decode()
     assert "<script" not in svg
-    return re.findall(r'<text[^>]*class="value"[^>]*>([^<]*)</text>', svg)
+    return [unescape(t) for t in re.findall(r'<text[^>]*class="value"[^>]*>([^<]*)</text>', svg)]
 
 
 def test_the_dashboard_shows_every_metric_as_a_figure_with_its_table(desk: TestClient) -> None:
