@@ -2,9 +2,10 @@
 
 The report pages read only `$evaluate-measure` answers (summary MeasureReports).
 One report becomes one `ReportTable`: a column per (group, population) and a
-column for the group's score when it has one; a row for the whole period
-(`TOTAL`) and, when the report is broken down by a stratifier, a row per
-stratum. Suppression is the server's: a count or score it withheld (extension
+column for the group's score when it has one (a proportion always does: a
+period with nothing due shows its rate as absent rather than dropping it); a
+row for the whole period (`TOTAL`) and, when the report is broken down by a
+stratifier, a row per stratum. Suppression is the server's: a count or score it withheld (extension
 `report-suppressed`) stays withheld here and reads "<11" in every output (page,
 chart, CSV); nothing on this side can undo it, since the number never arrives.
 
@@ -146,6 +147,10 @@ def report_table(report: Resource, stratifier: str | None = None) -> ReportTable
         cells = _population_cells(group)
         strata = [_population_cells(s) for s in _strata(group, stratifier or "")]
         codes = list(cells) + [c for s in strata for c in s if c not in cells]
+        if "denominator" in codes or not codes:
+            # A proportion, or a bare score (a median, a Schedule's days), has a score column
+            # even when the report has none to give (nothing to divide by, no third slot).
+            codes.append(SCORE)
         code = _group_key(group)
         for population in dict.fromkeys(sorted(codes, key=lambda c: c == SCORE)):
             unit = _unit(group) if population == SCORE else ""

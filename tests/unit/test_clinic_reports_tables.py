@@ -345,3 +345,31 @@ def test_without_a_breakdown_the_table_lists_one_number_a_row() -> None:
     values = [e.text for e in svg.iter() if e.tag.endswith("text") and e.get("class") == "value"]
     assert values == ["7.5%"]
     assert shown.notes == []  # nothing withheld, nothing rounded
+
+
+def test_a_rate_with_nothing_due_keeps_its_column_and_an_empty_report_draws_nothing() -> None:
+    nothing_due = {
+        "group": [
+            {
+                "code": {"coding": [{"code": "utilisation"}]},
+                "population": [_population("denominator", 0), _population("numerator", 0)],
+            },
+            {
+                "code": {"coding": [{"code": "open-ahead"}]},
+                "population": [_population("initial-population", 600)],
+            },
+        ]
+    }
+    table = mt.report_table(nothing_due)
+    assert _texts(table) == [["", "0", "0", "\u2013", "600"]]
+    metric = model.BY_ID["slot-utilisation"]
+    names = [model.column_name(metric, table, c) for c in table.columns]
+    assert names == [
+        ["Minutes bookable"],
+        ["Minutes booked"],
+        ["Utilisation"],
+        ["Open minutes ahead"],
+    ]
+    third = model.BY_ID["third-next-available"]
+    shown = view.figure(third, mt.report_table({"group": []}), "Third", lambda m: m, "en")
+    assert shown.chart == "" and shown.grid.rows == []

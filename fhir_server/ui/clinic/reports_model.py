@@ -117,7 +117,7 @@ METRICS = (
         "slot-utilisation",
         N_("Slot utilisation"),
         N_("Booked time out of bookable time, and the open time still ahead."),
-        {"open-ahead": N_("Open minutes ahead")},
+        {"utilisation": "", "open-ahead": N_("Open minutes ahead")},
         {
             "denominator": N_("Minutes bookable"),
             "numerator": N_("Minutes booked"),
@@ -161,7 +161,8 @@ _GENERIC = {"initial-population": N_("Count"), SCORE: N_("Result")}
 def column_name(metric: Metric, table: ReportTable, column: Column) -> list[str]:
     """A column's header as parts to translate and join with ": ": the group's name when
     the group has one number, the population's when the report has one group, else both.
-    A group this page does not know (a Schedule's) is named as the report names it."""
+    A group this page does not know (a Schedule's) is named as the report names it; one
+    named "" is the metric's main group, its numbers named by population alone."""
     group = metric.groups.get(column.group, column.label)
     population = metric.populations.get(column.population) or _GENERIC.get(
         column.population, column.population
@@ -170,7 +171,7 @@ def column_name(metric: Metric, table: ReportTable, column: Column) -> list[str]
         return [population]
     if sum(1 for c in table.columns if c.group == column.group) == 1:
         return [group]
-    return [group, population]
+    return [group, population] if group else [population]
 
 
 GENDERS = {

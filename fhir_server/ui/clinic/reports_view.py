@@ -67,7 +67,7 @@ class Figure:
     id: str
     by: str  # the breakdown its rows are, "" for the totals
     caption: str
-    chart: str  # a data: URL of the SVG
+    chart: str  # a data: URL of the SVG, "" when the report has no numbers at all
     alt: str
     grid: Grid
     notes: list[str]
@@ -137,4 +137,5 @@ def figure(metric: Metric, table: ReportTable, caption: str, _: Translate, local
     alt = _("Bar chart of the numbers in the table that follows.")
     by = table.stratifier or ""
     name = f"{metric.id}-{by}" if by else metric.id
-    return Figure(name, by, caption, chart(table, data, locale), alt, data, notes)
+    drawn = chart(table, data, locale) if data.rows and data.headers else ""
+    return Figure(name, by, caption, drawn, alt, data, notes)
