@@ -18,7 +18,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from babel import Locale
@@ -176,6 +176,13 @@ def _group_key(group: Mapping[str, Any]) -> str:
     third-next-available groups are one per Schedule, the reference in `code.text`)."""
     concept = group.get("code") or {}
     return str(concept.get("text") or _code(concept))
+
+
+def renamed(table: ReportTable, names: Mapping[str, str]) -> ReportTable:
+    """The table with groups named as `names` says (by what the report calls them): the
+    pages name a Schedule's group after its clinician rather than `Schedule/x`."""
+    columns = tuple(replace(c, label=names.get(c.label, c.label)) for c in table.columns)
+    return replace(table, columns=columns)
 
 
 def _cell(by_group: list[dict[str, Cell]], groups: list[Resource], column: Column) -> Cell:

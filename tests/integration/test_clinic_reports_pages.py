@@ -28,6 +28,7 @@ LAST = FIRST + timedelta(days=19)
 PERIOD = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
 # Seeded by final status: 30 attended, 12 missed, 5 cancelled (47 booked), one clinician.
 SEEDED = {"fulfilled": 30, "noshow": 12, "cancelled": 5}
+FREE_IN_DAYS = (2, 3, 5)  # free Slots ahead: the third next available is in 5 days
 
 
 def _appointment(patient: str, practitioner: str, day: date, status: str) -> dict[str, Any]:
@@ -46,6 +47,17 @@ def _appointment(patient: str, practitioner: str, day: date, status: str) -> dic
     }
 
 
+def _free_slot(schedule: str, day: date) -> dict[str, Any]:
+    start = datetime(day.year, day.month, day.day, 10, tzinfo=UTC)
+    return {
+        "resourceType": "Slot",
+        "schedule": {"reference": f"Schedule/{schedule}"},
+        "status": "free",
+        "start": start.isoformat().replace("+00:00", "Z"),
+        "end": (start + timedelta(minutes=30)).isoformat().replace("+00:00", "Z"),
+    }
+
+
 @pytest.fixture(scope="module")
 def app(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
     for client in portal_app(settings_factory):
@@ -59,6 +71,18 @@ def app(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
                 day = FIRST + timedelta(days=number % 20)
                 create(client, _appointment(patient, practitioner, day, status))
                 number += 1
+        schedule = create(
+            client,
+            {
+                "resourceType": "Schedule",
+                "active": True,
+                "actor": [
+                    {"reference": f"Practitioner/{practitioner}", "display": "Dr Ada Lovelace"}
+                ],
+            },
+        )
+        for days in FREE_IN_DAYS:
+            create(client, _free_slot(schedule, TODAY + timedelta(days=days)))
         add_user(client, "rep-desk", "frontdesk", None)
         add_user(client, "rep-admin", "admin", None)
         add_user(client, "rep-pat", "patient", f"Patient/{patient}")
@@ -100,7 +124,7 @@ def test_the_dashboard_shows_every_metric_as_a_figure_with_its_table(desk: TestC
     html = page.text
     assert "<h1>Reports</h1>" in html
     assert html.count("<figure") == 9 and html.count("<figcaption") == 9
-    # No Schedule has free Slots here: third next available has no numbers, and says so.
+    # Third next available looks ahead from today: a past period has none, and says so.
     assert html.count("The server has no numbers for this period.") == 1
     assert html.count('<caption id="') == 8 and '<th scope="col"' in html
     assert html.count('<img class="report-figure__chart" src="data:image/svg+xml;base64,') == 8
@@ -140,6 +164,14 @@ def test_a_metric_page_is_broken_down_and_offers_its_csv(desk: TestClient) -> No
         ["Clinician", "Appointments due", "No-shows", "No-show rate"],
         ["All", "42", "12", "28.6"],
     ]
+
+
+def test_third_next_available_names_each_calendar(desk: TestClient) -> None:
+    page = desk.get(f"{REPORTS}/third-next-available")
+    assert page.status_code == 200, page.text[:500]
+    assert _table(page.text) == [["Number", "Whole period"], ["Dr Ada Lovelace", "5.0"]]
+    assert "Break down by" not in page.text  # the server takes no breakdown of it
+    assert page.headers["x-portal-fhir-calls"] == "5"  # subjects, evaluation, Schedule names
 
 
 def test_the_subject_filter_names_who_is_shown(app: TestClient, desk: TestClient) -> None:

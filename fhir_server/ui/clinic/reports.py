@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime
+from typing import Any
 
 from babel.dates import format_date
 from fastapi import APIRouter
@@ -27,11 +28,12 @@ from fhir_server.ui.clinic.reports_model import (
     Filters,
     Metric,
     parse_filters,
+    schedule_name,
 )
 from fhir_server.ui.clinic.reports_view import Figure, figure
 from fhir_server.ui.clinic.roles import Staff
 from fhir_server.ui.fhir_api import PortalApiError, entries
-from fhir_server.ui.measure_tables import report_table
+from fhir_server.ui.measure_tables import renamed, report_table
 from fhir_server.ui.portal.booking_model import name_of
 from fhir_server.ui.web import FieldError, SignedInPage
 
@@ -73,17 +75,35 @@ async def _figures(page: SignedInPage, metric: Metric, filters: Filters) -> list
     report = await page.api.request(
         "GET", f"Measure/{metric.id}/$evaluate-measure", params=filters.parameters()
     )
+    names = await _schedule_names(page, report)
     shown = [filters.by] if filters.by else list(metric.always) or [""]
     return [
         figure(
             metric,
-            report_table(report, by or None),
+            renamed(report_table(report, by or None), names),
             _caption(page, metric, filters, by),
             page._,
             page.lang,
         )
         for by in shown
     ]
+
+
+async def _schedule_names(page: SignedInPage, report: dict[str, Any]) -> dict[str, str]:
+    """Names of the Schedules a report's groups are (third next available has a group per
+    Schedule, `code.text` its reference): their actors' names, in one search."""
+    ids = [
+        str(text).removeprefix("Schedule/")
+        for group in report.get("group", [])
+        if str(text := (group.get("code") or {}).get("text", "")).startswith("Schedule/")
+    ]
+    if not ids:
+        return {}
+    bundle = await page.api.search("Schedule", {"_id": ",".join(ids), "_count": str(len(ids))})
+    return {
+        f"Schedule/{schedule['id']}": schedule_name(schedule)
+        for schedule in entries(bundle, "Schedule")
+    }
 
 
 def _caption(page: SignedInPage, metric: Metric, filters: Filters, by: str) -> str:

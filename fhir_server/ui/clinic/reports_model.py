@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import Any
 
 from babel.dates import format_date
 
@@ -161,12 +162,15 @@ _GENERIC = {"initial-population": N_("Count"), SCORE: N_("Result")}
 def column_name(metric: Metric, table: ReportTable, column: Column) -> list[str]:
     """A column's header as parts to translate and join with ": ": the group's name when
     the group has one number, the population's when the report has one group, else both.
-    A group this page does not know (a Schedule's) is named as the report names it; one
-    named "" is the metric's main group, its numbers named by population alone."""
+    A group this page does not know and the report names (a Schedule's) goes by that name;
+    one named "" is the metric's main group, its numbers named by population alone."""
     group = metric.groups.get(column.group, column.label)
     population = metric.populations.get(column.population) or _GENERIC.get(
         column.population, column.population
     )
+    named_by_report = column.group not in metric.groups and column.label != column.group
+    if named_by_report:
+        return [group]
     if len({c.group for c in table.columns}) == 1 and column.population != "initial-population":
         return [population]
     if sum(1 for c in table.columns if c.group == column.group) == 1:
@@ -264,3 +268,10 @@ def parse_filters(
         errors.append(FilterError(N_("Choose a breakdown from the list"), "by"))
         by = ""
     return Filters(start, end, subject, by), errors
+
+
+def schedule_name(schedule: Mapping[str, Any]) -> str:
+    """A Schedule as staff know it: its actors' names (clinician, service, place), else its
+    comment, else its reference."""
+    names = [str(a["display"]) for a in schedule.get("actor", []) if a.get("display")]
+    return ", ".join(names) or str(schedule.get("comment") or f"Schedule/{schedule.get('id')}")
