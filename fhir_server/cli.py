@@ -40,6 +40,7 @@ from fhir_server.logs import configure_logging
 from fhir_server.notifications import changes
 from fhir_server.notifications import cli as notifications_cli
 from fhir_server.publishing.cli import calendar_feed_app
+from fhir_server.reports import cli as reports_cli
 from fhir_server.rest.services import Services
 from fhir_server.scheduling.cli import slots_app
 from fhir_server.settings import Settings
@@ -178,6 +179,8 @@ def _describe(result: DemoResult, settings: Settings, overridden: bool = False) 
         f"  {summary.created} created, {summary.updated} updated, {summary.unchanged} unchanged.",
         f"  Slots for the next {SLOT_WEEKS} weeks: {result.slots_created} created, "
         f"{result.slots_kept} already there.",
+        f"  Past appointments and their patients (for the reports): {result.past_appointments} "
+        "written.",
     ]
     if result.access:
         access = result.access
@@ -292,5 +295,6 @@ app.add_typer(slots_app, name="slots")
 app.add_typer(audit_cli.audit_app)
 app.add_typer(export_cli.export_app)
 app.add_typer(calendar_feed_app)
+app.command("report")(reports_cli.report)
 app.command()(notifications_cli.worker)
 app.command()(notifications_cli.beat)

@@ -44,6 +44,9 @@ _EVENTS: dict[str, tuple[tuple[str, str], tuple[str, str, str]]] = {
     "token-revoked": (("110114", "User Authentication"), (OURS, "token-revoked", "Token revoked")),
     "token-refused": (("110114", "User Authentication"), (OURS, "token-refused", "Token refused")),
     "access-denied": (("110113", "Security Alert"), (OURS, "access-denied", "Access denied")),
+    # A report run from the command line (`fhir-server report`); the API's runs are
+    # recorded by `watch` like every interaction.
+    "report-run": (("110112", "Query"), (OURS, "report-run", "Report run")),
     "second-factor-on": (
         ("110114", "User Authentication"),
         (OURS, "second-factor-on", "Second factor turned on"),

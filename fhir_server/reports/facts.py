@@ -26,6 +26,11 @@ from fhir_server.fhir.instants import parse_instant
 from fhir_server.fhir.resource import Resource
 from fhir_server.reports.channel import DEFAULT_CHANNEL, channel_in, patient_initiated
 
+# FHIR R5's Appointment.cancellationDate carried in R4 (the cross-version extension): when
+# an EHR syncs a cancelled appointment, the time it was cancelled.
+CANCELLATION_DATE: Final = (
+    "http://hl7.org/fhir/5.0/StructureDefinition/extension-Appointment.cancellationDate"
+)
 HOLD_EXPIRES: Final = (
     "https://clinic-booking.example.org/fhir/StructureDefinition/booking-hold-expires"
 )
@@ -187,6 +192,20 @@ def appointment_type(appointment: Resource) -> str:
     return str(concept.get("text") or UNKNOWN)
 
 
+def _extension(resource: Resource, url: str, field: str) -> str | None:
+    for extension in resource.get("extension") or []:
+        if extension.get("url") == url and extension.get(field):
+            return str(extension[field])
+    return None
+
+
+def _moment(value: str | None) -> str | None:
+    """A dateTime as an instant (a date alone is its midnight UTC); None if less precise."""
+    if value is None or len(value) < 10:
+        return None
+    return f"{value}T00:00:00Z" if len(value) == 10 else value
+
+
 def _is_hold(appointment: Resource) -> bool:
     return any(e.get("url") == HOLD_EXPIRES for e in appointment.get("extension") or [])
 
@@ -219,6 +238,8 @@ def fold_appointment(
     cancelled_at = None
     if status == "cancelled":
         cancelled_at = item.cancelled_at if item.status == "cancelled" else None
+        if cancelled_at is None:
+            cancelled_at = _moment(_extension(appointment, CANCELLATION_DATE, "valueDateTime"))
         if cancelled_at is None and not first:
             cancelled_at = updated
     item = replace(

@@ -27,7 +27,7 @@ writes the tables and items at once; while it runs, `follow` waits.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Final
@@ -218,6 +218,29 @@ async def _lookups(reports: ReportStore, folder: Folder, page: list[Version]) ->
     folder.schedules.update(await reports.resources("Schedule", schedules))
 
 
+async def pages(
+    store: ResourceStore, stream: str, since: str, size: int
+) -> AsyncIterator[list[Version]]:
+    """The versions of a type from the order key `since` on, page by page, each once.
+
+    Pages overlap by the versions at their boundary instant (the scan is
+    `at >= since`); a page of versions all written at one instant (a bulk load)
+    is read again twice as large, so the scan always moves on.
+    """
+    seen: set[tuple[str, int]] = set()
+    while True:
+        page = await store.versions_from(stream, since, size)
+        fresh = [v for v in page if (v.id, v.version) not in seen]
+        if not fresh:
+            if len(page) < size:
+                return
+            size *= 2
+            continue
+        seen.update((v.id, v.version) for v in fresh)
+        yield fresh
+        since = order_key(page[-1].updated)
+
+
 async def follow(store: ResourceStore, zone: ZoneInfo, page_size: int = _PAGE) -> int:
     """Fold the versions written since the last run; how many versions changed an item."""
     reports = ReportStore(store)
@@ -233,24 +256,17 @@ async def follow(store: ResourceStore, zone: ZoneInfo, page_size: int = _PAGE) -
         since = ""
         if marker.get(stream):
             since = order_key(to_instant(parse_instant(marker[stream]) - _LATE_WRITE))
-        seen: set[tuple[str, int]] = set()
-        while True:
-            page = await store.versions_from(stream, since, page_size)
-            fresh = [v for v in page if (v.id, v.version) not in seen]
-            if not fresh:
-                break
-            seen.update((v.id, v.version) for v in fresh)
+        async for fresh in pages(store, stream, since, page_size):
             batch = await _batch(reports, folder, fresh)
             changed += len(batch["changed"])
-            since = order_key(page[-1].updated)
             if not batch["changed"]:
-                await _advance(reports, stream, page[-1].updated)
+                await _advance(reports, stream, fresh[-1].updated)
                 continue
             number = (last["n"] if last else 0) + 1
             record = {
                 "n": number,
                 "stream": stream,
-                "position": page[-1].updated,
+                "position": fresh[-1].updated,
                 "tables": orjson.dumps(batch["tables"]).decode(),
                 "items": orjson.dumps(batch["changed"]).decode(),
             }
@@ -279,11 +295,12 @@ async def _apply(reports: ReportStore, record: dict[str, Any]) -> None:
     number = record["n"]
     deltas: dict[str, dict[str, dict[str, int]]] = orjson.loads(record["tables"])
     current = await reports.tables(list(deltas))
+    writes = []
     for tid, delta in deltas.items():
         seen, rows = current.get(tid, (None, {}))
-        if seen is not None and seen >= number:
-            continue
-        await reports.put_table(tid, seen, number, merged(rows, delta))
+        if seen is None or seen < number:
+            writes.append((tid, seen, number, merged(rows, delta)))
+    await reports.put_tables(writes)
     await reports.put_items(orjson.loads(record["items"]))
     await _advance(reports, record["stream"], record["position"])
     await reports.finish(number)
@@ -309,19 +326,12 @@ async def rebuild(store: ResourceStore, zone: ZoneInfo, progress: Progress | Non
     tables = new_tables()
     positions: dict[str, str] = {}
     for stream in STREAMS:
-        since, read = "", 0
-        seen: set[tuple[str, int]] = set()
-        while True:
-            page = await store.versions_from(stream, since, _REBUILD_PAGE)
-            fresh = [v for v in page if (v.id, v.version) not in seen]
-            if not fresh:
-                break
-            seen.update((v.id, v.version) for v in fresh)
+        read = 0
+        async for fresh in pages(store, stream, "", _REBUILD_PAGE):
             for version in fresh:
                 apply_version(items, folder, version, tables)
             read += len(fresh)
-            since = order_key(page[-1].updated)
-            positions[stream] = page[-1].updated
+            positions[stream] = fresh[-1].updated
             if progress is not None:
                 progress(stream, read)
     await reports.insert_tables(_plain(tables))

@@ -16,14 +16,14 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from pymongo import ReplaceOne
-from pymongo.errors import DuplicateKeyError
+from pymongo import InsertOne, ReplaceOne
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
+from fhir_server.store.inserts import DUPLICATE_KEY
 from fhir_server.store.resources import ResourceStore, body_of
 
 CELLS = "report_cells"
@@ -50,15 +50,22 @@ class ReportStore:
                 found[doc["_id"]] = (doc["seq"], orjson.loads(doc["rows"]))
         return found
 
-    async def put_table(self, tid: str, seen: int | None, seq: int, rows: dict[str, Any]) -> None:
-        """Write a table if it still holds batch `seen` (None: if it does not exist yet);
-        a table another runner changed meanwhile is left as it is."""
-        doc = {"_id": tid, "seq": seq, "rows": orjson.dumps(rows).decode()}
-        if seen is None:
-            with contextlib.suppress(DuplicateKeyError):
-                await self.cells.insert_one(doc)
-            return
-        await self.cells.replace_one({"_id": tid, "seq": seen}, doc)
+    async def put_tables(self, writes: list[tuple[str, int | None, int, dict[str, Any]]]) -> None:
+        """Write tables `(id, seen, seq, rows)`, each only if it still holds batch `seen` (None:
+        if it does not exist yet), in a few commands; a table another runner changed
+        meanwhile is left as it is."""
+        ops: list[Any] = []
+        for tid, seen, seq, rows in writes:
+            doc = {"_id": tid, "seq": seq, "rows": orjson.dumps(rows).decode()}
+            ops.append(
+                InsertOne(doc) if seen is None else ReplaceOne({"_id": tid, "seq": seen}, doc)
+            )
+        for start in range(0, len(ops), _CHUNK):
+            try:
+                await self.cells.bulk_write(ops[start : start + _CHUNK], ordered=False)
+            except BulkWriteError as exc:
+                if any(e.get("code") != DUPLICATE_KEY for e in exc.details.get("writeErrors", [])):
+                    raise
 
     async def insert_tables(self, tables: dict[str, dict[str, Any]]) -> None:
         docs = [
