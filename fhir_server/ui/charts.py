@@ -31,6 +31,7 @@ from pygal.style import Style
 # where its text stays legible (the table beside it has every number anyway).
 _BAR_HEIGHT = 24  # px per bar
 _WIDTH = 480
+_LABEL_CHARS = 22
 # Okabe-Ito: told apart by the colour-blind too (and never the only difference).
 _COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
 _STYLE = Style(
@@ -80,13 +81,13 @@ def bar_chart(
         height=max(160, 90 + _BAR_HEIGHT * len(categories) * max(len(series), 1)),
         margin=12,
         spacing=8,
-        truncate_label=28,
+        max_scale=5,  # few numbers on the scale: they stay apart at 480 px
         show_x_guides=True,
         show_y_guides=False,
         value_formatter=axis,
         range=(0, _headroom(series)),
     )
-    chart.x_labels = list(reversed(categories))  # the first category on top
+    chart.x_labels = [_short(c) for c in reversed(categories)]  # the first category on top
     for one in series:
         prefix = f"{one.name}: " if named else ""
         values = []
@@ -94,6 +95,11 @@ def bar_chart(
             values.append({"value": value or 0, "formatter": _constant(prefix + text)})
         chart.add(one.name, values)
     return _inert(chart.render_tree())
+
+
+def _short(label: str) -> str:
+    """A category's name cut to fit the axis (the table beside the chart has it whole)."""
+    return label if len(label) <= _LABEL_CHARS else label[: _LABEL_CHARS - 1].rstrip() + "\u2026"
 
 
 def _headroom(series: Sequence[Series]) -> float:
