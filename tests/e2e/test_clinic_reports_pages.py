@@ -42,7 +42,7 @@ def test_report_pages_are_axe_clean_and_fit(page: Page, live: Live, lang: str) -
 
 def test_the_filters_work_with_the_keyboard(page: Page, live: Live) -> None:
     sign_in(page, live, live.access.frontdesk_login, site="clinic")
-    page.goto(f"{live.url}/clinic/reports/no-show-rate")
+    page.goto(f"{live.url}/clinic/reports/no-show-rate", timeout=FIRST_REPORT_MS)
     tab_to(page, "#from")
     before = page.locator("#from").input_value()
     page.keyboard.press("ArrowDown")  # one less in the date's first part (day or month)
@@ -52,7 +52,8 @@ def test_the_filters_work_with_the_keyboard(page: Page, live: Live) -> None:
     page.keyboard.press("ArrowDown")  # the first breakdown: day
     page.keyboard.press("ArrowDown")  # week
     tab_to(page, ".report-filters button[type=submit]")
-    page.keyboard.press("Enter")
+    with page.expect_navigation(timeout=FIRST_REPORT_MS):
+        page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(r"/clinic/reports/no-show-rate\?.*by=period-week"))
     assert f"from={first}" in page.url
     expect(page.locator("figure table thead th").first).to_have_text("Week")
