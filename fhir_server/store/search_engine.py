@@ -292,10 +292,11 @@ class SearchEngine:
                 continue
             params = [inc.param] if inc.param else reference_params(inc.source_type)
             for param in params:
-                refs = [
+                refs = [  # `Source:param:Type` follows the param only to that type
                     f"{t.resource_type}/{t.doc['_id']}"
                     for t in targets
-                    if not param.targets or t.resource_type in param.targets
+                    if (not param.targets or t.resource_type in param.targets)
+                    and inc.target_type in (None, t.resource_type)
                 ]
                 if not refs or inc.source_type not in SERVED_TYPES:
                     continue

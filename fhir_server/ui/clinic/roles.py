@@ -33,4 +33,6 @@ SECTIONS: list[Section] = [
     Section("/desk/day", _("Day lists"), frozenset({FRONTDESK, ADMIN})),
     Section("/availability", _("Availability"), frozenset({PRACTITIONER, ADMIN})),
     Section("/closures", _("Closures and holidays"), frozenset({ADMIN})),
+    Section("/admin", _("Administration"), frozenset({ADMIN})),
+    Section("/reports/", _("Reports"), STAFF),
 ]
