@@ -34,5 +34,5 @@ SECTIONS: list[Section] = [
     Section("/availability", _("Availability"), frozenset({PRACTITIONER, ADMIN})),
     Section("/closures", _("Closures and holidays"), frozenset({ADMIN})),
     Section("/admin", _("Administration"), frozenset({ADMIN})),
-    Section("/reports/", _("Reports"), STAFF),
+    Section("/reports/", _("Reports"), frozenset({FRONTDESK, ADMIN})),  # as `$evaluate-measure`
 ]
