@@ -174,7 +174,9 @@ def test_a_version_stored_late_is_still_counted_once(mongo_uri: str) -> None:
         await rollups.follow(store, ZONE)
         # Written 30 s ago, stored only now (its request ended late): before the marker.
         late = appointment("late", rng)
-        assert await insert_first_versions(store, [(late, to_instant(NOW - timedelta(seconds=30)))])
+        assert await insert_first_versions(
+            store, [(late, to_instant(datetime.now(UTC) - timedelta(seconds=30)))]
+        )
         await rollups.follow(store, ZONE)
         await rollups.follow(store, ZONE)
         items = await ReportStore(store).items_of(["Appointment/first", "Appointment/late"])
