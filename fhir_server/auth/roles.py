@@ -6,7 +6,9 @@ Four roles, one word each everywhere (accounts, token claim, booking engine):
   `auth.policy`) and the public directory; never the clinic-controlled
   fields listed in `PATIENT_PROTECTED`, never a Slot or Schedule write.
 - `practitioner`: their own schedule, their appointments and the patients
-  booked with them; the directory read-only; their own Practitioner record.
+  booked with them; the directory read-only, except their own
+  PractitionerRoles' hours and time off (`PRACTITIONER_HOURS`); their own
+  Practitioner record.
 - `frontdesk`: the clinic's staff: patients, appointments (booking on a
   patient's behalf, check-in) and the clinic's schedules, read-only
   configuration.
@@ -59,7 +61,8 @@ class Grant:
     `may` holds the permission letters (c create, r read, u update/patch,
     d delete, s search); the letters also in `mine` are limited to the
     caller's own records, found by the search parameter `narrow` whose value
-    is the caller's fhirUser (`{me}`) or its id (`{id}`).
+    is any reference the caller acts through (`{me}`: their fhirUser and
+    PractitionerRoles), their fhirUser alone (`{user}`) or its id (`{id}`).
     """
 
     may: str
@@ -90,6 +93,8 @@ TABLE: dict[str, dict[str, Grant]] = {
         "AppointmentResponse": Grant("crs", "crs", ("actor", "{me}")),
         "Communication": Grant("rs", "rs", ("recipient", "{me}")),
         "Schedule": Grant("rsu", "u", ("actor", "{me}")),
+        # Their own hours and time off only (`PRACTITIONER_HOURS`, `refused_write`).
+        "PractitionerRole": Grant("rsu", "u", ("practitioner", "{user}")),
         "Encounter": Grant("rs", "rs", ("participant", "{me}")),
     },
     "frontdesk": {
@@ -99,6 +104,7 @@ TABLE: dict[str, dict[str, Grant]] = {
         "AppointmentResponse": Grant("crs"),
         "Encounter": Grant("rs"),
         "ChargeItem": Grant("rs"),
+        "Measure": Grant("rs"),  # the report metrics ($evaluate-measure)
     },
     "admin": {"*": Grant(_ALL)},
 }
@@ -121,7 +127,25 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "push-subscription": frozenset({"patient", "admin"}),
     "match": frozenset(ROLES),  # candidates are searched within the caller's read limits
     "calendar-feed": frozenset({"patient", "practitioner", "admin"}),
+    "evaluate-measure": frozenset({"frontdesk", "admin"}),  # reports: staff and admins only
 }
+# Operations that run the server itself (the admin console: accounts, SMART apps, signing
+# keys, deliveries): an admin's token only, whatever its scopes; a backend service's too is
+# refused, since no account stands behind it.
+ADMIN_OPERATIONS = frozenset(
+    {
+        "users",
+        "invite-user",
+        "change-user",
+        "apps",
+        "register-app",
+        "rotate-app-credentials",
+        "remove-app",
+        "signing-keys",
+        "rotate-signing-key",
+        "retry",
+    }
+)
 # Operations that change stored data: they need the write letter whatever the method.
 _CHANGING = frozenset({"hold", "book", "generate-slots", "push-subscription", "calendar-feed"})
 
@@ -134,6 +158,8 @@ PATIENT_PROTECTED = (
     "link",
     "meta.security",
 )
+# What a practitioner may change in their own PractitionerRole (the rest is the clinic's).
+PRACTITIONER_HOURS = frozenset({"availableTime", "notAvailable", "availabilityExceptions", "meta"})
 # Appointment extensions only the booking engine sets.
 ENGINE_EXTENSIONS = (
     "https://clinic-booking.example.org/fhir/StructureDefinition/booking-hold-expires",
@@ -189,6 +215,8 @@ def judge(token: Token, asked: Interaction, request: FhirRequest) -> Verdict:
     """May this token's role do this interaction, and on which records?"""
     operation = asked.operation
     role = role_of(token)
+    if operation in ADMIN_OPERATIONS and role != "admin":
+        return Verdict(f"${operation} is for admins only.")
     if role is None or role == "admin":
         return Verdict()
     if asked.kind in _SYSTEM_KINDS:
@@ -222,7 +250,8 @@ _VERB = {"c": "create", "r": "read", "u": "change", "d": "delete", "s": "search"
 def _narrowing(token: Token, narrow: tuple[str, str]) -> tuple[str, str]:
     name, template = narrow
     me = token.fhir_user or ""
-    return name, template.format(me=",".join(_mine(token)), id=me.rpartition("/")[2])
+    mine = ",".join(_mine(token))
+    return name, template.format(me=mine, user=me or mine, id=me.rpartition("/")[2])
 
 
 def _mine(token: Token) -> tuple[str, ...]:
@@ -317,9 +346,17 @@ def refused_write(
         return None
     if previous is not None and not _owned(token, role, previous):
         return f"{new.get('resourceType')}/{new.get('id')} belonged to another record."
+    rtype = new.get("resourceType")
+    if role == "practitioner" and rtype == "PractitionerRole":
+        changed = sorted(
+            f
+            for f in set(new) | set(old or {})
+            if f not in PRACTITIONER_HOURS and f != "id"
+            if _at(new, f) != _at(old or {}, f)
+        )
+        return f"Only the clinic can change PractitionerRole.{changed[0]}." if changed else None
     if role != "patient":
         return None
-    rtype = new.get("resourceType")
     if rtype == "Patient":
         changed = [f for f in PATIENT_PROTECTED if _at(new, f) != _at(old or {}, f)]
         if changed:

@@ -5,7 +5,8 @@ Rules (PractitionerRole/HealthcareService `availableTime`, Location
 standard `timezone` extension). Each local day is expanded with `zoneinfo`, so
 09:00-17:00 stays 09:00-17:00 local across DST changes even though its UTC
 offset moves. A Schedule is open where every actor that states hours is open,
-minus each actor's `notAvailable` periods and the closed (holiday) days.
+minus each actor's `notAvailable` periods (a Location's `booking-closure`
+extensions) and the closed (holiday) days.
 """
 
 from __future__ import annotations
@@ -119,11 +120,23 @@ def weekly(
     return intersect(out, [window])
 
 
+def _closed_periods(resource: Resource) -> list[Resource]:
+    """The `during` Periods of `notAvailable`, or of a Location's closure extensions."""
+    if resource.get("resourceType") == "Location":
+        return [
+            part.get("valuePeriod", {})
+            for item in ext.values(resource, ext.CLOSURE)
+            for part in item.get("extension", [])
+            if part.get("url") == "during"
+        ]
+    return [item.get("during", {}) for item in resource.get("notAvailable", [])]
+
+
 def unavailable(resource: Resource, zone: ZoneInfo) -> list[Interval]:
-    """`notAvailable[].during` periods as UTC intervals (open-ended ones run for a year)."""
+    """`notAvailable[].during` periods (a Location's closures) as UTC intervals (open-ended
+    ones run for a year)."""
     out: list[Interval] = []
-    for item in resource.get("notAvailable", []):
-        during = item.get("during", {})
+    for during in _closed_periods(resource):
         if "start" not in during and "end" not in during:
             continue
         start = parse_moment(during["start"], zone) if "start" in during else datetime.min

@@ -23,6 +23,7 @@ HOLIDAY_CALENDAR = f"{BASE}/booking-holiday-calendar"
 HOLD_EXPIRES = f"{BASE}/booking-hold-expires"
 BOOKED_COUNT = f"{BASE}/booking-booked-count"
 OUTSIDE_AVAILABILITY = f"{BASE}/booking-outside-availability"
+CLOSURE = f"{BASE}/booking-closure"  # a Location's closed period (R4 Location has no notAvailable)
 
 TIMEZONE = "http://hl7.org/fhir/StructureDefinition/timezone"
 SLOT_KEY_SYSTEM = f"{BASE.rsplit('/', 1)[0]}/slot-key"

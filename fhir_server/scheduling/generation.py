@@ -216,6 +216,34 @@ async def _flag(store: ResourceStore, appointment: Version) -> bool:
     return True
 
 
+async def still_outside(store: ResourceStore, flagged: list[Version]) -> list[Version]:
+    """The flagged Appointments whose time the rules still leave out.
+
+    A flag is set when hours shrink or a closure is added; when the hours grow back
+    or the closure is removed, the Appointment fits again: it is no longer listed
+    (the flag stays, and is not set twice if it falls outside once more). Costs a few
+    reads per flagged Appointment, of which there are few.
+    """
+    return [a for a in flagged if not await _fits_now(store, a.resource or {})]
+
+
+async def _fits_now(store: ResourceStore, appointment: Resource) -> bool:
+    for ref in appointment.get("slot", []):
+        kind, _, slot_id = str(ref.get("reference", "")).partition("/")
+        slot = await store.current("Slot", slot_id) if kind == "Slot" else None
+        if slot is None or slot.resource is None:
+            continue
+        owner = str(slot.resource.get("schedule", {}).get("reference", ""))
+        kind, _, schedule_id = owner.partition("/")
+        schedule = await store.current("Schedule", schedule_id) if kind == "Schedule" else None
+        if schedule is None or schedule.resource is None:
+            continue
+        span = _span(slot.resource)
+        calendar = booking_settings(schedule.resource).holiday_calendar
+        return covers(await open_for(store, schedule.resource, span, calendar), span)
+    return False
+
+
 async def generate_rolling(
     store: ResourceStore,
     now: datetime,

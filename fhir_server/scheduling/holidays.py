@@ -1,8 +1,9 @@
 """Public holidays of the Location's country (and subdivision) from the `holidays` package.
 
 The country and subdivision come from the Location's `address.country` and
-`address.state`, unless an override "CC" or "CC-SUBDIV" is given (the
-Schedule's holiday-calendar booking setting; "none" switches holidays off). An unknown
+`address.state`, unless a calendar "CC" or "CC-SUBDIV" is named ("none"
+switches holidays off): by the Location's own holiday-calendar extension, or,
+overriding it, by the Schedule's holiday-calendar booking setting. An unknown
 subdivision falls back to the country's national holidays; an unknown country
 has none, so a typo never closes a clinic.
 """
@@ -14,9 +15,13 @@ from typing import Any
 
 import holidays as holiday_data
 
+from fhir_server.scheduling import extensions as ext
+
 
 def calendar_of(location: dict[str, Any] | None, override: str | None) -> tuple[str, str | None]:
     """(country, subdivision) to look holidays up for; country "" means none."""
+    named = ext.first(location, ext.HOLIDAY_CALENDAR) if location else None
+    override = override or (str(named.get("valueString") or "") if named else None)
     if override:
         if override.lower() == "none":
             return "", None

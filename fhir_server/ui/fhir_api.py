@@ -69,7 +69,9 @@ class PortalApi:
     def __init__(self, http: httpx.AsyncClient, access_token: str, patient: str | None) -> None:
         self._http = http
         self._headers = {"Authorization": f"Bearer {access_token}", "Accept": FHIR_JSON}
-        self.patient = patient  # the signed-in patient's id (the token's launch context)
+        # The patient the page acts for: the token's launch context in the portal, the patient
+        # the front desk chose in the clinic workspace (the API's gate decides either way).
+        self.patient = patient
         self.calls = 0
 
     async def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:

@@ -206,6 +206,31 @@ def test_holiday_calendar_override_and_unknown_places() -> None:
     assert date(2026, 12, 25) in national
 
 
+def test_a_locations_own_calendar_and_closures_close_it() -> None:
+    clinic = location(
+        "Europe/London",
+        address={"country": "US", "state": "NY"},
+        extension=[
+            {"url": ext.TIMEZONE, "valueCode": "Europe/London"},
+            {"url": ext.HOLIDAY_CALENDAR, "valueString": "GB-ENG"},
+            {
+                "url": ext.CLOSURE,
+                "extension": [
+                    {"url": "during", "valuePeriod": {"start": "2026-06-10", "end": "2026-06-10"}},
+                    {"url": "description", "valueString": "Flood"},
+                ],
+            },
+        ],
+    )
+    assert calendar_of(clinic, None) == ("GB", "ENG")  # its own calendar, not its address's
+    assert calendar_of(clinic, "none") == ("", None)  # a Schedule's setting overrides it
+    result = open_intervals(Actors(location=clinic), window("2026-06-09", "2026-06-12"))
+    assert result == [
+        (utc("2026-06-09T08:00:00"), utc("2026-06-09T16:00:00")),
+        (utc("2026-06-11T08:00:00"), utc("2026-06-11T16:00:00")),
+    ]
+
+
 def test_no_stated_hours_means_nothing_is_open() -> None:
     bare = {"resourceType": "Location", "name": "No hours"}
     assert open_intervals(Actors(location=bare), window("2026-06-01", "2026-06-08")) == []

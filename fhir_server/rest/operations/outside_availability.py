@@ -2,7 +2,8 @@
 
 When hours shrink or a holiday or closure is added, slot generation flags the
 affected Appointments (never cancelling them); staff list them here to call
-the patients.
+the patients. One whose time the rules cover again (the hours grew back, the
+closure was removed) is no longer listed.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.operations.parameters import definition, param
 from fhir_server.rest.services import Operation, Services
 from fhir_server.scheduling.extensions import OUTSIDE_AVAILABILITY
+from fhir_server.scheduling.generation import still_outside
 from fhir_server.store.slots import appointments_with_extension
 
 DEFINITION = definition(
@@ -20,13 +22,14 @@ DEFINITION = definition(
     "Appointment",
     "Lists active Appointments flagged (extension "
     f"{OUTSIDE_AVAILABILITY}) because their time fell outside availability after a rule "
-    "change, for staff to follow up.",
+    "change and is still outside it, for staff to follow up.",
     [param("return", "out", "Bundle", min_=1, doc="Searchset of flagged Appointments.")],
 )
 
 
 async def handle(services: Services, req: FhirRequest) -> FhirResponse:
     flagged = await appointments_with_extension(services.store, OUTSIDE_AVAILABILITY, ACTIVE)
+    flagged = await still_outside(services.store, flagged)
     entries = [
         {
             "fullUrl": full_url(services.base_url, "Appointment", a.id),

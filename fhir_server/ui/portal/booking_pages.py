@@ -283,17 +283,21 @@ async def book_hold(api: PortalApi, hold_id: str, comment: str = "") -> Resource
     return entries(answer, "Appointment")[0]
 
 
-async def reschedule(api: PortalApi, old_id: str, slot_id: str) -> Resource:
-    """Book the new Slot and cancel the old Appointment in one step (all or nothing)."""
+async def reschedule(api: PortalApi, old_id: str, slot_id: str, comment: str = "") -> Resource:
+    """Book the new Slot and cancel the old Appointment in one step (all or nothing); a
+    `comment` (the front desk's reason for the move) is kept on the new Appointment."""
     try:
         slot = await api.read("Slot", slot_id)
         schedule = await api.read("Schedule", reference_id(slot.get("schedule"), "Schedule") or "")
     except PortalApiError as error:
         raise NotFound(slot_id) from error
+    wanted = proposal(slot, schedule, patient_of(api))
+    if comment.strip():
+        wanted["comment"] = comment.strip()
     answer = await api.operation(
         "Appointment/$book",
         parameters(
-            {"name": "appt-resource", "resource": proposal(slot, schedule, patient_of(api))},
+            {"name": "appt-resource", "resource": wanted},
             {"name": "cancelled-appt-id", "valueUri": f"Appointment/{old_id}"},
         ),
     )
