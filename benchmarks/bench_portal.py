@@ -58,10 +58,10 @@ def _hidden(html: str) -> dict[str, str]:
     return {k: v.replace("&amp;", "&") for k, v in _HIDDEN.findall(html)}
 
 
-async def _sign_in(http: httpx.AsyncClient, username: str) -> None:
-    """The browser's way: portal sign-in, the authorization server's sign-in form (no consent
-    page for the clinic's own portal), callback."""
-    started = await http.get("/portal/sign-in")
+async def _sign_in(http: httpx.AsyncClient, username: str, site: str = "portal") -> None:
+    """The browser's way: the site's sign-in (the portal's, or `clinic`), the authorization
+    server's sign-in form (no consent page for the clinic's own sites), callback."""
+    started = await http.get(f"/{site}/sign-in")
     login = await http.get(started.headers["location"])
     done = await http.post(
         "/auth/authorize",
@@ -103,8 +103,10 @@ def _ms(samples: list[float], q: float) -> float:
 class Phases:
     """Each page in turn, opened by all the patients at once; its figures printed."""
 
-    def __init__(self, clients: list[httpx.AsyncClient], rounds: int, cpu: CpuProbe) -> None:
-        self.clients, self.rounds, self.cpu = clients, rounds, cpu
+    def __init__(
+        self, clients: list[httpx.AsyncClient], rounds: int, cpu: CpuProbe, target_ms: int = 100
+    ) -> None:
+        self.clients, self.rounds, self.cpu, self.target_ms = clients, rounds, cpu, target_ms
 
     async def _browse(self, n: int, path: str, times: list[float], calls: set[str]) -> None:
         for _ in range(self.rounds):
@@ -125,7 +127,7 @@ class Phases:
         )
         spent = [(b - a) / len(times) * 1000 for a, b in zip(before, self.cpu(), strict=True)]
         p50, p95 = _ms(times, 0.5), _ms(times, 0.95)
-        verdict = "ok" if p95 < 100 else "OVER 100 ms"
+        verdict = "ok" if p95 < self.target_ms else f"OVER {self.target_ms} ms"
         print(
             f"  {label:<24} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
             f"FHIR calls {'/'.join(sorted(calls)):>3}  CPU ms/page: app {spent[0]:4.1f}, "

@@ -27,16 +27,22 @@ from fhir_server.rest.bulk_routes import router as bulk_router
 from fhir_server.rest.calendar_routes import router as calendar_router
 from fhir_server.rest.http import install_fhir_routes
 from fhir_server.rest.operations import (
+    admin_apps,
+    admin_keys,
+    admin_users,
     bulk_publish,
     calendar_feed,
+    evaluate_measure,
     match,
     push_subscription,
+    retry,
     subscription_status,
 )
 from fhir_server.rest.operations.export import EXPORT_OPERATIONS
 from fhir_server.rest.operations.scheduling import SCHEDULING_OPERATIONS
 from fhir_server.rest.publish_files import router as publish_router
 from fhir_server.rest.rate_limit import RateLimiter
+from fhir_server.rest.report_hooks import recorded
 from fhir_server.rest.role_hooks import guarded
 from fhir_server.rest.scheduling_hooks import DELETE_HOOKS, WRITE_HOOKS
 from fhir_server.rest.search import FhirSearcher
@@ -106,8 +112,11 @@ def create_app(settings: Settings) -> FastAPI:
                     *EXPORT_OPERATIONS,
                     bulk_publish.OPERATION,
                     calendar_feed.OPERATION,
+                    evaluate_measure.OPERATION,
                 ],
-                write_hooks=guarded({**WRITE_HOOKS, "Subscription": subscriptions.check_write}),
+                write_hooks=guarded(
+                    recorded({**WRITE_HOOKS, "Subscription": subscriptions.check_write})
+                ),
                 delete_hooks=dict(DELETE_HOOKS),
                 duplicate_checks={"Patient": match.certain_duplicate},
             )
@@ -115,6 +124,12 @@ def create_app(settings: Settings) -> FastAPI:
             if settings.auth_enabled:
                 app.state.auth = await build_auth(database, store, settings, journal)
                 app.state.services.access = app.state.auth.access
+                app.state.services.operations += [  # the admin console's; SMART on only
+                    *admin_users.operations(app.state.auth),
+                    *admin_apps.operations(app.state.auth),
+                    *admin_keys.operations(app.state.auth),
+                    retry.OPERATION,
+                ]
                 app.state.services.security = capability_security(settings)
                 # The patient portal and the clinic workspace sign users in as these clients.
                 for ui in (portal_client(settings), clinic_client(settings)):

@@ -40,6 +40,7 @@ from fhir_server.logs import configure_logging
 from fhir_server.notifications import changes
 from fhir_server.notifications import cli as notifications_cli
 from fhir_server.publishing.cli import calendar_feed_app
+from fhir_server.reports import cli as reports_cli
 from fhir_server.rest.services import Services
 from fhir_server.scheduling.cli import slots_app
 from fhir_server.settings import Settings
@@ -178,12 +179,15 @@ def _describe(result: DemoResult, settings: Settings, overridden: bool = False) 
         f"  {summary.created} created, {summary.updated} updated, {summary.unchanged} unchanged.",
         f"  Slots for the next {SLOT_WEEKS} weeks: {result.slots_created} created, "
         f"{result.slots_kept} already there.",
+        f"  Past appointments and their patients (for the reports): {result.past_appointments} "
+        "written.",
     ]
     if result.access:
         access = result.access
         lines += [
             f"  Logins (password '{access.password}'): {access.patient_login}, "
-            f"{access.practitioner_login}, {access.frontdesk_login} (front desk).",
+            f"{access.practitioner_login}, {access.frontdesk_login} (front desk), "
+            f"{access.admin_login} (admin).",
             f"  Patient portal: {site_root(settings)}/portal/ "
             f"(sign in as {access.patient_login}, password '{access.password}').",
             f"  SMART app: client_id '{access.client_id}' (public), "
@@ -241,12 +245,13 @@ def serve(
         watchdog = background.enter_context(_watchdog())  # entered first: ends last
         ready, where = background.enter_context(_store(settings, watchdog))
         summary = _run(_load_demo(ready)) if demo else _run(_probe(ready))
-        worker = background.enter_context(notifications_cli.background_worker(ready, watchdog))
+        workers = background.enter_context(notifications_cli.background_workers(ready, watchdog))
         root = f"http://{settings.host}:{settings.port}"
         typer.echo(f"FHIR server: {settings.base_url}  (health: {root}/healthz, {root}/readyz)")
         typer.echo(f"Store: {where}; database '{settings.database}'")
-        if worker is not None:
-            typer.echo(f"Notifications: Celery worker and beat, pid {worker.pid}")
+        for queue, worker in workers.items():
+            beat = " and beat" if queue == notifications_cli.BEAT_QUEUE else ""
+            typer.echo(f"Queue {queue}: Celery worker{beat}, pid {worker.pid}")
         if summary:
             typer.echo(_describe(summary, settings, host is not None or port is not None))
         typer.echo("Stop with Ctrl+C.")
@@ -292,5 +297,6 @@ app.add_typer(slots_app, name="slots")
 app.add_typer(audit_cli.audit_app)
 app.add_typer(export_cli.export_app)
 app.add_typer(calendar_feed_app)
+app.command("report")(reports_cli.report)
 app.command()(notifications_cli.worker)
 app.command()(notifications_cli.beat)

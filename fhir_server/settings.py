@@ -157,6 +157,17 @@ class Settings(BaseSettings):
         default="UTC",
         description="IANA zone for times in messages when the Location has no timezone extension.",
     )
+    report_timezone: str = Field(
+        default="UTC",
+        description="IANA zone of the clinic's calendar days in the reports (an appointment "
+        "counts on its local start date).",
+    )
+    report_late_cancel_hours: int = Field(
+        default=24,
+        ge=1,
+        le=168,
+        description="A cancellation less than this many hours before the start is late (reports).",
+    )
     notify_language: str = Field(
         default="en", description="Message language when the recipient states none (en, fr)."
     )

@@ -23,6 +23,7 @@ import typer
 
 from fhir_server.auth.compartment import DIRECTORY_TYPES, compartment_params
 from fhir_server.cli_support import load_settings, store_errors
+from fhir_server.fhir.audit_rows import COLUMNS, audit_row
 from fhir_server.fhir.errors import FhirError
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.fhir.resource_types import SERVED_TYPES
@@ -37,7 +38,6 @@ audit_app = typer.Typer(name="audit", help="The audit trail (AuditEvents).", no_
 _PATIENT = re.compile(r"^Patient/[A-Za-z0-9\-.]{1,64}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?$")
 _FORMATS = ("table", "csv", "json")
-_COLUMNS = ("recorded", "agent", "user", "role", "client", "address", "interaction", "outcome")
 _PAGE = "500"
 
 
@@ -89,31 +89,8 @@ async def accesses(
     return await _search_all(searcher, AUDIT_EVENT, params)
 
 
-def _row(event: dict[str, Any]) -> dict[str, str]:
-    agents = event.get("agent", [])
-    requestor: dict[str, Any] = next((a for a in agents if a.get("requestor")), {})
-    client: dict[str, Any] = next((a for a in agents if not a.get("requestor")), {})
-    who = requestor.get("who", {})
-    roles = [c["code"] for r in requestor.get("role", []) for c in r.get("coding", [])]
-    return {
-        "recorded": event["recorded"],
-        "agent": who.get("reference") or who.get("display", ""),
-        "user": requestor.get("altId", ""),
-        "role": ",".join(roles),
-        "client": client.get("who", {}).get("identifier", {}).get("value", ""),
-        "address": requestor.get("network", {}).get("address", ""),
-        "interaction": " ".join(s["code"] for s in event.get("subtype", [])),
-        "outcome": event.get("outcome", ""),
-        "resources": " ".join(
-            e["what"]["reference"]
-            for e in event.get("entity", [])
-            if e.get("role", {}).get("code") == "4" and "what" in e
-        ),
-    }
-
-
 def render(rows: list[dict[str, str]], form: str) -> str:
-    columns = [*_COLUMNS, "resources"]
+    columns = list(COLUMNS)
     if form == "json":
         return orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode()
     if form == "csv":
@@ -163,4 +140,4 @@ def who_accessed(
             events = asyncio.run(run())
     except FhirError as error:
         _fail(error.diagnostics)
-    typer.echo(render([_row(e) for e in events], form))
+    typer.echo(render([audit_row(e) for e in events], form))

@@ -3,8 +3,10 @@
 Authentication events use DICOM codes: DCM 110114 "User Authentication" and
 110113 "Security Alert" (event types), DCM 110122 "Login"; the finer
 sub-types (token issued, refreshed, revoked, access denied) are this
-server's own codes. FHIR interactions are recorded by `watch`, the access
-gate's one hook (`audit.events` holds their codes).
+server's own codes. An admin's change to accounts, apps or signing keys is a
+DCM 110136 "Security Roles Changed" event naming what it acted on (`target`).
+FHIR interactions are recorded by `watch`, the access gate's one hook
+(`audit.events` holds their codes).
 
 In the server, events go to the process's journal (`audit.journal`) before
 the answer does, and the relay stores them; a command-line process without
@@ -44,10 +46,30 @@ _EVENTS: dict[str, tuple[tuple[str, str], tuple[str, str, str]]] = {
     "token-revoked": (("110114", "User Authentication"), (OURS, "token-revoked", "Token revoked")),
     "token-refused": (("110114", "User Authentication"), (OURS, "token-refused", "Token refused")),
     "access-denied": (("110113", "Security Alert"), (OURS, "access-denied", "Access denied")),
+    # A report run from the command line (`fhir-server report`); the API's runs are
+    # recorded by `watch` like every interaction.
+    "report-run": (("110112", "Query"), (OURS, "report-run", "Report run")),
     "second-factor-on": (
         ("110114", "User Authentication"),
         (OURS, "second-factor-on", "Second factor turned on"),
     ),
+    **{
+        code: (("110136", "Security Roles Changed"), (OURS, code, display))
+        for code, display in (
+            ("user-invited", "User invited"),
+            ("user-changed", "User changed"),
+            ("app-registered", "SMART app registered"),
+            ("app-credentials-rotated", "SMART app credentials replaced"),
+            ("app-removed", "SMART app removed"),
+            ("signing-key-rotated", "Signing key rotated"),
+        )
+    },
+}
+# What an admin's action acted on (`target`): an account, a SMART app, a signing key.
+TARGETS = {
+    "account": "urn:fhir-server:account",
+    "app": "urn:fhir-server:client",
+    "key": "urn:fhir-server:signing-key",
 }
 
 
@@ -59,8 +81,10 @@ def audit_event(
     client_id: str | None = None,
     address: str | None = None,
     detail: str | None = None,
+    target: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The AuditEvent resource for one security event (pure)."""
+    """The AuditEvent resource for one security event (pure); `target` is what an admin's
+    action acted on, as (a `TARGETS` key, its name)."""
     (type_code, type_display), (sub_system, sub_code, sub_display) = _EVENTS[event]
     resource: dict[str, Any] = {
         "resourceType": "AuditEvent",
@@ -75,6 +99,9 @@ def audit_event(
     }
     if detail:
         resource["outcomeDesc"] = detail
+    if target:
+        kind, name = target
+        resource["entity"] = [{"what": {"identifier": {"system": TARGETS[kind], "value": name}}}]
     return resource
 
 

@@ -19,7 +19,7 @@ import typer
 from fhir_server.auth.clients import ClientRegistry, new_secret
 from fhir_server.auth.keys import rotate
 from fhir_server.auth.operator_tokens import issue_for_user
-from fhir_server.auth.users import AccountError, Accounts
+from fhir_server.auth.users import AccountError, Accounts, check_fhir_user
 from fhir_server.cli_support import fail, load_settings, read_file, store_errors
 from fhir_server.fhir.errors import FhirError
 from fhir_server.settings import Settings
@@ -31,7 +31,6 @@ users_app = typer.Typer(name="users", help="User accounts (patients, practitione
 clients_app = typer.Typer(name="clients", help="Registered SMART apps (OAuth clients).")
 keys_app = typer.Typer(name="keys", help="Token signing keys.")
 T = TypeVar("T")
-FHIR_USER_TYPES = ("Patient", "Practitioner", "PractitionerRole", "RelatedPerson")
 
 
 def _print(value: Any) -> None:
@@ -82,23 +81,11 @@ def users_add(
 
     async def work(store: AuthStore, settings: Settings) -> dict[str, Any]:
         if fhir_user:
-            await _check_exists(ResourceStore(store.database), fhir_user)
+            await check_fhir_user(ResourceStore(store.database), fhir_user, "--fhir-user")
         user = await Accounts(store, settings).add(username, password, role, fhir_user, email)
         return {"username": user.username, "role": user.role, "fhir_user": user.fhir_user}
 
     _print(_with_store(work))
-
-
-async def _check_exists(resources: ResourceStore, reference: str) -> None:
-    """An account's --fhir-user must name a resource that is there (not deleted)."""
-    kind, _, rid = reference.partition("/")
-    if kind not in FHIR_USER_TYPES or not rid or "/" in rid:
-        raise AccountError(
-            f"--fhir-user must be Type/id with Type one of {', '.join(FHIR_USER_TYPES)}."
-        )
-    found = await resources.current(kind, rid)
-    if found is None or found.deleted:
-        raise AccountError(f"{reference} does not exist; create it first.")
 
 
 @users_app.command("list")
@@ -228,8 +215,4 @@ def clients_remove(client_id: Annotated[str, typer.Argument(help="The client_id.
 def keys_rotate() -> None:
     """Start signing with a new key; old public keys stay published until their tokens expire."""
 
-    async def work(store: AuthStore, settings: Settings) -> str:
-        keep = max(settings.access_token_lifetime, 3600)
-        return await rotate(store, settings.secret_key, keep)
-
-    _print({"signing_kid": _with_store(work)})
+    _print({"signing_kid": _with_store(rotate)})

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from authlib.oauth2.rfc6749 import ClientMixin
 
 from fhir_server.auth.scopes import narrow, only_contexts, parse_resource_scope, split_scope
-from fhir_server.auth.users import AccountError, hash_secret, verify_secret
+from fhir_server.auth.users import AccountError, NotRegistered, hash_secret, verify_secret
 from fhir_server.store.auth_store import AuthStore
 
 KINDS = ("public", "confidential", "backend")
@@ -161,6 +161,34 @@ class ClientRegistry:
         if not await self.store.add_client(doc):
             raise AccountError(f"A client with id {client_id!r} already exists.")
         return Client.of(doc)
+
+    async def rotate(
+        self,
+        client_id: str,
+        jwks: dict[str, Any] | None = None,
+        jwks_uri: str | None = None,
+    ) -> str | None:
+        """New credentials for a client: the keys given (a JWKS or its URL) for a client
+        that signs assertions, else a new secret for a confidential one (returned, shown
+        once). Its refresh tokens stop working: whoever held the old credentials is out."""
+        client = await self.get(client_id)
+        if client is None:
+            raise NotRegistered(f"There is no client {client_id[:100]!r}.")
+        if client.first_party:
+            raise AccountError("The server's own web clients get their credentials at start.")
+        if jwks is not None or jwks_uri is not None:
+            if client.kind == "public" or client.secret_hash is not None:
+                raise AccountError("Only a client that signs its assertions has keys to replace.")
+            _check(client.kind, client.scope, client.redirect_uris, None, jwks, jwks_uri)
+            await self.store.update_client(client_id, {"jwks": jwks, "jwks_uri": jwks_uri})
+            secret = None
+        elif client.kind == "confidential" and client.secret_hash is not None:
+            secret = new_secret()
+            await self.store.update_client(client_id, {"secret_hash": await hash_secret(secret)})
+        else:
+            raise AccountError("This client has no secret: give its new JWKS or JWKS URL.")
+        await self.store.revoke_client_tokens(client_id)
+        return secret
 
     async def remove(self, client_id: str) -> bool:
         return await self.store.remove_client(client_id)

@@ -1,5 +1,5 @@
-"""Demo logins for `fhir-server demo`: a patient, a practitioner, the front desk and a
-public SMART app (one login per role a clinic user meets, see `auth.roles`).
+"""Demo logins for `fhir-server demo`: a patient, a practitioner, the front desk, an admin
+and a public SMART app (one login per role a clinic user meets, see `auth.roles`).
 
 Idempotent: running it again leaves existing accounts and the client as they
 are. The password is fixed and printed, so it is refused outside development.
@@ -28,6 +28,7 @@ class DemoAccess:
     patient_login: str
     practitioner_login: str
     frontdesk_login: str
+    admin_login: str
     password: str
     client_id: str
     redirect_uris: tuple[str, ...]
@@ -44,6 +45,7 @@ async def ensure_demo_access(
         ("demo-patient", "patient", patient),
         ("demo-practitioner", "practitioner", practitioner),
         ("demo-frontdesk", "frontdesk", None),
+        ("demo-admin", "admin", None),
     ):
         if await store.user(username) is None:
             await accounts.add(username, DEMO_PASSWORD, role, fhir_user)
@@ -56,6 +58,7 @@ async def ensure_demo_access(
         "demo-patient",
         "demo-practitioner",
         "demo-frontdesk",
+        "demo-admin",
         DEMO_PASSWORD,
         DEMO_CLIENT,
         DEMO_REDIRECTS,

@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from joserfc import jwk
 
+from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
 
 ALGORITHM = "RS256"
@@ -91,10 +92,24 @@ async def load_keyring(store: AuthStore, secret: str) -> KeyRing:
     return KeyRing(signing=signing, public=public)
 
 
-async def rotate(store: AuthStore, secret: str, keep_seconds: int) -> str:
-    """Make a new signing key; drop keys retired longer ago than the longest token life."""
+async def rotate(store: AuthStore, settings: Settings) -> str:
+    """Make a new signing key; drop keys retired longer ago than the longest token life
+    (an hour at least), so every token still alive can be checked."""
     now = int(time.time())
-    key = await _store_new(store, secret)
+    key = await _store_new(store, settings.secret_key)
     await store.retire_keys(key.kid or "", now)
-    await store.drop_keys_retired_before(now - keep_seconds)
+    await store.drop_keys_retired_before(now - max(settings.access_token_lifetime, 3600))
     return key.kid or ""
+
+
+async def key_list(store: AuthStore) -> list[dict[str, Any]]:
+    """The keys in the JWKS, newest first: which signs, when each was made and retired."""
+    return [
+        {
+            "kid": d["_id"],
+            "created": int(d["created"]),
+            "retired_at": d.get("retired_at"),
+            "signing": d.get("retired_at") is None,
+        }
+        for d in await store.signing_keys()
+    ]

@@ -104,6 +104,7 @@ TABLE: dict[str, dict[str, Grant]] = {
         "AppointmentResponse": Grant("crs"),
         "Encounter": Grant("rs"),
         "ChargeItem": Grant("rs"),
+        "Measure": Grant("rs"),  # the report metrics ($evaluate-measure)
     },
     "admin": {"*": Grant(_ALL)},
 }
@@ -126,7 +127,25 @@ OPERATIONS: dict[str, frozenset[str]] = {
     "push-subscription": frozenset({"patient", "admin"}),
     "match": frozenset(ROLES),  # candidates are searched within the caller's read limits
     "calendar-feed": frozenset({"patient", "practitioner", "admin"}),
+    "evaluate-measure": frozenset({"frontdesk", "admin"}),  # reports: staff and admins only
 }
+# Operations that run the server itself (the admin console: accounts, SMART apps, signing
+# keys, deliveries): an admin's token only, whatever its scopes; a backend service's too is
+# refused, since no account stands behind it.
+ADMIN_OPERATIONS = frozenset(
+    {
+        "users",
+        "invite-user",
+        "change-user",
+        "apps",
+        "register-app",
+        "rotate-app-credentials",
+        "remove-app",
+        "signing-keys",
+        "rotate-signing-key",
+        "retry",
+    }
+)
 # Operations that change stored data: they need the write letter whatever the method.
 _CHANGING = frozenset({"hold", "book", "generate-slots", "push-subscription", "calendar-feed"})
 
@@ -196,6 +215,8 @@ def judge(token: Token, asked: Interaction, request: FhirRequest) -> Verdict:
     """May this token's role do this interaction, and on which records?"""
     operation = asked.operation
     role = role_of(token)
+    if operation in ADMIN_OPERATIONS and role != "admin":
+        return Verdict(f"${operation} is for admins only.")
     if role is None or role == "admin":
         return Verdict()
     if asked.kind in _SYSTEM_KINDS:

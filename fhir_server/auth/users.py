@@ -9,6 +9,7 @@ kept in the store so every replica sees it.
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -23,6 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fhir_server.auth.roles import LEGACY, ROLES
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
+from fhir_server.store.resources import ResourceStore
 
 MIN_LENGTH = 12
 _HASHER = PasswordHasher()
@@ -30,6 +32,10 @@ _HASHER = PasswordHasher()
 
 class AccountError(ValueError):
     """A request about an account that cannot be honoured; the message is safe to show."""
+
+
+class NotRegistered(AccountError):
+    """The account or client a request names does not exist."""
 
 
 @cache
@@ -102,19 +108,34 @@ class Accounts:
         fhir_user: str | None = None,
         email: str | None = None,
     ) -> User:
-        if role not in ROLES:
-            raise AccountError(f"The role must be one of {', '.join(ROLES)}.")
-        if role == "practitioner" and migrated_role({"role": role, "fhir_user": fhir_user}) != role:
-            raise AccountError("A practitioner account needs --fhir-user Practitioner/<id>.")
+        _check_role(role, fhir_user)
         problem = username_problem(username) or password_problem(password, username)
         if problem:
             raise AccountError(problem)
+        return await self._insert(username, await hash_secret(password), role, fhir_user, email)
+
+    async def invite(
+        self, username: str, role: str, email: str, fhir_user: str | None = None
+    ) -> User:
+        """An account whose owner sets the password from an e-mailed link
+        (`PasswordResets.invite`); until then no password opens it (its hash is of a
+        random secret nobody holds, so a sign-in takes as long as for anyone)."""
+        _check_role(role, fhir_user)
+        problem = username_problem(username) or email_problem(email)
+        if problem:
+            raise AccountError(problem)
+        unknown = await hash_secret(secrets.token_urlsafe(32))
+        return await self._insert(username, unknown, role, fhir_user, email)
+
+    async def _insert(
+        self, username: str, hashed: str, role: str, fhir_user: str | None, email: str | None
+    ) -> User:
         doc = {
             "_id": username.lower(),
             "role": role,
             "fhir_user": fhir_user,
             "email": email.lower() if email else None,
-            "password": await hash_secret(password),
+            "password": hashed,
             "disabled": False,
             "failures": 0,
             "locked_until": 0,
@@ -162,6 +183,43 @@ class Accounts:
             await self.store.revoke_user_tokens(username.lower())
         return changed
 
+    async def change(
+        self,
+        username: str,
+        *,
+        role: str | None = None,
+        disabled: bool | None = None,
+        second_factor_off: bool = False,
+    ) -> User:
+        """Change an account as an admin does: its role, whether it may sign in, or turn its
+        second factor off (a lost phone). Its sessions end, so no token carries the old
+        state; the last admin who can sign in is never demoted or disabled."""
+        doc = await self.store.user(username)
+        if doc is None:
+            raise NotRegistered(f"There is no user {username[:100]!r}.")
+        changes: dict[str, Any] = {}
+        if role is not None:
+            _check_role(role, doc.get("fhir_user"))
+            changes["role"] = role
+        if disabled is not None:
+            changes["disabled"] = disabled
+        if second_factor_off:
+            changes["totp"] = None
+        if not changes:
+            raise AccountError("Nothing to change: give a role, disabled, or the second factor.")
+        if await self._last_admin(doc, changes):
+            raise AccountError("This is the last admin who can sign in; keep it an admin.")
+        await self.store.update_user(doc["_id"], changes)
+        await self.store.revoke_user_tokens(doc["_id"])
+        return User.of({**doc, **changes})
+
+    async def _last_admin(self, doc: dict[str, Any], changes: dict[str, Any]) -> bool:
+        """Whether `changes` take away the only enabled admin account."""
+        if not _signs_in_as_admin(doc) or _signs_in_as_admin({**doc, **changes}):
+            return False
+        others = [d for d in await self.store.list_users() if d["_id"] != doc["_id"]]
+        return not any(_signs_in_as_admin(d) for d in others)
+
     async def set_password(self, username: str, password: str) -> None:
         problem = password_problem(password, username)
         if problem:
@@ -202,10 +260,48 @@ class Accounts:
                 "username": d["_id"],
                 "role": d["role"],
                 "fhir_user": d.get("fhir_user"),
+                "email": d.get("email"),
                 "disabled": bool(d.get("disabled")),
+                "second_factor": bool(d.get("totp")),
             }
             for d in await self.store.list_users()
         ]
+
+
+def _check_role(role: str, fhir_user: str | None) -> None:
+    if role not in ROLES:
+        raise AccountError(f"The role must be one of {', '.join(ROLES)}.")
+    if role == "practitioner" and migrated_role({"role": role, "fhir_user": fhir_user}) != role:
+        raise AccountError("A practitioner account must be linked to a Practitioner/<id>.")
+
+
+def _signs_in_as_admin(doc: dict[str, Any]) -> bool:
+    return doc.get("role") == "admin" and not doc.get("disabled")
+
+
+FHIR_USER_TYPES = ("Patient", "Practitioner", "PractitionerRole", "RelatedPerson")
+
+
+async def check_fhir_user(resources: ResourceStore, reference: str, name: str) -> None:
+    """An account's linked resource (given as `name`) must be `Type/id` of a resource that
+    is there."""
+    kind, _, rid = reference.partition("/")
+    if kind not in FHIR_USER_TYPES or not rid or "/" in rid:
+        raise AccountError(f"{name} must be Type/id with Type one of {', '.join(FHIR_USER_TYPES)}.")
+    found = await resources.current(kind, rid)
+    if found is None or found.deleted:
+        raise AccountError(f"{reference[:100]} does not exist; create it first.")
+
+
+def email_problem(email: str) -> str | None:
+    """Why an address cannot receive the account's mail, or None (a light check: the mail
+    itself is the real one)."""
+    local, at, domain = email.partition("@")
+    if not (at and local and "." in domain) or len(email) > 254 or not email.isprintable():
+        return "The e-mail address is not valid."
+    if " " in email:
+        return "The e-mail address is not valid."
+    return None
 
 
 def migrated_role(doc: dict[str, Any]) -> str:

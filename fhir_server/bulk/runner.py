@@ -1,19 +1,19 @@
 """One slice of an export job's work: claim it, write parts, checkpoint, hand back or finish.
 
 A worker claims the job with a lease (`store.export_store.claim`), then walks
-each type's rows in `_id` order from the job's `position`, a cursor fetching a
-batch at a time. Every `export_part_size` resources it writes one part and
+each type's rows in `_id` order from the job's `position`, in keyset pages
+(`store.export_store.keyset_pages`: each query starts at the last id seen and
+returns at most a page, so neither the worker nor the store ever holds the
+whole set). Every `export_part_size` resources it writes one part and
 records the new position in the same step that renews its lease, so memory
 holds one part at most and a crash loses at most one part's work: the next
 worker rewrites that part from the last position (parts are keyed by number,
 so the rewrite replaces a part written after the last checkpoint). After
 `export_slice` seconds the worker records where it is and gives the job back
-to the queue, so a long export never holds a worker from other tasks. The
-slice's time counts from the first row of the query, and is at least three
-times what the query took to answer: the embedded store (SQLite underneath)
-answers a query's first row only after reading every row, so each slice
-pays that once, and a slice grows with it; a MongoDB answers from the `_id`
-index at once.
+to the queue, so a long export never holds the export worker from other jobs
+(notifications have a worker of their own: the `exports` queue is separate). The
+slice's time counts from the first row, and is at least three times what the
+first page took to answer, so a slow store still makes progress each slice.
 
 Rows changed after the kick-off are left out (`transactionTime`), so a job
 resumed later exports the set it would have exported without a break.
@@ -144,7 +144,7 @@ class _Work:
                     if self.runner.clock() > self.deadline:
                         return False
         finally:
-            await cursor.close()
+            await cursor.aclose()
         if lines or last is not None:
             return True if await self._part(rtype, lines, last) else None
         return True

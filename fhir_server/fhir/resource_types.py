@@ -30,5 +30,11 @@ SERVED_TYPES: Final[tuple[str, ...]] = (
 # Written by the server alone; read and searched by admins only (`rest.audit_events`).
 ADMIN_TYPES: Final[tuple[str, ...]] = ("AuditEvent",)
 
-# Served read-only from packaged files, not from the store.
-CONFORMANCE_TYPES: Final[tuple[str, ...]] = ("CodeSystem", "ValueSet", "StructureDefinition")
+# Served read-only from packaged files or code, not from the store (Measure: the
+# report metrics, `reports.measures`).
+CONFORMANCE_TYPES: Final[tuple[str, ...]] = (
+    "CodeSystem",
+    "ValueSet",
+    "StructureDefinition",
+    "Measure",
+)

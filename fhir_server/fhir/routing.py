@@ -24,8 +24,10 @@ _SERVED = frozenset(SERVED_TYPES)
 # Routed like the served types: only an admin's reads and searches get through.
 _ROUTED = _SERVED | frozenset(ADMIN_TYPES)
 # Read-only types served from packaged files (and the OperationDefinitions of the
-# registered operations): no token is needed to read them.
+# registered operations): no token is needed to read them. Their operations
+# (`Measure/[id]/$evaluate-measure`) are routed like any other.
 OPEN_TYPES = frozenset((*CONFORMANCE_TYPES, "OperationDefinition"))
+_ROUTED = _ROUTED | OPEN_TYPES
 
 SYSTEM, TYPE, INSTANCE = "system", "type", "instance"
 _WRITES = frozenset({"create", "update", "patch", "delete"})
@@ -128,7 +130,7 @@ def classify(method: str, path: list[str]) -> Interaction:
     head = path[0] if path else ""
     if head == "metadata":  # GET has its own HTTP route; any other method lands here
         return _invalid(MethodNotAllowed(f"{method} is not supported on metadata."))
-    if head in OPEN_TYPES:
+    if head in OPEN_TYPES and not path[-1].startswith("$"):
         return _conformance(method, path)
     if head and not head.startswith(("$", "_")) and head not in _ROUTED:
         return _invalid(NotFound(f"Resource type {head!r:.40} is not served here."))

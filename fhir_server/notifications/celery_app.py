@@ -15,7 +15,13 @@ Reliability options, and why:
 - beat's scheduler takes a lock in Redis (`beat_lock`): one beat per broker
   fires the jobs, however many are started;
 - publishing does not retry: the booking must not wait for a broker that is
-  down; the stored Communication is relayed later instead.
+  down; the stored Communication is relayed later instead;
+- two queues: `notifications` (messages, reminders, the beat jobs) and
+  `exports` (bulk export slices and their resume scan, `task_routes`), each
+  consumed by its own worker process where it matters (`fhir-server serve`
+  starts both; Docker Compose runs `worker` and `exporter`), so a
+  confirmation never waits behind an export slice of up to FHIR_EXPORT_SLICE
+  seconds. `fhir-server worker` alone consumes both.
 """
 
 from __future__ import annotations
@@ -45,6 +51,15 @@ RELEASE_HOLDS_TASK = "fhir_server.scheduling.release_expired_holds"
 ROLLING_SLOTS_TASK = "fhir_server.scheduling.generate_rolling"
 EXPORT_TASK = "fhir_server.bulk.export"
 RESUME_EXPORTS_TASK = "fhir_server.bulk.resume_exports"
+REPORTS_TASK = "fhir_server.reports.follow"
+
+NOTIFICATIONS_QUEUE = "notifications"
+EXPORTS_QUEUE = "exports"
+QUEUES = (NOTIFICATIONS_QUEUE, EXPORTS_QUEUE)
+TASK_ROUTES: dict[str, dict[str, str]] = {
+    EXPORT_TASK: {"queue": EXPORTS_QUEUE},
+    RESUME_EXPORTS_TASK: {"queue": EXPORTS_QUEUE},
+}
 
 # Every minute, as ARCHITECTURE.md asks: no long ETA tasks sit in Redis.
 BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
@@ -56,6 +71,8 @@ BEAT_SCHEDULE: dict[str, dict[str, Any]] = {
     "generate-rolling-slots": {"task": ROLLING_SLOTS_TASK, "schedule": 3600.0},
     # Bulk exports whose worker died are taken over; expired ones are deleted.
     "resume-exports": {"task": RESUME_EXPORTS_TASK, "schedule": 60.0},
+    # The report rollups follow the history, as the reminders do.
+    "follow-report-rollups": {"task": REPORTS_TASK, "schedule": 60.0},
 }
 
 _embedded: dict[Path, Any] = {}
@@ -153,7 +170,8 @@ def make_celery(settings: Settings, *, url: str | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_serializer="json",
         accept_content=["json"],
-        task_default_queue="notifications",
+        task_default_queue=NOTIFICATIONS_QUEUE,
+        task_routes=TASK_ROUTES,
         task_publish_retry=False,
         broker_connection_timeout=2,
         broker_connection_retry_on_startup=True,

@@ -51,11 +51,24 @@ def _exit_on_sigterm(signum: int, frame: object) -> None:
 def worker(
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    queues: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated queues to consume: notifications, exports. Run one worker "
+            "per queue so that no confirmation waits behind a bulk export slice."
+        ),
+    ] = ",".join(celery_app.QUEUES),
 ) -> None:
-    """Run a Celery worker that sends notifications (broker: FHIR_REDIS_URL or embedded Redis)."""
+    """Run a Celery worker that sends notifications and runs bulk exports (broker:
+    FHIR_REDIS_URL or embedded Redis)."""
     warn_production(load_settings())
+    wanted = [q.strip() for q in queues.split(",") if q.strip()]
+    unknown = [q for q in wanted if q not in celery_app.QUEUES]
+    if unknown or not wanted:
+        known = ", ".join(celery_app.QUEUES)
+        raise typer.BadParameter(f"Queues are {known}; got {queues!r}.", param_hint="--queues")
     _celery_main(
-        ["worker", "-Q", "notifications", f"--concurrency={concurrency}", f"--loglevel={loglevel}"]
+        ["worker", "-Q", ",".join(wanted), f"--concurrency={concurrency}", f"--loglevel={loglevel}"]
     )
 
 
@@ -102,30 +115,54 @@ def settings_environment(settings: Settings) -> dict[str, str]:
     return out
 
 
+# The queue whose worker `serve` runs beat in.
+BEAT_QUEUE = celery_app.NOTIFICATIONS_QUEUE
+
+
 @contextlib.contextmanager
-def background_worker(
+def background_workers(
     settings: Settings, watchdog: Watchdog
-) -> Iterator[subprocess.Popen[Any] | None]:
-    """For `serve` in the default setup: one worker process with beat inside it (`-B`).
+) -> Iterator[dict[str, subprocess.Popen[Any]]]:
+    """For `serve` in the default setup: one worker process per queue (queue -> process),
+    beat inside the notifications one (`-B`), so a confirmation never waits behind a bulk
+    export slice.
 
     Only without FHIR_REDIS_URL: a production setup runs `fhir-server worker`
     and `fhir-server beat` as their own processes (one beat, not one per API
-    replica). This process starts the embedded Redis first, so the worker and
-    the API join the same server. The `watchdog` ends the Redis server and the
-    worker's process group (its pool and beat) if this process dies.
+    replica). This process starts the embedded Redis first, so the workers and
+    the API join the same server. The `watchdog` ends the Redis server and each
+    worker's process group (its pool, and beat) if this process dies.
     """
     if settings.redis_url is not None:
-        yield None
+        yield {}
         return
     celery_app.embedded_redis_url(settings.data_dir)
     redis_pid = celery_app.embedded_redis_pid(settings.data_dir)
     if redis_pid is not None:
         watchdog.watch(redis_pid)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    beat = ["-B", f"--schedule={settings.data_dir / 'celerybeat-schedule'}"]
+    try:
+        with contextlib.ExitStack() as started:
+            yield {
+                queue: started.enter_context(
+                    _worker_process(settings, watchdog, queue, beat if queue == BEAT_QUEUE else [])
+                )
+                for queue in celery_app.QUEUES
+            }
+    finally:
+        celery_app.stop_embedded(settings.data_dir)
+
+
+@contextlib.contextmanager
+def _worker_process(
+    settings: Settings, watchdog: Watchdog, queue: str, extra: list[str]
+) -> Iterator[subprocess.Popen[Any]]:
+    """One `celery worker` child consuming `queue`, stopped (then killed) on exit."""
     command = [
         sys.executable, "-m", "celery", "-A", "fhir_server.notifications.worker", "worker",
-        "-B", f"--schedule={settings.data_dir / 'celerybeat-schedule'}",
-        "-Q", "notifications", "--concurrency=1", "--loglevel=WARNING",
+        *extra, "-Q", queue, "--concurrency=1", "--loglevel=WARNING",
+        f"--hostname={queue}@%h",
     ]  # fmt: skip
     process = subprocess.Popen(
         command, env={**os.environ, **settings_environment(settings)}, start_new_session=True
@@ -140,4 +177,3 @@ def background_worker(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(5)
-        celery_app.stop_embedded(settings.data_dir)

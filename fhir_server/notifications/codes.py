@@ -26,6 +26,8 @@ EVENTS: Final = (
     "hold-expired",
     "reminder",
 )
+# A written version of a followed record (Encounter, ChargeItem): rest-hooks only.
+CHANGED: Final = "changed"
 PERSON_CHANNELS: Final = ("email", "sms", "push")
 RESTHOOK: Final = "rest-hook"
 SUPPORTED_LANGUAGES: Final = ("en", "fr")

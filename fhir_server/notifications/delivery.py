@@ -47,7 +47,13 @@ from fhir_server.notifications.channels.base import DeliveryError, Rendered
 from fhir_server.notifications.channels.outbound import Reach
 from fhir_server.notifications.codes import RESTHOOK
 from fhir_server.notifications.compose import compose, load_versioned
-from fhir_server.notifications.message import code_of, details_of, reference_to, with_details
+from fhir_server.notifications.message import (
+    code_of,
+    details_of,
+    focus_of,
+    reference_to,
+    with_details,
+)
 from fhir_server.notifications.notification_bundle import notification_for
 from fhir_server.notifications.topics import is_topic_based
 from fhir_server.settings import Settings
@@ -153,9 +159,10 @@ async def deliver(ctx: Context, cid: str, now: datetime | None = None) -> dict[s
     return outcomes
 
 
-def _unreadable() -> DeliveryError:
+def _unreadable(focus: str | None = "Appointment") -> DeliveryError:
     """Not permanent: the version may belong to a write whose rows are still appearing."""
-    return DeliveryError("The appointment of this message cannot be read.")
+    kind = str(focus or "Appointment").split("/")[0].lower()
+    return DeliveryError(f"The {kind} of this message cannot be read.")
 
 
 def _not_claimable(settings: Settings, current: Version, now: datetime) -> Outcome | None:
@@ -200,7 +207,7 @@ async def _send_all(
         assert claim.resource is not None
         details = details_of(claim.resource)
         keys |= {
-            _history_key(reference_to(claim.resource, "Appointment")),
+            _history_key(focus_of(claim.resource)),
             _history_key(details.get("replaces")),
         }
     store = batches.with_versions(await batches.history_versions(sorted(k for k in keys if k)))
@@ -367,9 +374,10 @@ async def _send_resthook(
         bundle = await notification_for(settings.base_url, store, subscription, communication)
         resthook.notify(subscription, bundle, reach)
         return
-    resource = await load_versioned(store, reference_to(communication, "Appointment"))
+    focus = focus_of(communication)
+    resource = await load_versioned(store, focus)
     if resource is None:
-        raise _unreadable()
+        raise _unreadable(focus)
     resthook.notify(
         subscription, resource if subscription.get("channel", {}).get("payload") else None, reach
     )

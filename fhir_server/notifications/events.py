@@ -26,6 +26,7 @@ from fhir_server.notifications.codes import EVENTS, RESTHOOK
 from fhir_server.notifications.criteria import matches
 from fhir_server.notifications.display import display_name
 from fhir_server.notifications.message import Message
+from fhir_server.notifications.owners import may_see
 from fhir_server.notifications.preferences import email_of, mobile_of, read_preferences
 from fhir_server.notifications.topics import (
     TopicError,
@@ -83,8 +84,24 @@ async def record_event(
     settings = settings or celery_app.configured_settings()
     outbox = OutboxStore(store)
     messages = await _messages(store, outbox, event, settings)
+    return await store_messages(store, uow, messages, fresh=fresh, now=now)
+
+
+async def store_messages(
+    store: ResourceStore,
+    uow: UnitOfWork,
+    messages: list[Message],
+    *,
+    fresh: bool = False,
+    now: datetime | None = None,
+) -> list[str]:
+    """Store the messages not stored yet in `uow` and enqueue them after commit; all their ids.
+
+    `fresh`: what they are about was written in this unit of work, so none of them
+    can be stored yet and the lookup of known ids is skipped.
+    """
     ids = [m.id for m in messages]
-    known = await outbox.existing("Communication", ids) if messages and not fresh else set()
+    known = await OutboxStore(store).existing("Communication", ids) if ids and not fresh else set()
     new_ids: list[str] = []
     for message in messages:
         if message.id not in known:
@@ -100,7 +117,7 @@ async def record_event(
             celery_app.enqueue_soon(new_ids)
 
         uow.after_commit.append(publish)
-    return [m.id for m in messages]
+    return ids
 
 
 def _event_code(event: AppointmentEvent) -> str:
@@ -133,7 +150,7 @@ async def _messages(
             key=key,
             event=event.kind,
             channel=channel,
-            appointment=appointment_ref,
+            about=appointment_ref,
             recipient=None if channel == RESTHOOK else recipient,
             subject=patient,
             details={**details, **extra},
@@ -166,26 +183,35 @@ async def _messages(
                             language=language,
                         )
                     )
+    base = settings.base_url
     for subscription in await outbox.event_subscriptions():
         recipient = f"Subscription/{subscription['id']}"
         endpoint = subscription.get("channel", {}).get("endpoint")
         if is_topic_based(subscription):
-            for topic, focus in await _topic_focuses(store, subscription, event):
+            for topic, focus in await _topic_focuses(store, subscription, event, base):
                 out.append(
                     message(RESTHOOK, recipient, destination=endpoint, topic=topic, focus=focus)
                 )
-        elif matches(subscription.get("criteria", ""), appointment):
+        elif follows(subscription, appointment, base):
             out.append(message(RESTHOOK, recipient, destination=endpoint))
     return out
 
 
+def follows(subscription: dict[str, Any], resource: dict[str, Any], base_url: str) -> bool:
+    """Whether an R4 (criteria) Subscription is told of this version of the resource: it
+    matches the criteria and the Subscription's owner may read it (`owners`)."""
+    return matches(subscription.get("criteria", ""), resource, base_url) and may_see(
+        subscription, resource, base_url
+    )
+
+
 async def _topic_focuses(
-    store: ResourceStore, subscription: dict[str, Any], event: AppointmentEvent
+    store: ResourceStore, subscription: dict[str, Any], event: AppointmentEvent, base_url: str
 ) -> list[tuple[str, str]]:
     """(topic, focus reference) of each notification the event gives a topic-based Subscription."""
     try:
         topic = topic_of(subscription)
-        accepts = compile_filters(subscription)
+        accepts = compile_filters(subscription, base_url)
     except TopicError:
         return []  # refused at write; activation puts a stored one in `error`
     out = []
@@ -197,7 +223,7 @@ async def _topic_focuses(
                 resource = (await store.read(rtype, rid)).resource
             except FhirError:
                 continue
-        if resource is not None and accepts(resource):
+        if resource is not None and accepts(resource) and may_see(subscription, resource, base_url):
             out.append((topic.url, focus))
     return out
 

@@ -2,8 +2,9 @@
 
 The Communication is the outbox row: `identifier` carries the idempotency
 key, `status` the delivery state (preparation -> in-progress -> completed |
-not-done), `medium` the channel, `about` the appointment version that caused
-it (and the Subscription for rest-hooks), and the `notification-delivery`
+not-done), `medium` the channel, `about` first the version of what it is about (the
+appointment that caused it; for a rest-hook following Encounters or
+ChargeItems, that record) and then the Subscription for rest-hooks, and the `notification-delivery`
 extension what the sender needs: event, recipient role, destination,
 language, attempts and the earliest next attempt.
 """
@@ -53,9 +54,9 @@ class Message:
     key: str
     event: str
     channel: str
-    appointment: str  # versioned reference Appointment/id/_history/v
+    about: str  # versioned reference Type/id/_history/v (an Appointment, Encounter, ...)
     recipient: str | None  # Patient/x, Practitioner/x, ... ; None for rest-hooks
-    subject: str | None  # the appointment's patient
+    subject: str | None  # the patient it concerns
     details: dict[str, Any] = field(default_factory=dict)  # the delivery extension's fields
     subscription: str | None = None
 
@@ -64,7 +65,7 @@ class Message:
         return message_id(self.key)
 
     def to_communication(self) -> dict[str, Any]:
-        about = [{"reference": self.appointment}]
+        about = [{"reference": self.about}]
         if self.subscription:
             about.append({"reference": self.subscription})
         resource: dict[str, Any] = {
@@ -122,3 +123,9 @@ def reference_to(communication: dict[str, Any], resource_type: str) -> str | Non
         if reference.startswith(f"{resource_type}/"):
             return reference
     return None
+
+
+def focus_of(communication: dict[str, Any]) -> str | None:
+    """The versioned reference of what the message is about (its first `about`)."""
+    about = communication.get("about", [])
+    return str(about[0].get("reference", "")) or None if about else None

@@ -14,7 +14,7 @@ from typing import Any
 
 from fhir_server.notifications.channels.base import DeliveryError
 from fhir_server.notifications.compose import load_versioned
-from fhir_server.notifications.message import details_of, reference_to
+from fhir_server.notifications.message import details_of, focus_of
 from fhir_server.notifications.topics import TopicError, payload_content
 from fhir_server.store.resources import ResourceStore
 
@@ -123,12 +123,10 @@ async def notification_for(
         raise DeliveryError(str(exc), permanent=True) from None
     resource = None
     if content == "full-resource":
-        # The Appointment as this event wrote it; a Slot as it is now (freed).
-        versioned = (
-            reference_to(communication, "Appointment")
-            if focus.startswith("Appointment/")
-            else focus
-        )
+        # The version this event wrote (an Appointment, Encounter, ChargeItem); a Slot as it
+        # is now (freed).
+        about = focus_of(communication) or ""
+        versioned = about if about.startswith(f"{focus}/_history/") else focus
         resource = await load_versioned(store, versioned)
         if resource is None:
             raise DeliveryError(f"The focus {focus} cannot be read.", permanent=True)

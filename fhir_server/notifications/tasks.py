@@ -1,7 +1,8 @@
 """The Celery tasks: thin wrappers that run the async jobs on the worker's store context.
 
 Besides sending and the notification jobs, beat runs the scheduling engine's
-periodic jobs here: hold expiry every minute, rolling Slot generation hourly.
+periodic jobs here: hold expiry every minute, rolling Slot generation hourly;
+and the report rollups' follower every minute.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
+from zoneinfo import ZoneInfo
 
 from celery import shared_task
 
@@ -26,10 +28,12 @@ from fhir_server.notifications.celery_app import (
     RELAY_TASK,
     RELEASE_HOLDS_TASK,
     REMINDERS_TASK,
+    REPORTS_TASK,
     ROLLING_SLOTS_TASK,
     SEND_TASK,
 )
 from fhir_server.notifications.delivery import Context
+from fhir_server.reports import rollups
 from fhir_server.scheduling.booking import release_expired_holds
 from fhir_server.scheduling.generation import generate_rolling
 from fhir_server.store import patient_claims, recovery
@@ -101,3 +105,13 @@ def rolling_slots() -> int:
         lambda ctx: generate_rolling(ctx.store, datetime.now(UTC), ROLLING_HORIZON_DAYS)
     )
     return len(reports)
+
+
+@task(name=REPORTS_TASK)
+def follow_reports() -> int:
+    """Fold the Appointment, reminder and Slot versions written since the last run into the
+    report rollups (exactly once: `reports.rollups`)."""
+    changed: int = runtime.run(
+        lambda ctx: rollups.follow(ctx.store, ZoneInfo(ctx.settings.report_timezone))
+    )
+    return changed

@@ -10,18 +10,20 @@ filter parameters it accepts, so validation, matching and the
 CapabilityStatement all read the same table.
 
 Filters are matched on the resource itself, as R4 criteria are (see
-`criteria`): the resource being written is not searchable yet.
+`criteria`): the resource being written is not searchable yet. Whoever
+wrote the Subscription must be able to read the topic's focus type, and is
+told only of resources they could read (`owners`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
-from fhir_server.notifications.codes import BASE
-from fhir_server.notifications.criteria import CriteriaError, param_test
+from fhir_server.fhir.resource_match import Predicate
+from fhir_server.notifications.codes import BASE, CHANGED
+from fhir_server.notifications.criteria import CriteriaError, compile_query
 
 _IG: Final = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 FILTER_EXT: Final = f"{_IG}/backport-filter-criteria"
@@ -31,6 +33,8 @@ TOPIC_BASE: Final = f"{BASE}/SubscriptionTopic"
 PAYLOAD_CONTENTS: Final = ("empty", "id-only", "full-resource")
 
 _APPOINTMENT_FILTERS = ("patient", "actor", "practitioner", "location")
+_ENCOUNTER_FILTERS = ("patient", "subject", "status", "class", "date", "appointment", "location")
+_CHARGE_FILTERS = ("patient", "subject", "code", "context", "entered-date", "occurrence")
 # Events after which an appointment no longer holds (some of) its slots.
 _RELEASING = ("cancelled", "declined", "hold-expired", "rescheduled")
 
@@ -39,7 +43,7 @@ _RELEASING = ("cancelled", "declined", "hold-expired", "rescheduled")
 class Topic:
     url: str
     resource_type: str  # the focus of its notifications
-    events: tuple[str, ...]  # AppointmentEvent kinds that trigger it
+    events: tuple[str, ...]  # AppointmentEvent kinds that trigger it (CHANGED: every write)
     filters: tuple[str, ...]  # the filter parameters it accepts
 
 
@@ -63,6 +67,19 @@ TOPICS: Final = (
         _APPOINTMENT_FILTERS,
     ),
     Topic(f"{TOPIC_BASE}/slot-freed", "Slot", _RELEASING, ("schedule",)),
+    # Every version written of a visit's records (`changes.record_change`).
+    Topic(
+        f"{TOPIC_BASE}/encounter-changed",
+        "Encounter",
+        (CHANGED,),
+        _ENCOUNTER_FILTERS,
+    ),
+    Topic(
+        f"{TOPIC_BASE}/charge-item-changed",
+        "ChargeItem",
+        (CHANGED,),
+        _CHARGE_FILTERS,
+    ),
 )
 _BY_URL: Final = {topic.url: topic for topic in TOPICS}
 
@@ -103,12 +120,7 @@ def _filter_strings(subscription: dict[str, Any]) -> list[str]:
     return [str(e.get("valueString", "")) for e in extensions if e.get("url") == FILTER_EXT]
 
 
-def _schedule_test(values: list[str]) -> Callable[[dict[str, Any]], bool]:
-    wanted = {v if "/" in v else f"Schedule/{v}" for v in values}
-    return lambda slot: slot.get("schedule", {}).get("reference") in wanted
-
-
-def compile_filters(subscription: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+def compile_filters(subscription: dict[str, Any], base_url: str) -> Predicate:
     """The predicate of the Subscription's filters on a focus resource; raises TopicError."""
     topic = topic_of(subscription)
     tests = []
@@ -116,28 +128,21 @@ def compile_filters(subscription: dict[str, Any]) -> Callable[[dict[str, Any]], 
         rtype, _, query = text.partition("?")
         if rtype != topic.resource_type or not query:
             raise TopicError(f"A filter of this topic reads `{topic.resource_type}?name=value`.")
-        for name, value in parse_qsl(query):
+        for name, _ in parse_qsl(query, keep_blank_values=True):
             if name not in topic.filters:
                 allowed = ", ".join(topic.filters)
                 raise TopicError(f"Filter {name!r} is not offered by this topic ({allowed}).")
-            values = value.split(",")
-            tests.append(
-                _schedule_test(values) if name == "schedule" else _appointment(name, values)
-            )
+        try:
+            tests.append(compile_query(rtype, query, base_url))
+        except CriteriaError as exc:  # a malformed value of an offered parameter
+            raise TopicError(str(exc)) from None
     return lambda resource: all(test(resource) for test in tests)
 
 
-def _appointment(name: str, values: list[str]) -> Callable[[dict[str, Any]], bool]:
-    try:
-        return param_test(name, values)
-    except CriteriaError as exc:  # the table offers only parameters the matcher knows
-        raise TopicError(str(exc)) from None
-
-
-def problem(subscription: dict[str, Any]) -> str | None:
+def problem(subscription: dict[str, Any], base_url: str) -> str | None:
     """Why a topic-based Subscription cannot be served (None: it can)."""
     try:
-        compile_filters(subscription)
+        compile_filters(subscription, base_url)
         payload_content(subscription)
     except TopicError as exc:
         return str(exc)

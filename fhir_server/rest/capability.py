@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fhir_server import __version__
-from fhir_server.fhir.resource_types import SERVED_TYPES
+from fhir_server.fhir.resource_types import CONFORMANCE_TYPES, SERVED_TYPES
 from fhir_server.notifications.topics import TOPIC_CANONICAL_EXT, TOPICS
 from fhir_server.rest.services import Services
 
@@ -45,8 +45,8 @@ def _resource(services: Services, rtype: str) -> dict[str, Any]:
     return entry
 
 
-def _read_only(rtype: str) -> dict[str, Any]:
-    return {
+def _read_only(services: Services, rtype: str) -> dict[str, Any]:
+    entry: dict[str, Any] = {
         "type": rtype,
         "interaction": [{"code": "read"}, {"code": "search-type"}],
         "searchParam": [
@@ -54,16 +54,17 @@ def _read_only(rtype: str) -> dict[str, Any]:
             {"name": "name", "type": "string"},
         ],
     }
+    operations = _operations(services, rtype)
+    if operations:
+        entry["operation"] = operations
+    return entry
 
 
 def capability_statement(services: Services, published_at: str) -> dict[str, Any]:
     rest: dict[str, Any] = {
         "mode": "server",
         "resource": [_resource(services, t) for t in SERVED_TYPES]
-        + [
-            _read_only(t)
-            for t in ("CodeSystem", "ValueSet", "StructureDefinition", "OperationDefinition")
-        ],
+        + [_read_only(services, t) for t in (*CONFORMANCE_TYPES, "OperationDefinition")],
         "interaction": [
             {"code": "transaction"},
             {"code": "batch"},

@@ -1,7 +1,8 @@
 """Read-only conformance resources served from packaged files.
 
 CodeSystem and ValueSet come from `terminology/`, StructureDefinition from
-`profiles/` (the extensions this server defines), and OperationDefinition from
+`profiles/` (the extensions this server defines), Measure from the report
+metrics (`reports.measures`), and OperationDefinition from
 the operations registered on the server. They support read and a search by
 `url` or `name`; they cannot be written.
 """
@@ -14,6 +15,7 @@ from typing import Any
 from fhir_server.fhir.datafiles import load_json_folder
 from fhir_server.fhir.errors import NotFound
 from fhir_server.fhir.terminology import resources_by_type
+from fhir_server.reports.measures import measures
 from fhir_server.rest.bundles_common import bundle, full_url
 
 
@@ -31,6 +33,8 @@ def conformance_resources(
         return list(_profiles())
     if resource_type in ("CodeSystem", "ValueSet"):
         return resources_by_type()[resource_type]
+    if resource_type == "Measure":
+        return measures()
     return extra.get(resource_type, [])
 
 

@@ -106,6 +106,10 @@ class AuthStore:
             return False
         return True
 
+    async def update_client(self, client_id: str, changes: Doc) -> bool:
+        result = await self.clients.update_one({"_id": client_id}, {"$set": changes})
+        return bool(result.matched_count)
+
     async def remove_client(self, client_id: str) -> bool:
         result = await self.clients.delete_one({"_id": client_id})
         return bool(result.deleted_count)
@@ -177,6 +181,12 @@ class AuthStore:
         (access tokens are checked against their record on every request, so this is immediate)."""
         await self.refresh.update_many({"sub": {"$eq": username}}, {"$set": {"revoked": True}})
         await self.tokens.update_many({"sub": {"$eq": username}}, {"$set": {"revoked": True}})
+
+    async def revoke_client_tokens(self, client_id: str) -> None:
+        """End every session held by one client (its credentials were replaced)."""
+        match = {"client_id": {"$eq": client_id}}
+        await self.refresh.update_many(match, {"$set": {"revoked": True}})
+        await self.tokens.update_many(match, {"$set": {"revoked": True}})
 
     async def remember_assertion(self, client_id: str, jti: str, expires_at: int) -> bool:
         """Record a client assertion's jti; False when it was seen before (a replay)."""

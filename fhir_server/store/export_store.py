@@ -14,11 +14,11 @@ Two collections:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from pymongo import ReturnDocument
-from pymongo.asynchronous.cursor import AsyncCursor
+from pymongo.asynchronous.collection import AsyncCollection
 
 from fhir_server.store.database import Database, collection_name
 
@@ -26,8 +26,10 @@ JOBS = "bulk_export_jobs"
 PARTS = "bulk_export_parts"
 # States in which a worker still has work to do.
 RUNNING = ("accepted", "in-progress")
-# Rows fetched per round trip while streaming resources or parts.
-_BATCH = 500
+# Rows per keyset page of an export's resources, and parts per page of a download: what
+# one query makes the store hold at most (a part holds up to `export_part_size` resources).
+ROWS_PER_PAGE = 1000
+PARTS_PER_PAGE = 4
 
 
 class ExportStore:
@@ -126,23 +128,57 @@ class ExportStore:
         await self.parts.delete_many(query)
 
     async def part_texts(self, job_id: str, rtype: str) -> AsyncIterator[str]:
-        """A file's text, part after part (one part in memory at a time)."""
-        cursor = self.parts.find({"job": job_id, "type": rtype}).sort("seq", 1).batch_size(1)
-        async for row in cursor:
-            yield str(row["text"])
+        """A file's text, part after part (keys sort in `seq` order; a few parts a query)."""
+        query = {"job": job_id, "type": rtype}
+        pages = keyset_pages(self.parts, query, f"{job_id}/{rtype}/", PARTS_PER_PAGE)
+        try:
+            async for row in pages:
+                yield str(row["text"])
+        finally:
+            await pages.aclose()
 
     # -- the resources exported ------------------------------------------------
 
     def rows_after(
         self, rtype: str, filters: list[dict[str, Any]], after_id: str | None
-    ) -> AsyncCursor[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """Current rows of a type matching any of `filters`, in `_id` order after
-        `after_id`: a cursor, fetched a batch at a time, never the whole set (close it
-        when leaving it early)."""
+        `after_id`, read in keyset pages (`keyset_pages`): no query asks the store for the
+        whole set (close the generator when leaving it early)."""
         query: dict[str, Any] = filters[0] if len(filters) == 1 else {"$or": filters}
-        if after_id is not None:
-            query = {"$and": [query, {"_id": {"$gt": after_id}}]}
-        cursor = (
-            self.database.db[collection_name(rtype)].find(query).sort("_id", 1).batch_size(_BATCH)
-        )
-        return aiter(cursor)
+        collection = self.database.db[collection_name(rtype)]
+        return keyset_pages(collection, query, after_id, ROWS_PER_PAGE)
+
+
+async def keyset_pages(
+    collection: AsyncCollection[dict[str, Any]],
+    query: dict[str, Any],
+    after: str | None,
+    page: int,
+) -> AsyncGenerator[dict[str, Any], None]:
+    """Documents matching `query` in `_id` order after `after`, `page` per query.
+
+    Each query starts at the last `_id` seen and stops after `page` rows, so the
+    store never holds more than a page for us, whatever the collection's size:
+    the embedded store builds a query's whole result before it answers (and
+    keeps it while the cursor lives), 1.35 GB for 200,000 Patients when the
+    export was one query. The bound is the cursor's `min` on the `_id` index
+    (inclusive, so the row equal to it is dropped here): the embedded store
+    turns it into an indexed SQL range whatever the filter, where a `$gt` on
+    `_id` would make it read every row; MongoDB answers either from the index.
+    """
+    last = after
+    while True:
+        limit = page + (1 if last is not None else 0)
+        cursor = collection.find(query).sort("_id", 1).hint([("_id", 1)]).limit(limit)
+        if last is not None:
+            cursor = cursor.min([("_id", last)])
+        rows = await cursor.to_list()
+        if rows and last is not None and rows[0]["_id"] < last:
+            raise RuntimeError("The store ignored the keyset bound of a page.")
+        for row in rows:
+            if last is None or row["_id"] > last:
+                yield row
+        if len(rows) < limit:
+            return
+        last = rows[-1]["_id"]

@@ -29,7 +29,7 @@ import orjson
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
 from fhir_server.fhir.errors import BadRequest, Gone, NotFound, PreconditionFailed
-from fhir_server.store import config_cache
+from fhir_server.store import config_cache, write_observers
 from fhir_server.store.clock import now_instant, to_instant
 from fhir_server.store.database import Database, collection_name
 from fhir_server.store.intents import PutRow, conflict
@@ -353,6 +353,7 @@ class ResourceStore:
         if uow.deferred:
             self._stage(rtype, new_row, previous, history_row(row), uow)
             config_cache.written(self.database.db, rtype, uow)
+            await write_observers.written(self, uow, row)
             return row
         try:
             await self.history.insert_one(history_row(row), session=uow.session)
@@ -364,6 +365,7 @@ class ResourceStore:
                 raise conflict(rtype, rid) from None
             raise
         config_cache.written(self.database.db, rtype, uow)
+        await write_observers.written(self, uow, row)
         return row
 
     def _stage(

@@ -268,16 +268,19 @@ class SearchEngine:
         return await self.filters(rtype, extra) if extra else [{}]
 
     async def _by_ids(self, rtype: str, ids: Iterable[str], reach: Reach | None) -> list[Found]:
-        collection = self.store.collection(rtype)
+        """The live rows of `ids` within reach, by id: one query per reach filter (they are
+        ORed), not one per id, so a page that includes 100 Patients costs one round trip."""
         within = await self._reachable(rtype, reach)
-        out = []
-        for rid in sorted(ids) if within is not None else ():
-            for one in within or ():
-                doc = await collection.find_one(conjoin({"_id": {"$eq": rid}, **LIVE}, one))
-                if doc is not None:
-                    out.append(Found(rtype, doc))
-                    break
-        return out
+        wanted = sorted(ids)
+        collection = self.store.collection(rtype)
+        found: dict[str, dict[str, Any]] = {}
+        for one in within if within is not None and wanted else ():
+            missing = [rid for rid in wanted if rid not in found]
+            if not missing:
+                break
+            async for doc in collection.find(conjoin({"_id": {"$in": missing}, **LIVE}, one)):
+                found.setdefault(str(doc["_id"]), doc)
+        return [Found(rtype, found[rid]) for rid in wanted if rid in found]
 
     async def _reverse(
         self, targets: list[Found], revinclude: list[Include], reach: Reach | None
@@ -289,10 +292,11 @@ class SearchEngine:
                 continue
             params = [inc.param] if inc.param else reference_params(inc.source_type)
             for param in params:
-                refs = [
+                refs = [  # `Source:param:Type` follows the param only to that type
                     f"{t.resource_type}/{t.doc['_id']}"
                     for t in targets
-                    if not param.targets or t.resource_type in param.targets
+                    if (not param.targets or t.resource_type in param.targets)
+                    and inc.target_type in (None, t.resource_type)
                 ]
                 if not refs or inc.source_type not in SERVED_TYPES:
                     continue

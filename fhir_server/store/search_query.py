@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from fhir_server.fhir.indexing import MANY, has_scalar
+from fhir_server.fhir.resource_match import RANGE_TESTS
 from fhir_server.fhir.search_params import SearchParam, search_params
 from fhir_server.fhir.search_syntax import Criterion, Range, SortKey
 from fhir_server.fhir.search_values import shift
@@ -62,13 +63,21 @@ class Clause:
 
 
 def conjoin(*filters: dict[str, Any]) -> dict[str, Any]:
-    """AND of filters, merging operator documents on the same field ({$gte} + {$lt})."""
+    """AND of filters, merging operator documents on the same field ({$gte} + {$lt}).
+
+    A condition the filter already holds is not added again: the embedded server
+    cannot translate `$and` into SQL and filters every row of the collection in
+    Python instead, so a search repeating its caller's limit (`status=free` on
+    Slots for a patient) would cost a full scan.
+    """
     out: dict[str, Any] = {}
     extra: list[dict[str, Any]] = []
     for one in filters:
         for key, value in one.items():
             if key not in out:
                 out[key] = value
+            elif out[key] == value:
+                continue
             elif _mergeable(out[key], value):
                 out[key] = {**out[key], **value}
             else:
@@ -110,7 +119,7 @@ def _mergeable(a: Any, b: Any) -> bool:
         isinstance(a, dict)
         and isinstance(b, dict)
         and all(k.startswith("$") for k in (*a, *b))
-        and not set(a) & set(b)
+        and all(a[k] == b[k] for k in set(a) & set(b))
     )
 
 
@@ -136,18 +145,9 @@ def _regex(values: Iterable[str], *, anchored: bool) -> dict[str, Any]:
 
 def _range_conditions(value: Range, *, instant: bool) -> dict[str, dict[str, Any]]:
     """Conditions on a target's `lo`/`hi` for a prefixed value (R4 search, date and number)."""
-    lo, hi = value.lo, value.hi
     conditions: dict[str, dict[str, Any]] = {
-        "eq": {"lo": {"$gte": lo}, "hi": {"$lte": hi}},
-        "ne": {"lo": {"$gte": lo}, "hi": {"$lte": hi}},
-        "gt": {"hi": {"$gt": hi}},
-        "lt": {"lo": {"$lt": lo}},
-        "ge": {"hi": {"$gte": lo}},
-        "le": {"lo": {"$lte": hi}},
-        "sa": {"lo": {"$gt": hi}},
-        "eb": {"hi": {"$lt": lo}},
-        "ap": {"lo": {"$lte": hi}, "hi": {"$gte": lo}},
-    }[value.prefix]
+        mine: {op: getattr(value, its)} for mine, op, its in RANGE_TESTS[value.prefix]
+    }
     if instant:
         return _on_low_end(conditions)
     return conditions

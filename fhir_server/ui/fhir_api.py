@@ -69,7 +69,9 @@ class PortalApi:
     def __init__(self, http: httpx.AsyncClient, access_token: str, patient: str | None) -> None:
         self._http = http
         self._headers = {"Authorization": f"Bearer {access_token}", "Accept": FHIR_JSON}
-        self.patient = patient  # the signed-in patient's id (the token's launch context)
+        # The patient the page acts for: the token's launch context in the portal, the patient
+        # the front desk chose in the clinic workspace (the API's gate decides either way).
+        self.patient = patient
         self.calls = 0
 
     async def read(self, resource_type: str, resource_id: str) -> dict[str, Any]:
@@ -85,6 +87,26 @@ class PortalApi:
         """POST `path` (e.g. `Appointment/$book`) with a Parameters resource."""
         body = parameters or {"resourceType": "Parameters"}
         return await self.request("POST", path, json_body=body)
+
+    async def batch(self, *paths: str) -> list[dict[str, Any]]:
+        """Independent GETs (`Patient/1`, `Slot?start=...`) in one batch Bundle, their answers
+        in order. One HTTP round and one token check for all, where separate calls pay
+        each; every entry still passes the access gate and the audit on its own. An
+        entry the API refused raises as a call would (its status and OperationOutcome)."""
+        entries = [{"request": {"method": "GET", "url": path}} for path in paths]
+        body = {"resourceType": "Bundle", "type": "batch", "entry": entries}
+        answer = await self.request("POST", "", json_body=body)
+        results = []
+        for entry in answer.get("entry", []):
+            response = entry.get("response") or {}
+            status = int(str(response.get("status", "500")).split(" ")[0])
+            if status >= 400:
+                outcome = response.get("outcome") or {}
+                raise (SignInRequired if status == 401 else PortalApiError)(status, outcome)
+            results.append(entry.get("resource") or {})
+        if len(results) != len(paths):
+            raise PortalApiError(502, {"resourceType": "OperationOutcome", "issue": []})
+        return results
 
     async def request(
         self,

@@ -132,6 +132,9 @@ class Page:
     session: Session | None
     api: PortalApi | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
+    # Values every template of this page gets, set by a part's own dependency (e.g. the
+    # patient the front desk books for, shown above the portal's booking questions).
+    shown: dict[str, Any] = field(default_factory=dict)
 
     def _(self, message: str) -> str:
         """The message in the page's language."""
@@ -198,6 +201,7 @@ class Page:
             if self.session is not None
             else timeout,
             "idle_warning": min(IDLE_WARNING_SECONDS, timeout // 2),
+            **self.shown,
             **values,
         }
         html = environment(self.lang).get_template(template).render(context)

@@ -62,6 +62,13 @@ def error_state(page: Page, name: str) -> None:
     page.locator("main input[type=radio]").evaluate_all("l => l.forEach(e => e.checked = false)")
     tab_to(page, "main form button[type=submit]")
     go(page)
+    summary_leads_to_its_field(page)
+    look(page, f"{name}-error")
+
+
+def summary_leads_to_its_field(page: Page) -> None:
+    """An error page: its summary has focus; Tab then Enter on its first link focuses the
+    field it names."""
     expect(page).to_have_title(re.compile(r"^(Error|Erreur)"))
     summary = page.locator(".error-summary")
     expect(summary).to_be_focused()
@@ -71,7 +78,6 @@ def error_state(page: Page, name: str) -> None:
     expect(link).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.locator(target)).to_be_focused()
-    look(page, f"{name}-error")
 
 
 def test_book_reschedule_and_cancel_with_the_keyboard_alone(page: Page, live: Live) -> None:

@@ -36,6 +36,13 @@ def auth_app(settings_factory: Callable[..., Settings], **overrides: Any) -> Ite
         yield client
 
 
+def system_app(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
+    """An app with auth on whose client sends a backend service's `system/*.cruds` token."""
+    for app_client in auth_app(settings_factory):
+        app_client.headers["Authorization"] = f"Bearer {mint(app_client, 'system/*.cruds')}"
+        yield app_client
+
+
 def components(client: TestClient) -> AuthComponents:
     auth: AuthComponents = client.app.state.auth  # type: ignore[attr-defined]
     return auth

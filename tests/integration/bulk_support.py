@@ -39,8 +39,6 @@ def start_rig(make: Callable[..., Settings], **overrides: Any) -> Iterator[Rig]:
     redis, url = start_redis(folder)
     settings = make(auth_enabled=True, redis_url=url, **overrides)
     worker = Worker(settings, folder)
-    for name in ("export_lease", "export_slice", "export_part_size", "export_file_lifetime"):
-        worker.env[f"FHIR_{name.upper()}"] = str(getattr(settings, name))
     worker.start()
     try:
         with TestClient(create_app(settings)) as client:

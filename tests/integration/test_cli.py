@@ -25,6 +25,7 @@ import orjson
 import pytest
 
 from fhir_server.demo.clinic import demo_resources
+from fhir_server.demo.history import patients as history_patients
 from fhir_server.store import embedded
 from fhir_server.store.database import connect
 
@@ -97,22 +98,33 @@ def test_demo_twice_changes_nothing(shared_store: tuple[Path, embedded.EmbeddedS
         "HealthcareService": 3,
         "Location": 2,
         "Organization": 1,
-        "Patient": 2,
+        "Patient": 2 + len(history_patients()),  # the demo's and those of its past
         "Practitioner": 3,
         "PractitionerRole": 3,
         "Schedule": 3,
     }
     slots = _slots_created(first.stdout)
     assert slots > 0  # four weeks of Slots for three Schedules
-    assert loaded["history"] == TOTAL + slots
+    past = _past_written(first.stdout)
+    assert past > len(history_patients())  # and the past appointments
+    assert loaded["history"] == TOTAL + slots + past
 
     second = _cli(env, "demo")
     assert second.returncode == 0, second.stderr
     assert f"0 created, 0 updated, {TOTAL} unchanged" in second.stdout
     assert f"0 created, {slots} already there" in second.stdout
+    assert _past_written(second.stdout) == 0
     assert _snapshot(server.uri, database) == loaded
     running = embedded.running(data_dir)
     assert running is not None and running.pid == server.pid, "a second store was started"
+
+
+def _past_written(stdout: str) -> int:
+    found = re.search(
+        r"Past appointments and their patients \(for the reports\): (\d+) written", stdout
+    )
+    assert found, stdout
+    return int(found[1])
 
 
 def _slots_created(stdout: str) -> int:
@@ -143,7 +155,12 @@ def test_demo_logins_and_minted_tokens(tmp_path: Path) -> None:
     assert refused.returncode == 1 and "patient/ scopes" in refused.stderr
     unknown = _cli(env, "users", "token", "nobody")
     assert unknown.returncode == 1 and "No active account" in unknown.stderr
-    assert "demo-frontdesk (front desk)" in first.stdout
+    assert "demo-frontdesk (front desk), demo-admin (admin)" in first.stdout
+    boss = _cli(env, "users", "token", "demo-admin", "--scope", "user/*.rs")
+    assert boss.returncode == 0, boss.stderr
+    payload = orjson.loads(boss.stdout)["access_token"].split(".")[1]
+    claims = orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["role"] == "admin" and claims["sub"] == "demo-admin"
     desk = _cli(env, "users", "token", "demo-frontdesk", "--scope", "user/*.rs")
     assert desk.returncode == 0, desk.stderr
     payload = orjson.loads(desk.stdout)["access_token"].split(".")[1]

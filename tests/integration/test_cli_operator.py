@@ -55,6 +55,13 @@ def test_every_command_names_an_invalid_setting(command: list[str], tmp_path: Pa
     assert not (tmp_path / "data").exists()
 
 
+def test_worker_refuses_a_queue_it_does_not_have(tmp_path: Path) -> None:
+    env = {"FHIR_DATA_DIR": str(tmp_path / "data")}
+    result = runner.invoke(app, ["worker", "--queues", "notifications,mail"], env=env)
+    assert result.exit_code == 2, result.output  # a usage error, before any worker starts
+    assert "--queues" in result.stderr and "notifications, exports" in result.stderr
+
+
 def test_a_missing_or_bad_jwks_file_is_one_line(tmp_path: Path) -> None:
     base = ["clients", "add", "--client-id", "ehr", "--name", "EHR", "--type", "backend"]
     base += ["--scope", "system/*.rs", "--jwks-file"]

@@ -71,7 +71,7 @@ def test_subscription_is_validated_and_activated_or_put_in_error(client: TestCli
         return str(response.json()["id"])
 
     good = subscription("Appointment?actor=Practitioner/123&status=booked")
-    bad_param = subscription("Appointment?reason-code=xyz")
+    bad_param = subscription("Appointment?colour=xyz")
     bad_type = subscription("Observation?code=1234")
     services: Services = client.app.state.services  # type: ignore[attr-defined]
     # The API refuses such an endpoint (422); one stored some other way goes to `error`.
@@ -91,8 +91,8 @@ def test_subscription_is_validated_and_activated_or_put_in_error(client: TestCli
     assert settled == {good: "active", bad_param: "error", bad_type: "error", bad_endpoint: "error"}
     errors = {sid: client.get(f"/fhir/Subscription/{sid}").json().get("error") for sid in settled}
     assert errors[good] is None
-    assert "reason-code" in errors[bad_param]
-    assert "Only Appointment" in errors[bad_type]
+    assert "colour" in errors[bad_param]
+    assert "name one of Appointment" in errors[bad_type]
     assert "endpoint" in errors[bad_endpoint]
     assert client.portal.call(subscriptions.activate, ctx) == {}  # type: ignore[union-attr]
 

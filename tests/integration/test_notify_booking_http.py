@@ -14,7 +14,12 @@ from fhir_server.app import create_app
 from fhir_server.notifications import celery_app
 from fhir_server.notifications.celery_app import RELEASE_HOLDS_TASK
 from fhir_server.scheduling import extensions as ext
-from tests.integration.notify_support import Running, fhir_json, wait_until
+from tests.integration.notify_support import (
+    Running,
+    fhir_json,
+    patient_with_email,
+    wait_until,
+)
 from tests.integration.scheduling_setup import (
     HEADERS,
     appointment,
@@ -62,22 +67,12 @@ def _subscribe_ehr(env: Running, api: TestClient, role: str, status: str) -> str
     return hook
 
 
-def _patient_with_email(api: TestClient, prefix: str, family: str) -> tuple[str, str]:
-    address = f"{prefix}-{os.urandom(3).hex()}@example.org"
-    body = {
-        "resourceType": "Patient",
-        "name": [{"family": family}],
-        "telecom": [{"system": "email", "value": address}],
-    }
-    return post(api, body)["id"], address
-
-
 def test_book_move_cancel_over_http_mails_the_patient_and_hooks_the_ehr(
     env: Running, api: TestClient
 ) -> None:
     clinic = make_clinic(api)
     hook = _subscribe_ehr(env, api, clinic["role"], "requested")
-    pid, address = _patient_with_email(api, "http", "Roe")
+    pid, address = patient_with_email(api, "http", "Roe")
     first, second = (make_slot(api, clinic["schedule"], hours_from_now(h)) for h in (70, 74))
     booked = api.post("/fhir/Appointment", json=appointment(pid, first), headers=HEADERS)
     assert booked.status_code == 201, booked.text
@@ -117,7 +112,7 @@ def test_expired_hold_goes_to_the_subscription_only(env: Running, api: TestClien
     updated = api.put(f"/fhir/Schedule/{schedule['id']}", json=schedule, headers=HEADERS)
     assert updated.status_code == 200, updated.text
     hook = _subscribe_ehr(env, api, clinic["role"], "active")
-    pid, address = _patient_with_email(api, "hold", "Poe")
+    pid, address = patient_with_email(api, "hold", "Poe")
     slot = make_slot(api, clinic["schedule"], hours_from_now(80))
     proposal: dict[str, Any] = {**appointment(pid, slot), "status": "proposed"}
     proposal["participant"] = [
@@ -144,7 +139,7 @@ def test_a_reschedule_announces_the_move_and_a_cancellation_is_one_whatever_its_
 ) -> None:
     """The engine, not the cancellation reason's text, says when a cancellation is a move's."""
     clinic = make_clinic(api)
-    pid, address = _patient_with_email(api, "move", "Moe")
+    pid, address = patient_with_email(api, "move", "Moe")
     first, second = (make_slot(api, clinic["schedule"], hours_from_now(h)) for h in (90, 94))
     old = post(api, appointment(pid, first))
     assert _wait_mails(env, address, 1)[0].startswith("Your appointment is booked")

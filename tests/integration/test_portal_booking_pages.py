@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from icalendar import Calendar
 
 from fhir_server.settings import Settings
-from fhir_server.ui.fhir_api import PortalApiError
+from fhir_server.ui.fhir_api import PortalApi, PortalApiError
 from fhir_server.ui.portal import booking_pages as pages
 from fhir_server.ui.portal.booking_calendar import calendar_file
 from tests.integration.auth_helpers import auth_app, new_patient
@@ -133,3 +134,23 @@ def test_another_patients_appointment_and_a_forged_slot_are_not_found(
     with pytest.raises(pages.NotFound):
         mallory.run(pages.hold, "no-such-slot")
     assert alice.run(pages.appointment, booked["id"]).status == "booked"
+
+
+def test_a_batch_answers_each_read_in_order_and_each_passes_the_gate(
+    client: TestClient,
+) -> None:
+    """`PortalApi.batch` is one call to the API; an entry the token may not read is refused
+    as the read alone would be (the gate judges each entry)."""
+    alice = PatientClient(client, new_patient(client, "Batched"))
+    hidden = new_patient(client, "Hidden")
+
+    async def batch(api: PortalApi, *paths: str) -> tuple[list[dict[str, Any]], int]:
+        return await api.batch(*paths), api.calls
+
+    found, calls = alice.run(batch, f"Patient/{alice.patient}", "HealthcareService?active=true")
+    assert calls == 1
+    assert (found[0]["resourceType"], found[0]["id"]) == ("Patient", alice.patient)
+    assert found[1]["resourceType"] == "Bundle" and found[1]["type"] == "searchset"
+    with pytest.raises(PortalApiError) as refused:
+        alice.run(batch, f"Patient/{alice.patient}", f"Patient/{hidden}")
+    assert refused.value.status == 404

@@ -100,8 +100,10 @@ def test_push_registration_goes_through_the_fhir_operation(app: TestClient) -> N
     app.cookies.clear()
     patient_id = add_patient_login(app, "prefs-c")
     sign_in(app, "prefs-c")
-    page = app.get(f"{PORTAL}/preferences").text
+    shown = app.get(f"{PORTAL}/preferences")
+    page = shown.text
     assert 'data-key="' in page and 'data-key=""' not in page  # the VAPID key
+    assert shown.headers["x-portal-fhir-calls"] == "1"  # the Patient and the key in one batch
     token = portal_csrf(page)
     browser = {
         "endpoint": "https://push.example.org/push/1",

@@ -143,6 +143,19 @@ def test_include_and_revinclude(client: TestClient, world: dict[str, str]) -> No
     assert set(ids(bundle, "include")) == {world["a_smith_brown"], world["a_jones_brown"]}
 
 
+def test_revinclude_target_type_follows_only_that_type(
+    client: TestClient, world: dict[str, str]
+) -> None:
+    """`_revinclude=Source:param:Type` adds what points at the Type's resources only."""
+    query = f"_id={world['a_jones_brown']}&_include=Appointment:actor"
+    people = {world["jones_patient"], world["brown"]}
+    patients = f"{query}&_revinclude:iterate=Appointment:actor:Patient"
+    assert set(ids(search(client, "Appointment", patients, world["mark"]), "include")) == people
+    doctors = f"{query}&_revinclude:iterate=Appointment:actor:Practitioner"
+    found = set(ids(search(client, "Appointment", doctors, world["mark"]), "include"))
+    assert found == people | {world["a_smith_brown"]}
+
+
 def test_include_iterate(client: TestClient, world: dict[str, str]) -> None:
     mark = marker()
     practitioner = tagged(client, mark, _practitioner("Gp"))["id"]

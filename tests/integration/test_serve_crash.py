@@ -32,12 +32,13 @@ def _gone(process: psutil.Process) -> bool:
 
 
 def _wait_for_worker_tree(serving: Serving, timeout: float = 30.0) -> list[psutil.Process]:
-    """serve's descendants once the worker's pool and beat have started."""
+    """serve's descendants once both workers (notifications with beat, exports) and their
+    pools have started."""
     deadline = time.monotonic() + timeout
     while True:
         children = psutil.Process(serving.process.pid).children(recursive=True)
         celery = [c for c in children if "celery" in " ".join(c.cmdline())]
-        if len(celery) >= 3 or time.monotonic() > deadline:  # worker, its pool, beat
+        if len(celery) >= 5 or time.monotonic() > deadline:  # 2 workers, 2 pools, beat
             return children
         time.sleep(0.2)
 
@@ -52,6 +53,8 @@ def test_every_child_ends_with_a_killed_serve(tmp_path: Path) -> None:
     watched = [*children, psutil.Process(redis_pid)]  # redis-server daemonizes: not a child
     names = " ".join(" ".join(p.cmdline()[:3]) for p in watched)
     assert "nx-27017" in names and "celery" in names, names
+    queues = {c.cmdline()[c.cmdline().index("-Q") + 1] for c in children if "-Q" in c.cmdline()}
+    assert queues == {"notifications", "exports"}, queues
 
     serving.process.send_signal(signal.SIGKILL)
     serving.process.wait(10)

@@ -16,10 +16,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import yaml
 
+from fhir_server.notifications.celery_app import EXPORTS_QUEUE, NOTIFICATIONS_QUEUE, QUEUES
 from fhir_server.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-APP_SERVICES = ("api", "worker", "beat")
+APP_SERVICES = ("api", "worker", "exporter", "beat")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def _resolved(value: str, **given: str) -> str:
     return re.sub(r"\$\{(\w+)(:[-?])?([^}]*)\}", one, value)
 
 
-def test_the_stack_has_its_five_services(services: dict[str, Any]) -> None:
+def test_the_stack_has_its_six_services(services: dict[str, Any]) -> None:
     assert set(services) == {"mongo", "redis", *APP_SERVICES}
 
 
@@ -66,13 +67,24 @@ def test_app_commands(services: dict[str, Any]) -> None:
     api = services["api"]["command"]
     assert api[api.index("--host") + 1] == "0.0.0.0"
     assert api[api.index("--port") + 1] == "8000"
-    assert services["worker"]["command"] == ["fhir-server", "worker"]
     assert services["beat"]["command"] == ["fhir-server", "beat"]
+
+
+def test_one_worker_per_queue_and_every_queue_consumed(services: dict[str, Any]) -> None:
+    """Notifications and bulk exports on separate workers: a confirmation never waits
+    behind an export slice, and no task is left in a queue nobody reads."""
+    queues = {}
+    for name in ("worker", "exporter"):
+        command = services[name]["command"]
+        assert command[:2] == ["fhir-server", "worker"]
+        queues[name] = command[command.index("--queues") + 1]
+    assert queues == {"worker": NOTIFICATIONS_QUEUE, "exporter": EXPORTS_QUEUE}
+    assert set(queues.values()) == set(QUEUES)
 
 
 def test_only_the_api_publishes_a_port_and_it_checks_readyz(services: dict[str, Any]) -> None:
     assert services["api"]["ports"] == ["8000:8000"]
-    assert all("ports" not in services[name] for name in ("mongo", "redis", "worker", "beat"))
+    assert all("ports" not in services[name] for name in ("mongo", "redis", *APP_SERVICES[1:]))
     probe = " ".join(services["api"]["healthcheck"]["test"])
     assert "http://127.0.0.1:8000/readyz" in probe
 

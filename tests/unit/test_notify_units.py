@@ -17,6 +17,7 @@ from fhir_server.notifications.preferences import preferences_extension, read_pr
 from fhir_server.scheduling import events as booking_events
 from fhir_server.settings import Settings
 
+BASE = "https://clinic.example/fhir"
 APPT: dict[str, Any] = {
     "resourceType": "Appointment",
     "id": "a1",
@@ -41,18 +42,27 @@ APPT: dict[str, Any] = {
         ("Appointment?patient=p1&status=cancelled,noshow", False),
         ("Appointment?location=l1,l2", True),
         ("Appointment", True),
-        ("Appointment?reason-code=x", False),  # unsupported: never matches
+        ("Appointment?date=ge2030-01-02&date=lt2030-01-03", True),
+        ("Appointment?date=2030-01-03", False),
+        ("Appointment?status:not=booked", False),
+        ("Appointment?patient.name=x", False),  # a chain needs a query: never matches
     ],
 )
 def test_criteria_match_on_the_resource(criteria: str, expected: bool) -> None:
-    assert matches(criteria, APPT) is expected
+    assert matches(criteria, APPT, BASE) is expected
 
 
 def test_unsupported_criteria_are_refused_with_the_parameter_named() -> None:
-    with pytest.raises(CriteriaError, match="reason-code"):
-        compile_criteria("Appointment?reason-code=x")
-    with pytest.raises(CriteriaError, match="Only Appointment"):
-        compile_criteria("Patient?name=x")
+    with pytest.raises(CriteriaError, match="colour"):
+        compile_criteria("Appointment?colour=x", BASE)
+    with pytest.raises(CriteriaError, match="needs a query"):
+        compile_criteria("Appointment?patient.name=x", BASE)
+    with pytest.raises(CriteriaError, match="_count"):
+        compile_criteria("Encounter?_count=5", BASE)
+    with pytest.raises(CriteriaError, match="date"):
+        compile_criteria("ChargeItem?entered-date=yesterday", BASE)
+    with pytest.raises(CriteriaError, match="name one of Appointment, Encounter, ChargeItem"):
+        compile_criteria("Patient?name=x", BASE)
 
 
 def test_preferences_default_order_optout_and_language() -> None:
@@ -128,7 +138,7 @@ def test_stored_communication_is_valid_r4_and_keeps_its_details() -> None:
         key="a1|booked|3|email|Patient/p1",
         event="booked",
         channel="email",
-        appointment="Appointment/a1/_history/3",
+        about="Appointment/a1/_history/3",
         recipient="Patient/p1",
         subject="Patient/p1",
         details={"event": "booked", "role": "patient", "destination": "p@x.org", "attempts": 0},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_server.fhir.indexing import MANY, ResourceIndexer, has_scalar
+from fhir_server.fhir.indexing import MANY, ResourceIndexer, _unique, has_scalar
 from fhir_server.fhir.search_params import search_params
 
 BASE = "https://clinic.example/fhir"
@@ -149,3 +149,28 @@ def test_indexes_name_only_scalar_fields_the_indexer_writes() -> None:
                 else:
                     assert kind == "u" and param.type == "reference" and not param.single, field
                     assert rest[0] in param.targets, field
+
+
+class _Counted:
+    """A hashable value that counts how often it is compared for equality."""
+
+    compared = 0
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __hash__(self) -> int:
+        return hash(self.n)
+
+    def __eq__(self, other: object) -> bool:
+        _Counted.compared += 1
+        return isinstance(other, _Counted) and other.n == self.n
+
+
+def test_unique_keeps_first_seen_order_and_is_not_quadratic() -> None:
+    mixed = ["a", {"lo": 1}, "b", "a", {"lo": 1}, {"lo": 2}, 3, 3.0]
+    assert _unique(mixed) == ["a", {"lo": 1}, "b", {"lo": 2}, 3]
+    _Counted.compared = 0
+    values = [_Counted(n) for n in range(2000)]
+    assert len(_unique(values + values[:10])) == 2000
+    assert _Counted.compared <= 20  # a list lookup would compare about two million times

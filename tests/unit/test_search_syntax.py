@@ -147,6 +147,20 @@ def test_malformed_values_are_400_naming_the_parameter(rtype: str, name: str, va
     assert caught.value.expression == (name,)
 
 
+def test_conjoin_states_a_repeated_condition_once() -> None:
+    """A search repeating its caller's limit (a patient's `status=free` on Slots) must stay
+    one plain filter: `$and` sends the embedded server into a Python scan of every row."""
+    from fhir_server.store.search_query import conjoin
+
+    free = {"idx.s.status": {"$eq": "free"}}
+    assert conjoin(free, {"idx.s.start.lo": {"$gte": "1"}}, free) == {
+        "idx.s.status": {"$eq": "free"},
+        "idx.s.start.lo": {"$gte": "1"},
+    }
+    assert conjoin({"a": {"$gte": 1}}, {"a": {"$gte": 1, "$lt": 5}}) == {"a": {"$gte": 1, "$lt": 5}}
+    assert conjoin({"_id": "x"}, {"_id": "x"}) == {"_id": "x"}
+
+
 def test_conjoin_merges_ranges_and_keeps_clashes() -> None:
     from fhir_server.store.search_query import conjoin
 

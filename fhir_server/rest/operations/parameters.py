@@ -68,7 +68,7 @@ def moment(value: Any, name: str) -> datetime:
 
 def definition(
     code: str,
-    resource: str,
+    resource: str | None,
     description: str,
     parameters: list[dict[str, Any]],
     *,
@@ -76,20 +76,22 @@ def definition(
     instance: bool = False,
     affects_state: bool = False,
 ) -> dict[str, Any]:
-    """An OperationDefinition for one of our operations."""
+    """An OperationDefinition for one of our operations (system level when `resource` is
+    None)."""
+    name = f"{resource}-{code}" if resource else code
     return {
         "resourceType": "OperationDefinition",
-        "id": f"{resource}-{code}",
-        "url": f"{CANONICAL}/OperationDefinition/{resource}-{code}",
+        "id": name,
+        "url": f"{CANONICAL}/OperationDefinition/{name}",
         "name": code.replace("-", "_"),
         "status": "active",
         "kind": "operation",
         "description": description,
         "affectsState": affects_state,
         "code": code,
-        "resource": [resource],
-        "system": False,
-        "type": type_level,
+        **({"resource": [resource]} if resource else {}),
+        "system": resource is None,
+        "type": type_level and resource is not None,
         "instance": instance,
         "parameter": parameters,
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fhir_server.ui.clinic.roles import SECTIONS, STAFF
+from fhir_server.ui.clinic.roles import PRACTITIONER, SECTIONS, STAFF
 from fhir_server.ui.web import RoleRefused, Visitor, signed_in
 
 router = APIRouter()
@@ -18,6 +18,8 @@ async def home(request: Request, page: Visitor) -> Response:
     signed = await signed_in(request)
     if signed.role not in STAFF:  # a patient signed in here: the portal is theirs
         raise RoleRefused
+    if signed.role == PRACTITIONER:  # a practitioner's day starts on today's schedule
+        return signed.redirect(signed.url("/schedule"))
     parts = [
         (signed.url(section.path), signed._(section.name))
         for section in SECTIONS

@@ -27,6 +27,12 @@ def _(message: str) -> str:
 
 SECTIONS: list[Section] = [
     Section("/", _("Home"), STAFF),
+    Section("/schedule", _("Schedule"), STAFF),
+    Section("/requests", _("Requests"), STAFF),
+    Section("/desk", _("Patients and bookings"), frozenset({FRONTDESK, ADMIN})),
+    Section("/desk/day", _("Day lists"), frozenset({FRONTDESK, ADMIN})),
     Section("/availability", _("Availability"), frozenset({PRACTITIONER, ADMIN})),
     Section("/closures", _("Closures and holidays"), frozenset({ADMIN})),
+    Section("/admin", _("Administration"), frozenset({ADMIN})),
+    Section("/reports/", _("Reports"), STAFF),
 ]

@@ -50,6 +50,16 @@ def _not_found(page: SignedInPage) -> Response:
     )
 
 
+def done_title(page: SignedInPage, done: str | None, otherwise: str) -> str:
+    """An appointment page's title just after a change (`?done=`), else `otherwise`."""
+    titles = {
+        "booked": page._("Appointment booked"),
+        "rescheduled": page._("Appointment changed"),
+        "cancelled": page._("Appointment cancelled"),
+    }
+    return titles.get(done or "", otherwise)
+
+
 def _too_late(view: pages.AppointmentView) -> bool:
     return too_late_to_change(view.appointment, view.schedule, pages.utc_now())
 
@@ -60,14 +70,9 @@ async def appointment(page: SignedIn, appointment_id: str, request: Request) -> 
     if view is None:
         return _not_found(page)
     done = request.query_params.get("done")
-    titles = {
-        "booked": page._("Appointment booked"),
-        "rescheduled": page._("Appointment changed"),
-        "cancelled": page._("Appointment cancelled"),
-    }
     return page.render(
         "portal/appointments_one.html",
-        title=titles.get(done or "", page._("Your appointment")),
+        title=done_title(page, done, page._("Your appointment")),
         view=view,
         done=done,
         changeable=view.status in CHANGEABLE and not _too_late(view),

@@ -7,6 +7,11 @@ and bookmarks all work without hidden server state. Choosing a time holds it
 booking (`$book`). A reschedule goes through the same pages with
 `reschedule=<Appointment id>` and is booked in one step (`$book` with
 `cancelled-appt-id`), so the old time is kept until the new one is certain.
+
+The clinic's front desk books through these same pages for a patient it chose
+(`patient=<Patient id>` in the flow; `ui/clinic/desk_booking.py` serves them
+in the clinic workspace); it must then give a reason, written to the
+Appointment's `comment` like the patient's own note.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class Flow:
     reschedule: str = ""
     source: str = ""
     comment: str = ""
+    patient: str = ""  # set when the front desk books for a patient (empty in the portal)
 
     @classmethod
     def of(cls, values: Any) -> Flow:
@@ -346,8 +352,9 @@ async def _check(page: SignedInPage, flow: Flow) -> Check:
 
 
 async def _check_page(
-    page: SignedInPage, flow: Flow, errors: list[FieldError] | None = None
+    page: SignedInPage, flow: Flow, errors: list[FieldError] | None = None, status: int = 409
 ) -> Response:
+    """Check your answers; an error with `status` 409 (the time is lost) lists alternatives."""
     check = await _check(page, flow)
     if not flow.reschedule and check.view.status == "booked":  # sent twice, or Back after booking
         return page.redirect(page.url(f"/appointments/{check.view.id}"))
@@ -358,7 +365,7 @@ async def _check_page(
         if flow.reschedule:
             lost = _taken_message(page)
         errors = [FieldError(lost, "alternatives")]
-    if errors:
+    if errors and status == 409:
         check.alternatives = await _alternatives(page, flow, check)
     rescheduling = bool(flow.reschedule)
     return page.render(
@@ -366,7 +373,7 @@ async def _check_page(
         title=page._("Check your new appointment time")
         if rescheduling
         else page._("Check your answers before booking"),
-        status=409 if errors else 200,
+        status=status if errors else 200,
         errors=errors,
         flow=flow,
         check=check,
@@ -401,9 +408,12 @@ async def check_page(page: SignedIn, request: Request) -> Response:
 async def book(page: SignedIn, form: CheckedForm) -> Response:
     """Book the held time (or swap the old appointment for the new time in one step)."""
     flow = Flow.of(form)
+    if flow.patient and not flow.comment.strip():  # the front desk says why it books or moves
+        missing = FieldError(page._("Give the reason for this booking or change"), "comment")
+        return await _check_page(page, flow, [missing], status=400)
     try:
         if flow.reschedule:
-            booked = await pages.reschedule(page.api, flow.reschedule, flow.slot)
+            booked = await pages.reschedule(page.api, flow.reschedule, flow.slot, flow.comment)
         else:
             booked = await pages.book_hold(page.api, flow.hold, flow.comment)
     except (pages.NotFound, PortalApiError) as error:

@@ -283,17 +283,21 @@ async def book_hold(api: PortalApi, hold_id: str, comment: str = "") -> Resource
     return entries(answer, "Appointment")[0]
 
 
-async def reschedule(api: PortalApi, old_id: str, slot_id: str) -> Resource:
-    """Book the new Slot and cancel the old Appointment in one step (all or nothing)."""
+async def reschedule(api: PortalApi, old_id: str, slot_id: str, comment: str = "") -> Resource:
+    """Book the new Slot and cancel the old Appointment in one step (all or nothing); a
+    `comment` (the front desk's reason for the move) is kept on the new Appointment."""
     try:
         slot = await api.read("Slot", slot_id)
         schedule = await api.read("Schedule", reference_id(slot.get("schedule"), "Schedule") or "")
     except PortalApiError as error:
         raise NotFound(slot_id) from error
+    wanted = proposal(slot, schedule, patient_of(api))
+    if comment.strip():
+        wanted["comment"] = comment.strip()
     answer = await api.operation(
         "Appointment/$book",
         parameters(
-            {"name": "appt-resource", "resource": proposal(slot, schedule, patient_of(api))},
+            {"name": "appt-resource", "resource": wanted},
             {"name": "cancelled-appt-id", "valueUri": f"Appointment/{old_id}"},
         ),
     )
@@ -367,6 +371,14 @@ class AppointmentView:
         return (self.schedule or {}).get("id")
 
 
+_SHOWN_ACTORS = [
+    ("_include", "Appointment:actor:HealthcareService"),
+    ("_include", "Appointment:actor:Location"),
+]
+"""The actors an AppointmentView shows beyond their display: each included actor costs the
+API a read, and the patient and the clinician's role are not needed."""
+
+
 def _views(bundle: Resource) -> list[AppointmentView]:
     """Appointments with their included services and places (a booked Slot is not the
     patient's to read, so the Schedule is looked up by its actors where it is needed)."""
@@ -391,31 +403,37 @@ def _views(bundle: Resource) -> list[AppointmentView]:
 
 async def appointment(api: PortalApi, appointment_id: str) -> AppointmentView:
     """One of the patient's Appointments with its Schedule (for the cut-off and for choosing
-    a new time); NotFound for any other id (the server answers as if it did not exist)."""
+    a new time); NotFound for any other id (the server answers as if it did not exist).
+
+    One search: the clinician's PractitionerRole is included, and from it (`:iterate`)
+    the Schedules naming that role, of which the one for the same service is kept.
+    """
     bundle = await api.search(
         "Appointment",
-        {
-            "_id": appointment_id,
-            "patient": f"Patient/{patient_of(api)}",
-            "_include": "Appointment:actor",
-        },
+        [
+            ("_id", appointment_id),
+            ("patient", f"Patient/{patient_of(api)}"),
+            *_SHOWN_ACTORS,
+            ("_include", "Appointment:actor:PractitionerRole"),
+            ("_revinclude:iterate", "Schedule:actor:PractitionerRole"),
+        ],
     )
     views = _views(bundle)
     if not views:
         raise NotFound(appointment_id)
     view = views[0]
     roles = actor_ids(view.appointment, "PractitionerRole")
-    if roles:
-        found = await api.search("Schedule", {"actor": f"PractitionerRole/{roles[0]}"})
-        services = set(actor_ids(view.appointment, "HealthcareService"))
-        view.schedule = next(
-            (
-                s
-                for s in entries(found, "Schedule")
-                if services <= set(actor_ids(s, "HealthcareService"))
-            ),
-            None,
-        )
+    services = set(actor_ids(view.appointment, "HealthcareService"))
+    view.schedule = next(
+        (
+            s
+            for s in entries(bundle, "Schedule")
+            if roles
+            and roles[0] in actor_ids(s, "PractitionerRole")
+            and services <= set(actor_ids(s, "HealthcareService"))
+        ),
+        None,
+    )
     return view
 
 
@@ -425,12 +443,12 @@ async def my_appointments(
     """Upcoming (soonest first) and past (latest first) Appointments of the patient."""
     bundle = await api.search(
         "Appointment",
-        {
-            "patient": f"Patient/{patient_of(api)}",
-            "_sort": "date",
-            "_count": "200",
-            "_include": "Appointment:actor",
-        },
+        [
+            ("patient", f"Patient/{patient_of(api)}"),
+            ("_sort", "date"),
+            ("_count", "200"),
+            *_SHOWN_ACTORS,
+        ],
     )
     views = _views(bundle)
     upcoming = [v for v in views if _upcoming(v, now)]

@@ -1,0 +1,240 @@
+"""Reports over two years of a busy clinic: report time and rollup build time (issue 17).
+
+For each size (default 10,000 and 100,000 appointments; `--sizes 1000000` is the issue's
+figure) it loads that many appointments spread over two years (20 practitioners at 3
+locations, 6 services, 3 appointment types, a tenth as many patients with ages, genders
+and postal districts; 78% fulfilled, 8% noshow, 14% cancelled; booked 0-21 days ahead
+through the four channels), written straight into the store as first versions with
+history rows (`store.bulk_load`, each at the instant it was booked; history rows only:
+the rollups read nothing else, and current rows would double the load time), plus the
+next 60 days of Slots of 20 Schedules. Then it measures:
+- the time to build the rollups from scratch (`reports.rollups.rebuild`);
+- every Measure's `$evaluate-measure` work over the whole two years: without
+  stratifier, by practitioner, for one practitioner by age band, and by month (the
+  median of 3 runs of each; the slowest is the report time, target < 1 s);
+- a follow run that finds nothing new (what the operation does before each report).
+Nothing here asserts on time.
+
+Run: python -m benchmarks.bench_reports [--sizes 10000,100000,1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import platform
+import random
+import statistics
+import time
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from benchmarks.bench_core import embedded_store
+from fhir_server.fhir.indexing import ResourceIndexer
+from fhir_server.fhir.instants import fhir_instant, parse_instant
+from fhir_server.reports import measures, rollups
+from fhir_server.reports.channel import CANCEL_REASON_SYSTEM, CHANNEL_URL
+from fhir_server.reports.facts import CANCELLATION_DATE
+from fhir_server.store.bulk_load import insert_first_versions
+from fhir_server.store.clock import to_instant
+from fhir_server.store.database import connect
+from fhir_server.store.report_store import ReportStore
+from fhir_server.store.resources import ResourceStore
+
+ZONE = ZoneInfo("UTC")
+DAYS = 730
+FIRST_DAY = datetime.now(UTC).date() - timedelta(days=DAYS + 1)  # two years up to yesterday
+PRACTITIONERS = 20
+LOCATIONS = 3
+SERVICES = 6
+BATCH = 20_000
+RUNS = 3
+_AREAS = ("SW", "NW", "E", "N")
+
+
+def _patients(count: int, rng: random.Random) -> list[dict[str, Any]]:
+    return [
+        {
+            "resourceType": "Patient",
+            "id": f"p{n}",
+            "gender": rng.choice(("female", "male", "other")),
+            "birthDate": f"{rng.randint(1930, 2024)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)}",
+            "address": [
+                {"postalCode": f"{rng.choice(('SW', 'NW', 'E', 'N'))}{rng.randint(1, 20)} 1AA"}
+            ],
+        }
+        for n in range(count)
+    ]
+
+
+def _appointment(n: int, patients: int, rng: random.Random) -> dict[str, Any]:
+    doctor = rng.randrange(PRACTITIONERS)
+    day = FIRST_DAY + timedelta(days=rng.randrange(DAYS))
+    start = datetime(day.year, day.month, day.day, 8, tzinfo=UTC) + timedelta(
+        minutes=15 * rng.randrange(36)
+    )
+    created = start - timedelta(days=min(int(rng.expovariate(1 / 4)), 21), hours=1)
+    status = rng.choices(("fulfilled", "noshow", "cancelled"), (78, 8, 14))[0]
+    body: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "id": f"a{n}",
+        "status": status,
+        "created": fhir_instant(created),
+        "start": fhir_instant(start),
+        "end": fhir_instant(start + timedelta(minutes=15)),
+        "appointmentType": {"coding": [{"code": rng.choice(("ROUTINE", "FOLLOWUP", "WALKIN"))}]},
+        "extension": [
+            {"url": CHANNEL_URL, "valueCode": rng.choice(("portal", "clinic", "app", "ehr"))}
+        ],
+        "participant": [
+            {"actor": {"reference": f"Patient/p{rng.randrange(patients)}"}, "status": "accepted"},
+            {"actor": {"reference": f"Practitioner/dr{doctor}"}, "status": "accepted"},
+            {"actor": {"reference": f"Location/l{doctor % LOCATIONS}"}, "status": "accepted"},
+            {
+                "actor": {"reference": f"HealthcareService/s{doctor % SERVICES}"},
+                "status": "accepted",
+            },
+        ],
+    }
+    if status == "cancelled":
+        code = rng.choice(("pat", "prov"))
+        body["cancelationReason"] = {"coding": [{"system": CANCEL_REASON_SYSTEM, "code": code}]}
+        cancelled = max(created, start - timedelta(hours=rng.choice((2, 12, 30, 72))))
+        body["extension"].append(
+            {"url": CANCELLATION_DATE, "valueDateTime": fhir_instant(cancelled)}
+        )
+    return body
+
+
+def _slots(today: date) -> list[dict[str, Any]]:
+    out = []
+    for schedule in range(PRACTITIONERS):
+        for day in range(60):
+            for n in range(16):
+                start = datetime.combine(today + timedelta(days=day), datetime.min.time(), UTC)
+                start += timedelta(hours=8, minutes=30 * n)
+                out.append(
+                    {
+                        "resourceType": "Slot",
+                        "id": f"slot-{schedule}-{day}-{n}",
+                        "schedule": {"reference": f"Schedule/sch{schedule}"},
+                        "status": "busy" if (day + n) % 3 == 0 else "free",
+                        "start": fhir_instant(start),
+                        "end": fhir_instant(start + timedelta(minutes=30)),
+                    }
+                )
+    return out
+
+
+async def _load(store: ResourceStore, size: int) -> None:
+    rng = random.Random(size)
+    patients = max(100, size // 10)
+    base = datetime.now(UTC) - timedelta(hours=1)  # when the directory and Slots were written
+    at = to_instant(base)
+    await insert_first_versions(store, [(p, at) for p in _patients(patients, rng)])
+    schedules = [
+        {
+            "resourceType": "Schedule",
+            "id": f"sch{n}",
+            "actor": [{"reference": f"Practitioner/dr{n}"}],
+        }
+        for n in range(PRACTITIONERS)
+    ]
+    await insert_first_versions(store, [(s, at) for s in schedules])
+    started = time.perf_counter()
+    for first in range(0, size, BATCH):
+        # Each written when it was booked (its `created`), as a history written over time.
+        bodies = [_appointment(n, patients, rng) for n in range(first, min(first + BATCH, size))]
+        batch = [(b, to_instant(parse_instant(b["created"]))) for b in bodies]
+        await insert_first_versions(store, batch, current=False)  # the rollups read history
+        print(f"\r  loading: {min(first + BATCH, size):,}/{size:,}", end="", flush=True)
+    slots = _slots(datetime.now(UTC).date())
+    await insert_first_versions(store, [(s, to_instant(base)) for s in slots])
+    print(f"\r  loaded {size:,} appointments in {time.perf_counter() - started:.0f} s")
+
+
+def _requests(period: tuple[date, date]) -> list[measures.Request]:
+    start, end = period
+    out = []
+    for definition in measures.DEFINITIONS:
+        variants: list[tuple[str | None, tuple[str, ...]]] = [(None, ())]
+        if "practitioner" in definition.stratifiers:
+            variants.append((None, ("practitioner",)))
+        if "age-band" in definition.stratifiers:
+            variants.append(("Practitioner/dr3", ("age-band",)))
+        if "period-month" in definition.stratifiers:
+            variants.append((None, ("period-month",)))
+        out += [measures.Request(definition.id, start, end, s, strata) for s, strata in variants]
+    return out
+
+
+async def _time(work: Any) -> float:
+    started = time.perf_counter()
+    await work
+    return time.perf_counter() - started
+
+
+async def run_size(uri: str, size: int) -> dict[str, Any]:
+    database = await connect(uri, f"bench{size}")
+    store = ResourceStore(database, indexer=ResourceIndexer("http://bench/fhir"))
+    try:
+        await _load(store, size)
+
+        def progress(stream: str, read: int) -> None:
+            print(f"\r  rebuilding: {stream} {read:,} versions", end="", flush=True)
+
+        build = await _time(rollups.rebuild(store, ZONE, progress))
+        print(f"\r  rollups built from scratch in {build:.1f} s{' ' * 30}")
+        reports = ReportStore(store)
+        period = (FIRST_DAY, FIRST_DAY + timedelta(days=DAYS - 1))
+        today = datetime.now(UTC).date()
+        times: dict[str, float] = {}
+        for request in _requests(period):
+            runs = [
+                await _time(measures.evaluate(reports, request, late_hours=24, today=today))
+                for _ in range(RUNS)
+            ]
+            label = f"{request.measure} {request.subject or ''} {','.join(request.stratifiers)}"
+            times[label.strip()] = statistics.median(runs)
+        follow = statistics.median([await _time(rollups.follow(store, ZONE)) for _ in range(RUNS)])
+        return {"size": size, "build": build, "times": times, "follow": follow}
+    finally:
+        await database.client.drop_database(database.db.name)
+        await database.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    parser.add_argument("--sizes", default="10000,100000", help="appointments, comma-separated")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    print(f"bench_reports ({platform.python_implementation()} {platform.python_version()})")
+    results = []
+    with embedded_store("fhir-bench-reports-") as (store_server, _):
+        for size in sizes:
+            print(f"{size:,} appointments over two years:")
+            result = asyncio.run(run_size(store_server.uri, size))
+            slowest = max(result["times"].items(), key=lambda item: item[1])
+            median = statistics.median(result["times"].values())
+            print(
+                f"  {len(result['times'])} reports: median {median * 1000:.0f} ms, "
+                f"slowest {slowest[1] * 1000:.0f} ms ({slowest[0]})"
+            )
+            print(f"  follow with nothing new: {result['follow'] * 1000:.0f} ms")
+            results.append(result)
+    print("Summary (target: any report < 1 s)")
+    for result in results:
+        slowest = max(result["times"].values())
+        met = "met" if slowest + result["follow"] < 1 else "NOT met"
+        print(
+            f"  {result['size']:>9,} appointments: slowest report {slowest * 1000:6.0f} ms "
+            f"+ follow {result['follow'] * 1000:4.0f} ms ({met}); "
+            f"rollups from scratch {result['build']:7.1f} s"
+        )
+
+
+if __name__ == "__main__":
+    main()

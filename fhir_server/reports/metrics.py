@@ -1,0 +1,234 @@
+"""Each metric computed from the rollups (the definitions are in the README, "Reports").
+
+A metric turns the summed counters of a group or stratum into `Figures`
+(population counts and a score); `Query` says which counters to sum: the
+tables of a period, narrowed to a subject, split by a stratifier. The months
+wholly inside the period are read from month tables, the days at its edges
+from day tables, so a two-year report reads about 24 + 60 small rows per
+stratifier whatever the number of appointments.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Final
+
+from fhir_server.reports.facts import MAX_LEAD_DAYS
+from fhir_server.reports.rollups import ALL, SLOTS, Source, table_id
+from fhir_server.reports.suppression import Figures
+from fhir_server.store.report_store import ReportStore
+
+OUTCOMES: Final = {
+    "booked": (),  # every appointment counted
+    "attended": ("fulfilled", "arrived", "checked-in"),
+    "cancelled": ("cancelled",),
+    "missed": ("noshow",),
+}
+NO_SHOW_DUE: Final = ("fulfilled", "arrived", "noshow")
+CHANNELS: Final = ("portal", "clinic", "app", "ehr")
+LEAD_BUCKETS: Final = (
+    ("same-day", 0, 0),
+    ("1-day", 1, 1),
+    ("2-7-days", 2, 7),
+    ("over-7-days", 8, MAX_LEAD_DAYS),
+)
+BOOKABLE: Final = ("free", "busy", "busy-tentative")
+PERIOD_STRATIFIERS: Final = ("period-day", "period-week", "period-month")
+DEMOGRAPHICS: Final = ("age-band", "gender", "postal-district")
+THIRD: Final = 3
+TNA_HORIZON_DAYS: Final = 366
+
+
+@dataclass(frozen=True)
+class Query:
+    source: Source
+    start: date
+    end: date
+    subject: tuple[str, str] | None = None  # (kind, Type/id)
+
+
+def spans(start: date, end: date) -> list[tuple[str, str]]:
+    """(grain, period) of the tables covering start..end: whole months as months, the rest
+    as days."""
+    out: list[tuple[str, str]] = []
+    day = start
+    while day <= end:
+        month_end = (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+        if day.day == 1 and month_end <= end:
+            out.append(("m", day.strftime("%Y-%m")))
+            day = month_end + timedelta(days=1)
+        else:
+            out.append(("d", day.isoformat()))
+            day += timedelta(days=1)
+    return out
+
+
+def _days(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+def period_label(day: date, unit: str) -> str:
+    if unit == "period-week":
+        return (day - timedelta(days=day.weekday())).isoformat()  # the week's Monday
+    if unit == "period-month":
+        return day.strftime("%Y-%m")
+    return day.isoformat()
+
+
+async def summed(
+    reports: ReportStore, query: Query, stratifier: str | None
+) -> dict[str, Counter[str]]:
+    """The counters of the query's subject, by stratum (`*` without a stratifier)."""
+    value = query.subject[1] if query.subject else ALL
+    column = stratifier or "none"
+    ids = [table_id(query.source, g, p, column) for g, p in spans(query.start, query.end)]
+    out: dict[str, Counter[str]] = {}
+    prefix = f"{value}|"
+    for _, rows in (await reports.tables(ids)).values():
+        for key, counters in rows.items():
+            if key.startswith(prefix):
+                out.setdefault(key[len(prefix) :], Counter()).update(counters)
+    return out
+
+
+async def by_period(reports: ReportStore, query: Query, unit: str) -> dict[str, Counter[str]]:
+    """The counters of the query's subject by day, week (its Monday) or month (read from the
+    month tables where a month is wholly inside the period)."""
+    value = query.subject[1] if query.subject else ALL
+    days = _days(query.start, query.end)
+    out: dict[str, Counter[str]] = {period_label(d, unit): Counter() for d in days}
+    if unit == "period-month":
+        labels = {
+            table_id(query.source, grain, period, "none"): period[:7]
+            for grain, period in spans(query.start, query.end)
+        }
+    else:
+        labels = {
+            table_id(query.source, "d", d.isoformat(), "none"): period_label(d, unit) for d in days
+        }
+    for tid, (_, rows) in (await reports.tables(list(labels))).items():
+        out[labels[tid]].update(rows.get(f"{value}|{ALL}", {}))
+    return out
+
+
+def _rate(numerator: int, denominator: int) -> float | None:
+    return round(numerator / denominator, 4) if denominator else None
+
+
+def _status(c: Counter[str], statuses: tuple[str, ...], prefix: str = "status") -> int:
+    return sum(c[f"{prefix}:{s}"] for s in statuses)
+
+
+def volume(c: Counter[str], late_hours: int) -> dict[str, Figures]:
+    return {
+        code: Figures({"initial-population": c["booked"] if not statuses else _status(c, statuses)})
+        for code, statuses in OUTCOMES.items()
+    }
+
+
+def _proportion(numerator: int, denominator: int) -> Figures:
+    return Figures(
+        {"denominator": denominator, "numerator": numerator},
+        _rate(numerator, denominator),
+        (numerator, denominator),
+    )
+
+
+def no_show_rate(c: Counter[str], late_hours: int) -> dict[str, Figures]:
+    return {"no-show": _proportion(c["status:noshow"], _status(c, NO_SHOW_DUE))}
+
+
+def _late(c: Counter[str], side: str, late_hours: int) -> int:
+    return sum(c[f"cancel:{side}:{h}"] for h in range(late_hours))
+
+
+def late_cancellation_rate(c: Counter[str], late_hours: int) -> dict[str, Figures]:
+    patient, clinic = _late(c, "patient", late_hours), _late(c, "clinic", late_hours)
+    due = c["booked"]
+    return {
+        "patient": _proportion(patient, due),
+        "clinic": _proportion(clinic, due),
+        "all": _proportion(patient + clinic, due),
+    }
+
+
+def lead_time(c: Counter[str], late_hours: int) -> dict[str, Figures]:
+    histogram = {d: c[f"lead:{d}"] for d in range(MAX_LEAD_DAYS + 1) if c[f"lead:{d}"]}
+    out = {
+        code: Figures(
+            {"initial-population": sum(n for d, n in histogram.items() if low <= d <= high)}
+        )
+        for code, low, high in LEAD_BUCKETS
+    }
+    total = sum(histogram.values())
+    median = None
+    if total:
+        median = float(
+            statistics.median_low(d for d, n in sorted(histogram.items()) for _ in range(n))
+        )
+    out["median"] = Figures({}, median, (total,))
+    return out
+
+
+def booking_channel(c: Counter[str], late_hours: int) -> dict[str, Figures]:
+    return {ch: Figures({"initial-population": c[f"channel:{ch}"]}) for ch in CHANNELS}
+
+
+def reminder_effect(c: Counter[str], late_hours: int) -> dict[str, Figures]:
+    reminded_due = _status(c, NO_SHOW_DUE, "reminded")
+    reminded_noshow = c["reminded:noshow"]
+    return {
+        "reminded": _proportion(reminded_noshow, reminded_due),
+        "not-reminded": _proportion(
+            c["status:noshow"] - reminded_noshow, _status(c, NO_SHOW_DUE) - reminded_due
+        ),
+    }
+
+
+def demographics(c: Counter[str], late_hours: int) -> dict[str, Figures]:
+    return {"booked-patients": Figures({"initial-population": c["booked"]})}
+
+
+def slot_utilisation(c: Counter[str], late_hours: int) -> dict[str, Figures]:
+    bookable = _status(c, BOOKABLE, "slot-min")
+    return {"utilisation": _proportion(c["slot-min:busy"], bookable)}
+
+
+Metric = Callable[[Counter[str], int], dict[str, Figures]]
+
+
+def third_next_available(free_by_day: list[tuple[date, int]], since: date) -> float | None:
+    """Days from `since` to the day holding the third free Slot, from free counts by day."""
+    seen = 0
+    for day, free in free_by_day:
+        seen += free
+        if seen >= THIRD:
+            return float((day - since).days)
+    return None
+
+
+async def free_slots_by_schedule(
+    reports: ReportStore, since: date, until: date
+) -> dict[str, list[tuple[date, int]]]:
+    """Free Slots by Schedule and day from `since` to `until`."""
+    days = _days(since, until)
+    ids = {table_id(SLOTS, "d", d.isoformat(), "none"): d for d in days}
+    out: dict[str, list[tuple[date, int]]] = {}
+    for tid, (_, rows) in sorted((await reports.tables(list(ids))).items()):
+        for key, counters in rows.items():
+            schedule = key.split("|", 1)[0]
+            if schedule.startswith("Schedule/") and counters.get("slot:free"):
+                out.setdefault(schedule, []).append((ids[tid], counters["slot:free"]))
+    for entries in out.values():
+        entries.sort()
+    return out
+
+
+async def open_minutes(reports: ReportStore, query: Query) -> int:
+    """Free Slot minutes of the query's subject over its period."""
+    totals = await summed(reports, query, None)
+    return totals.get(ALL, Counter())["slot-min:free"]
