@@ -393,6 +393,8 @@ def test_an_admin_closes_a_clinic_for_a_day_and_picks_its_holiday_calendar(
     after = browser.get(saved.headers["location"])
     assert "Closures saved." in after.text and "Flood" in after.text
     assert f'<a href="/clinic/appointments/{appointment}">Reschedule' in after.text
+    desk = browser.get(f"{CLINIC}/appointments/{appointment}")  # the front desk's page
+    assert desk.status_code == 200 and "Change the time" in desk.text
     # Removing the closure and going back to the address's calendar.
     again = browser.post(
         f"{CLINIC}/closures/{world['location']}",
