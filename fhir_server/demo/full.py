@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from fhir_server.auth.demo_access import DemoAccess, ensure_demo_access
 from fhir_server.demo.clinic import CLINICIANS, PATIENTS, patient_id, practitioner_id
 from fhir_server.demo.history import load_history
 from fhir_server.demo.loader import DemoSummary, Progress, load_demo
-from fhir_server.reports import rollups
 from fhir_server.scheduling.generation import generate_rolling
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
@@ -44,8 +42,7 @@ async def prepare_demo(
     """Load the clinic, generate its Slots, and (when auth is on) its demo logins."""
     clinic = await load_demo(store, progress)
     reports = await generate_rolling(store, now, SLOT_WEEKS * 7)
-    past = await load_history(store, now)
-    await rollups.follow(store, ZoneInfo(settings.report_timezone))
+    past = await load_history(store, now)  # the beat's report follower folds it in
     access = None
     if auth_store is not None:
         access = await ensure_demo_access(

@@ -306,6 +306,7 @@ async def follow(store: ResourceStore, zone: ZoneInfo, page_size: int = _PAGE) -
                 return changed  # another runner is folding this batch
             await _apply(reports, record)
             last = record
+        await _complete(reports, stream)
     return changed
 
 
@@ -339,21 +340,32 @@ async def _apply(reports: ReportStore, record: dict[str, Any]) -> None:
 
 
 def _since(marker: dict[str, Any], stream: str) -> str:
-    """Where a run reads a stream from: where the last stopped, or a minute before the last
-    started if that is earlier (a version stored late lies after it)."""
+    """Where a run reads a stream from: where the last stopped (just after it when that run
+    read the stream to its end, so a burst of versions at one instant is not read again),
+    or a minute before the last run started if that is earlier (a version stored late)."""
     if not marker.get(stream):
         return ""
-    position = parse_instant(marker[stream])
-    started = marker.get(f"{stream}-started")
-    late = parse_instant(started) - _LATE_WRITE if started else position - _LATE_WRITE
-    return order_key(to_instant(min(position, late)))
+    position = order_key(marker[stream])
+    if marker.get(f"{stream}-complete"):
+        position = str(int(position) + 1).zfill(len(position))
+    started = marker.get(f"{stream}-started") or marker[stream]
+    late = order_key(to_instant(parse_instant(started) - _LATE_WRITE))
+    return min(position, late)
+
+
+async def _complete(reports: ReportStore, stream: str) -> None:
+    """Record that a run read a stream to its end (up to its marker's position)."""
+    marker = await markers.read(reports.store, MARKER) or {}
+    if marker.get(stream) and not marker.get(f"{stream}-complete"):
+        marker.pop("_id", None)
+        await markers.write(reports.store, MARKER, {**marker, f"{stream}-complete": True})
 
 
 async def _advance(reports: ReportStore, stream: str, position: str, started: str) -> None:
     """Record how far a stream has been read, and when that run started."""
     marker = await markers.read(reports.store, MARKER) or {}
     marker.pop("_id", None)
-    fields = {stream: position, f"{stream}-started": started}
+    fields = {stream: position, f"{stream}-started": started, f"{stream}-complete": False}
     await markers.write(reports.store, MARKER, {**marker, **fields})
 
 
@@ -368,7 +380,7 @@ async def rebuild(store: ResourceStore, zone: ZoneInfo, progress: Progress | Non
     folder.schedules = await reports.all_resources("Schedule")
     items: dict[str, Item] = {}
     tables = new_tables()
-    positions: dict[str, str] = {}
+    positions: dict[str, Any] = {}
     started = to_instant(datetime.now(UTC))
     for stream in STREAMS:
         read = 0
@@ -378,6 +390,7 @@ async def rebuild(store: ResourceStore, zone: ZoneInfo, progress: Progress | Non
             read += len(fresh)
             positions[stream] = fresh[-1].updated
             positions[f"{stream}-started"] = started
+            positions[f"{stream}-complete"] = True
             if progress is not None:
                 progress(stream, read)
     months_of(tables)

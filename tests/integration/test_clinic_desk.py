@@ -414,6 +414,7 @@ def test_the_day_list_has_one_table_per_clinician_made_to_print(
     listed = desk.get(f"{CLINIC}/desk/day", params={"day": day})
     assert listed.status_code == 200
     assert listed.text.count('<section class="day-list"') == 2
+    assert listed.headers["X-Portal-Fhir-Calls"] == "2"  # not a call per row or clinician
     assert listed.text.count("<caption") == 2 and "Dr Okafor" in listed.text
     assert "Early" in listed.text and "Later" in listed.text
     assert f"{start.astimezone(LONDON):%H:%M}" in listed.text and "(Europe/London)" in listed.text

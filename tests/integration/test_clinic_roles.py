@@ -24,6 +24,7 @@ PATIENT = "patient"
 # Workspace pages that are not menu sections, and the roles that may open them.
 PAGES: dict[str, frozenset[str]] = {
     "/schedule/week": STAFF,
+    "/desk/register": frozenset({FRONTDESK, ADMIN}),
 }
 MATRIX = {section.path: section.roles for section in SECTIONS} | PAGES
 LOGINS = {

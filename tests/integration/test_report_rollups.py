@@ -174,7 +174,9 @@ def test_a_version_stored_late_is_still_counted_once(mongo_uri: str) -> None:
         await rollups.follow(store, ZONE)
         # Written 30 s ago, stored only now (its request ended late): before the marker.
         late = appointment("late", rng)
-        assert await insert_first_versions(store, [(late, to_instant(NOW - timedelta(seconds=30)))])
+        assert await insert_first_versions(
+            store, [(late, to_instant(datetime.now(UTC) - timedelta(seconds=30)))]
+        )
         await rollups.follow(store, ZONE)
         await rollups.follow(store, ZONE)
         items = await ReportStore(store).items_of(["Appointment/first", "Appointment/late"])
@@ -182,5 +184,36 @@ def test_a_version_stored_late_is_still_counted_once(mongo_uri: str) -> None:
         maintained = await tables(store)
         await rollups.rebuild(store, ZONE)
         assert await tables(store) == maintained
+
+    run(mongo_uri, scenario)
+
+
+def test_a_burst_of_versions_is_read_once(mongo_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def scenario(store: ResourceStore) -> None:
+        hour_ago = to_instant(NOW - timedelta(hours=1))
+        slots = [
+            {
+                "resourceType": "Slot",
+                "id": f"s{n}",
+                "schedule": {"reference": "Schedule/x"},
+                "status": "free",
+                "start": instant(NOW + timedelta(days=1, minutes=30 * n)),
+                "end": instant(NOW + timedelta(days=1, minutes=30 * n + 30)),
+            }
+            for n in range(30)
+        ]
+        await insert_first_versions(store, [(s, hour_ago) for s in slots])  # one generation run
+        assert await rollups.follow(store, ZONE, page_size=7) == 30
+        read: list[int] = []
+        versions_from = store.versions_from
+
+        async def counting(rtype: str, at: str, limit: int) -> Any:
+            page = await versions_from(rtype, at, limit)
+            read.append(len(page))
+            return page
+
+        monkeypatch.setattr(store, "versions_from", counting)
+        assert await rollups.follow(store, ZONE) == 0
+        assert sum(read) == 0, "the burst was read again"
 
     run(mongo_uri, scenario)

@@ -54,6 +54,7 @@ async def appointment(page: Desk, appointment_id: str, request: Request) -> Resp
         done=done,
         patient=page.api.patient,
         changeable=view.status in CHANGEABLE,
+        clinician=next(iter(actor_ids(view.appointment, "PractitionerRole")), ""),
     )
 
 

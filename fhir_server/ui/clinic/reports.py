@@ -1,11 +1,12 @@
 """The report pages (`/clinic/reports/`): a dashboard, a page per metric, its CSV.
 
-Staff and admins only (`Staff`): anyone else gets the 403 page before any
-call, and the API refuses `$evaluate-measure` to other tokens anyway. Every
-number comes from `Measure/{id}/$evaluate-measure` with the user's own token:
-the page never counts anything itself, so the server's suppression ("<11",
-rounding) is all there is to see. The filters are a plain GET form (works
-without JavaScript; the address is bookmarkable and is the CSV's too).
+The front desk and admins only (`ReportReader`, as in the API's role table):
+anyone else gets the 403 page before any call, and the API refuses
+`$evaluate-measure` to other tokens anyway. Every number comes from
+`Measure/{id}/$evaluate-measure` with the user's own token: the page never
+counts anything itself, so the server's suppression ("<11", rounding) is all
+there is to see. The filters are a plain GET form (works without JavaScript;
+the address is bookmarkable and is the CSV's too).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from fhir_server.ui.clinic.reports_model import (
     schedule_name,
 )
 from fhir_server.ui.clinic.reports_view import Figure, figure
-from fhir_server.ui.clinic.roles import Staff
+from fhir_server.ui.clinic.roles import ReportReader
 from fhir_server.ui.fhir_api import PortalApiError, entries
 from fhir_server.ui.measure_tables import renamed, report_table
 from fhir_server.ui.portal.booking_model import name_of
@@ -129,7 +130,7 @@ def _subject_name(subjects: list[tuple[str, list[tuple[str, str]]]], reference: 
 
 
 @router.get("/reports/")
-async def dashboard(page: Staff) -> Response:
+async def dashboard(page: ReportReader) -> Response:
     """Every metric's totals over the period: a figure each, one call each, at once."""
     filters, problems = parse_filters(page.request.query_params, None, _today())
     subjects, figures = await asyncio.gather(
@@ -167,7 +168,7 @@ def _metric(metric_id: str) -> Metric:
 
 
 @router.get("/reports/{metric_id}.csv")
-async def metric_csv(page: Staff, metric_id: str) -> Response:
+async def metric_csv(page: ReportReader, metric_id: str) -> Response:
     """The metric's data table as CSV (UTF-8 with a byte order mark, which spreadsheets
     need to read accents), with the same filters as its page."""
     metric = _metric(metric_id)
@@ -194,7 +195,7 @@ def _csv_url(page: SignedInPage, metric: Metric, filters: Filters, shown: Figure
 
 
 @router.get("/reports/{metric_id}")
-async def metric_page(page: Staff, metric_id: str) -> Response:
+async def metric_page(page: ReportReader, metric_id: str) -> Response:
     metric = _metric(metric_id)
     filters, problems = parse_filters(page.request.query_params, metric, _today())
     errors = _errors(page, problems)

@@ -16,8 +16,13 @@ FRONTDESK = "frontdesk"
 ADMIN = "admin"
 STAFF = frozenset({PRACTITIONER, FRONTDESK, ADMIN})
 
+# The reports are for the clinic's office staff and admins (the security work's "staff" is the
+# front desk); a practitioner sees their own schedule, not the clinic's figures.
+REPORT_READERS = frozenset({FRONTDESK, ADMIN})
+
 Staff = Annotated[SignedInPage, requiring(*STAFF)]
 Admin = Annotated[SignedInPage, requiring(ADMIN)]
+ReportReader = Annotated[SignedInPage, requiring(*REPORT_READERS)]
 
 
 def _(message: str) -> str:
@@ -34,5 +39,5 @@ SECTIONS: list[Section] = [
     Section("/availability", _("Availability"), frozenset({PRACTITIONER, ADMIN})),
     Section("/closures", _("Closures and holidays"), frozenset({ADMIN})),
     Section("/admin", _("Administration"), frozenset({ADMIN})),
-    Section("/reports/", _("Reports"), STAFF),
+    Section("/reports/", _("Reports"), REPORT_READERS),
 ]
