@@ -35,7 +35,7 @@ lint: $(TEST_STAMP)
 	$(BIN)/mypy fhir_server
 
 test: lint $(CHROMIUM)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 bench: $(TEST_STAMP)
 	$(BIN)/python -m benchmarks
