@@ -3,17 +3,12 @@ French and in an error state, fitting at 320 px, and saved with the keyboard alo
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 from playwright.sync_api import Page, expect
 
-from fhir_server.app import create_app
 from tests.e2e.conftest import Live, axe, screenshots, sign_in, tab_to
 
 ADA_ROLE = "demo-role-ada-okafor"
-ADMIN = "avail-e2e-admin"
 
 
 @pytest.mark.parametrize("lang", ["en", "fr"])
@@ -56,25 +51,9 @@ def test_copying_times_and_saving_with_the_keyboard_alone(page: Page, live: Live
     expect(page.locator("#tue-1-end")).to_have_value("16:30")
 
 
-def _add_admin(live: Live) -> None:
-    """An admin login (the demo has none yet), added through the accounts of the live
-    server's store."""
-
-    async def add() -> None:
-        application = create_app(live.settings)
-        async with application.router.lifespan_context(application):
-            auth = application.state.auth
-            if await auth.store.user(ADMIN) is None:
-                await auth.accounts.add(ADMIN, live.access.password, "admin", None)
-
-    with ThreadPoolExecutor(1) as runner:
-        runner.submit(asyncio.run, add()).result()
-
-
 @pytest.mark.parametrize("lang", ["en", "fr"])
 def test_closures_and_their_errors_are_axe_clean_and_fit(page: Page, live: Live, lang: str) -> None:
-    _add_admin(live)
-    sign_in(page, live, ADMIN, site="clinic")
+    sign_in(page, live, live.access.admin_login, site="clinic")
     page.goto(f"{live.url}/clinic/closures?lang={lang}")
     axe(page)
     page.locator('a[href="/clinic/closures/demo-location-london"]').click()

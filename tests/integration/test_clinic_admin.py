@@ -156,7 +156,7 @@ def test_rotate_the_signing_key_after_a_confirmation(admin: TestClient) -> None:
 def test_delivery_problems_show_the_reason_and_retry(admin: TestClient) -> None:
     message = Message(
         key="admin-page-test", event="booked", channel="email",
-        appointment="Appointment/none/_history/1", recipient="Patient/someone",
+        about="Appointment/none/_history/1", recipient="Patient/someone",
         subject="Patient/someone", details={"destination": "p@example.org", "attempts": 3},
     ).to_communication()  # fmt: skip
     message |= {"status": "not-done", "statusReason": {"text": "The mail server refused."}}

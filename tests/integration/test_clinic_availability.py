@@ -174,6 +174,7 @@ def test_a_practitioner_saves_hours_and_time_off_and_sees_who_is_now_outside(
     assert page.status_code == 200
     assert 'value="09:00"' in page.text and 'value="17:00"' in page.text
     assert "No booked appointment is outside availability." in page.text
+    assert page.headers["X-Portal-Fhir-Calls"] == "3"  # role, its Location, the flagged list
     # Mornings off from now on, two pairs on Monday, and a week of leave in a month.
     leave = (datetime.now(UTC) + timedelta(days=40)).date()
     fields = _every_day("13:00", "17:00") | {
@@ -217,6 +218,7 @@ def test_a_practitioner_saves_hours_and_time_off_and_sees_who_is_now_outside(
     after = browser.get(saved.headers["location"])
     assert "Availability saved." in after.text
     assert "Rita" in after.text and "Moss" in after.text
+    assert after.headers["X-Portal-Fhir-Calls"] == "4"  # + one search for every patient listed
     assert "Ask the front desk to move it" in after.text  # their page is the front desk's
     browser.cookies.clear()
     sign_in(browser, "avail-admin", "/clinic/", site=CLINIC)
@@ -393,6 +395,8 @@ def test_an_admin_closes_a_clinic_for_a_day_and_picks_its_holiday_calendar(
     after = browser.get(saved.headers["location"])
     assert "Closures saved." in after.text and "Flood" in after.text
     assert f'<a href="/clinic/appointments/{appointment}">Reschedule' in after.text
+    desk = browser.get(f"{CLINIC}/appointments/{appointment}")  # the front desk's page
+    assert desk.status_code == 200 and "Change the time" in desk.text
     # Removing the closure and going back to the address's calendar.
     again = browser.post(
         f"{CLINIC}/closures/{world['location']}",

@@ -165,3 +165,30 @@ def test_a_deleted_id_is_recreated_only_by_its_owner() -> None:
     other = {"resourceType": "Appointment", "participant": [{"actor": {"reference": "Patient/q"}}]}
     assert roles.refused_write(me, new, None, other)
     assert roles.refused_write(me, new, None, new) is None
+
+
+def test_a_practitioner_changes_only_their_roles_hours() -> None:
+    me = token("practitioner", DR, actors=(DR, "PractitionerRole/r"))
+    assert verdict(me, "PUT", "PractitionerRole/r").narrowing == (("practitioner", DR),)
+    assert verdict(me, "DELETE", "PractitionerRole/r").refusal
+    assert verdict(me, "POST", "PractitionerRole").refusal
+    old = {
+        "resourceType": "PractitionerRole",
+        "id": "r",
+        "meta": {"versionId": "3"},
+        "practitioner": {"reference": DR},
+        "availableTime": [{"daysOfWeek": ["mon"]}],
+    }
+    hours = {
+        **old,
+        "meta": {"versionId": "4"},
+        "availableTime": [{"daysOfWeek": ["tue"]}],
+        "notAvailable": [{"description": "Leave", "during": {"start": "2030-01-01"}}],
+    }
+    assert roles.refused_write(me, hours, old, None) is None
+    moved = {**hours, "practitioner": {"reference": "Practitioner/other"}}
+    assert roles.refused_write(me, moved, old, None) == (
+        "Only the clinic can change PractitionerRole.practitioner."
+    )
+    assert roles.refused_write(me, {**hours, "active": False}, old, None)
+    assert roles.refused_write(token("admin"), moved, old, None) is None
