@@ -25,6 +25,10 @@ PATIENT = "patient"
 PAGES: dict[str, frozenset[str]] = {
     "/schedule/week": STAFF,
     "/desk/register": frozenset({FRONTDESK, ADMIN}),
+    **dict.fromkeys(
+        ("/admin/users", "/admin/apps", "/admin/keys", "/admin/deliveries", "/admin/audit"),
+        frozenset({ADMIN}),
+    ),
 }
 MATRIX = {section.path: section.roles for section in SECTIONS} | PAGES
 LOGINS = {
