@@ -29,6 +29,7 @@ writes the tables and items at once; while it runs, `follow` waits.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ _LATE_WRITE: Final = timedelta(minutes=1)
 _PAGE: Final = 500
 _REBUILD_PAGE: Final = 5000
 _REBUILDING: Final = 0  # the batch number a rebuild holds while it runs
+_CLAIM_RETRY: Final = 0.05  # seconds before following on after another runner's claim
 ALL: Final = "*"
 
 Progress = Callable[[str, int], None]
@@ -275,12 +277,30 @@ async def pages(
 
 
 async def follow(store: ResourceStore, zone: ZoneInfo, page_size: int = _PAGE) -> int:
-    """Fold the versions written since the last run; how many versions changed an item."""
+    """Fold the versions written since the last run; how many versions changed an item.
+
+    When another runner claims the next batch first (two reports at once, or a report and
+    the beat), this one does not stop there: a report that followed must never read tables
+    short of what was written. It goes round again, applies that runner's recorded batch
+    itself (applying is idempotent) and folds on from there.
+    """
+    changed = 0
+    while True:
+        caught_up, folded = await _follow_once(store, zone, page_size)
+        changed += folded
+        if caught_up:
+            return changed
+        await asyncio.sleep(_CLAIM_RETRY)
+
+
+async def _follow_once(store: ResourceStore, zone: ZoneInfo, page_size: int) -> tuple[bool, int]:
+    """One pass of `follow`: (whether it got to the end of the history, versions folded);
+    it stops short when another runner claimed the batch it was about to record."""
     reports = ReportStore(store)
     last = await reports.last_batch()
     if last is not None and not last["done"]:
         if last["n"] == _REBUILDING:
-            return 0
+            return True, 0
         await _apply(reports, last)
     marker = await markers.read(store, MARKER) or {}
     folder = Folder(zone)
@@ -303,11 +323,11 @@ async def follow(store: ResourceStore, zone: ZoneInfo, page_size: int = _PAGE) -
                 "items": orjson.dumps(batch["changed"]).decode(),
             }
             if not await reports.claim(record):
-                return changed  # another runner is folding this batch
+                return False, changed  # another runner is folding this batch
             await _apply(reports, record)
             last = record
         await _complete(reports, stream)
-    return changed
+    return True, changed
 
 
 async def _batch(reports: ReportStore, folder: Folder, page: list[Version]) -> dict[str, Any]:

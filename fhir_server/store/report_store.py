@@ -103,10 +103,18 @@ class ReportStore:
             await self.items.insert_many(rows, ordered=False)
 
     async def claim(self, batch: dict[str, Any]) -> bool:
-        """Record a new batch (its `_id` names its number `n`); False when that number is taken."""
+        """Record a new batch (its `_id` names its number `n`); False when that number is
+        taken, or when a later batch exists: `finish` drops the records before the last, so a
+        runner that numbered its batch from a stale last one could otherwise take a freed
+        number and count versions a later batch already counted."""
+        batch_id = _batch_id(batch["n"])
         try:
-            await self.batches.insert_one({**batch, "_id": _batch_id(batch["n"]), "done": False})
+            await self.batches.insert_one({**batch, "_id": batch_id, "done": False})
         except DuplicateKeyError:
+            return False
+        # The latest record is never dropped, so a later one is seen here if it exists.
+        if await self.batches.find_one({"_id": {"$gt": batch_id}}) is not None:
+            await self.batches.delete_one({"_id": batch_id})
             return False
         return True
 
