@@ -11,9 +11,10 @@ next 60 days of Slots of 20 Schedules. Then it measures:
 - the time to build the rollups from scratch (`reports.rollups.rebuild`);
 - every Measure's `$evaluate-measure` work over the whole two years: without
   stratifier, by practitioner, for one practitioner by age band, and by month (the
-  median of 3 runs of each; the slowest is the report time, target < 1 s);
+  median and max of 3 runs of each; the slowest is the report time, target < 1 s);
 - a follow run that finds nothing new (what the operation does before each report).
-Nothing here asserts on time.
+Each figure is printed with the machine's load average at that moment (compare ratios
+within one run on a shared machine). Nothing here asserts on time.
 
 Run: python -m benchmarks.bench_reports [--sizes 10000,100000,1000000]
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import platform
 import random
 import statistics
@@ -169,6 +171,10 @@ def _requests(period: tuple[date, date]) -> list[measures.Request]:
     return out
 
 
+def _load_average() -> str:
+    return "load {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+
+
 async def _time(work: Any) -> float:
     started = time.perf_counter()
     await work
@@ -185,7 +191,7 @@ async def run_size(uri: str, size: int) -> dict[str, Any]:
             print(f"\r  rebuilding: {stream} {read:,} versions", end="", flush=True)
 
         build = await _time(rollups.rebuild(store, ZONE, progress))
-        print(f"\r  rollups built from scratch in {build:.1f} s{' ' * 30}")
+        print(f"\r  rollups built from scratch in {build:.1f} s ({_load_average()}){' ' * 20}")
         reports = ReportStore(store)
         period = (FIRST_DAY, FIRST_DAY + timedelta(days=DAYS - 1))
         today = datetime.now(UTC).date()
@@ -197,7 +203,13 @@ async def run_size(uri: str, size: int) -> dict[str, Any]:
             ]
             label = f"{request.measure} {request.subject or ''} {','.join(request.stratifiers)}"
             times[label.strip()] = statistics.median(runs)
-        follow = statistics.median([await _time(rollups.follow(store, ZONE)) for _ in range(RUNS)])
+            print(
+                f"    {label.strip():<58} median {statistics.median(runs) * 1000:5.0f} ms, "
+                f"max {max(runs) * 1000:5.0f} ms ({_load_average()})"
+            )
+        follows = [await _time(rollups.follow(store, ZONE)) for _ in range(RUNS)]
+        follow = statistics.median(follows)
+        print(f"    follow, nothing new: max {max(follows) * 1000:.0f} ms ({_load_average()})")
         return {"size": size, "build": build, "times": times, "follow": follow}
     finally:
         await database.client.drop_database(database.db.name)

@@ -404,15 +404,16 @@ async def rebuild(store: ResourceStore, zone: ZoneInfo, progress: Progress | Non
     started = to_instant(datetime.now(UTC))
     for stream in STREAMS:
         read = 0
-        async for fresh in pages(store, stream, "", _REBUILD_PAGE):
-            for version in fresh:
-                apply_version(items, folder, version, tables, ("d",))
-            read += len(fresh)
-            positions[stream] = fresh[-1].updated
+        async for version in reports.history(stream):
+            apply_version(items, folder, version, tables, ("d",))
+            read += 1
+            if progress is not None and read % _REBUILD_PAGE == 0:
+                progress(stream, read)
+            positions[stream] = version.updated
             positions[f"{stream}-started"] = started
             positions[f"{stream}-complete"] = True
-            if progress is not None:
-                progress(stream, read)
+        if progress is not None:
+            progress(stream, read)
     months_of(tables)
     await reports.insert_tables(_plain(tables))
     await reports.insert_items([item.to_json() for item in items.values()])

@@ -17,7 +17,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import orjson
@@ -25,7 +25,7 @@ from pymongo import InsertOne, ReplaceOne
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from fhir_server.store.inserts import DUPLICATE_KEY
-from fhir_server.store.resources import ResourceStore, body_of
+from fhir_server.store.resources import ResourceStore, Version, body_of, version_from_history
 
 CELLS = "report_cells"
 ITEMS = "report_items"
@@ -141,6 +141,15 @@ class ReportStore:
             async for doc in collection.find(query):
                 found[doc["_id"]] = body_of(doc)
         return found
+
+    async def history(self, resource_type: str) -> AsyncIterator[Version]:
+        """Every version of a type, oldest first, through one cursor (a rebuild): paging by
+        instant would read a burst of versions written at one instant again and again."""
+        cursor = self.store.history.find({"type": {"$eq": resource_type}}).sort(
+            [("at", 1), ("_id", 1)]
+        )
+        async for doc in cursor.batch_size(_CHUNK * 5):
+            yield version_from_history(doc)
 
     async def all_resources(self, resource_type: str) -> dict[str, Any]:
         """Every current, live resource of a type, by id (Schedules; Patients for a rebuild)."""
