@@ -8,7 +8,7 @@ through the four channels), written straight into the store as first versions wi
 history rows (`store.bulk_load`, each at the instant it was booked; history rows only:
 the rollups read nothing else, and current rows would double the load time), plus the
 next 60 days of Slots of 20 Schedules. Then it measures:
-- the time to build the rollups from scratch (`reports.rollups.rebuild`);
+- the time to build the rollups from scratch (`reporting.rollups.rebuild`);
 - every Measure's `$evaluate-measure` work over the whole two years: without
   stratifier, by practitioner, for one practitioner by age band, and by month (the
   median and max of 3 runs of each; the slowest is the report time, target < 1 s);
@@ -35,9 +35,9 @@ from zoneinfo import ZoneInfo
 from benchmarks.bench_core import embedded_store
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.fhir.instants import fhir_instant, parse_instant
-from fhir_server.reports import measures, rollups
-from fhir_server.reports.channel import CANCEL_REASON_SYSTEM, CHANNEL_URL
-from fhir_server.reports.facts import CANCELLATION_DATE
+from fhir_server.reporting import measures, rollups
+from fhir_server.reporting.channel import CANCEL_REASON_SYSTEM, CHANNEL_URL
+from fhir_server.reporting.facts import CANCELLATION_DATE
 from fhir_server.store.bulk_load import insert_first_versions
 from fhir_server.store.clock import to_instant
 from fhir_server.store.database import connect

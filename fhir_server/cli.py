@@ -40,7 +40,7 @@ from fhir_server.logs import configure_logging
 from fhir_server.notifications import changes
 from fhir_server.notifications import cli as notifications_cli
 from fhir_server.publishing.cli import calendar_feed_app
-from fhir_server.reports import cli as reports_cli
+from fhir_server.reporting import cli as reports_cli
 from fhir_server.rest.services import Services
 from fhir_server.scheduling.cli import slots_app
 from fhir_server.settings import Settings

@@ -33,8 +33,8 @@ from fhir_server.demo.clinic import (
 from fhir_server.fhir.instants import fhir_instant
 from fhir_server.fhir.resource import Resource
 from fhir_server.fhir.validation import validate_resource
-from fhir_server.reports.channel import CANCEL_REASON_SYSTEM, CHANNEL_URL
-from fhir_server.reports.facts import CANCELLATION_DATE
+from fhir_server.reporting.channel import CANCEL_REASON_SYSTEM, CHANNEL_URL
+from fhir_server.reporting.facts import CANCELLATION_DATE
 from fhir_server.store.bulk_load import insert_first_versions
 from fhir_server.store.clock import to_instant
 from fhir_server.store.resources import ResourceStore

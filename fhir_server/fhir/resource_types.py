@@ -31,7 +31,7 @@ SERVED_TYPES: Final[tuple[str, ...]] = (
 ADMIN_TYPES: Final[tuple[str, ...]] = ("AuditEvent",)
 
 # Served read-only from packaged files or code, not from the store (Measure: the
-# report metrics, `reports.measures`).
+# report metrics, `reporting.measures`).
 CONFORMANCE_TYPES: Final[tuple[str, ...]] = (
     "CodeSystem",
     "ValueSet",

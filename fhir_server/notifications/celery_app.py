@@ -51,7 +51,7 @@ RELEASE_HOLDS_TASK = "fhir_server.scheduling.release_expired_holds"
 ROLLING_SLOTS_TASK = "fhir_server.scheduling.generate_rolling"
 EXPORT_TASK = "fhir_server.bulk.export"
 RESUME_EXPORTS_TASK = "fhir_server.bulk.resume_exports"
-REPORTS_TASK = "fhir_server.reports.follow"
+REPORTS_TASK = "fhir_server.reporting.follow"
 
 NOTIFICATIONS_QUEUE = "notifications"
 EXPORTS_QUEUE = "exports"

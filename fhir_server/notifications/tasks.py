@@ -33,7 +33,7 @@ from fhir_server.notifications.celery_app import (
     SEND_TASK,
 )
 from fhir_server.notifications.delivery import Context
-from fhir_server.reports import rollups
+from fhir_server.reporting import rollups
 from fhir_server.scheduling.booking import release_expired_holds
 from fhir_server.scheduling.generation import generate_rolling
 from fhir_server.store import patient_claims, recovery
@@ -110,7 +110,7 @@ def rolling_slots() -> int:
 @task(name=REPORTS_TASK)
 def follow_reports() -> int:
     """Fold the Appointment, reminder and Slot versions written since the last run into the
-    report rollups (exactly once: `reports.rollups`)."""
+    report rollups (exactly once: `reporting.rollups`)."""
     changed: int = runtime.run(
         lambda ctx: rollups.follow(ctx.store, ZoneInfo(ctx.settings.report_timezone))
     )

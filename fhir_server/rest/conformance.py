@@ -2,7 +2,7 @@
 
 CodeSystem and ValueSet come from `terminology/`, StructureDefinition from
 `profiles/` (the extensions this server defines), Measure from the report
-metrics (`reports.measures`), and OperationDefinition from
+metrics (`reporting.measures`), and OperationDefinition from
 the operations registered on the server. They support read and a search by
 `url` or `name`; they cannot be written.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from fhir_server.fhir.datafiles import load_json_folder
 from fhir_server.fhir.errors import NotFound
 from fhir_server.fhir.terminology import resources_by_type
-from fhir_server.reports.measures import measures
+from fhir_server.reporting.measures import measures
 from fhir_server.rest.bundles_common import bundle, full_url
 
 

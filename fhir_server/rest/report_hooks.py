@@ -4,7 +4,7 @@
 the booking engine alike): a new Appointment gets the booking channel of the
 caller's token, an update keeps the channel stored (a client that leaves the
 extension out does not erase it), and a patient's cancellation gets its
-reason coded `pat` (`reports.channel`). The body is changed in place because
+reason coded `pat` (`reporting.channel`). The body is changed in place because
 the plain store write that follows a hook that declines uses the same dict.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from fhir_server.auth.policy import TokenContext
 from fhir_server.auth.roles import role_of
-from fhir_server.reports import channel
+from fhir_server.reporting import channel
 from fhir_server.rest.messages import FhirRequest
 from fhir_server.rest.services import WriteContext, WriteHook
 from fhir_server.store.resources import Version

@@ -1,4 +1,4 @@
-"""The report rollups' collections (not FHIR resources), for `reports.rollups`.
+"""The report rollups' collections (not FHIR resources), for `reporting.rollups`.
 
 - `report_cells`: one row per rollup table (source, grain, period, subject kind,
   stratifier kind): its cells as JSON text under `rows`, and `seq`, the last

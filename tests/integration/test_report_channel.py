@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_server.reports.channel import CANCEL_REASON_SYSTEM, CHANNEL_URL, channel_in
+from fhir_server.reporting.channel import CANCEL_REASON_SYSTEM, CHANNEL_URL, channel_in
 from fhir_server.settings import Settings
 from tests.integration.auth_helpers import BASE, appointment, bearer, mint, new_patient, system_app
 from tests.integration.scheduling_setup import hours_from_now, make_clinic, make_slot

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from fhir_server.demo.history import appointments, load_history, patients
-from fhir_server.reports import measures, rollups
+from fhir_server.reporting import measures, rollups
 from fhir_server.store.report_store import ReportStore
 from fhir_server.store.resources import ResourceStore
 from tests.integration.store_support import run

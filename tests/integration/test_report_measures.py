@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_server.reports.channel import CANCEL_REASON_SYSTEM
-from fhir_server.reports.measures import ROUNDED_URL, SUPPRESSED_URL
+from fhir_server.reporting.channel import CANCEL_REASON_SYSTEM
+from fhir_server.reporting.measures import ROUNDED_URL, SUPPRESSED_URL
 from fhir_server.settings import Settings
 from tests.integration.auth_helpers import BASE, audit_events, bearer, mint, system_app
 

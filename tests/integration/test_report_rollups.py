@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from fhir_server.reports import rollups
-from fhir_server.reports.channel import CANCEL_REASON_SYSTEM, CHANNEL_URL
-from fhir_server.reports.facts import HOLD_EXPIRES
+from fhir_server.reporting import rollups
+from fhir_server.reporting.channel import CANCEL_REASON_SYSTEM, CHANNEL_URL
+from fhir_server.reporting.facts import HOLD_EXPIRES
 from fhir_server.store.bulk_load import insert_first_versions
 from fhir_server.store.clock import to_instant
 from fhir_server.store.report_store import CELLS, ReportStore

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from fhir_server.reports.suppression import (
+from fhir_server.reporting.suppression import (
     Figures,
     complementary,
     count,

@@ -1,8 +1,8 @@
 """`Measure/[id]/$evaluate-measure` (FHIR R4): a summary MeasureReport of one of the
 clinic's metrics, from the report rollups, small numbers suppressed.
 
-The rollups are first brought up to date with the history (`reports.rollups.follow`),
-then `reports.measures.evaluate` answers. Who may run it is the access gate's
+The rollups are first brought up to date with the history (`reporting.rollups.follow`),
+then `reporting.measures.evaluate` answers. Who may run it is the access gate's
 decision (staff and admins, and backend services by their scopes: `auth.roles`),
 and the gate audits every run like any interaction.
 """
@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from fhir_server.fhir.errors import BadRequest
-from fhir_server.reports import measures, rollups
+from fhir_server.reporting import measures, rollups
 from fhir_server.rest.messages import FhirRequest, FhirResponse
 from fhir_server.rest.operations.parameters import definition, first, inputs, param, strings
 from fhir_server.rest.services import Operation, Services

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
 
-from fhir_server.reports.facts import MAX_LEAD_DAYS
-from fhir_server.reports.rollups import ALL, SLOTS, Source, table_id
-from fhir_server.reports.suppression import Figures
+from fhir_server.reporting.facts import MAX_LEAD_DAYS
+from fhir_server.reporting.rollups import ALL, SLOTS, Source, table_id
+from fhir_server.reporting.suppression import Figures
 from fhir_server.store.report_store import ReportStore
 
 OUTCOMES: Final = {

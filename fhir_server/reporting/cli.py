@@ -23,7 +23,7 @@ from fhir_server.audit.recorder import AuditRecorder
 from fhir_server.cli_support import fail, load_settings, store_errors
 from fhir_server.fhir.errors import FhirError
 from fhir_server.fhir.indexing import ResourceIndexer
-from fhir_server.reports import measures, rollups
+from fhir_server.reporting import measures, rollups
 from fhir_server.settings import Settings
 from fhir_server.store.connection import open_database
 from fhir_server.store.report_store import ReportStore

@@ -24,7 +24,7 @@ from zoneinfo import ZoneInfo
 
 from fhir_server.fhir.instants import parse_instant
 from fhir_server.fhir.resource import Resource
-from fhir_server.reports.channel import DEFAULT_CHANNEL, channel_in, patient_initiated
+from fhir_server.reporting.channel import DEFAULT_CHANNEL, channel_in, patient_initiated
 
 # FHIR R5's Appointment.cancellationDate carried in R4 (the cross-version extension): when
 # an EHR syncs a cancelled appointment, the time it was cancelled.

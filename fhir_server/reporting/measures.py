@@ -15,10 +15,10 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 
 from fhir_server.fhir.errors import BadRequest, NotFound
-from fhir_server.reports import metrics, suppression
-from fhir_server.reports.metrics import Metric, Query
-from fhir_server.reports.rollups import ALL, APPOINTMENTS, SLOTS, Source
-from fhir_server.reports.suppression import Figures, Shown
+from fhir_server.reporting import metrics, suppression
+from fhir_server.reporting.metrics import Metric, Query
+from fhir_server.reporting.rollups import ALL, APPOINTMENTS, SLOTS, Source
+from fhir_server.reporting.suppression import Figures, Shown
 from fhir_server.store.clock import to_instant
 from fhir_server.store.report_store import ReportStore
 

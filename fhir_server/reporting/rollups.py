@@ -40,8 +40,8 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from fhir_server.fhir.instants import parse_instant
-from fhir_server.reports import facts
-from fhir_server.reports.facts import Cell, Item
+from fhir_server.reporting import facts
+from fhir_server.reporting.facts import Cell, Item
 from fhir_server.store import markers
 from fhir_server.store.clock import to_instant
 from fhir_server.store.report_store import ReportStore
