@@ -192,9 +192,12 @@ async def _run(settings: Settings, rounds: int, store_pid: int) -> None:
             await http.aclose()
 
 
-def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 30
-    data = Path(tempfile.mkdtemp(prefix="bench-portal"))
+def run_signed_in_bench(name: str, run: Callable[[Settings, int, int], Any], rounds: int) -> None:
+    """`run(settings, rounds, store pid)` on a fresh embedded store with SMART on, in
+    process (the portal's and the clinic workspace's benchmarks); `rounds` from argv[1]."""
+    if len(sys.argv) > 1 and sys.argv[1].isdigit():
+        rounds = int(sys.argv[1])
+    data = Path(tempfile.mkdtemp(prefix=name))
     server = embedded.start(data)
     try:
         settings = Settings(
@@ -205,10 +208,14 @@ def main() -> None:
             log_level="WARNING",
             auth_enabled=True,
         )
-        asyncio.run(_run(settings, rounds, server.pid))
+        asyncio.run(run(settings, rounds, server.pid))
     finally:
         celery_app.stop_embedded(data)
         embedded.stop(server, data)
+
+
+def main() -> None:
+    run_signed_in_bench("bench-portal", _run, rounds=30)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """`Recent`: values a process worked out lately, kept a short while for the next request.
 
-Two callers, each with its reason:
+Three callers, each with its reason:
 - the booking steps (clinician, week, day, check your answers) each need the
   chosen service with its Location and Schedules, a FHIR search that cost a
   third of a week page. A patient walks through those steps in a minute, so
@@ -9,6 +9,10 @@ Two callers, each with its reason:
   the token could not read; a Schedule made inactive meanwhile still shows as a
   choice for at most that long, while its times come from a fresh search on
   every page and booking checks it again.
+- the clinic workspace's schedule pages start from the directory of clinicians
+  (Schedules, their PractitionerRoles and Practitioners): one search a staff
+  session repeats on every day and week it moves to, kept likewise per session.
+  A clinician added meanwhile appears within 30 seconds.
 - the API checks the signature of the same access token on every call a page
   makes; `auth.tokens` keeps the claims of a token whose signature it checked
   (a pure function of the token's bytes and the key, which must still be held).
