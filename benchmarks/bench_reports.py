@@ -49,6 +49,7 @@ from benchmarks.bench_core import embedded_store
 from fhir_server.app import create_app
 from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.fhir.instants import fhir_instant, parse_instant
+from fhir_server.notifications import celery_app
 from fhir_server.reporting import measures, rollups
 from fhir_server.reporting.channel import CANCEL_REASON_SYSTEM, CHANNEL_URL
 from fhir_server.reporting.facts import CANCELLATION_DATE
@@ -237,6 +238,15 @@ async def _api(settings: Settings, period: tuple[date, date]) -> dict[str, list[
     """`$evaluate-measure` of every Measure variant through the HTTP API: RUNS times each."""
     app = create_app(settings)
     times: dict[str, list[float]] = {}
+    try:
+        await _api_runs(app, period, times)
+    finally:
+        celery_app.stop_embedded(settings.data_dir)  # the Redis the app started
+    return times
+
+
+async def _api_runs(app: Any, period: tuple[date, date], times: dict[str, list[float]]) -> None:
+    """Into `times`: the app started, a front desk user signed in, every variant asked."""
     async with app.router.lifespan_context(app):
         auth = app.state.auth
         grant = {
@@ -267,7 +277,6 @@ async def _api(settings: Settings, period: tuple[date, date]) -> dict[str, list[
                     if response.status_code != 200:
                         raise RuntimeError(f"{url}: {response.status_code} {response.text:.300}")
                 times[_label(request)] = runs
-    return times
 
 
 async def run_size(uri: str, data_dir: Path, size: int, sweep: bool) -> dict[str, Any]:
