@@ -18,11 +18,11 @@ the past, a first version already cancelled. Holds that lapse, proposals and
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from fhir_server.fhir.instants import parse_instant
+from fhir_server.fhir.instants import fhir_instant, parse_instant
 from fhir_server.fhir.resource import Resource
 from fhir_server.reporting.channel import DEFAULT_CHANNEL, channel_in, patient_initiated
 
@@ -37,6 +37,11 @@ HOLD_EXPIRES: Final = (
 COUNTED: Final = ("pending", "booked", "arrived", "checked-in", "fulfilled", "noshow")
 """Statuses in which a version that is not a hold makes the Appointment count as booked."""
 UNKNOWN: Final = "unknown"
+PATIENT: Final = "patient:"
+"""The counter an appointment adds for its patient (`patient:<id>`): summed over a period,
+the counters' names are the distinct patients booked."""
+TNA_HORIZON_DAYS: Final = 366
+"""How far ahead of a week's measuring instant a free Slot counts for third next available."""
 # Lead times and cancellation notices are kept to these caps (the last value means "or more").
 MAX_LEAD_DAYS: Final = 366
 MAX_NOTICE_HOURS: Final = 168
@@ -91,6 +96,10 @@ class Item:
     cancelled_at: str | None = None
     reminded: bool = False
     base: Counters = field(default_factory=dict)  # the counters before the reminder's
+    since: str | None = None  # a Slot: when its current version was written
+    # A free Slot: the weeks (Monday, measuring instant) it counts in for third next available
+    # while its current version lasts.
+    weeks: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +113,8 @@ class Item:
             "cancelled_at": self.cancelled_at,
             "reminded": self.reminded,
             "base": self.base,
+            "since": self.since,
+            "weeks": self.weeks,
         }
 
     @classmethod
@@ -119,6 +130,8 @@ class Item:
             cancelled_at=data.get("cancelled_at"),
             reminded=data.get("reminded", False),
             base=data.get("base") or {},
+            since=data.get("since"),
+            weeks=tuple((monday, at) for monday, at in data.get("weeks") or ()),
         )
 
 
@@ -261,6 +274,9 @@ def fold_appointment(
         **demographics(patient, day),
     }
     base = {"booked": 1, f"status:{status}": 1, f"channel:{item.channel}": 1}
+    patient_ref = patient_of(appointment)
+    if patient_ref:
+        base[PATIENT + patient_ref.partition("/")[2]] = 1
     if booked_at is not None:
         lead = max(0, min(MAX_LEAD_DAYS, _days_between(booked_at, str(start), zone)))
         base[f"lead:{lead}"] = 1
@@ -318,14 +334,20 @@ def delivered_reminder(communication: Resource) -> str | None:
 
 
 def fold_slot(
-    item: Item, version: int, slot: Resource | None, schedule: Resource | None, zone: ZoneInfo
+    item: Item,
+    version: int,
+    updated: str,
+    slot: Resource | None,
+    schedule: Resource | None,
+    zone: ZoneInfo,
 ) -> Item:
-    """A Slot's item after this version: its minutes by status on its day, under the
-    practitioner, location and service its Schedule names."""
+    """A Slot's item after this version (written at `updated`): its minutes by status on its
+    day, under the practitioner, location and service its Schedule names; and, while it is
+    free, the weeks whose measuring instant falls from `updated` on (`measured_weeks`)."""
     if version <= item.version:
         return item
     if slot is None or not slot.get("start") or not slot.get("end"):
-        return replace(item, version=version, cell=None)
+        return replace(item, version=version, cell=None, since=updated, weeks=())
     start, end = parse_instant(str(slot["start"])), parse_instant(str(slot["end"]))
     minutes = max(0, int((end - start).total_seconds() // 60))
     status = str(slot.get("status"))
@@ -333,5 +355,33 @@ def fold_slot(
     schedule_ref = str((slot.get("schedule") or {}).get("reference", ""))
     dims = {**subjects(actors), "schedule": [schedule_ref]}
     counters = {f"slot:{status}": 1, f"slot-min:{status}": minutes}
-    day = start.astimezone(zone).date().isoformat()
-    return replace(item, version=version, status=status, cell=Cell(day, dims, counters))
+    day = start.astimezone(zone).date()
+    weeks = measured_weeks(day, parse_instant(updated), zone) if status == "free" else ()
+    return replace(
+        item,
+        version=version,
+        status=status,
+        cell=Cell(day.isoformat(), dims, counters),
+        since=updated,
+        weeks=weeks,
+    )
+
+
+def measuring_instant(monday: date, zone: ZoneInfo) -> datetime:
+    """When third next available is measured for the week of `monday`: its local midnight."""
+    return datetime.combine(monday, time(), zone)
+
+
+def measured_weeks(day: date, since: datetime, zone: ZoneInfo) -> tuple[tuple[str, str], ...]:
+    """The weeks a free Slot on local `day`, free from `since` on, counts in: those whose
+    measuring instant is at or after `since`, on or before the Slot's day, and less than
+    `TNA_HORIZON_DAYS` before it. Each as (Monday, measuring instant)."""
+    monday = day - timedelta(days=day.weekday())
+    weeks = []
+    while (day - monday).days < TNA_HORIZON_DAYS:
+        at = measuring_instant(monday, zone)
+        if at < since:
+            break
+        weeks.append((monday.isoformat(), fhir_instant(at)))
+        monday -= timedelta(days=7)
+    return tuple(reversed(weeks))

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
 
-from fhir_server.reporting.facts import MAX_LEAD_DAYS
-from fhir_server.reporting.rollups import ALL, SLOTS, Source, table_id
+from fhir_server.reporting.facts import MAX_LEAD_DAYS, PATIENT
+from fhir_server.reporting.rollups import ALL, TNA, Source, table_id
 from fhir_server.reporting.suppression import Figures
 from fhir_server.store.report_store import ReportStore
 
@@ -40,7 +40,6 @@ BOOKABLE: Final = ("free", "busy", "busy-tentative")
 PERIOD_STRATIFIERS: Final = ("period-day", "period-week", "period-month")
 DEMOGRAPHICS: Final = ("age-band", "gender", "postal-district")
 THIRD: Final = 3
-TNA_HORIZON_DAYS: Final = 366
 
 
 @dataclass(frozen=True)
@@ -190,7 +189,13 @@ def reminder_effect(c: Counter[str], late_hours: int) -> dict[str, Figures]:
 
 
 def demographics(c: Counter[str], late_hours: int) -> dict[str, Figures]:
-    return {"booked-patients": Figures({"initial-population": c["booked"]})}
+    """Distinct patients (the `patient:<id>` counters summed over the period: one name each,
+    however many appointments), and their appointments."""
+    patients = sum(1 for name, n in c.items() if n > 0 and name.startswith(PATIENT))
+    return {
+        "booked-patients": Figures({"initial-population": patients}),
+        "appointments": Figures({"initial-population": c["booked"]}),
+    }
 
 
 def slot_utilisation(c: Counter[str], late_hours: int) -> dict[str, Figures]:
@@ -201,31 +206,35 @@ def slot_utilisation(c: Counter[str], late_hours: int) -> dict[str, Figures]:
 Metric = Callable[[Counter[str], int], dict[str, Figures]]
 
 
-def third_next_available(free_by_day: list[tuple[date, int]], since: date) -> float | None:
-    """Days from `since` to the day holding the third free Slot, from free counts by day."""
+def third_next_available(free_by_day: dict[str, int], monday: date) -> float | None:
+    """Days from a week's Monday to the day holding the third free Slot, from the free Slots
+    by local day as they stood at the week's measuring instant (None: fewer than three)."""
     seen = 0
-    for day, free in free_by_day:
-        seen += free
+    for day in sorted(free_by_day):
+        seen += free_by_day[day]
         if seen >= THIRD:
-            return float((day - since).days)
+            return float((date.fromisoformat(day) - monday).days)
     return None
 
 
-async def free_slots_by_schedule(
-    reports: ReportStore, since: date, until: date
-) -> dict[str, list[tuple[date, int]]]:
-    """Free Slots by Schedule and day from `since` to `until`."""
-    days = _days(since, until)
-    ids = {table_id(SLOTS, "d", d.isoformat(), "none"): d for d in days}
-    out: dict[str, list[tuple[date, int]]] = {}
-    for tid, (_, rows) in sorted((await reports.tables(list(ids))).items()):
-        for key, counters in rows.items():
-            schedule = key.split("|", 1)[0]
-            if schedule.startswith("Schedule/") and counters.get("slot:free"):
-                out.setdefault(schedule, []).append((ids[tid], counters["slot:free"]))
-    for entries in out.values():
-        entries.sort()
+def measured_mondays(start: date, end: date, today: date) -> list[date]:
+    """The weeks a period holds for third next available: those whose Monday falls in it and
+    has been measured (is not after today)."""
+    monday = start + timedelta(days=(7 - start.weekday()) % 7)
+    out = []
+    while monday <= min(end, today):
+        out.append(monday)
+        monday += timedelta(weeks=1)
     return out
+
+
+async def weekly_free(
+    reports: ReportStore, mondays: list[date]
+) -> dict[date, dict[str, dict[str, int]]]:
+    """Each week's free Slots by `Schedule|service` row and local day, as measured."""
+    ids = {f"{TNA}|w|{monday.isoformat()}": monday for monday in mondays}
+    found = await reports.tables(list(ids))
+    return {monday: found.get(tid, (0, {}))[1] for tid, monday in ids.items()}
 
 
 async def open_minutes(reports: ReportStore, query: Query) -> int:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -83,6 +83,9 @@ APPOINTMENTS: Final = Source(
         "postal-district",
     ),
 )
+PATIENTS: Final = Source("patient", APPOINTMENTS.subjects, APPOINTMENTS.stratifiers)
+"""The appointments' patients (`patient:<id>` counters, and `booked`) in tables of their own,
+so the other appointment reports do not read a name per patient."""
 SLOTS: Final = Source(
     "slot",
     ("all", "practitioner", "service", "location", "schedule"),
@@ -92,6 +95,12 @@ SLOTS: Final = Source(
 Tables = defaultdict[str, dict[str, dict[str, int]]]
 """Table id -> row key -> counter -> amount (a delta, or whole tables in a rebuild)."""
 GRAINS: Final = ("d", "m")
+
+
+TNA: Final = "tna"
+"""Third next available's weekly tables: `tna|w|<Monday>`, rows `Schedule/x|*` (all its free
+Slots) and `Schedule/x|<service>`, counters the free Slots by local start day as they stood at
+the week's measuring instant."""
 
 
 def table_id(source: Source, grain: str, period: str, stratifier: str) -> str:
@@ -150,9 +159,50 @@ def moved(tables: Tables, before: Item | None, after: Item, grains: tuple[str, .
     """The table changes of an item going from `before` to `after`."""
     source = source_of(after.key)
     if before is not None and before.cell is not None:
-        add_cell(tables, source, before.cell, -1, grains)
+        for kind, cell in routed(source, before.cell):
+            add_cell(tables, kind, cell, -1, grains)
     if after.cell is not None:
-        add_cell(tables, source, after.cell, 1, grains)
+        for kind, cell in routed(source, after.cell):
+            add_cell(tables, kind, cell, 1, grains)
+    if source is SLOTS:
+        measured(tables, before, after)
+
+
+def routed(source: Source, cell: Cell) -> list[tuple[Source, Cell]]:
+    """Where a cell's counters go: an appointment's patient counter (with `booked`) to the
+    patient tables, the rest to the appointment tables."""
+    if source is not APPOINTMENTS:
+        return [(source, cell)]
+    patient = {n: v for n, v in cell.counters.items() if n.startswith(facts.PATIENT)}
+    if not patient:
+        return [(source, cell)]
+    rest = {n: v for n, v in cell.counters.items() if not n.startswith(facts.PATIENT)}
+    return [
+        (APPOINTMENTS, replace(cell, counters=rest)),
+        (PATIENTS, replace(cell, counters={**patient, "booked": cell.counters.get("booked", 0)})),
+    ]
+
+
+def measured(tables: Tables, before: Item | None, after: Item) -> None:
+    """Third next available: a Slot's previous version stops counting in the weeks measured
+    from the new version's instant on (those measured before keep it: that is how the Slot
+    stood then); the new version, if free, counts in its own weeks."""
+    if before is not None and before.cell is not None and before.weeks and after.since:
+        ended = parse_instant(after.since)
+        for monday, at in before.weeks:
+            if parse_instant(at) >= ended:
+                _add_free(tables, before.cell, monday, -1)
+    if after.cell is not None:
+        for monday, _ in after.weeks:
+            _add_free(tables, after.cell, monday, 1)
+
+
+def _add_free(tables: Tables, cell: Cell, monday: str, sign: int) -> None:
+    table = tables[f"{TNA}|w|{monday}"]
+    for schedule in cell.dims.get("schedule") or []:
+        for stratum in [ALL, *(cell.dims.get("service") or [facts.UNKNOWN])]:
+            row = table.setdefault(f"{schedule}|{stratum}", {})
+            row[cell.day] = row.get(cell.day, 0) + sign
 
 
 def merged(rows: dict[str, Any], delta: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -184,6 +234,7 @@ class Folder:
             return facts.fold_slot(
                 item,
                 version.version,
+                version.updated,
                 body,
                 self.schedules.get(str(schedule).partition("/")[2]),
                 self.zone,
