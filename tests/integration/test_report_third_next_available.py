@@ -33,6 +33,7 @@ UTC_ZONE = ZoneInfo("UTC")
 TODAY = date(2026, 3, 20)
 MARCH = (date(2026, 3, 1), date(2026, 3, 31))
 S1, S2 = "Schedule/s1", "Schedule/s2"
+S1_FREE = "2026-03-04 2026-03-05 2026-03-10 2026-03-12 2026-03-12 2026-03-19 2026-03-25 2026-03-25"
 
 
 def slot(rid: str, schedule: str, day: str, status: str = "free") -> dict[str, Any]:
@@ -64,11 +65,7 @@ async def seed(store: ResourceStore) -> None:
         schedule = {"resourceType": "Schedule", "actor": [{"reference": a} for a in actors]}
         await store.create(schedule, rid=rid)
     first = [
-        (slot(f"a{n}", S1, day), "2026-02-20T10:00:00Z")
-        for n, day in enumerate(
-            ["2026-03-04", "2026-03-05", "2026-03-10", "2026-03-12", "2026-03-12", "2026-03-19"]
-            + ["2026-03-25", "2026-03-25"]
-        )
+        (slot(f"a{n}", S1, day), "2026-02-20T10:00:00Z") for n, day in enumerate(S1_FREE.split())
     ]
     first += [(slot("a8", S1, "2026-03-11"), "2026-03-06T08:00:00Z")]
     first += [
