@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -367,9 +368,12 @@ def fold_slot(
     )
 
 
-def measuring_instant(monday: date, zone: ZoneInfo) -> datetime:
-    """When third next available is measured for the week of `monday`: its local midnight."""
-    return datetime.combine(monday, time(), zone)
+@lru_cache(maxsize=4096)
+def measuring_instant(monday: date, zone: ZoneInfo) -> tuple[datetime, str]:
+    """When third next available is measured for the week of `monday` (its local midnight),
+    and that as an instant's text (cached: a rebuild asks for each week again and again)."""
+    at = datetime.combine(monday, time(), zone)
+    return at, fhir_instant(at)
 
 
 def measured_weeks(day: date, since: datetime, zone: ZoneInfo) -> tuple[tuple[str, str], ...]:
@@ -379,9 +383,9 @@ def measured_weeks(day: date, since: datetime, zone: ZoneInfo) -> tuple[tuple[st
     monday = day - timedelta(days=day.weekday())
     weeks = []
     while (day - monday).days < TNA_HORIZON_DAYS:
-        at = measuring_instant(monday, zone)
+        at, text = measuring_instant(monday, zone)
         if at < since:
             break
-        weeks.append((monday.isoformat(), fhir_instant(at)))
+        weeks.append((monday.isoformat(), text))
         monday -= timedelta(days=7)
     return tuple(reversed(weeks))
