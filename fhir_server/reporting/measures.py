@@ -297,9 +297,7 @@ async def _groups(
             views = suppression.hide_scores(suppression.complementary(shown[code], views), cells)
             split[code].append(
                 {
-                    "code": [
-                        {"coding": [{"system": STRATIFIER_SYSTEM, "code": name}], "text": name}
-                    ],
+                    "code": _stratifier_code(name),
                     "stratum": [
                         {"value": _value(v, names.get(v)), **_numbers(view, found.days)}
                         for v, view in zip(values, views, strict=True)
@@ -337,31 +335,24 @@ async def _third_next_available(
             continue
         if kind in ("practitioner", "location") and subject not in _actors(schedule):
             continue
-
-        def weekly(stratum: str, schedule: str = reference) -> list[float | None]:
-            return [
-                metrics.third_next_available(weeks[m].get(f"{schedule}|{stratum}", {}), m)
-                for m in mondays
-            ]
-
+        values = metrics.weekly_values(weeks, f"{reference}|{base}")
         group: dict[str, Any] = {
             "code": {**_group_code("third-next-available"), "text": reference},
-            **_numbers(Shown(score=_mean(weekly(base))), True),
+            **_numbers(Shown(score=metrics.mean(values)), True),
         }
         split = []
         for name in stratifiers:
             if name == "period-week":
-                strata = [
-                    (m.isoformat(), value) for m, value in zip(mondays, weekly(base), strict=True)
-                ]
+                strata = [(m.isoformat(), v) for m, v in zip(mondays, values, strict=True)]
             else:
-                offered = [v for v in services if f"{reference}|{v}" in rows]
-                strata = [(v, _mean(weekly(v))) for v in offered if base in (ALL, v)]
+                offered = [v for v in services if f"{reference}|{v}" in rows and base in (ALL, v)]
+                strata = [
+                    (v, metrics.mean(metrics.weekly_values(weeks, f"{reference}|{v}")))
+                    for v in offered
+                ]
             split.append(
                 {
-                    "code": [
-                        {"coding": [{"system": STRATIFIER_SYSTEM, "code": name}], "text": name}
-                    ],
+                    "code": _stratifier_code(name),
                     "stratum": [
                         {"value": _value(v, names.get(v)), **_numbers(Shown(score=days), True)}
                         for v, days in strata
@@ -374,10 +365,8 @@ async def _third_next_available(
     return out
 
 
-def _mean(values: list[float | None]) -> float | None:
-    """The mean of the weeks that have a value, to a hundredth of a day."""
-    known = [v for v in values if v is not None]
-    return round(sum(known) / len(known), 2) if known else None
+def _stratifier_code(name: str) -> list[dict[str, Any]]:
+    return [{"coding": [{"system": STRATIFIER_SYSTEM, "code": name}], "text": name}]
 
 
 def _actors(schedule: dict[str, Any]) -> list[str]:

@@ -217,6 +217,17 @@ def third_next_available(free_by_day: dict[str, int], monday: date) -> float | N
     return None
 
 
+def weekly_values(weeks: dict[date, dict[str, dict[str, int]]], row: str) -> list[float | None]:
+    """A `Schedule|service` row's third next available, week by week."""
+    return [third_next_available(free.get(row, {}), monday) for monday, free in weeks.items()]
+
+
+def mean(values: list[float | None]) -> float | None:
+    """The mean of the weeks that have a value, to a hundredth of a day."""
+    known = [v for v in values if v is not None]
+    return round(sum(known) / len(known), 2) if known else None
+
+
 def measured_mondays(start: date, end: date, today: date) -> list[date]:
     """The weeks a period holds for third next available: those whose Monday falls in it and
     has been measured (is not after today)."""
