@@ -38,9 +38,7 @@ HOLD_EXPIRES: Final = (
 COUNTED: Final = ("pending", "booked", "arrived", "checked-in", "fulfilled", "noshow")
 """Statuses in which a version that is not a hold makes the Appointment count as booked."""
 UNKNOWN: Final = "unknown"
-PATIENT: Final = "patient:"
-"""The counter an appointment adds for its patient (`patient:<id>`): summed over a period,
-the counters' names are the distinct patients booked."""
+NONE: Final = "none"
 TNA_HORIZON_DAYS: Final = 366
 """How far ahead of a week's measuring instant a free Slot counts for third next available."""
 # Lead times and cancellation notices are kept to these caps (the last value means "or more").
@@ -97,6 +95,7 @@ class Item:
     cancelled_at: str | None = None
     reminded: bool = False
     base: Counters = field(default_factory=dict)  # the counters before the reminder's
+    patient: str | None = None  # an Appointment: its patient's id while it counts somewhere
     since: str | None = None  # a Slot: when its current version was written
     # A free Slot: the weeks (Monday, measuring instant) it counts in for third next available
     # while its current version lasts.
@@ -114,6 +113,7 @@ class Item:
             "cancelled_at": self.cancelled_at,
             "reminded": self.reminded,
             "base": self.base,
+            "patient": self.patient,
             "since": self.since,
             "weeks": self.weeks,
         }
@@ -131,6 +131,7 @@ class Item:
             cancelled_at=data.get("cancelled_at"),
             reminded=data.get("reminded", False),
             base=data.get("base") or {},
+            patient=data.get("patient"),
             since=data.get("since"),
             weeks=tuple((monday, at) for monday, at in data.get("weeks") or ()),
         )
@@ -240,7 +241,7 @@ def fold_appointment(
     if version <= item.version:
         return item
     if appointment is None:  # deleted
-        return replace(item, version=version, cell=None, status=None, base={})
+        return replace(item, version=version, cell=None, status=None, base={}, patient=None)
     status = str(appointment.get("status"))
     first = item.version == 0
     counted = item.counted or (
@@ -267,7 +268,7 @@ def fold_appointment(
     )
     start = appointment.get("start")
     if not counted or status not in (*COUNTED, "cancelled") or not start:
-        return replace(item, cell=None, base={})
+        return replace(item, cell=None, base={}, patient=None)
     day = local_day(str(start), zone)
     dims = {
         **subjects(_actors(appointment)),
@@ -275,9 +276,6 @@ def fold_appointment(
         **demographics(patient, day),
     }
     base = {"booked": 1, f"status:{status}": 1, f"channel:{item.channel}": 1}
-    patient_ref = patient_of(appointment)
-    if patient_ref:
-        base[PATIENT + patient_ref.partition("/")[2]] = 1
     if booked_at is not None:
         lead = max(0, min(MAX_LEAD_DAYS, _days_between(booked_at, str(start), zone)))
         base[f"lead:{lead}"] = 1
@@ -290,8 +288,47 @@ def fold_appointment(
             ).total_seconds() // 3600
             notice = str(int(max(0, min(MAX_NOTICE_HOURS, hours))))
         base[f"cancel:{side}:{notice}"] = 1
-    item = replace(item, base=base)
+    patient_ref = patient_of(appointment)
+    item = replace(item, base=base, patient=patient_ref.partition("/")[2] if patient_ref else None)
     return replace(item, cell=Cell(day.isoformat(), dims, counters_of(item)))
+
+
+@dataclass(frozen=True)
+class Visits:
+    """One patient's counted appointments (a row of `report_items`, `_id` `Patient/<id>`):
+    the cell of each, by its item key. What the patient adds to the patient tables is a
+    function of these alone (`rollups.add_patient`)."""
+
+    key: str  # Patient/id
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"_id": self.key, "cells": {k: c.to_json() for k, c in self.cells.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Visits:
+        cells = {k: Cell(c["day"], c["dims"], c["counters"]) for k, c in data["cells"].items()}
+        return cls(data["_id"], cells)
+
+
+def chain(days: dict[str, int]) -> dict[str, Counters]:
+    """A patient's counters in one rollup row, by day, from their appointments by day there:
+    `booked` (the appointments), and for the day's place among the patient's booking days
+    in the row, the previous one (`pv:<date>` and its month `pm:<YYYY-MM>`) and the next
+    (`nx:<date>`), `none` when there is none. A patient is counted once in a period at their
+    first booking day in it: the one whose previous day falls before the period."""
+    ordered = sorted(days)
+    out: dict[str, Counters] = {}
+    for n, day in enumerate(ordered):
+        before = ordered[n - 1] if n else None
+        after = ordered[n + 1] if n + 1 < len(ordered) else None
+        out[day] = {
+            "booked": days[day],
+            f"pv:{before or NONE}": 1,
+            f"pm:{before[:7] if before else NONE}": 1,
+            f"nx:{after or NONE}": 1,
+        }
+    return out
 
 
 def counters_of(item: Item) -> Counters:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
 
-from fhir_server.reporting.facts import MAX_LEAD_DAYS, PATIENT
-from fhir_server.reporting.rollups import ALL, TNA, Source, table_id
+from fhir_server.reporting.facts import MAX_LEAD_DAYS, NONE
+from fhir_server.reporting.rollups import ALL, PATIENTS, TNA, Source, table_id
 from fhir_server.reporting.suppression import Figures
 from fhir_server.store.report_store import ReportStore
 
@@ -84,19 +84,66 @@ async def summed(
     """The counters of the query's subject, by stratum (`*` without a stratifier)."""
     value = query.subject[1] if query.subject else ALL
     column = stratifier or "none"
-    ids = [table_id(query.source, g, p, column) for g, p in spans(query.start, query.end)]
+    covering = spans(query.start, query.end)
+    ids = [table_id(query.source, g, p, column) for g, p in covering]
+    found = await reports.tables(ids)
+    if query.source is PATIENTS:
+        read = [
+            (g, p, found.get(tid, (0, {}))[1]) for (g, p), tid in zip(covering, ids, strict=True)
+        ]
+        return patients_in(read, query.start, query.end, value)
     out: dict[str, Counter[str]] = {}
     prefix = f"{value}|"
-    for _, rows in (await reports.tables(ids)).values():
+    for _, rows in found.values():
         for key, counters in rows.items():
             if key.startswith(prefix):
                 out.setdefault(key[len(prefix) :], Counter()).update(counters)
     return out
 
 
+def patients_in(
+    read: list[tuple[str, str, dict[str, dict[str, int]]]], start: date, end: date, value: str
+) -> dict[str, Counter[str]]:
+    """Distinct patients (`patients`) and their appointments (`booked`) of one subject by
+    stratum, from the patient tables covering start..end (grain, period, rows).
+
+    A patient counts at their first booking day in the period: the day whose previous
+    booking day (in the same row) is before `start`, or none. The days of `start`'s month
+    (when it is not the 1st) are day tables: their `pv:<date>` says so exactly. Every later
+    day is in the month tables or the days at the end, which know only the month of the
+    previous day (`pm:`): one before `later` (the 1st of the next month) is counted there,
+    and the patients whose previous day was in fact in `start..later`, i.e. whose booking
+    day there is followed (`nx:<date>`) by one in `later..end`, are taken away again."""
+    month = start.isoformat()[:7]
+    after = start
+    if start.day != 1:
+        after = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    first, last, later = start.isoformat(), end.isoformat(), after.isoformat()
+    out: dict[str, Counter[str]] = {}
+    prefix = f"{value}|"
+    for grain, period, rows in read:
+        leading = grain == "d" and start.day != 1 and period[:7] == month
+        for key, counters in rows.items():
+            if not key.startswith(prefix):
+                continue
+            found = out.setdefault(key[len(prefix) :], Counter())
+            found["booked"] += counters.get("booked", 0)
+            for name, amount in counters.items():
+                kind, _, when = name.partition(":")
+                if leading and kind == "pv" and (when == NONE or when < first):
+                    found["patients"] += amount
+                elif leading and kind == "nx" and when != NONE and later <= when <= last:
+                    found["patients"] -= amount
+                elif not leading and kind == "pm" and (when == NONE or when < later[:7]):
+                    found["patients"] += amount
+    return out
+
+
 async def by_period(reports: ReportStore, query: Query, unit: str) -> dict[str, Counter[str]]:
     """The counters of the query's subject by day, week (its Monday) or month (read from the
     month tables where a month is wholly inside the period)."""
+    if query.source is PATIENTS:
+        return await _patients_by_period(reports, query, unit)
     value = query.subject[1] if query.subject else ALL
     days = _days(query.start, query.end)
     out: dict[str, Counter[str]] = {period_label(d, unit): Counter() for d in days}
@@ -111,6 +158,26 @@ async def by_period(reports: ReportStore, query: Query, unit: str) -> dict[str, 
         }
     for tid, (_, rows) in (await reports.tables(list(labels))).items():
         out[labels[tid]].update(rows.get(f"{value}|{ALL}", {}))
+    return out
+
+
+async def _patients_by_period(
+    reports: ReportStore, query: Query, unit: str
+) -> dict[str, Counter[str]]:
+    """Distinct patients by day, week or month: each part of the period counted as a period
+    of its own (a patient of two weeks counts in each)."""
+    value = query.subject[1] if query.subject else ALL
+    parts: dict[str, tuple[date, date]] = {}
+    for day in _days(query.start, query.end):
+        label = period_label(day, unit)
+        parts[label] = (parts.get(label, (day, day))[0], day)
+    covering = {label: spans(*bounds) for label, bounds in parts.items()}
+    ids = {table_id(PATIENTS, g, p, "none") for part in covering.values() for g, p in part}
+    found = await reports.tables(sorted(ids))
+    out: dict[str, Counter[str]] = {}
+    for label, part in covering.items():
+        read = [(g, p, found.get(table_id(PATIENTS, g, p, "none"), (0, {}))[1]) for g, p in part]
+        out[label] = patients_in(read, *parts[label], value).get(ALL, Counter())
     return out
 
 
@@ -189,11 +256,9 @@ def reminder_effect(c: Counter[str], late_hours: int) -> dict[str, Figures]:
 
 
 def demographics(c: Counter[str], late_hours: int) -> dict[str, Figures]:
-    """Distinct patients (the `patient:<id>` counters summed over the period: one name each,
-    however many appointments), and their appointments."""
-    patients = sum(1 for name, n in c.items() if n > 0 and name.startswith(PATIENT))
+    """Distinct patients (`patients_in`) and their appointments."""
     return {
-        "booked-patients": Figures({"initial-population": patients}),
+        "booked-patients": Figures({"initial-population": c["patients"]}),
         "appointments": Figures({"initial-population": c["booked"]}),
     }
 

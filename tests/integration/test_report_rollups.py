@@ -195,7 +195,7 @@ def test_maintained_rollups_equal_the_rebuild(
         assert total["booked"] > 0
         # Distinct patients and third next available's weeks are compared too.
         booked = maintained["patient|m|" + NOW.strftime("%Y-%m") + "|none"]["*|*"]
-        assert any(name.startswith("patient:p") for name in booked)
+        assert any(name.startswith("pm:") for name in booked)
         assert any(tid.startswith("tna|w|") for tid in maintained)
 
     run(mongo_uri, scenario)
