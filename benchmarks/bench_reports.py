@@ -6,8 +6,9 @@ locations, 6 services, 3 appointment types, a tenth as many patients with ages, 
 and postal districts; 78% fulfilled, 8% noshow, 14% cancelled; booked 0-21 days ahead
 through the four channels), written straight into the store as first versions with
 history rows (`store.bulk_load`, each at the instant it was booked; history rows only:
-the rollups read nothing else, and current rows would double the load time), plus the
-next 60 days of Slots of 20 Schedules. Then it measures:
+the rollups read nothing else, and current rows would double the load time), plus 4 Slots
+a day of 20 Schedules over the two years and the next 60 days, each written 60 days ahead
+(history rows too). Then it measures:
 - the time to build the rollups from scratch (`reporting.rollups.rebuild`);
 - every Measure's `$evaluate-measure` work over the whole two years: without
   stratifier, by practitioner, for one practitioner by age band, and by month (the
@@ -67,6 +68,8 @@ PRACTITIONERS = 20
 LOCATIONS = 3
 SERVICES = 6
 BATCH = 20_000
+SLOTS_PER_DAY = 4
+SLOTS_AHEAD = 60  # days: how far ahead each Slot was generated
 RUNS = 3
 NEW = 5  # appointments written before timing a follow that finds a few new
 BASE = "http://bench/fhir"
@@ -127,37 +130,44 @@ def _appointment(n: int, patients: int, rng: random.Random) -> dict[str, Any]:
     return body
 
 
-def _slots(today: date) -> list[dict[str, Any]]:
+def _slots(first: date, last: date) -> list[tuple[dict[str, Any], str]]:
+    """Each Schedule's Slots from `first` to `last`, each written `SLOTS_AHEAD` days before
+    its day (a rolling generation), so every week of the two years has third next available
+    to measure; with the instant each was written."""
     out = []
     for schedule in range(PRACTITIONERS):
-        for day in range(60):
-            for n in range(16):
-                start = datetime.combine(today + timedelta(days=day), datetime.min.time(), UTC)
-                start += timedelta(hours=8, minutes=30 * n)
-                out.append(
-                    {
-                        "resourceType": "Slot",
-                        "id": f"slot-{schedule}-{day}-{n}",
-                        "schedule": {"reference": f"Schedule/sch{schedule}"},
-                        "status": "busy" if (day + n) % 3 == 0 else "free",
-                        "start": fhir_instant(start),
-                        "end": fhir_instant(start + timedelta(minutes=30)),
-                    }
-                )
+        for day in range((last - first).days + 1):
+            local = first + timedelta(days=day)
+            midnight = datetime.combine(local, datetime.min.time(), UTC)
+            written = fhir_instant(midnight - timedelta(days=SLOTS_AHEAD))
+            for n in range(SLOTS_PER_DAY):
+                start = midnight + timedelta(hours=8, minutes=30 * n)
+                slot = {
+                    "resourceType": "Slot",
+                    "id": f"slot-{schedule}-{day}-{n}",
+                    "schedule": {"reference": f"Schedule/sch{schedule}"},
+                    "status": "busy" if (day + n) % 3 == 0 else "free",
+                    "start": fhir_instant(start),
+                    "end": fhir_instant(start + timedelta(minutes=30)),
+                }
+                out.append((slot, written))
     return out
 
 
 async def _load(store: ResourceStore, size: int) -> None:
     rng = random.Random(size)
     patients = max(100, size // 10)
-    base = datetime.now(UTC) - timedelta(hours=1)  # when the directory and Slots were written
+    base = datetime.now(UTC) - timedelta(days=DAYS + 90)  # when the directory was written
     at = to_instant(base)
     await insert_first_versions(store, [(p, at) for p in _patients(patients, rng)])
     schedules = [
         {
             "resourceType": "Schedule",
             "id": f"sch{n}",
-            "actor": [{"reference": f"Practitioner/dr{n}"}],
+            "actor": [
+                {"reference": f"Practitioner/dr{n}"},
+                {"reference": f"HealthcareService/s{n % SERVICES}"},
+            ],
         }
         for n in range(PRACTITIONERS)
     ]
@@ -169,8 +179,9 @@ async def _load(store: ResourceStore, size: int) -> None:
         batch = [(b, to_instant(parse_instant(b["created"]))) for b in bodies]
         await insert_first_versions(store, batch, current=False)  # the rollups read history
         print(f"\r  loading: {min(first + BATCH, size):,}/{size:,}", end="", flush=True)
-    slots = _slots(datetime.now(UTC).date())
-    await insert_first_versions(store, [(s, to_instant(base)) for s in slots])
+    today = datetime.now(UTC).date()
+    slots = _slots(FIRST_DAY, today + timedelta(days=SLOTS_AHEAD - 1))
+    await insert_first_versions(store, slots, current=False)
     print(f"\r  loaded {size:,} appointments in {time.perf_counter() - started:.0f} s")
 
 
@@ -185,6 +196,8 @@ def _requests(period: tuple[date, date]) -> list[measures.Request]:
             variants.append(("Practitioner/dr3", ("age-band",)))
         if "period-month" in definition.stratifiers:
             variants.append((None, ("period-month",)))
+        if definition.metric is None:  # third next available: by week, always
+            variants.append(("HealthcareService/s1", ("service",)))
         out += [measures.Request(definition.id, start, end, s, strata) for s, strata in variants]
     return out
 
