@@ -85,7 +85,7 @@ async def summed(
     value = query.subject[1] if query.subject else ALL
     column = stratifier or "none"
     covering = spans(query.start, query.end)
-    ids = [table_id(query.source, g, p, column) for g, p in covering]
+    ids = [table_id(query.source, g, p, column, value) for g, p in covering]
     found = await reports.tables(ids)
     if query.source is PATIENTS:
         read = [
@@ -172,11 +172,13 @@ async def _patients_by_period(
         label = period_label(day, unit)
         parts[label] = (parts.get(label, (day, day))[0], day)
     covering = {label: spans(*bounds) for label, bounds in parts.items()}
-    ids = {table_id(PATIENTS, g, p, "none") for part in covering.values() for g, p in part}
+    ids = {table_id(PATIENTS, g, p, "none", value) for part in covering.values() for g, p in part}
     found = await reports.tables(sorted(ids))
     out: dict[str, Counter[str]] = {}
     for label, part in covering.items():
-        read = [(g, p, found.get(table_id(PATIENTS, g, p, "none"), (0, {}))[1]) for g, p in part]
+        read = [
+            (g, p, found.get(table_id(PATIENTS, g, p, "none", value), (0, {}))[1]) for g, p in part
+        ]
         out[label] = patients_in(read, *parts[label], value).get(ALL, Counter())
     return out
 

@@ -70,6 +70,7 @@ class Source:
     name: str
     subjects: tuple[str, ...]
     stratifiers: tuple[str, ...]
+    by_subject: bool = False  # a table per subject (`table_id`), not every subject in one
 
 
 APPOINTMENTS: Final = Source(
@@ -86,9 +87,11 @@ APPOINTMENTS: Final = Source(
         "postal-district",
     ),
 )
-PATIENTS: Final = Source("patient", APPOINTMENTS.subjects, APPOINTMENTS.stratifiers)
+PATIENTS: Final = Source("patient", APPOINTMENTS.subjects, APPOINTMENTS.stratifiers, True)
 """Distinct patients: each patient's booking days, chained row by row (`facts.chain`), in
-tables of their own (day and month, the same subjects and stratifiers as appointments)."""
+tables of their own (day and month, the same subjects and stratifiers as appointments), one
+per subject: their rows hold a counter per patient's previous or next day, so a report
+reads only its own subject's."""
 SLOTS: Final = Source(
     "slot",
     ("all", "practitioner", "service", "location", "schedule"),
@@ -106,10 +109,13 @@ Slots) and `Schedule/x|<service>`, counters the free Slots by local start day as
 the week's measuring instant."""
 
 
-def table_id(source: Source, grain: str, period: str, stratifier: str) -> str:
+def table_id(source: Source, grain: str, period: str, stratifier: str, subject: str = ALL) -> str:
     """`grain` is `d` (period `2026-03-14`) or `m` (period `2026-03`); the table's rows are
-    keyed `subject|stratum`, the subject `*` (all) or a reference."""
-    return f"{source.name}|{grain}|{period}|{stratifier}"
+    keyed `subject|stratum`, the subject `*` (all) or a reference. A source kept by subject
+    has a table per subject: the clinic's (`*`) under the plain id, each other one's under
+    the id and `|subject`; other sources hold every subject in the one table."""
+    tid = f"{source.name}|{grain}|{period}|{stratifier}"
+    return f"{tid}|{subject}" if source.by_subject and subject != ALL else tid
 
 
 def source_of(key: str) -> Source:
@@ -175,7 +181,8 @@ def add_patient(
         for day, counters in facts.chain(days).items():
             for grain in grains:
                 period = day if grain == "d" else day[:7]
-                row = tables[table_id(PATIENTS, grain, period, stratifier)].setdefault(key, {})
+                tid = table_id(PATIENTS, grain, period, stratifier, key.partition("|")[0])
+                row = tables[tid].setdefault(key, {})
                 for name, amount in counters.items():
                     if grain == "d" or not name.startswith(_DAY_ONLY):
                         row[name] = row.get(name, 0) + sign * amount

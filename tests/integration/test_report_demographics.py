@@ -60,10 +60,14 @@ async def seed(store: ResourceStore) -> None:
 
 
 async def exact(
-    store: ResourceStore, start: date, end: date, by: str | None = None
+    store: ResourceStore,
+    start: date,
+    end: date,
+    by: str | None = None,
+    subject: tuple[str, str] | None = None,
 ) -> dict[str, tuple[int, int]]:
     """(distinct patients, appointments) by stratum, before suppression."""
-    query = Query(rollups.PATIENTS, start, end)
+    query = Query(rollups.PATIENTS, start, end, subject)
     found = await metrics.summed(ReportStore(store), query, by)
     out = {}
     for stratum, counters in found.items():
@@ -122,6 +126,14 @@ def test_distinct_patients_by_period_and_stratum(mongo_uri: str) -> None:
             "pm:2026-04": 1,
             "nx:2026-05-06": 1,
         }
+        # Each subject has patient tables of its own, so a report reads only its subject's
+        # rows: the clinic's hold none of the practitioner's, which count the same patients.
+        assert all(key.startswith("*|") for key in maintained["patient|m|2026-04|none"])
+        by_dr = maintained["patient|m|2026-04|none|Practitioner/dr"]
+        assert by_dr == {"Practitioner/dr|*": april_rows}
+        dr = ("practitioner", "Practitioner/dr")
+        assert await exact(store, *april, "age-band", dr) == {"45-64": (12, 14), "0-17": (2, 3)}
+        assert await exact(store, date(2026, 4, 10), date(2026, 5, 31), None, dr) == {"*": (3, 5)}
         await rollups.rebuild(store, ZONE)
         assert await tables(store) == maintained
 
