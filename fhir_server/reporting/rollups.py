@@ -1,11 +1,12 @@
 """The report rollups, kept from the history exactly once, and rebuilt from scratch.
 
 A rollup table holds, for one source (appointments, their patients, or slots),
-one grain (a day or a month), one period, one subject kind (all, practitioner,
-service, location; schedule for slots) and one stratifier kind (none, or a
-dimension), the summed counters of every cell by `subject value|stratum value`.
+one grain (a day or a month), one period and one stratifier kind (none, or a
+dimension), the summed counters of every cell by `subject value|stratum value` (the
+subject all, or a practitioner, service, location; schedule for slots).
 The patients' tables chain each patient's booking days (`add_patient`), so a
-period's distinct patients can be counted from them; third next available has
+period's distinct patients can be counted from them, one table per subject (their
+rows are wide: a report reads only its subject's); third next available has
 a table per week (`TNA`), the free Slots as they stood at its measuring instant. A report
 reads a few tables: the months wholly in its period and the days at its
 edges, never the appointments.

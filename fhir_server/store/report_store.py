@@ -1,7 +1,7 @@
 """The report rollups' collections (not FHIR resources), for `reporting.rollups`.
 
-- `report_cells`: one row per rollup table (source, grain, period, subject kind,
-  stratifier kind): its cells as JSON text under `rows`, and `seq`, the last
+- `report_cells`: one row per rollup table (source, grain, period, stratifier kind; the
+  patients' also by subject): its cells as JSON text under `rows`, and `seq`, the last
   batch applied to it. A batch changes a table only if its `seq` is still the
   one read (a compare-and-set), so replaying a batch is a no-op for the
   tables it already changed, whoever replays it.
