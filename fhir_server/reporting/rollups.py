@@ -393,7 +393,7 @@ async def _follow_once(store: ResourceStore, zone: ZoneInfo, page_size: int) -> 
         started = to_instant(datetime.now(UTC))
         async for fresh in pages(store, stream, _since(marker, stream), page_size):
             batch = await _batch(reports, folder, fresh)
-            changed += len(batch["changed"])
+            changed += batch["folded"]
             if not batch["changed"]:
                 await _advance(reports, stream, fresh[-1].updated, started)
                 continue
@@ -424,8 +424,9 @@ async def _batch(reports: ReportStore, folder: Folder, page: list[Version]) -> d
     for version in page:
         apply_version(items, folder, version, tables)
     changed = [item.to_json() for key, item in items.items() if before.get(key) != item]
+    folded = len(changed)  # the versions' own items; the patients they move come on top
     changed += [v.to_json() for v in await _patients_moved(reports, before, items, tables)]
-    return {"tables": _plain(tables), "changed": changed}
+    return {"tables": _plain(tables), "changed": changed, "folded": folded}
 
 
 async def _patients_moved(
