@@ -101,8 +101,13 @@ def settings_factory(
             # the auth tests turn enforcement on explicitly.
             "auth_enabled": False,
             # Argon2's minimum cost: the suite hashes and checks thousands of passwords and
-            # client secrets; the server's default is RFC 9106's 64 MiB, 3 passes.
-            "password_hashing": "cheapest-for-tests",
+            # client secrets; the server's default is RFC 9106's 64 MiB, 3 passes, the only
+            # one production accepts.
+            "password_hashing": (
+                "rfc9106-low-memory"
+                if overrides.get("environment") == "production"
+                else "cheapest-for-tests"
+            ),
         }
         values.update(overrides)
         return Settings(**values)
