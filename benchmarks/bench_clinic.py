@@ -20,26 +20,20 @@ Run: `.venv/bin/python -m benchmarks.bench_clinic [rounds]` (default 20 rounds p
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
-import tempfile
-import uuid
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
 
 from benchmarks.bench_core import _cpu_seconds
-from benchmarks.bench_portal import PASSWORD, ROOT, Phases, _sign_in
+from benchmarks.bench_portal import PASSWORD, ROOT, Phases, _sign_in, run_signed_in_bench
 from fhir_server.app import create_app
 from fhir_server.auth.users import Accounts
 from fhir_server.fhir.instants import fhir_instant
 from fhir_server.notifications import celery_app
 from fhir_server.settings import Settings
-from fhir_server.store import embedded
 
 CLINICIANS = 3
 APPOINTMENTS = 300
@@ -171,22 +165,7 @@ async def _run(settings: Settings, rounds: int, store_pid: int) -> None:
 
 
 def main() -> None:
-    rounds = int(sys.argv[1]) if len(sys.argv) > 1 and sys.argv[1].isdigit() else 20
-    data = Path(tempfile.mkdtemp(prefix="bench-clinic"))
-    server = embedded.start(data)
-    try:
-        settings = Settings(
-            mongodb_uri=server.uri,
-            database=f"b{uuid.uuid4().hex[:8]}",
-            public_base_url=f"{ROOT}/fhir",
-            data_dir=data,
-            log_level="WARNING",
-            auth_enabled=True,
-        )
-        asyncio.run(_run(settings, rounds, server.pid))
-    finally:
-        celery_app.stop_embedded(data)
-        embedded.stop(server, data)
+    run_signed_in_bench("bench-clinic", _run, rounds=20)
 
 
 if __name__ == "__main__":

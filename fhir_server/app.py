@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 import anyio
@@ -142,9 +143,15 @@ def create_app(settings: Settings) -> FastAPI:
                         ui.secret,
                     )
             app.state.limiter = RateLimiter(settings)
+            # What start-up built (modules, routes, templates, caches) lives as long as the
+            # process: frozen out of the collector, a full collection no longer walks it, and
+            # a page that happens to trigger one stalls for milliseconds, not for a tenth of
+            # a second (measured on the portal's pages, benchmarks/bench_portal.py).
+            gc.freeze()
             try:
                 yield
             finally:
+                gc.unfreeze()  # an app made again in this process (tests) starts afresh
                 await app.state.limiter.close()
 
     # /openapi.json describes only the small non-FHIR surface (the FHIR API is described by

@@ -20,6 +20,7 @@ from fhir_server.auth.keys import ALGORITHM, KeyRing, load_keyring
 from fhir_server.auth.policy import TokenContext
 from fhir_server.auth.scopes import ScopeSet
 from fhir_server.fhir.errors import Unauthorized
+from fhir_server.recent import Recent
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
 
@@ -45,6 +46,8 @@ class Tokens:
         self.keyring = keyring
         self._loaded_at = time.monotonic()
         self._looked_for_kid_at = -_RELOAD_SECONDS  # last reload made for an unknown key id
+        # Tokens whose signature was checked: their key id and claims (`recent.py`).
+        self._checked: Recent[str, tuple[str, dict[str, Any]]] = Recent(300, 4096)
 
     async def reload_keys_if_stale(self, max_age: float = 60.0) -> None:
         """Pick up a key rotated by the CLI (or another replica) within a minute."""
@@ -112,6 +115,25 @@ class Tokens:
         signature check, never a store read, so invalid tokens are no dearer than
         valid ones.
         """
+        checked = self._checked.get(token)
+        if checked is not None and checked[0] in self.keyring.public:
+            claims = dict(checked[1])  # signed by a key still held: no second check
+        else:
+            claims = await self._check_signature(token)
+        registry = jwt.JWTClaimsRegistry(
+            leeway=0,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": self.issuer},
+            exp={"essential": True},
+            jti={"essential": True},
+        )
+        try:
+            registry.validate(claims)
+        except JoseError:
+            raise unauthorized("The access token is expired or not for this server.") from None
+        return claims
+
+    async def _check_signature(self, token: str) -> dict[str, Any]:
         kid = self._kid(token)
         if kid is None:
             raise unauthorized("The access token is not valid.")
@@ -124,17 +146,7 @@ class Tokens:
             decoded = jwt.decode(token, self.keyring.key_set(), algorithms=[ALGORITHM])
         except (JoseError, ValueError):
             raise unauthorized("The access token is not valid.") from None
-        registry = jwt.JWTClaimsRegistry(
-            leeway=0,
-            iss={"essential": True, "value": self.issuer},
-            aud={"essential": True, "value": self.issuer},
-            exp={"essential": True},
-            jti={"essential": True},
-        )
-        try:
-            registry.validate(decoded.claims)
-        except JoseError:
-            raise unauthorized("The access token is expired or not for this server.") from None
+        self._checked.put(token, (kid, dict(decoded.claims)))
         return decoded.claims
 
     async def verify(self, token: str) -> dict[str, Any]:

@@ -8,6 +8,7 @@ two cannot disagree. Each handler below is a line or two.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from fhir_server.fhir.errors import BadRequest, NotFound
 from fhir_server.fhir.routing import Interaction
@@ -26,9 +27,26 @@ Handler = Callable[[Services, FhirRequest, Interaction, UnitOfWork | None], Awai
 async def dispatch(
     services: Services, req: FhirRequest, uow: UnitOfWork | None = None
 ) -> FhirResponse:
+    _as_defined(services, req)
     if services.access is not None:
         return await services.access.guard(services, req, lambda r: _route(services, r, uow))
     return await _route(services, req, uow)
+
+
+def _as_defined(services: Services, req: FhirRequest) -> None:
+    """An operation POSTed whose OperationDefinition says `affectsState: false` (`$match`,
+    `$evaluate-measure`, `$find`: POST only carries their Parameters) is a read, as it is
+    with GET: the gate then asks for a read scope, not a write one. The route table alone
+    cannot tell (it sees only the method); the definitions are registered here."""
+    interaction = req.interaction
+    if not (interaction.changes and interaction.operation):
+        return
+    key = OperationKey(
+        interaction.operation, interaction.resource_type, instance=interaction.rid is not None
+    )
+    operation = services.operation(key)
+    if operation is not None and operation.definition.get("affectsState") is False:
+        req.interaction = replace(interaction, changes=False)
 
 
 async def _route(services: Services, req: FhirRequest, uow: UnitOfWork | None) -> FhirResponse:

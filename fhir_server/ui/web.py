@@ -43,7 +43,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from fhir_server.settings import Settings
 from fhir_server.ui import i18n, oauth
 from fhir_server.ui.client import UiClient, site_root
-from fhir_server.ui.fhir_api import PortalApi, PortalApiError, SignInRequired, in_process_client
+from fhir_server.ui.fhir_api import (
+    InProcessApi,
+    PortalApi,
+    PortalApiError,
+    SignInRequired,
+    in_process_client,
+)
 from fhir_server.ui.session import Session, SessionStore, SessionsUnavailable
 
 _HERE = Path(__file__).parent
@@ -263,8 +269,16 @@ class Portal:
     sections: list[Section] = field(default_factory=list)
 
     def http(self, request: Request) -> httpx.AsyncClient:
-        address = request.client.host if request.client else "unknown"
-        return in_process_client(self.api_app, self.settings, address)
+        """An HTTP client to the app, for the OAuth calls (token, refresh, revoke)."""
+        return in_process_client(self.api_app, self.settings, _address(request))
+
+    def api(self, request: Request) -> InProcessApi:
+        """The FHIR API in process, for the pages' calls."""
+        return InProcessApi(self.api_app, self.settings, _address(request))
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def portal_of(request: Request) -> Portal:
@@ -292,17 +306,18 @@ async def signed_in(request: Request) -> SignedInPage:
     session = await current_session(request)
     if session is None or session.tokens is None:
         raise SignInNeeded(expired=bool(request.cookies.get(portal.sessions.cookie)))
-    http = portal.http(request)
     if session.tokens.expires_at - _REFRESH_MARGIN < time.time():
         try:
-            session.tokens = await oauth.refresh(http, portal.client, session.tokens)
+            session.tokens = await oauth.refresh(
+                portal.http(request), portal.client, session.tokens
+            )
         except oauth.TokenRefused as refused:
             await portal.sessions.delete(session)
             raise SignInNeeded(expired=True) from refused
         await portal.sessions.save(session)
     else:
         await portal.sessions.touch(session)  # the idle clock restarts with every page
-    api = PortalApi(http, session.tokens.access_token, session.tokens.patient)
+    api = PortalApi(portal.api(request), session.tokens.access_token, session.tokens.patient)
     return SignedInPage(request, portal.settings, _language(request), session=session, api=api)
 
 

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from fastapi.testclient import TestClient
 
-from fhir_server.ui.fhir_api import PortalApi
+from fhir_server.ui.fhir_api import InProcessApi, PortalApi
 from tests.integration.auth_helpers import call, create, mint
 from tests.integration.scheduling_setup import duration, instant
 
@@ -121,8 +120,8 @@ class PatientClient:
         """`fn(api, *args)` on the app's event loop."""
 
         async def page() -> Any:
-            transport = httpx.ASGITransport(app=self.client.app)
-            async with httpx.AsyncClient(transport=transport, base_url=SITE) as http:
-                return await fn(PortalApi(http, self.token, self.patient), *args)
+            settings = self.client.app.state.services.settings
+            api = InProcessApi(self.client.app, settings, "testclient")
+            return await fn(PortalApi(api, self.token, self.patient), *args)
 
         return call(self.client, page)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from fhir_server.auth.keys import load_keyring, rotate
 from fhir_server.settings import Settings
 from tests.integration.auth_helpers import (
     AUTH,
@@ -275,3 +277,32 @@ def test_housekeeping_purges_only_expired_records(client: TestClient, carol: str
     call(client, components(client).housekeeping, 0.0)
     assert call(client, store.refresh_token, "stale-one") is None
     assert call(client, store.refresh_token, "live-one") is not None
+
+
+def test_a_token_checked_before_is_refused_once_its_key_is_gone(
+    settings_factory: Callable[..., Settings],
+) -> None:
+    """The API keeps the claims of tokens whose signature it checked (`recent.py`), but only
+    while the key that signed them is still held: a dropped key ends them at once."""
+    fresh = auth_app(settings_factory)
+    app = next(fresh)
+    try:
+        patient = new_patient(app, "Keyed")
+        token = mint(app, "patient/*.rs", patient=patient)
+        assert app.get(f"{BASE}/Patient/{patient}", headers=bearer(token)).status_code == 200
+        tokens = app.app.state.auth.tokens  # type: ignore[attr-defined]
+        old = set(tokens.keyring.public)
+
+        async def drop_old_keys() -> None:
+            await rotate(tokens.store, tokens.settings)
+            await tokens.store.drop_keys_retired_before(int(time.time()) + 1)
+            tokens.keyring = await load_keyring(tokens.store, tokens.settings.secret_key)
+
+        call(app, drop_old_keys)
+        assert not old & set(tokens.keyring.public)
+        refused = app.get(f"{BASE}/Patient/{patient}", headers=bearer(token))
+        assert refused.status_code == 401
+        renewed = mint(app, "patient/*.rs", patient=patient)
+        assert app.get(f"{BASE}/Patient/{patient}", headers=bearer(renewed)).status_code == 200
+    finally:
+        fresh.close()

@@ -436,3 +436,52 @@ def test_only_an_admin_opens_the_closures(
     assert browser.get(f"{CLINIC}/closures").status_code == 403
     refused = browser.get(f"{CLINIC}/closures/{world['location']}")
     assert refused.status_code == 403 and "You cannot see this page" in refused.text
+
+
+def test_slots_made_beyond_the_horizon_follow_the_new_hours_too(
+    browser: TestClient, world: dict[str, str]
+) -> None:
+    """Slots generated further ahead than the 28 days a save regenerates by default (a
+    longer `generate-slots` run) are regenerated up to the last of them: no morning stays
+    bookable 50 days ahead once mornings are off."""
+    headers = _admin(browser)
+    far = datetime.now(UTC) + timedelta(days=50)
+    made = browser.post(
+        f"{BASE}/Schedule/{world['schedule']}/$generate-slots",
+        params={"start": far.isoformat(), "end": (far + timedelta(days=2)).isoformat()},
+        headers=headers,
+    )
+    assert made.status_code == 200, made.text
+    day = (far + timedelta(days=1)).astimezone(ZoneInfo(ZONE)).date()
+
+    def free_at(hour: int) -> int:
+        at = datetime(day.year, day.month, day.day, hour, tzinfo=ZoneInfo(ZONE)).astimezone(UTC)
+        found = browser.get(
+            f"{BASE}/Slot",
+            params={
+                "schedule": f"Schedule/{world['schedule']}",
+                "start": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "status": "free",
+            },
+            headers=headers,
+        ).json()
+        return len(found.get("entry", []))
+
+    assert (free_at(10), free_at(14)) == (1, 1)
+    sign_in(browser, "avail-ada", "/clinic/", site=CLINIC)
+    page = browser.get(f"{CLINIC}/availability/{world['role']}")
+    saved = browser.post(
+        f"{CLINIC}/availability/{world['role']}",
+        data=_form(page.text, **_every_day("13:00", "17:00")),
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303, saved.text[:2000]
+    assert (free_at(10), free_at(14)) == (0, 1)
+    again = browser.get(f"{CLINIC}/availability/{world['role']}")
+    back = browser.post(
+        f"{CLINIC}/availability/{world['role']}",
+        data=_form(again.text, **_every_day("09:00", "17:00")),
+        follow_redirects=False,
+    )
+    assert back.status_code == 303
+    assert free_at(10) == 1

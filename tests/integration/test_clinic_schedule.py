@@ -135,7 +135,11 @@ def test_the_week_has_a_column_per_day(client: TestClient, clinic: Clinic) -> No
     assert len(headers) == 8  # the time, then Monday to Sunday
     assert f'<th scope="row">{_clock(start)}</th>' in week.text
     assert "Dr Okafor" in week.text  # all clinicians: each visit names its clinician
-    assert week.headers["X-Portal-Fhir-Calls"] == "2"
+    assert week.headers["X-Portal-Fhir-Calls"] == "2"  # the directory, the week
+    # The session's next pages reuse the directory a short while: the week's search alone.
+    again = client.get(f"{CLINIC}/schedule/week", params={"day": _day(start)})
+    assert again.headers["X-Portal-Fhir-Calls"] == "1"
+    assert again.text.count('<th scope="col">') == 8 and "Dr Okafor" in again.text
 
 
 def test_check_in_then_completed_writes_the_visit(client: TestClient, clinic: Clinic) -> None:

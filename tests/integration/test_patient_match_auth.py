@@ -105,3 +105,20 @@ def test_only_certain_matches_counts_only_the_readable_candidates(
     assert matched(client.post(f"{BASE}/Patient/$match", json=body, headers=doctor)) == {
         world["chidi"]
     }
+
+
+def test_a_read_only_token_may_post_a_read_only_operation_but_not_a_writing_one(
+    client: TestClient, world: dict[str, str]
+) -> None:
+    """`$match` says `affectsState: false`: POSTing it (its Parameters carry a resource)
+    is a read, so `system/Patient.rs` is enough. `$hold` changes state: a read scope
+    cannot invoke it, whatever the method."""
+    reader = bearer(mint(client, "system/Patient.rs system/Slot.rs system/Appointment.rs"))
+    assert matched(ask(client, reader, FAMILY)) == {world["chidi"], world["double"]}
+    held = client.post(
+        f"{BASE}/Appointment/$hold",
+        json={"resourceType": "Parameters", "parameter": []},
+        headers=reader | FHIR,
+    )
+    assert held.status_code == 403, held.text
+    assert held.json()["resourceType"] == "OperationOutcome"

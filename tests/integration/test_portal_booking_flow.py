@@ -419,3 +419,22 @@ def test_the_demo_clinic_books_through_the_portal(app: TestClient, patient: str)
     booked = location(post(app, "/book/check", query(check_url)))
     page = app.get(f"http://testserver{booked}")
     assert "Appointment booked" in text(page) and "Riverside Clinic London" in text(page)
+
+
+def test_the_booking_steps_read_the_clinic_once_per_session(
+    app: TestClient, site: Clinic, patient: str
+) -> None:
+    """The chosen service's clinic is searched on the first step; the next steps of the
+    same session reuse it (`fhir_server/recent.py`), a new session searches again."""
+    params = {"service": site.service}
+    first = app.get(f"{PORTAL}/book/clinician", params=params)
+    again = app.get(f"{PORTAL}/book/clinician", params=params)
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert first.headers["x-portal-fhir-calls"] == "1"
+    assert again.headers["x-portal-fhir-calls"] == "0"
+    assert "Dr Okafor" in text(again)
+    username = f"booker{next(_logins)}"
+    add_patient_login(app, username, "Other")
+    app.cookies.clear()
+    sign_in(app, username)
+    assert app.get(f"{PORTAL}/book/clinician", params=params).headers["x-portal-fhir-calls"] == "1"

@@ -28,7 +28,10 @@ Resource = dict[str, Any]
 
 RESCHEDULERS = frozenset({FRONTDESK, ADMIN})
 HORIZON_DAYS = 28
-"""How far ahead a save regenerates Slots: the rolling job's horizon (notifications.tasks)."""
+"""How far ahead a save regenerates Slots at least: the rolling job's horizon
+(notifications.tasks). A Schedule whose Slots were made further ahead (`fhir-server
+generate-slots --days 90`) is regenerated up to its last Slot, so no time beyond the
+horizon is left bookable under the old hours."""
 
 
 def version_of(resource: Resource) -> str:
@@ -74,18 +77,33 @@ async def schedules_of(api: PortalApi, actor: str) -> list[Resource]:
     return entries(bundle, "Schedule")
 
 
+async def _last_slot_start(api: PortalApi, schedule_id: str) -> datetime | None:
+    """When the Schedule's last Slot starts (one search, latest first), None without any."""
+    bundle = await api.search(
+        "Slot",
+        [
+            ("schedule", f"Schedule/{schedule_id}"),
+            ("_sort", "-start"),
+            ("_count", "1"),
+            ("_elements", "start"),
+        ],
+    )
+    found = entries(bundle, "Slot")
+    return datetime.fromisoformat(str(found[0]["start"])) if found else None
+
+
 async def regenerate(api: PortalApi, actor: str, now: datetime) -> int:
-    """`$generate-slots` over the horizon for every Schedule `actor` takes part in; the
-    number of Schedules regenerated."""
-    schedules = await schedules_of(api, actor)
-    window = [
-        {"name": "start", "valueDateTime": now.isoformat(timespec="seconds")},
-        {
-            "name": "end",
-            "valueDateTime": (now + timedelta(days=HORIZON_DAYS)).isoformat(timespec="seconds"),
-        },
-    ]
-    for schedule in schedules:
+    """`$generate-slots` for every Schedule `actor` takes part in, over the horizon or up
+    to the Schedule's last Slot when that is further; the number of Schedules
+    regenerated."""
+    horizon = now + timedelta(days=HORIZON_DAYS)
+    for schedule in (schedules := await schedules_of(api, actor)):
+        last = await _last_slot_start(api, str(schedule["id"]))
+        end = max(horizon, last + timedelta(days=1)) if last is not None else horizon
+        window = [
+            {"name": "start", "valueDateTime": now.isoformat(timespec="seconds")},
+            {"name": "end", "valueDateTime": end.isoformat(timespec="seconds")},
+        ]
         parameters = {"resourceType": "Parameters", "parameter": window}
         await api.operation(f"Schedule/{schedule['id']}/$generate-slots", parameters)
     return len(schedules)

@@ -16,6 +16,7 @@ from urllib.parse import parse_qsl, urlsplit
 from zoneinfo import ZoneInfo
 
 from fhir_server.fhir.instants import fhir_instant
+from fhir_server.recent import Recent
 from fhir_server.ui.clinic import schedule_model as model
 from fhir_server.ui.clinic.roles import PRACTITIONER
 from fhir_server.ui.fhir_api import PortalApi, entries
@@ -69,18 +70,32 @@ async def everything(
     return found
 
 
+# The clinicians of the directory, per session, for the next pages (`fhir_server/recent.py`).
+_directories: Recent[str, list[model.Clinician]] = Recent(seconds=30, size=4096)
+
+
+async def _everyone(page: SignedInPage) -> list[model.Clinician]:
+    """Every clinician with an active Schedule: one search, kept for the session's next
+    pages a short while (moving between days and weeks reads only the Appointments)."""
+    everyone = _directories.get(page.session.id)
+    if everyone is None:
+        directory = await everything(
+            page.api,
+            "Schedule",
+            [
+                ("active", "true"),
+                ("_include", "Schedule:actor"),
+                ("_include:iterate", "PractitionerRole:practitioner"),
+            ],
+        )
+        everyone = model.clinicians(directory)
+        _directories.put(page.session.id, everyone)
+    return everyone
+
+
 async def scope_of(page: SignedInPage, choice: str) -> Scope:
     """The clinicians the user may see (a practitioner: their own) and the ones shown."""
-    directory = await everything(
-        page.api,
-        "Schedule",
-        [
-            ("active", "true"),
-            ("_include", "Schedule:actor"),
-            ("_include:iterate", "PractitionerRole:practitioner"),
-        ],
-    )
-    everyone = model.clinicians(directory)
+    everyone = await _everyone(page)
     choices = everyone
     if page.role == PRACTITIONER:
         tokens = page.session.tokens

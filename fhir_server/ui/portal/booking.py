@@ -25,6 +25,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fhir_server.recent import Recent
 from fhir_server.ui.fhir_api import PortalApiError
 from fhir_server.ui.portal import booking_pages as pages
 from fhir_server.ui.portal.booking_model import (
@@ -78,13 +79,22 @@ def _not_found(page: SignedInPage) -> Response:
     )
 
 
+# The chosen service's clinic, per session and service, for the next steps (`recent.py`).
+_clinics: Recent[tuple[str, str], pages.Clinic] = Recent(seconds=30, size=4096)
+
+
 async def _clinic(page: SignedInPage, flow: Flow) -> pages.Clinic | None:
     if not flow.service:
         return None
-    try:
-        return await pages.clinic(page.api, flow.service)
-    except pages.NotFound:
-        return None
+    key = (page.session.id, flow.service)
+    place = _clinics.get(key)
+    if place is None:
+        try:
+            place = await pages.clinic(page.api, flow.service)
+        except pages.NotFound:
+            return None
+        _clinics.put(key, place)
+    return place
 
 
 async def _chosen_clinic(page: SignedInPage, flow: Flow) -> pages.Clinic | None:
