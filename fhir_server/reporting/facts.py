@@ -18,11 +18,12 @@ the past, a first version already cancelled. Holds that lapse, proposals and
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
-from fhir_server.fhir.instants import parse_instant
+from fhir_server.fhir.instants import fhir_instant, parse_instant
 from fhir_server.fhir.resource import Resource
 from fhir_server.reporting.channel import DEFAULT_CHANNEL, channel_in, patient_initiated
 
@@ -37,6 +38,9 @@ HOLD_EXPIRES: Final = (
 COUNTED: Final = ("pending", "booked", "arrived", "checked-in", "fulfilled", "noshow")
 """Statuses in which a version that is not a hold makes the Appointment count as booked."""
 UNKNOWN: Final = "unknown"
+NONE: Final = "none"
+TNA_HORIZON_DAYS: Final = 366
+"""How far ahead of a week's measuring instant a free Slot counts for third next available."""
 # Lead times and cancellation notices are kept to these caps (the last value means "or more").
 MAX_LEAD_DAYS: Final = 366
 MAX_NOTICE_HOURS: Final = 168
@@ -91,6 +95,11 @@ class Item:
     cancelled_at: str | None = None
     reminded: bool = False
     base: Counters = field(default_factory=dict)  # the counters before the reminder's
+    patient: str | None = None  # an Appointment: its patient's id while it counts somewhere
+    since: str | None = None  # a Slot: when its current version was written
+    # A free Slot: the weeks (Monday, measuring instant) it counts in for third next available
+    # while its current version lasts.
+    weeks: tuple[tuple[str, str], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +113,9 @@ class Item:
             "cancelled_at": self.cancelled_at,
             "reminded": self.reminded,
             "base": self.base,
+            "patient": self.patient,
+            "since": self.since,
+            "weeks": self.weeks,
         }
 
     @classmethod
@@ -119,6 +131,9 @@ class Item:
             cancelled_at=data.get("cancelled_at"),
             reminded=data.get("reminded", False),
             base=data.get("base") or {},
+            patient=data.get("patient"),
+            since=data.get("since"),
+            weeks=tuple((monday, at) for monday, at in data.get("weeks") or ()),
         )
 
 
@@ -226,7 +241,7 @@ def fold_appointment(
     if version <= item.version:
         return item
     if appointment is None:  # deleted
-        return replace(item, version=version, cell=None, status=None, base={})
+        return replace(item, version=version, cell=None, status=None, base={}, patient=None)
     status = str(appointment.get("status"))
     first = item.version == 0
     counted = item.counted or (
@@ -253,7 +268,7 @@ def fold_appointment(
     )
     start = appointment.get("start")
     if not counted or status not in (*COUNTED, "cancelled") or not start:
-        return replace(item, cell=None, base={})
+        return replace(item, cell=None, base={}, patient=None)
     day = local_day(str(start), zone)
     dims = {
         **subjects(_actors(appointment)),
@@ -273,8 +288,47 @@ def fold_appointment(
             ).total_seconds() // 3600
             notice = str(int(max(0, min(MAX_NOTICE_HOURS, hours))))
         base[f"cancel:{side}:{notice}"] = 1
-    item = replace(item, base=base)
+    patient_ref = patient_of(appointment)
+    item = replace(item, base=base, patient=patient_ref.partition("/")[2] if patient_ref else None)
     return replace(item, cell=Cell(day.isoformat(), dims, counters_of(item)))
+
+
+@dataclass(frozen=True)
+class Visits:
+    """One patient's counted appointments (a row of `report_items`, `_id` `Patient/<id>`):
+    the cell of each, by its item key. What the patient adds to the patient tables is a
+    function of these alone (`rollups.add_patient`)."""
+
+    key: str  # Patient/id
+    cells: dict[str, Cell] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"_id": self.key, "cells": {k: c.to_json() for k, c in self.cells.items()}}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Visits:
+        cells = {k: Cell(c["day"], c["dims"], c["counters"]) for k, c in data["cells"].items()}
+        return cls(data["_id"], cells)
+
+
+def chain(days: dict[str, int]) -> dict[str, Counters]:
+    """A patient's counters in one rollup row, by day, from their appointments by day there:
+    `booked` (the appointments), and for the day's place among the patient's booking days
+    in the row, the previous one (`pv:<date>` and its month `pm:<YYYY-MM>`) and the next
+    (`nx:<date>`), `none` when there is none. A patient is counted once in a period at their
+    first booking day in it: the one whose previous day falls before the period."""
+    ordered = sorted(days)
+    out: dict[str, Counters] = {}
+    for n, day in enumerate(ordered):
+        before = ordered[n - 1] if n else None
+        after = ordered[n + 1] if n + 1 < len(ordered) else None
+        out[day] = {
+            "booked": days[day],
+            f"pv:{before or NONE}": 1,
+            f"pm:{before[:7] if before else NONE}": 1,
+            f"nx:{after or NONE}": 1,
+        }
+    return out
 
 
 def counters_of(item: Item) -> Counters:
@@ -318,14 +372,20 @@ def delivered_reminder(communication: Resource) -> str | None:
 
 
 def fold_slot(
-    item: Item, version: int, slot: Resource | None, schedule: Resource | None, zone: ZoneInfo
+    item: Item,
+    version: int,
+    updated: str,
+    slot: Resource | None,
+    schedule: Resource | None,
+    zone: ZoneInfo,
 ) -> Item:
-    """A Slot's item after this version: its minutes by status on its day, under the
-    practitioner, location and service its Schedule names."""
+    """A Slot's item after this version (written at `updated`): its minutes by status on its
+    day, under the practitioner, location and service its Schedule names; and, while it is
+    free, the weeks whose measuring instant falls from `updated` on (`measured_weeks`)."""
     if version <= item.version:
         return item
     if slot is None or not slot.get("start") or not slot.get("end"):
-        return replace(item, version=version, cell=None)
+        return replace(item, version=version, cell=None, since=updated, weeks=())
     start, end = parse_instant(str(slot["start"])), parse_instant(str(slot["end"]))
     minutes = max(0, int((end - start).total_seconds() // 60))
     status = str(slot.get("status"))
@@ -333,5 +393,36 @@ def fold_slot(
     schedule_ref = str((slot.get("schedule") or {}).get("reference", ""))
     dims = {**subjects(actors), "schedule": [schedule_ref]}
     counters = {f"slot:{status}": 1, f"slot-min:{status}": minutes}
-    day = start.astimezone(zone).date().isoformat()
-    return replace(item, version=version, status=status, cell=Cell(day, dims, counters))
+    day = start.astimezone(zone).date()
+    weeks = measured_weeks(day, parse_instant(updated), zone) if status == "free" else ()
+    return replace(
+        item,
+        version=version,
+        status=status,
+        cell=Cell(day.isoformat(), dims, counters),
+        since=updated,
+        weeks=weeks,
+    )
+
+
+@lru_cache(maxsize=4096)
+def measuring_instant(monday: date, zone: ZoneInfo) -> tuple[datetime, str]:
+    """When third next available is measured for the week of `monday` (its local midnight),
+    and that as an instant's text (cached: a rebuild asks for each week again and again)."""
+    at = datetime.combine(monday, time(), zone)
+    return at, fhir_instant(at)
+
+
+def measured_weeks(day: date, since: datetime, zone: ZoneInfo) -> tuple[tuple[str, str], ...]:
+    """The weeks a free Slot on local `day`, free from `since` on, counts in: those whose
+    measuring instant is at or after `since`, on or before the Slot's day, and less than
+    `TNA_HORIZON_DAYS` before it. Each as (Monday, measuring instant)."""
+    monday = day - timedelta(days=day.weekday())
+    weeks = []
+    while (day - monday).days < TNA_HORIZON_DAYS:
+        at, text = measuring_instant(monday, zone)
+        if at < since:
+            break
+        weeks.append((monday.isoformat(), text))
+        monday -= timedelta(days=7)
+    return tuple(reversed(weeks))

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any, Final
 
 from fhir_server.fhir.errors import BadRequest, NotFound
 from fhir_server.reporting import metrics, suppression
 from fhir_server.reporting.metrics import Metric, Query
-from fhir_server.reporting.rollups import ALL, APPOINTMENTS, SLOTS, Source
+from fhir_server.reporting.rollups import ALL, APPOINTMENTS, PATIENTS, SLOTS, Source
 from fhir_server.reporting.suppression import Figures, Shown
 from fhir_server.store.clock import to_instant
 from fhir_server.store.report_store import ReportStore
@@ -128,11 +128,17 @@ DEFINITIONS: Final = (
     Definition(
         "third-next-available",
         "Days to third next available appointment",
-        "Per Schedule: calendar days from the later of today and the period start to the day "
-        "of the third free Slot (the standard access measure), over the next 366 days.",
+        "Weekly, per Schedule and service: calendar days from the week's Monday to the local "
+        "day of the third free Slot starting on or after that Monday's local midnight (the "
+        "measuring instant), counting the Slots as they stood at that instant and looking "
+        "366 days ahead (the standard access measure). A Slot's service is the "
+        "HealthcareService its Schedule names. The weeks of a period are those whose Monday "
+        "falls in it, up to today; a Schedule's score is the mean of its weeks' values, "
+        "always stratified by week.",
         SLOTS,
         None,
-        (),
+        ("service", "period-week"),
+        always=("period-week",),
         days=True,
     ),
     Definition(
@@ -168,11 +174,13 @@ DEFINITIONS: Final = (
     Definition(
         "patient-demographics",
         "Demographics of booked patients",
-        "Appointments booked by start date in the period, stratified by the patient's age band "
-        "on the day (0-17, 18-29, 30-44, 45-64, 65-74, 75+), gender and postal district (the "
-        "postal code's part before the space, else its first 3 characters). One group; a "
-        "patient with several appointments counts for each.",
-        APPOINTMENTS,
+        "Distinct patients with an appointment booked (whatever became of it) by start date in "
+        "the period, each counted once (group booked-patients), and those appointments (group "
+        "appointments), stratified by the patient's age band on the appointment's day (0-17, "
+        "18-29, 30-44, 45-64, 65-74, 75+), gender and postal district (the postal code's part "
+        "before the space, else its first 3 characters). A patient counts once in each stratum "
+        "of one of their appointments (a birthday in the period can put them in two bands).",
+        PATIENTS,
         metrics.demographics,
         APPOINTMENT_STRATIFIERS,
         always=metrics.DEMOGRAPHICS,
@@ -235,18 +243,19 @@ async def evaluate(
     """The summary MeasureReport of a request, suppressed."""
     found, query, stratifiers = checked(request)
     if found.metric is None:
-        groups = await _third_next_available(reports, query, today)
+        groups = await _third_next_available(reports, query, stratifiers, today)
     else:
         groups = await _groups(reports, found, query, stratifiers, late_hours, today)
-    return {
+    report = {
         "resourceType": "MeasureReport",
         "status": "complete",
         "type": "summary",
         "measure": f"{BASE}/Measure/{found.id}",
         "date": to_instant(datetime.now(UTC)),
         "period": {"start": request.start.isoformat(), "end": request.end.isoformat()},
-        "group": groups,
     }
+    # No group at all (third next available before any week was measured): none in R4.
+    return report | {"group": groups} if groups else report
 
 
 async def _groups(
@@ -288,9 +297,7 @@ async def _groups(
             views = suppression.hide_scores(suppression.complementary(shown[code], views), cells)
             split[code].append(
                 {
-                    "code": [
-                        {"coding": [{"system": STRATIFIER_SYSTEM, "code": name}], "text": name}
-                    ],
+                    "code": _stratifier_code(name),
                     "stratum": [
                         {"value": _value(v, names.get(v)), **_numbers(view, found.days)}
                         for v, view in zip(values, views, strict=True)
@@ -307,25 +314,59 @@ async def _groups(
 
 
 async def _third_next_available(
-    reports: ReportStore, query: Query, today: date
+    reports: ReportStore, query: Query, stratifiers: tuple[str, ...], today: date
 ) -> list[dict[str, Any]]:
-    since = max(today, query.start)
-    free = await metrics.free_slots_by_schedule(
-        reports, since, since + timedelta(days=metrics.TNA_HORIZON_DAYS)
-    )
-    schedules = await reports.resources("Schedule", [s.partition("/")[2] for s in free])
+    """One group per Schedule (narrowed to the subject: a Practitioner or Location its actors
+    name, or a service), scored by the mean of its weekly values, stratified by week and by
+    service."""
+    mondays = metrics.measured_mondays(query.start, query.end, today)
+    weeks = await metrics.weekly_free(reports, mondays)
+    rows = {key for week in weeks.values() for key in week}
+    references = sorted({key.split("|", 1)[0] for key in rows})
+    schedules = await reports.resources("Schedule", [r.partition("/")[2] for r in references])
+    kind, subject = query.subject or ("", "")
+    base = subject if kind == "service" else ALL
+    services = sorted({key.split("|", 1)[1] for key in rows} - {ALL})
+    names = await _displays(reports, services)
     out = []
-    for reference in sorted(free):
+    for reference in references:
         schedule = schedules.get(reference.partition("/")[2])
-        if schedule is None:
+        if schedule is None or f"{reference}|{base}" not in rows:
             continue
-        if query.subject and query.subject[1] not in _actors(schedule):
+        if kind in ("practitioner", "location") and subject not in _actors(schedule):
             continue
-        days = metrics.third_next_available(free[reference], since)
-        view = Shown(score=days)
-        group = {"code": {**_group_code("third-next-available"), "text": reference}}
-        out.append({**group, **_numbers(view, True)})
+        values = metrics.weekly_values(weeks, f"{reference}|{base}")
+        group: dict[str, Any] = {
+            "code": {**_group_code("third-next-available"), "text": reference},
+            **_numbers(Shown(score=metrics.mean(values)), True),
+        }
+        split = []
+        for name in stratifiers:
+            if name == "period-week":
+                strata = [(m.isoformat(), v) for m, v in zip(mondays, values, strict=True)]
+            else:
+                offered = [v for v in services if f"{reference}|{v}" in rows and base in (ALL, v)]
+                strata = [
+                    (v, metrics.mean(metrics.weekly_values(weeks, f"{reference}|{v}")))
+                    for v in offered
+                ]
+            split.append(
+                {
+                    "code": _stratifier_code(name),
+                    "stratum": [
+                        {"value": _value(v, names.get(v)), **_numbers(Shown(score=days), True)}
+                        for v, days in strata
+                    ],
+                }
+            )
+        if split:
+            group["stratifier"] = split
+        out.append(group)
     return out
+
+
+def _stratifier_code(name: str) -> list[dict[str, Any]]:
+    return [{"coding": [{"system": STRATIFIER_SYSTEM, "code": name}], "text": name}]
 
 
 def _actors(schedule: dict[str, Any]) -> list[str]:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Final
 
-from fhir_server.reporting.facts import MAX_LEAD_DAYS
-from fhir_server.reporting.rollups import ALL, SLOTS, Source, table_id
+from fhir_server.reporting.facts import MAX_LEAD_DAYS, NONE
+from fhir_server.reporting.rollups import ALL, PATIENTS, TNA, Source, table_id
 from fhir_server.reporting.suppression import Figures
 from fhir_server.store.report_store import ReportStore
 
@@ -40,7 +40,6 @@ BOOKABLE: Final = ("free", "busy", "busy-tentative")
 PERIOD_STRATIFIERS: Final = ("period-day", "period-week", "period-month")
 DEMOGRAPHICS: Final = ("age-band", "gender", "postal-district")
 THIRD: Final = 3
-TNA_HORIZON_DAYS: Final = 366
 
 
 @dataclass(frozen=True)
@@ -85,19 +84,66 @@ async def summed(
     """The counters of the query's subject, by stratum (`*` without a stratifier)."""
     value = query.subject[1] if query.subject else ALL
     column = stratifier or "none"
-    ids = [table_id(query.source, g, p, column) for g, p in spans(query.start, query.end)]
+    covering = spans(query.start, query.end)
+    ids = [table_id(query.source, g, p, column) for g, p in covering]
+    found = await reports.tables(ids)
+    if query.source is PATIENTS:
+        read = [
+            (g, p, found.get(tid, (0, {}))[1]) for (g, p), tid in zip(covering, ids, strict=True)
+        ]
+        return patients_in(read, query.start, query.end, value)
     out: dict[str, Counter[str]] = {}
     prefix = f"{value}|"
-    for _, rows in (await reports.tables(ids)).values():
+    for _, rows in found.values():
         for key, counters in rows.items():
             if key.startswith(prefix):
                 out.setdefault(key[len(prefix) :], Counter()).update(counters)
     return out
 
 
+def patients_in(
+    read: list[tuple[str, str, dict[str, dict[str, int]]]], start: date, end: date, value: str
+) -> dict[str, Counter[str]]:
+    """Distinct patients (`patients`) and their appointments (`booked`) of one subject by
+    stratum, from the patient tables covering start..end (grain, period, rows).
+
+    A patient counts at their first booking day in the period: the day whose previous
+    booking day (in the same row) is before `start`, or none. The days of `start`'s month
+    (when it is not the 1st) are day tables: their `pv:<date>` says so exactly. Every later
+    day is in the month tables or the days at the end, which know only the month of the
+    previous day (`pm:`): one before `later` (the 1st of the next month) is counted there,
+    and the patients whose previous day was in fact in `start..later`, i.e. whose booking
+    day there is followed (`nx:<date>`) by one in `later..end`, are taken away again."""
+    month = start.isoformat()[:7]
+    after = start
+    if start.day != 1:
+        after = (start.replace(day=28) + timedelta(days=4)).replace(day=1)
+    first, last, later = start.isoformat(), end.isoformat(), after.isoformat()
+    out: dict[str, Counter[str]] = {}
+    prefix = f"{value}|"
+    for grain, period, rows in read:
+        leading = grain == "d" and start.day != 1 and period[:7] == month
+        for key, counters in rows.items():
+            if not key.startswith(prefix):
+                continue
+            found = out.setdefault(key[len(prefix) :], Counter())
+            found["booked"] += counters.get("booked", 0)
+            for name, amount in counters.items():
+                kind, _, when = name.partition(":")
+                if leading and kind == "pv" and (when == NONE or when < first):
+                    found["patients"] += amount
+                elif leading and kind == "nx" and when != NONE and later <= when <= last:
+                    found["patients"] -= amount
+                elif not leading and kind == "pm" and (when == NONE or when < later[:7]):
+                    found["patients"] += amount
+    return out
+
+
 async def by_period(reports: ReportStore, query: Query, unit: str) -> dict[str, Counter[str]]:
     """The counters of the query's subject by day, week (its Monday) or month (read from the
     month tables where a month is wholly inside the period)."""
+    if query.source is PATIENTS:
+        return await _patients_by_period(reports, query, unit)
     value = query.subject[1] if query.subject else ALL
     days = _days(query.start, query.end)
     out: dict[str, Counter[str]] = {period_label(d, unit): Counter() for d in days}
@@ -112,6 +158,26 @@ async def by_period(reports: ReportStore, query: Query, unit: str) -> dict[str, 
         }
     for tid, (_, rows) in (await reports.tables(list(labels))).items():
         out[labels[tid]].update(rows.get(f"{value}|{ALL}", {}))
+    return out
+
+
+async def _patients_by_period(
+    reports: ReportStore, query: Query, unit: str
+) -> dict[str, Counter[str]]:
+    """Distinct patients by day, week or month: each part of the period counted as a period
+    of its own (a patient of two weeks counts in each)."""
+    value = query.subject[1] if query.subject else ALL
+    parts: dict[str, tuple[date, date]] = {}
+    for day in _days(query.start, query.end):
+        label = period_label(day, unit)
+        parts[label] = (parts.get(label, (day, day))[0], day)
+    covering = {label: spans(*bounds) for label, bounds in parts.items()}
+    ids = {table_id(PATIENTS, g, p, "none") for part in covering.values() for g, p in part}
+    found = await reports.tables(sorted(ids))
+    out: dict[str, Counter[str]] = {}
+    for label, part in covering.items():
+        read = [(g, p, found.get(table_id(PATIENTS, g, p, "none"), (0, {}))[1]) for g, p in part]
+        out[label] = patients_in(read, *parts[label], value).get(ALL, Counter())
     return out
 
 
@@ -190,7 +256,11 @@ def reminder_effect(c: Counter[str], late_hours: int) -> dict[str, Figures]:
 
 
 def demographics(c: Counter[str], late_hours: int) -> dict[str, Figures]:
-    return {"booked-patients": Figures({"initial-population": c["booked"]})}
+    """Distinct patients (`patients_in`) and their appointments."""
+    return {
+        "booked-patients": Figures({"initial-population": c["patients"]}),
+        "appointments": Figures({"initial-population": c["booked"]}),
+    }
 
 
 def slot_utilisation(c: Counter[str], late_hours: int) -> dict[str, Figures]:
@@ -201,31 +271,46 @@ def slot_utilisation(c: Counter[str], late_hours: int) -> dict[str, Figures]:
 Metric = Callable[[Counter[str], int], dict[str, Figures]]
 
 
-def third_next_available(free_by_day: list[tuple[date, int]], since: date) -> float | None:
-    """Days from `since` to the day holding the third free Slot, from free counts by day."""
+def third_next_available(free_by_day: dict[str, int], monday: date) -> float | None:
+    """Days from a week's Monday to the day holding the third free Slot, from the free Slots
+    by local day as they stood at the week's measuring instant (None: fewer than three)."""
     seen = 0
-    for day, free in free_by_day:
-        seen += free
+    for day in sorted(free_by_day):
+        seen += free_by_day[day]
         if seen >= THIRD:
-            return float((day - since).days)
+            return float((date.fromisoformat(day) - monday).days)
     return None
 
 
-async def free_slots_by_schedule(
-    reports: ReportStore, since: date, until: date
-) -> dict[str, list[tuple[date, int]]]:
-    """Free Slots by Schedule and day from `since` to `until`."""
-    days = _days(since, until)
-    ids = {table_id(SLOTS, "d", d.isoformat(), "none"): d for d in days}
-    out: dict[str, list[tuple[date, int]]] = {}
-    for tid, (_, rows) in sorted((await reports.tables(list(ids))).items()):
-        for key, counters in rows.items():
-            schedule = key.split("|", 1)[0]
-            if schedule.startswith("Schedule/") and counters.get("slot:free"):
-                out.setdefault(schedule, []).append((ids[tid], counters["slot:free"]))
-    for entries in out.values():
-        entries.sort()
+def weekly_values(weeks: dict[date, dict[str, dict[str, int]]], row: str) -> list[float | None]:
+    """A `Schedule|service` row's third next available, week by week."""
+    return [third_next_available(free.get(row, {}), monday) for monday, free in weeks.items()]
+
+
+def mean(values: list[float | None]) -> float | None:
+    """The mean of the weeks that have a value, to a hundredth of a day."""
+    known = [v for v in values if v is not None]
+    return round(sum(known) / len(known), 2) if known else None
+
+
+def measured_mondays(start: date, end: date, today: date) -> list[date]:
+    """The weeks a period holds for third next available: those whose Monday falls in it and
+    has been measured (is not after today)."""
+    monday = start + timedelta(days=(7 - start.weekday()) % 7)
+    out = []
+    while monday <= min(end, today):
+        out.append(monday)
+        monday += timedelta(weeks=1)
     return out
+
+
+async def weekly_free(
+    reports: ReportStore, mondays: list[date]
+) -> dict[date, dict[str, dict[str, int]]]:
+    """Each week's free Slots by `Schedule|service` row and local day, as measured."""
+    ids = {f"{TNA}|w|{monday.isoformat()}": monday for monday in mondays}
+    found = await reports.tables(list(ids))
+    return {monday: found.get(tid, (0, {}))[1] for tid, monday in ids.items()}
 
 
 async def open_minutes(reports: ReportStore, query: Query) -> int:

@@ -1,9 +1,12 @@
 """The report rollups, kept from the history exactly once, and rebuilt from scratch.
 
-A rollup table holds, for one source (appointments or slots), one grain (a
-day or a month), one period, one subject kind (all, practitioner, service,
-location; schedule for slots) and one stratifier kind (none, or a dimension),
-the summed counters of every cell by `subject value|stratum value`. A report
+A rollup table holds, for one source (appointments, their patients, or slots),
+one grain (a day or a month), one period, one subject kind (all, practitioner,
+service, location; schedule for slots) and one stratifier kind (none, or a
+dimension), the summed counters of every cell by `subject value|stratum value`.
+The patients' tables chain each patient's booking days (`add_patient`), so a
+period's distinct patients can be counted from them; third next available has
+a table per week (`TNA`), the free Slots as they stood at its measuring instant. A report
 reads a few tables: the months wholly in its period and the days at its
 edges, never the appointments.
 
@@ -41,7 +44,7 @@ import orjson
 
 from fhir_server.fhir.instants import parse_instant
 from fhir_server.reporting import facts
-from fhir_server.reporting.facts import Cell, Item
+from fhir_server.reporting.facts import Cell, Item, Visits
 from fhir_server.store import markers
 from fhir_server.store.clock import to_instant
 from fhir_server.store.report_store import ReportStore
@@ -83,6 +86,9 @@ APPOINTMENTS: Final = Source(
         "postal-district",
     ),
 )
+PATIENTS: Final = Source("patient", APPOINTMENTS.subjects, APPOINTMENTS.stratifiers)
+"""Distinct patients: each patient's booking days, chained row by row (`facts.chain`), in
+tables of their own (day and month, the same subjects and stratifiers as appointments)."""
 SLOTS: Final = Source(
     "slot",
     ("all", "practitioner", "service", "location", "schedule"),
@@ -92,6 +98,12 @@ SLOTS: Final = Source(
 Tables = defaultdict[str, dict[str, dict[str, int]]]
 """Table id -> row key -> counter -> amount (a delta, or whole tables in a rebuild)."""
 GRAINS: Final = ("d", "m")
+
+
+TNA: Final = "tna"
+"""Third next available's weekly tables: `tna|w|<Monday>`, rows `Schedule/x|*` (all its free
+Slots) and `Schedule/x|<service>`, counters the free Slots by local start day as they stood at
+the week's measuring instant."""
 
 
 def table_id(source: Source, grain: str, period: str, stratifier: str) -> str:
@@ -104,36 +116,75 @@ def source_of(key: str) -> Source:
     return SLOTS if key.startswith("Slot/") else APPOINTMENTS
 
 
+def row_keys(source: Source, cell: Cell) -> list[tuple[str, list[str]]]:
+    """The rows a cell counts in, by stratifier kind: `subject|stratum` for every subject
+    (all, and each practitioner, service, location... it names) and stratum it has."""
+    subjects = [ALL]
+    for kind in source.subjects[1:]:
+        subjects += cell.dims.get(kind) or []
+    return [
+        (
+            stratifier,
+            [
+                f"{value}|{stratum}"
+                for value in subjects
+                for stratum in (
+                    [ALL] if stratifier == "none" else cell.dims.get(stratifier) or [facts.UNKNOWN]
+                )
+            ],
+        )
+        for stratifier in source.stratifiers
+    ]
+
+
 def add_cell(
     tables: Tables, source: Source, cell: Cell, sign: int, grains: tuple[str, ...] = GRAINS
 ) -> None:
     """Add (sign 1) or take away (-1) a cell's counters in every table it is summed into
     (the hot loop of a rebuild: plain dicts, keys built once)."""
-    subjects = [ALL]
-    for kind in source.subjects[1:]:
-        subjects += cell.dims.get(kind) or []
-    strata = [
-        (s, [ALL] if s == "none" else cell.dims.get(s) or [facts.UNKNOWN])
-        for s in source.stratifiers
-    ]
+    rows = row_keys(source, cell)
     counters = [(name, sign * amount) for name, amount in cell.counters.items()]
     for grain in grains:
         prefix = f"{source.name}|{grain}|{cell.day if grain == 'd' else cell.day[:7]}|"
-        for stratifier, strata_values in strata:
+        for stratifier, keys in rows:
             table = tables[prefix + stratifier]
-            for value in subjects:
-                for stratum in strata_values:
-                    key = f"{value}|{stratum}"
-                    row = table.get(key)
-                    if row is None:
-                        row = table[key] = {}
-                    for name, amount in counters:
-                        row[name] = row.get(name, 0) + amount
+            for key in keys:
+                row = table.get(key)
+                if row is None:
+                    row = table[key] = {}
+                for name, amount in counters:
+                    row[name] = row.get(name, 0) + amount
+
+
+_DAY_ONLY: Final = ("pv:", "nx:")  # a patient's neighbouring days: read from day tables only
+
+
+def add_patient(
+    tables: Tables, visits: Visits, sign: int, grains: tuple[str, ...] = GRAINS
+) -> None:
+    """Add (sign 1) or take away (-1) what one patient adds to the patient tables: in each
+    row their appointments count in, the chain of their booking days there."""
+    by_row: dict[tuple[str, str], dict[str, int]] = {}
+    for cell in visits.cells.values():
+        booked = cell.counters.get("booked", 0)
+        for stratifier, keys in row_keys(PATIENTS, cell):
+            for key in keys:
+                days = by_row.setdefault((stratifier, key), {})
+                days[cell.day] = days.get(cell.day, 0) + booked
+    for (stratifier, key), days in by_row.items():
+        for day, counters in facts.chain(days).items():
+            for grain in grains:
+                period = day if grain == "d" else day[:7]
+                row = tables[table_id(PATIENTS, grain, period, stratifier)].setdefault(key, {})
+                for name, amount in counters.items():
+                    if grain == "d" or not name.startswith(_DAY_ONLY):
+                        row[name] = row.get(name, 0) + sign * amount
 
 
 def months_of(tables: Tables) -> None:
     """Add the month tables, summed from the day tables (a rebuild folds days only)."""
-    for tid in [t for t in tables if "|d|" in t]:
+    patients = f"{PATIENTS.name}|"  # added at both grains (`add_patient`)
+    for tid in [t for t in tables if "|d|" in t and not t.startswith(patients)]:
         source, _, day, rest = tid.split("|", 3)
         month = tables[f"{source}|m|{day[:7]}|{rest}"]
         for key, counters in tables[tid].items():
@@ -153,6 +204,30 @@ def moved(tables: Tables, before: Item | None, after: Item, grains: tuple[str, .
         add_cell(tables, source, before.cell, -1, grains)
     if after.cell is not None:
         add_cell(tables, source, after.cell, 1, grains)
+    if source is SLOTS:
+        measured(tables, before, after)
+
+
+def measured(tables: Tables, before: Item | None, after: Item) -> None:
+    """Third next available: a Slot's previous version stops counting in the weeks measured
+    from the new version's instant on (those measured before keep it: that is how the Slot
+    stood then); the new version, if free, counts in its own weeks."""
+    if before is not None and before.cell is not None and before.weeks and after.since:
+        ended = parse_instant(after.since)
+        for monday, at in before.weeks:
+            if parse_instant(at) >= ended:
+                _add_free(tables, before.cell, monday, -1)
+    if after.cell is not None:
+        for monday, _ in after.weeks:
+            _add_free(tables, after.cell, monday, 1)
+
+
+def _add_free(tables: Tables, cell: Cell, monday: str, sign: int) -> None:
+    table = tables[f"{TNA}|w|{monday}"]
+    for schedule in cell.dims.get("schedule") or []:
+        for stratum in [ALL, *(cell.dims.get("service") or [facts.UNKNOWN])]:
+            row = table.setdefault(f"{schedule}|{stratum}", {})
+            row[cell.day] = row.get(cell.day, 0) + sign
 
 
 def merged(rows: dict[str, Any], delta: dict[str, dict[str, int]]) -> dict[str, Any]:
@@ -184,6 +259,7 @@ class Folder:
             return facts.fold_slot(
                 item,
                 version.version,
+                version.updated,
                 body,
                 self.schedules.get(str(schedule).partition("/")[2]),
                 self.zone,
@@ -309,7 +385,7 @@ async def _follow_once(store: ResourceStore, zone: ZoneInfo, page_size: int) -> 
         started = to_instant(datetime.now(UTC))
         async for fresh in pages(store, stream, _since(marker, stream), page_size):
             batch = await _batch(reports, folder, fresh)
-            changed += len(batch["changed"])
+            changed += batch["folded"]
             if not batch["changed"]:
                 await _advance(reports, stream, fresh[-1].updated, started)
                 continue
@@ -340,7 +416,39 @@ async def _batch(reports: ReportStore, folder: Folder, page: list[Version]) -> d
     for version in page:
         apply_version(items, folder, version, tables)
     changed = [item.to_json() for key, item in items.items() if before.get(key) != item]
-    return {"tables": _plain(tables), "changed": changed}
+    folded = len(changed)  # the versions' own items; the patients they move come on top
+    changed += [v.to_json() for v in await _patients_moved(reports, before, items, tables)]
+    return {"tables": _plain(tables), "changed": changed, "folded": folded}
+
+
+async def _patients_moved(
+    reports: ReportStore, before: dict[str, Item], after: dict[str, Item], tables: Tables
+) -> list[Visits]:
+    """The patients whose appointments a page changed, with their new visits: each one's
+    old contribution to the patient tables taken away and the new one added."""
+    changed = {k for k, item in after.items() if before.get(k) != item}
+    touched = {
+        item.patient
+        for k in changed
+        for item in (before.get(k), after[k])
+        if item is not None and item.patient
+    }
+    stored = await reports.items_of(f"Patient/{p}" for p in touched)
+    out = []
+    for patient in sorted(touched):
+        key = f"Patient/{patient}"
+        old = Visits.from_json(stored[key]) if key in stored else Visits(key)
+        cells = {k: cell for k, cell in old.cells.items() if k not in changed}
+        for k in changed:
+            item = after[k]
+            if item.patient == patient and item.cell is not None:
+                cells[k] = item.cell
+        new = Visits(key, cells)
+        if new != old:
+            add_patient(tables, old, -1)
+            add_patient(tables, new, 1)
+            out.append(new)
+    return out
 
 
 async def _apply(reports: ReportStore, record: dict[str, Any]) -> None:
@@ -414,9 +522,17 @@ async def rebuild(store: ResourceStore, zone: ZoneInfo, progress: Progress | Non
             positions[f"{stream}-complete"] = True
         if progress is not None:
             progress(stream, read)
+    visits: dict[str, dict[str, Cell]] = {}
+    for key, item in items.items():
+        if item.patient and item.cell is not None:
+            visits.setdefault(f"Patient/{item.patient}", {})[key] = item.cell
+    patients = [Visits(key, cells) for key, cells in visits.items()]
+    for patient in patients:
+        add_patient(tables, patient, 1)
     months_of(tables)
     await reports.insert_tables(_plain(tables))
     await reports.insert_items([item.to_json() for item in items.values()])
+    await reports.insert_items([patient.to_json() for patient in patients])
     await markers.write(store, MARKER, positions)
     await reports.finish(_REBUILDING)
     return len(items)

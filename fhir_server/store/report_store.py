@@ -6,7 +6,8 @@
   one read (a compare-and-set), so replaying a batch is a no-op for the
   tables it already changed, whoever replays it.
 - `report_items`: one row per Appointment or Slot: what it contributes now (as JSON
-  text under `item`: the embedded store pays per field).
+  text under `item`: the embedded store pays per field); and one per Patient: the cells of
+  their counted appointments, from which their distinct-patient counters follow.
 - `report_batches`: one row per batch of versions folded in, written before
   any table or item changes (its `_id`, the batch number, is the claim: a
   second runner finds it taken) and marked done at the end; a batch left

@@ -10,14 +10,17 @@ import csv
 import io
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from html import unescape
 from typing import Any
 
 import pytest
+from babel.dates import format_date
 from fastapi.testclient import TestClient
 
+from fhir_server.fhir.instants import fhir_instant
 from fhir_server.settings import Settings
+from fhir_server.store.bulk_load import insert_first_versions
 from tests.integration.auth_helpers import add_user, create, new_patient
 from tests.integration.portal_support import CLINIC, portal_app, sign_in
 
@@ -28,7 +31,9 @@ LAST = FIRST + timedelta(days=19)
 PERIOD = {"from": FIRST.isoformat(), "to": LAST.isoformat()}
 # Seeded by final status: 30 attended, 12 missed, 5 cancelled (47 booked), one clinician.
 SEEDED = {"fulfilled": 30, "noshow": 12, "cancelled": 5}
-FREE_IN_DAYS = (2, 3, 5)  # free Slots ahead: the third next available is in 5 days
+FREE_IN_DAYS = (2, 3, 5)  # free Slots ahead of today
+MONDAY = TODAY - timedelta(days=TODAY.weekday())
+THIRD_FREE = f"{(TODAY + timedelta(days=5) - MONDAY).days}.0"  # days from this Monday
 
 
 def _appointment(patient: str, practitioner: str, day: date, status: str) -> dict[str, Any]:
@@ -81,8 +86,13 @@ def app(settings_factory: Callable[..., Settings]) -> Iterator[TestClient]:
                 ],
             },
         )
-        for days in FREE_IN_DAYS:
-            create(client, _free_slot(schedule, TODAY + timedelta(days=days)))
+        # Written before this week's Monday, so this week's measure found them.
+        before = fhir_instant(datetime.combine(MONDAY, time(), UTC) - timedelta(hours=1))
+        slots = [
+            (_free_slot(schedule, TODAY + timedelta(days=days)) | {"id": f"free{days}"}, before)
+            for days in FREE_IN_DAYS
+        ]
+        client.portal.call(insert_first_versions, client.app.state.services.store, slots)
         add_user(client, "rep-desk", "frontdesk", None)
         add_user(client, "rep-admin", "admin", None)
         add_user(client, "rep-pat", "patient", f"Patient/{patient}")
@@ -124,7 +134,8 @@ def _chart_labels(html: str, index: int = 0) -> list[str]:
 
 
 def test_the_dashboard_shows_every_metric_as_a_figure_with_its_table(desk: TestClient) -> None:
-    page = desk.get(f"{REPORTS}/", params=PERIOD)
+    # Up to today: this week's third next available was measured (the appointments end before).
+    page = desk.get(f"{REPORTS}/", params=PERIOD | {"to": TODAY.isoformat()})
     assert page.status_code == 200, page.text[:500]
     html = page.text
     assert "<h1>Reports</h1>" in html
@@ -173,9 +184,28 @@ def test_a_metric_page_is_broken_down_and_offers_its_csv(desk: TestClient) -> No
 def test_third_next_available_names_each_calendar(desk: TestClient) -> None:
     page = desk.get(f"{REPORTS}/third-next-available")
     assert page.status_code == 200, page.text[:500]
-    assert _table(page.text) == [["Number", "Whole period"], ["Dr Ada Lovelace", "5.0"]]
-    assert "Break down by" not in page.text  # the server takes no breakdown of it
+    # Always by week: the weeks before the Slots were written have no value.
+    rows = _table(page.text)
+    assert rows[:3] == [["Week", "Dr Ada Lovelace"], ["All", THIRD_FREE], [rows[2][0], "\u2013"]]
+    assert rows[-1] == [format_date(MONDAY, "d MMM y", locale="en"), THIRD_FREE]
     assert page.headers["x-portal-fhir-calls"] == "5"  # subjects, evaluation, Schedule names
+    by_service = desk.get(f"{REPORTS}/third-next-available", params={"by": "service"})
+    assert _table(by_service.text) == [
+        ["Service", "Dr Ada Lovelace"],
+        ["All", THIRD_FREE],
+        ["unknown", THIRD_FREE],  # its Schedule names no HealthcareService
+    ]
+
+
+def test_demographics_count_patients_and_appointments(desk: TestClient) -> None:
+    page = desk.get(f"{REPORTS}/patient-demographics", params=PERIOD)
+    assert page.status_code == 200, page.text[:500]
+    # One patient booked all 47: "<11" patients, 47 appointments (45 rounded in a stratum).
+    assert _table(page.text, 1) == [
+        ["Gender", "Patients booked", "Appointments booked"],
+        ["All", "<11", "47"],
+        ["Other", "<11", "45"],
+    ]
 
 
 def test_the_subject_filter_names_who_is_shown(app: TestClient, desk: TestClient) -> None:
@@ -203,7 +233,7 @@ def test_bad_filters_are_errors_beside_the_form_and_nothing_breaks(desk: TestCli
     assert '<a href="#by">Choose a breakdown from the list</a>' in page.text
     assert 'aria-describedby="from-error"' in page.text
     assert "<figure" in page.text  # the default period's report, beside the errors
-    # A breakdown the metric does not take (third next available has none).
+    # A breakdown the metric does not take (third next available takes week and service).
     refused = desk.get(f"{REPORTS}/third-next-available", params={"by": "gender"})
     assert refused.status_code == 400
     # A period the server refuses (over three years): its reason, no figure, no crash.

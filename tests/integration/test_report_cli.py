@@ -7,7 +7,7 @@ import asyncio
 import csv
 import io
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -17,11 +17,15 @@ from fhir_server.cli import app as cli
 from fhir_server.demo.history import appointments, load_history
 from fhir_server.settings import Settings
 from fhir_server.store.audit_store import AUDIT_EVENT
+from fhir_server.store.bulk_load import insert_first_versions
+from fhir_server.store.clock import to_instant
 from fhir_server.store.database import connect
 from fhir_server.store.resources import ResourceStore, body_of
 from tests.integration.auth_helpers import cli_env
 
 NOW = datetime.now(UTC)
+MONDAY = (NOW - timedelta(days=NOW.weekday())).date().isoformat()
+THIRD_FREE = (NOW.date() + timedelta(days=4) - date.fromisoformat(MONDAY)).days
 PERIOD = ["--from", (NOW - timedelta(days=90)).date().isoformat(), "--to", NOW.date().isoformat()]
 
 
@@ -31,7 +35,25 @@ def test_report_csv_json_rebuild_and_errors(settings_factory: Callable[..., Sett
     async def seed() -> None:
         database = await connect(env["FHIR_MONGODB_URI"], env["FHIR_DATABASE"])
         try:
-            await load_history(ResourceStore(database), NOW)
+            store = ResourceStore(database)
+            await load_history(store, NOW)
+            # Free Slots written before this week's Monday: this week's third next available.
+            await store.create({"resourceType": "Schedule", "actor": []}, rid="cli")
+            before = to_instant(
+                datetime.fromisoformat(MONDAY).replace(tzinfo=UTC) - timedelta(hours=1)
+            )
+            slots = [
+                {
+                    "resourceType": "Slot",
+                    "id": f"cli{n}",
+                    "schedule": {"reference": "Schedule/cli"},
+                    "status": "free",
+                    "start": to_instant(NOW + timedelta(days=n)),
+                    "end": to_instant(NOW + timedelta(days=n, minutes=20)),
+                }
+                for n in (1, 2, 4)
+            ]
+            await insert_first_versions(store, [(slot, before) for slot in slots])
         finally:
             await database.close()
 
@@ -57,6 +79,33 @@ def test_report_csv_json_rebuild_and_errors(settings_factory: Callable[..., Sett
     assert genders <= {"female", "male", "other", "unknown"} and genders
     assert all(r["value"] == "<11" or int(r["value"]) == 0 or int(r["value"]) >= 10 for r in rows)
 
+    people = runner.invoke(cli, ["report", "patient-demographics", *PERIOD], env=env)
+    assert people.exit_code == 0, people.output
+    totals = {
+        r["group"]: r["value"]
+        for r in csv.DictReader(io.StringIO(people.stdout))
+        if not r["stratifier"]
+    }
+    booked = {p["actor"]["reference"] for a in appointments(NOW) for p in a["participant"]}
+    assert int(totals["booked-patients"]) == len({b for b in booked if b.startswith("Patient/")})
+    assert int(totals["appointments"]) == len(appointments(NOW))
+
+    weekly = runner.invoke(
+        cli, ["report", "third-next-available", *PERIOD, "--by", "service"], env=env
+    )
+    assert weekly.exit_code == 0, weekly.output
+    found = list(csv.DictReader(io.StringIO(weekly.stdout)))
+    week = [r for r in found if r["group"] == "Schedule/cli" and r["stratum"] == MONDAY]
+    assert week == [
+        {
+            "group": "Schedule/cli",
+            "stratifier": "period-week",
+            "stratum": MONDAY,
+            "population": "score",
+            "value": str(float(THIRD_FREE)),
+        }
+    ]
+
     as_json = runner.invoke(cli, ["report", "no-show-rate", *PERIOD, "--format", "json"], env=env)
     assert as_json.exit_code == 0, as_json.output
     assert orjson.loads(as_json.stdout)["resourceType"] == "MeasureReport"
@@ -68,10 +117,12 @@ def test_report_csv_json_rebuild_and_errors(settings_factory: Callable[..., Sett
     assert again.stdout == printed.stdout  # the rebuild counts what the follower counted
 
     runs = asyncio.run(report_runs())
-    assert len(runs) == 3  # each report run, none for the rebuild
+    assert len(runs) == 5  # each report run, none for the rebuild
     assert {r["outcomeDesc"].split()[0] for r in runs} == {
         "Measure/appointment-volume",
         "Measure/no-show-rate",
+        "Measure/patient-demographics",
+        "Measure/third-next-available",
     }
 
     for args, message in (

@@ -64,6 +64,10 @@ async def patients(store: ResourceStore) -> None:
         if code:
             body["address"] = [{"postalCode": code}]
         await store.update(body)
+    for n, service in ((1, "HealthcareService/h1"), (2, None)):
+        actors = [{"reference": f"Practitioner/dr{n}"}]
+        actors += [{"reference": service}] if service else []
+        await store.update({"resourceType": "Schedule", "id": f"sc{n}", "actor": actors})
 
 
 async def tables(store: ResourceStore) -> dict[str, Any]:
@@ -73,11 +77,37 @@ async def tables(store: ResourceStore) -> dict[str, Any]:
     return {tid: rows for tid, (_, rows) in (await found.tables(ids)).items() if rows}
 
 
+async def random_slot_change(store: ResourceStore, rng: random.Random) -> None:
+    """Add a free Slot, or book, free or delete one (third next available's weekly tables)."""
+    found = [doc["_id"] async for doc in store.collection("Slot").find({"deleted": False})]
+    if not found or rng.random() < 0.4:
+        start = NOW + timedelta(days=rng.randint(0, 40), hours=rng.randint(0, 8))
+        slot = {
+            "resourceType": "Slot",
+            "schedule": {"reference": f"Schedule/sc{rng.randint(1, 2)}"},
+            "status": "free",
+            "start": instant(start),
+            "end": instant(start + timedelta(minutes=20)),
+        }
+        await store.create(slot, rid=f"s{rng.getrandbits(40):x}")
+        return
+    rid = rng.choice(sorted(found))
+    if rng.random() < 0.2:
+        await store.delete("Slot", rid)
+        return
+    current = await store.current("Slot", rid)
+    body = {k: v for k, v in (current.resource if current else {}).items() if k != "meta"}
+    await store.update(body | {"status": rng.choice(["busy", "free"])})
+
+
 async def random_history(store: ResourceStore, rng: random.Random, steps: int) -> None:
     """Write `steps` random changes, following (and sometimes crashing) between them."""
     live: dict[str, dict[str, Any]] = {}
     for _ in range(steps):
         choice = rng.random()
+        if choice > 0.85:
+            await random_slot_change(store, rng)
+            continue
         if choice < 0.3 or not live:
             rid = f"a{rng.getrandbits(48):x}"
             body = appointment(rid, rng)
@@ -163,6 +193,10 @@ def test_maintained_rollups_equal_the_rebuild(
 
         total = maintained["appointment|m|" + NOW.strftime("%Y-%m") + "|none"]["*|*"]
         assert total["booked"] > 0
+        # Distinct patients and third next available's weeks are compared too.
+        booked = maintained["patient|m|" + NOW.strftime("%Y-%m") + "|none"]["*|*"]
+        assert any(name.startswith("pm:") for name in booked)
+        assert any(tid.startswith("tna|w|") for tid in maintained)
 
     run(mongo_uri, scenario)
 

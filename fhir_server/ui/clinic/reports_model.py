@@ -109,10 +109,14 @@ METRICS = (
     Metric(
         "third-next-available",
         N_("Third next available"),
-        N_("Days until the third next free appointment, per calendar."),
+        N_(
+            "Days from each Monday to the third next free appointment, per calendar, as the "
+            "calendars stood that Monday."
+        ),
         {},
         {SCORE: N_("Days")},
-        (),
+        ("period-week", "service"),
+        always=("period-week",),
     ),
     Metric(
         "slot-utilisation",
@@ -151,7 +155,7 @@ METRICS = (
         "patient-demographics",
         N_("Patients booked"),
         N_("Patients with an appointment in the period, by age band, gender and area."),
-        {"booked-patients": N_("Appointments booked")},
+        {"booked-patients": N_("Patients booked"), "appointments": N_("Appointments booked")},
         always=("age-band", "gender", "postal-district"),
     ),
 )
