@@ -147,7 +147,7 @@ def main() -> None:
             timed("POST /auth/token client_credentials (RS384 assertion)", backend_token, rounds=60)
             timed(
                 "argon2id hash of one password",
-                lambda: call(secured, hash_secret, "a-password-of-some-length"),
+                lambda: call(secured, hash_secret, "a-password-of-some-length", on),
                 rounds=20,
             )
     finally:

@@ -28,6 +28,7 @@ import psutil
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
+from fhir_server.notifications import celery_app
 from fhir_server.settings import Settings
 from fhir_server.store import embedded
 from fhir_server.store.resources import current_row, first_row, stamped
@@ -171,7 +172,7 @@ def main() -> None:
                 _run(client, worker, server.pid, count)
         finally:
             worker.stop()
-            redis.shutdown()
+            celery_app.shut_down_redis(redis)
             embedded.stop(server, Path(tmp))
 
 

@@ -100,6 +100,13 @@ class Settings(BaseSettings):
         default=5, description="Failed logins after which an account waits `login_lockout`."
     )
     login_lockout: int = Field(default=900, description="Seconds a locked account waits.")
+    password_hashing: Literal["rfc9106-low-memory", "cheapest-for-tests"] = Field(
+        default="rfc9106-low-memory",
+        description="Argon2id cost of new password and client-secret hashes: "
+        "`rfc9106-low-memory` (RFC 9106's second profile: 64 MiB, 3 passes) or "
+        "`cheapest-for-tests` (what the test suite sets so its thousands of sign-ins stay "
+        "fast; refused in production).",
+    )
     rate_limit_per_minute: int = Field(
         default=120, description="Requests per minute one IP may make to login and token endpoints."
     )
@@ -243,6 +250,8 @@ class Settings(BaseSettings):
                 "FHIR_SECRET_KEY is the development default; set a long random value "
                 "when FHIR_ENVIRONMENT=production"
             )
+        if self.environment == "production" and self.password_hashing == "cheapest-for-tests":
+            raise ValueError("FHIR_PASSWORD_HASHING=cheapest-for-tests is for test suites only")
         return self
 
     @property

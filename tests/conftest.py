@@ -100,6 +100,14 @@ def settings_factory(
             # Tests of the REST core, search and scheduling run without tokens;
             # the auth tests turn enforcement on explicitly.
             "auth_enabled": False,
+            # Argon2's minimum cost: the suite hashes and checks thousands of passwords and
+            # client secrets; the server's default is RFC 9106's 64 MiB, 3 passes, the only
+            # one production accepts.
+            "password_hashing": (
+                "rfc9106-low-memory"
+                if overrides.get("environment") == "production"
+                else "cheapest-for-tests"
+            ),
         }
         values.update(overrides)
         return Settings(**values)

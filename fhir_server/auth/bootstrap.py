@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+import anyio.to_thread
+
 from fhir_server.audit.journal import Journal
 from fhir_server.audit.recorder import AuditRecorder
 from fhir_server.auth.access import Access
@@ -15,7 +17,7 @@ from fhir_server.auth.registration import Registration
 from fhir_server.auth.resets import PasswordResets
 from fhir_server.auth.server import SmartAuthorizationServer
 from fhir_server.auth.tokens import Tokens
-from fhir_server.auth.users import Accounts
+from fhir_server.auth.users import Accounts, dummy_hash
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
 from fhir_server.store.database import Database
@@ -52,6 +54,8 @@ async def build_auth(
     tokens = Tokens(store, settings, await load_keyring(store, settings.secret_key))
     accounts = Accounts(store, settings)
     await accounts.migrate_roles()
+    # made now, so that the first refused sign-in costs what every other one does
+    await anyio.to_thread.run_sync(dummy_hash, settings.password_hashing)
     audit = AuditRecorder(resources, journal)
     return AuthComponents(
         settings=settings,
@@ -59,7 +63,7 @@ async def build_auth(
         tokens=tokens,
         server=SmartAuthorizationServer(store, tokens, settings),
         accounts=accounts,
-        clients=ClientRegistry(store),
+        clients=ClientRegistry(store, settings),
         launches=Launches(store, settings),
         resets=PasswordResets(store, accounts, settings),
         registration=Registration(accounts, resources),

@@ -145,8 +145,8 @@ def clients_add(
     if generated:
         secret = new_secret()
 
-    async def work(store: AuthStore, _settings: Settings) -> dict[str, Any]:
-        client = await ClientRegistry(store).add(
+    async def work(store: AuthStore, settings: Settings) -> dict[str, Any]:
+        client = await ClientRegistry(store, settings).add(
             client_id,
             name,
             type_,
@@ -196,8 +196,8 @@ def users_token(
 def clients_list() -> None:
     """Every registered client."""
 
-    async def work(store: AuthStore, _settings: Settings) -> list[dict[str, Any]]:
-        return [c.public_view() for c in await ClientRegistry(store).list()]
+    async def work(store: AuthStore, settings: Settings) -> list[dict[str, Any]]:
+        return [c.public_view() for c in await ClientRegistry(store, settings).list()]
 
     _print(_with_store(work))
 
@@ -205,7 +205,7 @@ def clients_list() -> None:
 @clients_app.command("remove")
 def clients_remove(client_id: Annotated[str, typer.Argument(help="The client_id.")]) -> None:
     """Unregister a client (its tokens stop being refreshable)."""
-    if not _with_store(lambda store, _settings: ClientRegistry(store).remove(client_id)):
+    if not _with_store(lambda store, settings: ClientRegistry(store, settings).remove(client_id)):
         typer.secho(f"Error: no client {client_id!r}.", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     _print({"client_id": client_id, "removed": True})

@@ -17,6 +17,7 @@ from authlib.oauth2.rfc6749 import ClientMixin
 
 from fhir_server.auth.scopes import narrow, only_contexts, parse_resource_scope, split_scope
 from fhir_server.auth.users import AccountError, NotRegistered, hash_secret, verify_secret
+from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
 
 KINDS = ("public", "confidential", "backend")
@@ -116,8 +117,9 @@ class Client(ClientMixin):  # type: ignore[misc]
 
 
 class ClientRegistry:
-    def __init__(self, store: AuthStore) -> None:
+    def __init__(self, store: AuthStore, settings: Settings) -> None:
         self.store = store
+        self.settings = settings  # the cost of a new secret's hash
 
     async def get(self, client_id: str) -> Client | None:
         doc = await self.store.client(client_id)
@@ -150,7 +152,7 @@ class ClientRegistry:
             "scope": " ".join(split_scope(scope)),
             "redirect_uris": redirect_uris,
             "origins": sorted({origin_of(u) for u in redirect_uris}),
-            "secret_hash": await hash_secret(secret) if secret else None,
+            "secret_hash": await hash_secret(secret, self.settings) if secret else None,
             "jwks": jwks,
             "jwks_uri": jwks_uri,
             "require_pkce": require_pkce,
@@ -184,7 +186,9 @@ class ClientRegistry:
             secret = None
         elif client.kind == "confidential" and client.secret_hash is not None:
             secret = new_secret()
-            await self.store.update_client(client_id, {"secret_hash": await hash_secret(secret)})
+            await self.store.update_client(
+                client_id, {"secret_hash": await hash_secret(secret, self.settings)}
+            )
         else:
             raise AccountError("This client has no secret: give its new JWKS or JWKS URL.")
         await self.store.revoke_client_tokens(client_id)

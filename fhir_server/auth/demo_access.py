@@ -49,7 +49,7 @@ async def ensure_demo_access(
     ):
         if await store.user(username) is None:
             await accounts.add(username, DEMO_PASSWORD, role, fhir_user)
-    clients = ClientRegistry(store)
+    clients = ClientRegistry(store, settings)
     if await clients.get(DEMO_CLIENT) is None:
         await clients.add(
             DEMO_CLIENT, "Demo SMART app", "public", DEMO_SCOPE, redirect_uris=list(DEMO_REDIRECTS)

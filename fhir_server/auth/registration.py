@@ -39,7 +39,7 @@ class Registration:
         if problem:
             raise AccountError(problem)
         if await self.accounts.store.user(username) is not None:
-            await hash_secret(password)  # the work a new account costs
+            await hash_secret(password, self.accounts.settings)  # the work a new account costs
             return None
         patient: dict[str, Any] = {
             "resourceType": "Patient",

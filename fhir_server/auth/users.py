@@ -1,10 +1,11 @@
 """User accounts: patients, practitioners, front desk and admins (`auth.roles`),
 each linked to a FHIR resource.
 
-Passwords are argon2id hashes (argon2-cffi); hashing runs in a worker thread
-so it never blocks the event loop. An account that fails `login_max_failures`
-times in a row is locked for `login_lockout` seconds; the failure counter is
-kept in the store so every replica sees it.
+Passwords are argon2id hashes (argon2-cffi) at the cost `password_hashing`
+names; hashing runs in a worker thread so it never blocks the event loop. An
+account that fails `login_max_failures` times in a row is locked for
+`login_lockout` seconds; the failure counter is kept in the store so every
+replica sees it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import anyio
 import pyotp
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, profiles
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from fhir_server.auth.roles import LEGACY, ROLES
@@ -27,7 +28,10 @@ from fhir_server.store.auth_store import AuthStore
 from fhir_server.store.resources import ResourceStore
 
 MIN_LENGTH = 12
-_HASHER = PasswordHasher()
+HASHING = {
+    "rfc9106-low-memory": profiles.RFC_9106_LOW_MEMORY,
+    "cheapest-for-tests": profiles.CHEAPEST,
+}
 
 
 class AccountError(ValueError):
@@ -63,16 +67,29 @@ def password_problem(password: str, username: str = "") -> str | None:
     return None
 
 
-async def hash_secret(secret: str) -> str:
-    return await anyio.to_thread.run_sync(_HASHER.hash, secret)
+@cache
+def hasher(profile: str) -> PasswordHasher:
+    return PasswordHasher.from_parameters(HASHING[profile])
+
+
+@cache
+def dummy_hash(profile: str) -> str:
+    """Checked instead of a real hash when there is no usable account, so a refusal
+    costs what a real check does (made once per process, when auth starts)."""
+    return hasher(profile).hash("timing-equaliser-not-a-password")
+
+
+async def hash_secret(secret: str, settings: Settings) -> str:
+    return await anyio.to_thread.run_sync(hasher(settings.password_hashing).hash, secret)
 
 
 def verify_secret(hashed: str | None, secret: str) -> bool:
-    """Constant-time check of a secret against its argon2 hash (synchronous)."""
+    """Constant-time check of a secret against its argon2 hash (synchronous); the cost is
+    the one the hash records, whatever `password_hashing` says now."""
     if not hashed:
         return False
     try:
-        return _HASHER.verify(hashed, secret)
+        return hasher("rfc9106-low-memory").verify(hashed, secret)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -112,7 +129,9 @@ class Accounts:
         problem = username_problem(username) or password_problem(password, username)
         if problem:
             raise AccountError(problem)
-        return await self._insert(username, await hash_secret(password), role, fhir_user, email)
+        return await self._insert(
+            username, await hash_secret(password, self.settings), role, fhir_user, email
+        )
 
     async def invite(
         self, username: str, role: str, email: str, fhir_user: str | None = None
@@ -124,7 +143,7 @@ class Accounts:
         problem = username_problem(username) or email_problem(email)
         if problem:
             raise AccountError(problem)
-        unknown = await hash_secret(secrets.token_urlsafe(32))
+        unknown = await hash_secret(secrets.token_urlsafe(32), self.settings)
         return await self._insert(username, unknown, role, fhir_user, email)
 
     async def _insert(
@@ -157,7 +176,8 @@ class Accounts:
         doc = await self.store.user(username)
         now = int(time.time())
         usable = doc is not None and not doc.get("disabled") and doc.get("locked_until", 0) <= now
-        hashed = doc.get("password") if doc is not None and usable else DUMMY_HASH
+        dummy = await anyio.to_thread.run_sync(dummy_hash, self.settings.password_hashing)
+        hashed = doc.get("password") if doc is not None and usable else dummy
         good = await anyio.to_thread.run_sync(verify_secret, hashed, password)
         if doc is None or not usable:
             return None
@@ -225,7 +245,12 @@ class Accounts:
         if problem:
             raise AccountError(problem)
         await self.store.update_user(
-            username, {"password": await hash_secret(password), "failures": 0, "locked_until": 0}
+            username,
+            {
+                "password": await hash_secret(password, self.settings),
+                "failures": 0,
+                "locked_until": 0,
+            },
         )
         await self.store.revoke_user_tokens(username.lower())
 
@@ -312,7 +337,3 @@ def migrated_role(doc: dict[str, Any]) -> str:
     if role == "practitioner" and not linked:
         return "frontdesk"
     return role if role in ROLES else "frontdesk"
-
-
-DUMMY_HASH = _HASHER.hash("timing-equaliser-not-a-password")
-"""Checked instead of a real hash when there is no usable account (equal timing)."""

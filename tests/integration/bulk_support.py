@@ -17,6 +17,7 @@ import orjson
 from fastapi.testclient import TestClient
 
 from fhir_server.app import create_app
+from fhir_server.notifications import celery_app
 from fhir_server.settings import Settings
 from fhir_server.store.resources import ResourceStore, first_row
 from tests.fhir_conformance import problems
@@ -45,7 +46,7 @@ def start_rig(make: Callable[..., Settings], **overrides: Any) -> Iterator[Rig]:
             yield Rig(client, worker, settings)
     finally:
         worker.stop()
-        redis.shutdown()
+        celery_app.shut_down_redis(redis)
 
 
 def store_of(client: TestClient) -> ResourceStore:

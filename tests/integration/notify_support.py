@@ -382,4 +382,4 @@ def stop_all(running: Running) -> None:
     running.rig.close()
     running.http.close()
     running.controller.stop()  # type: ignore[attr-defined]
-    running.redis.shutdown()
+    celery_app.shut_down_redis(running.redis)

@@ -111,9 +111,9 @@ def test_registration_answers_the_same_for_a_taken_name(
     hashed: list[str] = []
     real = registration.hash_secret
 
-    async def counted(secret: str) -> str:
+    async def counted(secret: str, settings: Settings) -> str:
         hashed.append(secret)
-        return await real(secret)
+        return await real(secret, settings)
 
     monkeypatch.setattr(registration, "hash_secret", counted)
     add_user(client, "taken", "patient", f"Patient/{new_patient(client, 'Taken')}")

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import redis
 
+from fhir_server.notifications import celery_app
 from fhir_server.notifications.beat_lock import KEY, BeatLock
 from tests.integration.notify_support import short_tmp, start_redis, wait_until
 
@@ -27,7 +28,7 @@ def broker() -> Iterator[tuple[Any, str, Path]]:
     try:
         yield server, url, folder
     finally:
-        server.shutdown()
+        celery_app.shut_down_redis(server)
 
 
 def test_the_lock_has_one_holder_and_expires_when_not_renewed(

@@ -38,13 +38,15 @@ DEMO_TYPES = sorted({r["resourceType"] for r in demo_resources()})
 
 
 def _env(data_dir: Path, database: str, **extra: str) -> dict[str, str]:
-    """A clean FHIR_* environment; SMART enforcement is off (the auth tests cover it)."""
+    """A clean FHIR_* environment; SMART enforcement is off (the auth tests cover it), and
+    passwords are hashed at the suite's cost (tests/conftest.py)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FHIR_")}
     env.update(
         FHIR_DATA_DIR=str(data_dir),
         FHIR_DATABASE=database,
         FHIR_LOG_LEVEL="WARNING",
         FHIR_AUTH_ENABLED="false",
+        FHIR_PASSWORD_HASHING="cheapest-for-tests",
     )
     env.update(extra)
     return env
