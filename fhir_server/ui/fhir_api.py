@@ -18,6 +18,7 @@ Errors, and when to catch them:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -117,10 +118,16 @@ class InProcessApi:
             "client": self._client,
         }
         pending = [{"type": "http.request", "body": body, "more_body": False}]
+        answered = asyncio.Event()
         status, content_type, parts = 500, "", []
 
         async def receive() -> Message:
-            return pending.pop() if pending else {"type": "http.disconnect"}
+            if pending:
+                return pending.pop()
+            # The caller stays "connected" until the whole answer is sent, as a browser
+            # does: a response that listens for a disconnect is never cut short.
+            await answered.wait()
+            return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
             nonlocal status, content_type
@@ -131,8 +138,13 @@ class InProcessApi:
                         content_type = value.decode("latin-1")
             elif message["type"] == "http.response.body":
                 parts.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    answered.set()
 
-        await self._app(scope, receive, send)
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            answered.set()
         return Answer(status, content_type, b"".join(parts))
 
 
