@@ -144,9 +144,13 @@ class SearchEngine:
     async def filters(
         self, rtype: str, criteria: list[Criterion | Has], reach: Reach | None = None
     ) -> list[dict[str, Any]]:
-        """Disjoint filters whose union is the search (one, unless a clause has branches)."""
+        """Disjoint filters whose union is the search (one, unless a clause has branches).
+
+        A search pinned to one `_id` is not branched: the key already picks its one row,
+        and each branch would read that row again (a second query for nothing)."""
         clauses = [await self.clause(rtype, c, reach) for c in criteria]
-        branched = next((c for c in clauses if c.branches), None)
+        keyed = any(_one_key(c.plain) for c in clauses)
+        branched = None if keyed else next((c for c in clauses if c.branches), None)
         plains = [c.plain for c in clauses if c is not branched]
         if branched is None:
             return [live(conjoin(*plains))]
@@ -320,3 +324,9 @@ def revinclude_names(rtype: str) -> list[str]:
         for p in search_params(source).values()
         if p.type == "reference" and rtype in p.targets
     ]
+
+
+def _one_key(plain: dict[str, Any]) -> bool:
+    """Whether a filter pins `_id` to a single value."""
+    key = plain.get("_id")
+    return isinstance(key, dict) and list(key) == ["$eq"]

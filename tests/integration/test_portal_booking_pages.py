@@ -15,7 +15,7 @@ from fhir_server.settings import Settings
 from fhir_server.ui.fhir_api import PortalApi, PortalApiError
 from fhir_server.ui.portal import booking_pages as pages
 from fhir_server.ui.portal.booking_calendar import calendar_file
-from tests.integration.auth_helpers import auth_app, new_patient
+from tests.integration.auth_helpers import auth_app, call, new_patient
 from tests.integration.booking_portal_setup import (
     PHONE,
     PatientClient,
@@ -59,6 +59,36 @@ def test_hold_then_book_names_the_clinic_zone(client: TestClient) -> None:
     assert [tz["TZID"] for tz in ics.walk("VTIMEZONE")] == ["Europe/London"]
     assert event["uid"] == f"{view.id}@clinic-booking"
     assert "Harbour Clinic" in str(event["location"])
+
+
+def test_an_appointment_read_alone_is_described_by_its_clinic_until_that_cannot(
+    client: TestClient,
+) -> None:
+    """The appointment pages read the Appointment alone and take its service, place and
+    clinician from the session's clinic; an inactive Schedule makes them look it up whole."""
+    site = seed_clinic(client)
+    slot = add_slot(client, site.schedules["Shah"], days_ahead(3, 11))
+    api = PatientClient(client, new_patient(client, "Alone"))
+    booked = api.run(pages.book_hold, api.run(pages.hold, slot)["id"])
+    alone = api.run(pages.own_appointment, booked["id"])
+    assert alone["id"] == booked["id"]
+    whole = api.run(pages.appointment, booked["id"])
+    view = pages.view_in(alone, api.run(pages.clinic, site.service))
+
+    def said(v: pages.AppointmentView) -> tuple[Any, ...]:
+        return (v.what, v.where, v.clinician, v.address, v.schedule_id, str(v.zone), v.contact)
+
+    assert view is not None and said(view) == said(whole)
+    assert said(view)[:3] == ("GP appointment", "Harbour Clinic", "Dr Shah")
+    assert pages.view_in(alone, api.run(pages.clinic, site.empty_service)) is None
+
+    store = client.app.state.services.store  # type: ignore[attr-defined]
+    schedule = call(client, store.read, "Schedule", site.schedules["Shah"]).resource
+    call(client, store.update, {**schedule, "active": False})
+    assert pages.view_in(alone, api.run(pages.clinic, site.service)) is None
+    assert api.run(pages.appointment, booked["id"]).clinician == "Dr Shah"
+    with pytest.raises(pages.NotFound):
+        PatientClient(client, new_patient(client, "Nosy")).run(pages.own_appointment, booked["id"])
 
 
 def test_a_taken_time_is_refused_and_the_next_free_one_offered(client: TestClient) -> None:

@@ -67,3 +67,42 @@ def test_included_patients_are_read_in_one_query(mongo_uri: str) -> None:
     ids, sent = asyncio.run(scenario())
     assert ids == [f"p{n:02}" for n in range(PATIENTS)]  # by id, the deleted ones left out
     assert sent == [("find", "Patient")]
+
+
+def test_a_search_by_id_is_one_query_even_with_a_branched_criterion(mongo_uri: str) -> None:
+    """`patient=` alone is split into two indexed queries (sole patient, or one of many); with
+    `_id` the key picks the row, so the engine sends one query, and still applies `patient`."""
+
+    async def scenario() -> tuple[int, int, list[list[str]]]:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, tz_aware=True)
+        database = Database(client, client[f"t{uuid.uuid4().hex[:12]}"], transactions=False)
+        store = ResourceStore(database, indexer=ResourceIndexer(BASE))
+        try:
+            mine = await store.create(
+                {
+                    "resourceType": "Appointment",
+                    "status": "booked",
+                    "participant": [{"actor": {"reference": "Patient/p1"}, "status": "accepted"}],
+                }
+            )
+            parser, engine = SearchParser(BASE, 20, 500), SearchEngine(store)
+
+            async def filters(query: list[tuple[str, str]]) -> list[dict[str, Any]]:
+                return await engine.filters(
+                    "Appointment", parser.parse("Appointment", query).criteria
+                )
+
+            branched = await filters([("patient", "Patient/p1")])
+            found = []
+            for patient in ("Patient/p1", "Patient/p2"):
+                keyed = await filters([("_id", mine.id), ("patient", patient)])
+                assert len(keyed) == 1
+                cursor = store.collection("Appointment").find(keyed[0])
+                found.append([doc["_id"] async for doc in cursor])
+            return len(branched), len(keyed), found
+        finally:
+            await client.close()
+
+    branched, keyed, found = asyncio.run(scenario())
+    assert (branched, keyed) == (2, 1)
+    assert found[1] == [] and len(found[0]) == 1  # the patient criterion still applies

@@ -17,6 +17,7 @@ from fhir_server.ui.clinic import desk_patients as patients
 from fhir_server.ui.clinic.desk import Desk, not_found
 from fhir_server.ui.fhir_api import PortalApiError
 from fhir_server.ui.portal import booking_pages as pages
+from fhir_server.ui.portal import clinics
 from fhir_server.ui.portal.appointments import REASON_LIMIT, done_title
 from fhir_server.ui.portal.booking_model import CHANGEABLE, actor_ids
 from fhir_server.ui.web import CheckedForm, FieldError, SignedInPage
@@ -31,7 +32,7 @@ async def _view(page: SignedInPage, appointment_id: str) -> pages.AppointmentVie
     try:
         appointment = await page.api.read("Appointment", appointment_id)
         page.api.patient = next(iter(actor_ids(appointment, "Patient")), None)
-        return await pages.appointment(page.api, appointment_id)
+        return await clinics.appointment(page, appointment_id)
     except (pages.NotFound, PortalApiError):
         return None
 

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 
 from fhir_server.ui.fhir_api import PortalApiError
 from fhir_server.ui.portal import booking_pages as pages
+from fhir_server.ui.portal import clinics
 from fhir_server.ui.portal.booking_calendar import calendar_file
 from fhir_server.ui.portal.booking_model import CHANGEABLE, too_late_to_change
 from fhir_server.ui.web import CheckedForm, FieldError, SignedIn, SignedInPage
@@ -36,7 +37,7 @@ async def my_appointments(page: SignedIn) -> Response:
 
 async def _mine(page: SignedInPage, appointment_id: str) -> pages.AppointmentView | None:
     try:
-        return await pages.appointment(page.api, appointment_id)
+        return await clinics.appointment(page, appointment_id)
     except (pages.NotFound, PortalApiError):
         return None
 

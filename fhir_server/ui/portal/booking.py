@@ -25,9 +25,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fhir_server.recent import Recent
 from fhir_server.ui.fhir_api import PortalApiError
 from fhir_server.ui.portal import booking_pages as pages
+from fhir_server.ui.portal import clinics
 from fhir_server.ui.portal.booking_model import (
     CalendarDay,
     LocalTime,
@@ -79,27 +79,9 @@ def _not_found(page: SignedInPage) -> Response:
     )
 
 
-# The chosen service's clinic, per session and service, for the next steps (`recent.py`).
-_clinics: Recent[tuple[str, str], pages.Clinic] = Recent(seconds=30, size=4096)
-
-
-async def _clinic(page: SignedInPage, flow: Flow) -> pages.Clinic | None:
-    if not flow.service:
-        return None
-    key = (page.session.id, flow.service)
-    place = _clinics.get(key)
-    if place is None:
-        try:
-            place = await pages.clinic(page.api, flow.service)
-        except pages.NotFound:
-            return None
-        _clinics.put(key, place)
-    return place
-
-
 async def _chosen_clinic(page: SignedInPage, flow: Flow) -> pages.Clinic | None:
     """The service with the chosen clinician (or anyone); None for ids that do not fit."""
-    place = await _clinic(page, flow)
+    place = await clinics.clinic(page, flow.service)
     return place if place is not None and place.schedule_ids(flow.clinician) else None
 
 
@@ -174,7 +156,7 @@ def _clinician_choices(page: SignedInPage, place: pages.Clinic) -> list[pages.Ch
 @router.get("/book/clinician")
 async def clinician_page(page: SignedIn, request: Request) -> Response:
     flow = Flow.of(request.query_params)
-    place = await _clinic(page, flow)
+    place = await clinics.clinic(page, flow.service)
     if place is None:
         return _not_found(page)
     return _choice_page(page, "clinician", flow, _clinician_choices(page, place))
@@ -183,7 +165,7 @@ async def clinician_page(page: SignedIn, request: Request) -> Response:
 @router.post("/book/clinician")
 async def clinician_chosen(page: SignedIn, form: CheckedForm) -> Response:
     flow = Flow.of(form)
-    place = await _clinic(page, flow)
+    place = await clinics.clinic(page, flow.service)
     if place is None:
         return _not_found(page)
     choices = _clinician_choices(page, place)
@@ -349,13 +331,13 @@ class Check:
 
 async def _check(page: SignedInPage, flow: Flow) -> Check:
     if flow.reschedule:
-        view = await pages.appointment(page.api, flow.reschedule)
+        view = await clinics.appointment(page, flow.reschedule)
         try:
             slot = await page.api.read("Slot", flow.slot)
         except PortalApiError:  # taken (no longer public) or never was
             return Check(view, view.start, lost=True)
         return Check(view, local(str(slot["start"]), view.zone))
-    view = await pages.appointment(page.api, flow.hold)
+    view = await clinics.appointment(page, flow.hold)
     until = hold_expiry(view.appointment)
     held = local(until, view.zone) if until and view.status == "pending" else None
     return Check(view, view.start, held, lost=held is None)
@@ -394,7 +376,7 @@ async def _check_page(
 
 async def _alternatives(page: SignedInPage, flow: Flow, check: Check) -> list[pages.FreeTime]:
     """The nearest free times with the same clinician (or anyone) from the lost one on."""
-    place = await _clinic(page, replace(flow, service=flow.service or check.view.service_id or ""))
+    place = await clinics.clinic(page, flow.service or check.view.service_id or "")
     if place is None:
         return []
     clinician = flow.clinician if place.schedule_ids(flow.clinician) else pages.ANYONE

@@ -379,13 +379,47 @@ _SHOWN_ACTORS = [
 API a read, and the patient and the clinician's role are not needed."""
 
 
+_NOT_SHOWN = ("proposed", "entered-in-error")
+"""Appointment statuses the portal never shows: a proposal is not the patient's yet."""
+
+
+def _mine(appointment_id: str, api: PortalApi) -> list[tuple[str, str]]:
+    return [("_id", appointment_id), ("patient", f"Patient/{patient_of(api)}")]
+
+
+async def own_appointment(api: PortalApi, appointment_id: str) -> Resource:
+    """One of the patient's Appointments, without what it refers to; NotFound otherwise."""
+    bundle = await api.search("Appointment", _mine(appointment_id, api))
+    for found in entries(bundle, "Appointment"):
+        if found.get("status") not in _NOT_SHOWN:
+            return found
+    raise NotFound(appointment_id)
+
+
+def view_in(appointment: Resource, place: Clinic) -> AppointmentView | None:
+    """The appointment described by its service's clinic; None when the clinic cannot say all
+    of it (another service or place, or the clinician's Schedule is not an active one)."""
+    if place.service_id not in actor_ids(appointment, "HealthcareService"):
+        return None
+    roles = actor_ids(appointment, "PractitionerRole")
+    schedule = next(
+        (s for s in place.schedules if roles and roles[0] in actor_ids(s, "PractitionerRole")),
+        None,
+    )
+    locations = actor_ids(appointment, "Location")
+    location = place.location if locations else None
+    if schedule is None or (locations and (location or {}).get("id") != locations[0]):
+        return None
+    return AppointmentView(appointment, place.service, location, schedule, zone_of(location))
+
+
 def _views(bundle: Resource) -> list[AppointmentView]:
     """Appointments with their included services and places (a booked Slot is not the
     patient's to read, so the Schedule is looked up by its actors where it is needed)."""
     by_ref = {f"{r.get('resourceType')}/{r.get('id')}": r for r in entries(bundle) if r.get("id")}
     views = []
     for appointment in entries(bundle, "Appointment"):
-        if appointment.get("status") in ("proposed", "entered-in-error"):
+        if appointment.get("status") in _NOT_SHOWN:
             continue
         service = next(
             (
@@ -411,8 +445,7 @@ async def appointment(api: PortalApi, appointment_id: str) -> AppointmentView:
     bundle = await api.search(
         "Appointment",
         [
-            ("_id", appointment_id),
-            ("patient", f"Patient/{patient_of(api)}"),
+            *_mine(appointment_id, api),
             *_SHOWN_ACTORS,
             ("_include", "Appointment:actor:PractitionerRole"),
             ("_revinclude:iterate", "Schedule:actor:PractitionerRole"),
