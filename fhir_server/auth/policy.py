@@ -14,7 +14,8 @@ Pure (no I/O). Two questions, both asked by the gate (`auth.access`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import Any
 
@@ -59,8 +60,11 @@ class TokenContext:
 
     @cached_property
     def limits(self) -> ReadLimits:
-        """What this token may read (worked out once per token, see `read_limits`)."""
-        return roles.read_limits(self, read_limits(self))
+        """What this token may read (`read_limits`, cut to the role's): a pure function of the
+        grant, not of which token carries it, so worked out once per grant in the process
+        (every API call builds its TokenContext afresh; the same few grants recur)."""
+        grant = replace(self, client_id="", sub=None, jti=None, operations=frozenset())
+        return _limits_of(grant)
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,11 @@ def _in_compartment(
     ):
         return _deny(403, f"The {rtype} must keep naming the token's patient.")
     return Decision(patient=patient, scope_params=base.scope_params)
+
+
+@functools.lru_cache(maxsize=1024)
+def _limits_of(grant: TokenContext) -> ReadLimits:
+    return roles.read_limits(grant, read_limits(grant))
 
 
 def read_limits(ctx: TokenContext) -> ReadLimits:

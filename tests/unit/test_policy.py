@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -95,6 +96,24 @@ def test_patient_search_is_narrowed_to_the_compartment() -> None:
     own = ctx("patient/Patient.rs", "p1")
     assert decide(own, req("GET", "Patient", name="x")).allowed
     assert own.limits.of("Patient") == (("_id", "p1"),)
+
+
+def test_read_limits_are_shared_by_tokens_of_one_grant_and_only_by_them() -> None:
+    """Worked out once per grant in the process: another token (jti, client, subject) of the
+    same grant gets the same limits; another patient, role or user never does."""
+    scope = "patient/*.rs user/Practitioner.rs"
+    first = TokenContext(ScopeSet.parse(scope), "app", sub="u", patient="p1", jti="a")
+    again = TokenContext(ScopeSet.parse(scope), "other", sub="v", patient="p1", jti="b")
+    assert first.limits is again.limits
+    other = TokenContext(ScopeSet.parse(scope), "app", sub="u", patient="p2", jti="a")
+    assert other.limits.of("Appointment") == (("actor", "Patient/p2"),)
+    assert first.limits.of("Appointment") == (("actor", "Patient/p1"),)
+    practitioner = TokenContext(
+        ScopeSet.parse("user/Appointment.rs"), "app", fhir_user="Practitioner/dr"
+    )
+    assert practitioner.limits.of("Appointment") == (("actor", "Practitioner/dr"),)
+    acting = replace(practitioner, actors=("PractitionerRole/r1",))
+    assert acting.limits.of("Appointment") == (("actor", "PractitionerRole/r1"),)
 
 
 def test_patient_sees_only_free_slots_and_the_directory() -> None:
