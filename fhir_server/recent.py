@@ -3,12 +3,14 @@
 Three callers, each with its reason:
 - the booking steps (clinician, week, day, check your answers) each need the
   chosen service with its Location and Schedules, a FHIR search that cost a
-  third of a week page. A patient walks through those steps in a minute, so
-  the portal keeps what the search answered per session for 30 seconds. It was
-  read through the API with the session's own token, so nothing is seen that
-  the token could not read; a Schedule made inactive meanwhile still shows as a
-  choice for at most that long, while its times come from a fresh search on
-  every page and booking checks it again.
+  third of a week page, and the appointment pages describe an Appointment with
+  the same (`ui/portal/clinics.py`). A patient walks through those steps in a
+  minute, so the portal keeps what the search answered per session for 30
+  seconds. It was read through the API with the session's own token, so
+  nothing is seen that the token could not read; a Schedule made inactive, or
+  a cancellation cut-off changed, meanwhile shows so for at most that long,
+  while the times come from a fresh search on every page and booking,
+  rescheduling and cancelling are checked again by the server.
 - the clinic workspace's schedule pages start from the directory of clinicians
   (Schedules, their PractitionerRoles and Practitioners): one search a staff
   session repeats on every day and week it moves to, kept likewise per session.
