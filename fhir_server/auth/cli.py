@@ -96,7 +96,7 @@ def users_list() -> None:
 
 @users_app.command("disable")
 def users_disable(username: Annotated[str, typer.Argument(help="Login name.")]) -> None:
-    """Stop an account from logging in and revoke its refresh tokens."""
+    """Stop an account from logging in, revoke its refresh tokens, close its calendar feed."""
     if not _with_store(lambda store, settings: Accounts(store, settings).disable(username)):
         typer.secho(f"Error: no user {username!r}.", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)

@@ -6,6 +6,16 @@ names; hashing runs in a worker thread so it never blocks the event loop. An
 account that fails `login_max_failures` times in a row is locked for
 `login_lockout` seconds; the failure counter is kept in the store so every
 replica sees it.
+
+Disabling an account (the admin's `change`, the operator's `disable`) ends its
+sessions and closes the calendar feed of its linked resource (`calendar_feeds`)
+in the same step: the feed's URL belongs to the Patient or Practitioner, not
+to the login, and whoever holds it would otherwise keep reading the
+appointments. Enabling the account again does not reopen it: its owner asks
+for a new URL, so a URL that leaked with the account never comes back to
+life. The feed route also refuses a feed whose resource has accounts that are
+all disabled (`AuthStore.only_disabled_accounts`), which covers a feed issued
+while the account was off or a step cut short between the two writes.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fhir_server.auth.roles import LEGACY, ROLES
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
+from fhir_server.store.calendar_feeds import CalendarFeeds
 from fhir_server.store.resources import ResourceStore
 
 MIN_LENGTH = 12
@@ -110,6 +121,15 @@ class User:
         if self.fhir_user and self.fhir_user.startswith("Patient/"):
             return self.fhir_user.split("/", 1)[1]
         return None
+
+
+@dataclass(frozen=True)
+class Changed:
+    """An admin's change done: the account as it is now, and whether disabling it closed
+    its resource's calendar feed (the audit event says so)."""
+
+    user: User
+    feed_closed: bool = False
 
 
 class Accounts:
@@ -198,10 +218,14 @@ class Accounts:
         return None if doc is None or doc.get("disabled") else User.of(doc)
 
     async def disable(self, username: str) -> bool:
-        changed = await self.store.update_user(username, {"disabled": True})
-        if changed:
-            await self.store.revoke_user_tokens(username.lower())
-        return changed
+        """Stop an account signing in (the operator's command): its sessions end and its
+        resource's calendar feed closes. False when there is no such account."""
+        doc = await self.store.user(username)
+        if doc is None or not await self.store.update_user(doc["_id"], {"disabled": True}):
+            return False
+        await self.store.revoke_user_tokens(doc["_id"])
+        await self._close_feed(doc)
+        return True
 
     async def change(
         self,
@@ -210,10 +234,11 @@ class Accounts:
         role: str | None = None,
         disabled: bool | None = None,
         second_factor_off: bool = False,
-    ) -> User:
+    ) -> Changed:
         """Change an account as an admin does: its role, whether it may sign in, or turn its
         second factor off (a lost phone). Its sessions end, so no token carries the old
-        state; the last admin who can sign in is never demoted or disabled."""
+        state, and disabling it closes its resource's calendar feed; the last admin who can
+        sign in is never demoted or disabled."""
         doc = await self.store.user(username)
         if doc is None:
             raise NotRegistered(f"There is no user {username[:100]!r}.")
@@ -231,7 +256,13 @@ class Accounts:
             raise AccountError("This is the last admin who can sign in; keep it an admin.")
         await self.store.update_user(doc["_id"], changes)
         await self.store.revoke_user_tokens(doc["_id"])
-        return User.of({**doc, **changes})
+        closed = disabled is True and await self._close_feed(doc)
+        return Changed(User.of({**doc, **changes}), feed_closed=closed)
+
+    async def _close_feed(self, doc: dict[str, Any]) -> bool:
+        """Close the calendar feed of the account's linked resource; False when it had none."""
+        owner = doc.get("fhir_user")
+        return bool(owner) and await CalendarFeeds(self.store.database).revoke(str(owner))
 
     async def _last_admin(self, doc: dict[str, Any], changes: dict[str, Any]) -> bool:
         """Whether `changes` take away the only enabled admin account."""

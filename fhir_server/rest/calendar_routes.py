@@ -5,7 +5,11 @@ read as that owner through the access gate (a Practitioner sees the
 Appointments of their Schedules, a Patient their own), so it can never show
 more than the owner's own token would. Built on request, so a booking or a
 cancellation shows the next time the calendar app looks; `ETag` and
-`Last-Modified` let it look cheaply (304). An unknown or revoked token is 404.
+`Last-Modified` let it look cheaply (304). An unknown or revoked token is 404,
+and so is the feed of an owner whose accounts are all disabled (disabling an
+account closes its feed, `auth.users`; this check on the `fhir_user` index
+covers whatever that missed). A feed an operator issued for a record no
+account is linked to works as long as it is not revoked.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from fhir_server.rest.gated_reads import read_all
 from fhir_server.rest.http import error_response, services_of
 from fhir_server.rest.services import Services
 from fhir_server.scheduling import extensions as ext
+from fhir_server.store.auth_store import AuthStore
 from fhir_server.store.calendar_feeds import CalendarFeeds
 
 FEED_CLIENT = "calendar-feed"
@@ -90,8 +95,9 @@ async def calendar_feed(request: Request, token: str) -> Response:
         address = request.client.host if request.client else "unknown"
         await request.app.state.limiter.check(address, None)
         services = services_of(request)
-        owner = await CalendarFeeds(services.store.database).owner_of(token)
-        if owner is None:
+        database = services.store.database
+        owner = await CalendarFeeds(database).owner_of(token)
+        if owner is None or await AuthStore(database).only_disabled_accounts(owner):
             raise NotFound("No such calendar feed (it may have been revoked).")
         body, changed = await owner_feed(services, owner, datetime.now(UTC))
     except FhirError as error:

@@ -61,6 +61,13 @@ class AuthStore:
         email = doc.get("email") if doc else None
         return str(email) if email else None
 
+    async def only_disabled_accounts(self, fhir_user: str) -> bool:
+        """Whether accounts are linked to a FHIR resource and every one of them is disabled
+        (False for a resource no account is linked to); one look-up on the `fhir_user` index."""
+        cursor = self.users.find({"fhir_user": {"$eq": fhir_user}}, {"disabled": 1})
+        flags = [bool(doc.get("disabled")) async for doc in cursor]
+        return bool(flags) and all(flags)
+
     async def user_by_email(self, email: str) -> Doc | None:
         found: Doc | None = await self.users.find_one({"email": {"$eq": email.lower()}})
         return found

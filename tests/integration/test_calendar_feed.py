@@ -3,7 +3,10 @@
 The feed is fetched the way a calendar app fetches it (no token, the URL
 alone) and parsed with `icalendar`; a booking and a cancellation show on the
 next fetch, a new URL revokes the old one, nobody gets another user's feed,
-and a practitioner's feed names no patient by default.
+and a practitioner's feed names no patient by default. Disabling the owner's
+account (the admin's `$change-user`, the operator's `users disable`) closes
+the feed for good, and a feed whose owner's accounts are all disabled is not
+served whatever happened to it.
 """
 
 from __future__ import annotations
@@ -19,11 +22,21 @@ from fastapi.testclient import TestClient
 from icalendar import Calendar
 from typer.testing import CliRunner
 
+from fhir_server.auth.cli import users_app
 from fhir_server.publishing.cli import calendar_feed_app
 from fhir_server.scheduling import extensions as ext
 from fhir_server.settings import Settings
 from fhir_server.store.clock import parse_instant
-from tests.integration.auth_helpers import BASE, auth_app, bearer, mint
+from tests.integration.auth_helpers import (
+    BASE,
+    add_user,
+    audit_events,
+    auth_app,
+    bearer,
+    call,
+    components,
+    mint,
+)
 from tests.integration.scheduling_setup import hours_from_now, make_slot, post
 
 ZONE = "Europe/Paris"
@@ -244,16 +257,18 @@ def test_nobody_gets_another_user_s_feed(client: TestClient, clinic: dict[str, s
     assert offered == {"Patient", "Practitioner"}
 
 
-def test_the_operator_command_issues_and_revokes(
-    client: TestClient,
-    clinic: dict[str, str],
-    settings_factory: Callable[..., Settings],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def operator_env(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the operator's commands at the app's own database and address."""
     settings: Settings = client.app.state.services.settings  # type: ignore[attr-defined]
     monkeypatch.setenv("FHIR_MONGODB_URI", str(settings.mongodb_uri))
     monkeypatch.setenv("FHIR_DATABASE", settings.database)
     monkeypatch.setenv("FHIR_PUBLIC_BASE_URL", settings.base_url)
+
+
+def test_the_operator_command_issues_and_revokes(
+    client: TestClient, clinic: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    operator_env(client, monkeypatch)
     doctor = f"Practitioner/{clinic['doctor']}"
     result = CliRunner().invoke(calendar_feed_app, ["issue", doctor])
     assert result.exit_code == 0, result.output
@@ -263,3 +278,92 @@ def test_the_operator_command_issues_and_revokes(
     assert revoked.exit_code == 0 and fetch(client, url).status_code == 404
     unknown = CliRunner().invoke(calendar_feed_app, ["issue", "Practitioner/nobody"])
     assert unknown.exit_code == 1 and "not known" in unknown.output
+
+
+def admin_changes(client: TestClient, username: str, disabled: bool) -> None:
+    """The admin console's change of an account, through `$change-user`."""
+    token = mint(client, "openid fhirUser user/*.cruds", role="admin")
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "username", "valueString": username},
+            {"name": "disabled", "valueBoolean": disabled},
+        ],
+    }
+    answer = client.post(f"{BASE}/$change-user", json=body, headers=bearer(token) | FHIR)
+    assert answer.status_code == 200, answer.text
+
+
+def new_owner(client: TestClient, resource_type: str, username: str | None) -> str:
+    """A new Patient or Practitioner (`Type/id`), with an account of its own when named."""
+    created = post(client, {"resourceType": resource_type, "name": [{"family": "Zqowner"}]})
+    owner = f"{resource_type}/{created['id']}"
+    if username:
+        add_user(client, username, resource_type.lower(), owner)
+    return owner
+
+
+def test_disabling_an_account_closes_its_feed_and_enabling_does_not_reopen_it(
+    client: TestClient,
+) -> None:
+    owner = new_owner(client, "Patient", "zqcarol")
+    headers = as_patient(client, owner.split("/")[1])
+    url = issued(client, owner, headers)
+    assert fetch(client, url).status_code == 200
+
+    admin_changes(client, "zqcarol", disabled=True)
+    assert fetch(client, url).status_code == 404
+    admin_changes(client, "zqcarol", disabled=False)
+    assert fetch(client, url).status_code == 404  # a leaked URL stays dead
+    assert fetch(client, issued(client, owner, headers)).status_code == 200  # a new one works
+
+    changes = [
+        e.get("outcomeDesc")
+        for e in audit_events(client)
+        if any(s["code"] == "user-changed" for s in e.get("subtype", []))
+        and e["entity"][0]["what"]["identifier"]["value"] == "zqcarol"
+    ]
+    assert sorted(changes) == ["disabled false", "disabled true, calendar feed closed"]
+
+
+def test_the_operator_s_disable_closes_the_feed_too(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = new_owner(client, "Practitioner", "zqdoctor")
+    url = issued(client, owner, as_doctor(client, owner.split("/")[1]))
+    assert fetch(client, url).status_code == 200
+
+    operator_env(client, monkeypatch)
+    result = CliRunner().invoke(users_app, ["disable", "zqdoctor"])
+    assert result.exit_code == 0, result.output
+    assert fetch(client, url).status_code == 404
+    admin_changes(client, "zqdoctor", disabled=False)
+    assert fetch(client, url).status_code == 404
+
+
+def test_a_feed_is_not_served_while_all_its_owner_s_accounts_are_disabled(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    operator_env(client, monkeypatch)
+
+    def operator_issues(owner: str) -> str:
+        result = CliRunner().invoke(calendar_feed_app, ["issue", owner])
+        assert result.exit_code == 0, result.output
+        return result.output.split()[0]
+
+    # No account at all: the operator's feed works, as before.
+    no_account = operator_issues(new_owner(client, "Patient", None))
+    assert fetch(client, no_account).status_code == 200
+    # An account disabled behind the domain's back (or a step cut short): still refused.
+    owner = new_owner(client, "Patient", "zqdave")
+    url = operator_issues(owner)
+    assert fetch(client, url).status_code == 200
+    add_user(client, "zqdave-too", "patient", owner)
+    update = components(client).store.update_user
+    call(client, update, "zqdave", {"disabled": True})
+    assert fetch(client, url).status_code == 200  # another account of the owner still signs in
+    call(client, update, "zqdave-too", {"disabled": True})
+    assert fetch(client, url).status_code == 404
+    call(client, update, "zqdave", {"disabled": False})
+    assert fetch(client, url).status_code == 200
+    assert fetch(client, no_account).status_code == 200

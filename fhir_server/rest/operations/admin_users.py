@@ -3,7 +3,8 @@
 An invited account gets no password: its owner chooses one from the e-mailed
 link, on the password-reset page (`auth.resets`). A change of role, a
 disabled account or a second factor turned off ends the account's sessions
-(`auth.users.Accounts.change`).
+(`auth.users.Accounts.change`); disabling also closes the calendar feed of the
+account's Patient or Practitioner, and the `user-changed` event says so.
 """
 
 from __future__ import annotations
@@ -54,11 +55,17 @@ INVITE = admin_definition(
 CHANGE = admin_definition(
     "change-user",
     "Change an account's role, disable or enable it, or turn its second factor off; its "
-    "sessions end. The last admin who can sign in stays one.",
+    "sessions end, and disabling closes its calendar feed. The last admin who can sign in "
+    "stays one.",
     [
         param("username", "in", "string", min_=1, doc="Login name."),
         param("role", "in", "code", doc="The new role."),
-        param("disabled", "in", "boolean", doc="true stops the account signing in."),
+        param(
+            "disabled",
+            "in",
+            "boolean",
+            doc="true stops the account signing in and closes its calendar feed.",
+        ),
         param("resetSecondFactor", "in", "boolean", doc="true turns the second factor off."),
         {**_USER, "max": "1"},
     ],
@@ -112,12 +119,14 @@ async def change(auth: AuthComponents, services: Services, req: FhirRequest) -> 
     role, disabled = given.text("role"), given.flag("disabled")
     reset = bool(given.flag("resetSecondFactor"))
     with account_errors():
-        user = await auth.accounts.change(
+        changed = await auth.accounts.change(
             username, role=role, disabled=disabled, second_factor_off=reset
         )
+    user = changed.user
     done = [
         *([f"role {role}"] if role else []),
         *([f"disabled {str(disabled).lower()}"] if disabled is not None else []),
+        *(["calendar feed closed"] if changed.feed_closed else []),
         *(["second factor off"] if reset else []),
     ]
     await record(auth, req, "user-changed", ("account", user.username), ", ".join(done) or None)
