@@ -1,6 +1,7 @@
-"""The portal's foundation pages in Chromium (start, home, account, signed out, not found,
-an expired form): axe-clean in English and French, no sideways scroll at 320 px or 200%
-zoom, the skip link and every control reached and used with the keyboard, focus visible."""
+"""The portal's foundation pages in Chromium (start, home, account, calendar feed, signed
+out, not found, an expired form): axe-clean in English and French, no sideways scroll at
+320 px or 200% zoom, the skip link and every control reached and used with the keyboard,
+focus visible."""
 
 from __future__ import annotations
 
@@ -45,11 +46,21 @@ def test_registration_link_opens_the_auth_page_in_the_portal_language(
 @pytest.mark.parametrize("lang", LANGS)
 def test_signed_in_pages_are_axe_clean_and_fit(page: Page, live: Live, lang: str) -> None:
     sign_in(page, live)
-    for path, name in (("/portal/", "home"), ("/portal/account", "account")):
+    pages = (
+        ("/portal/", "home"),
+        ("/portal/account", "account"),
+        ("/portal/calendar-feed", "feed"),
+    )
+    for path, name in pages:
         page.goto(f"{live.url}{path}?lang={lang}")
         expect(page.locator("html")).to_have_attribute("lang", lang)
         axe(page)
         screenshots(page, f"portal-{name}-{lang}")
+    page.locator("form[action$='/calendar-feed'] button").click()  # the link, shown once
+    expect(page.locator("#feed-url")).to_have_value(re.compile(r"/calendar/.+\.ics$"))
+    axe(page)
+    zoomed(page)
+    screenshots(page, f"portal-feed-link-{lang}")
     page.goto(f"{live.url}/portal/no-such-page?lang={lang}")
     axe(page)
     zoomed(page)
