@@ -6,7 +6,9 @@ sub-types (token issued, refreshed, revoked, access denied) are this
 server's own codes. An admin's change to accounts, apps or signing keys is a
 DCM 110136 "Security Roles Changed" event naming what it acted on (`target`).
 FHIR interactions are recorded by `watch`, the access gate's one hook
-(`audit.events` holds their codes).
+(`audit.events` holds their codes); the accesses to a bulk export's status URL
+and files, answered beside the FHIR endpoint, by `export_access`
+(`audit.exports`).
 
 In the server, events go to the process's journal (`audit.journal`) before
 the answer does, and the relay stores them; a command-line process without
@@ -22,6 +24,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from fhir_server.audit.events import SOURCE, Actor, agents, audited, rest_event
+from fhir_server.audit.exports import ExportAccess, export_event
 from fhir_server.audit.journal import Journal
 from fhir_server.audit.trail import Seen, access_of, actor_of
 from fhir_server.auth.policy import TokenContext
@@ -133,6 +136,11 @@ class AuditRecorder:
             raise
         await self._keep_access(ctx, req, seen.response.status, seen, None)
         return seen
+
+    async def export_access(self, ctx: TokenContext, access: ExportAccess) -> None:
+        """Record one request of a token to a bulk export's status URL or files."""
+        event_id, recorded = str(uuid.uuid4()), now_instant()
+        await self._keep(export_event(actor_of(ctx), access, event_id=event_id, recorded=recorded))
 
     async def _keep_access(
         self,
