@@ -51,7 +51,7 @@ from fhir_server.rest.security_headers import SecurityHeaders
 from fhir_server.rest.services import Services
 from fhir_server.scheduling.claims_backfill import ensure_claims_backfilled
 from fhir_server.settings import Settings
-from fhir_server.store import config_cache, recovery
+from fhir_server.store import config_cache, recovery, reindex
 from fhir_server.store import slots as slot_store
 from fhir_server.store.calendar_feeds import CalendarFeeds
 from fhir_server.store.connection import open_database
@@ -90,6 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
         async with open_database(settings) as database, contextlib.AsyncExitStack() as stack:
             store = ResourceStore(database, indexer=ResourceIndexer(settings.base_url))
             await store.ensure_indexes()
+            await reindex.warn_if_stale(store)  # before anything of start-up writes a resource
             journal = await stack.enter_async_context(audit_trail(store, settings))
             searcher = FhirSearcher(store, settings)
             await searcher.ensure_indexes()

@@ -30,6 +30,7 @@ from fhir_server.app import create_app
 from fhir_server.audit import cli as audit_cli
 from fhir_server.auth import cli as auth_cli
 from fhir_server.bulk import cli as export_cli
+from fhir_server.cli_reindex import reindex
 from fhir_server.cli_support import fail as _fail
 from fhir_server.cli_support import load_settings as _settings
 from fhir_server.cli_support import store_errors, warn_production
@@ -298,5 +299,6 @@ app.add_typer(audit_cli.audit_app)
 app.add_typer(export_cli.export_app)
 app.add_typer(calendar_feed_app)
 app.command("report")(reports_cli.report)
+app.command()(reindex)
 app.command()(notifications_cli.worker)
 app.command()(notifications_cli.beat)

@@ -24,6 +24,7 @@ Layout (every key is present only when the resource has a value for it):
 
 from __future__ import annotations
 
+import hashlib
 import re
 from typing import Any
 
@@ -35,6 +36,9 @@ MANY = "*"
 # The `Type/id` at the end of any reference, ours or another server's.
 _TYPED_TAIL = re.compile(r"(?:^|/)([A-Z][A-Za-z]+)/[A-Za-z0-9\-.]{1,64}(?:/_history/[^/]+)?$")
 _STRING_SKIPPED = frozenset({"use", "type", "period", "extension", "id", "system"})
+# Raise when the indexer writes other values for the same definitions (a new `idx` key, another
+# normalisation): the fingerprints change with it, and servers ask for `fhir-server reindex`.
+LAYOUT = 1
 
 
 def has_scalar(param: SearchParam) -> bool:
@@ -188,6 +192,19 @@ class ResourceIndexer:
             if param.type == "reference" and not param.single:
                 idx["u"][code] = _sole_per_type(values)
         return {k: v for k, v in idx.items() if v}
+
+
+def fingerprint(resource_type: str) -> str:
+    """A digest of what indexing a `resource_type` reads: its parameter definitions and the
+    layout. Rows indexed under another digest may miss values a search now expects, so the
+    store keeps the digest its rows were indexed with (`store.reindex`)."""
+    described = [
+        f"{p.code}\t{p.type}\t{p.url}\t{p.expression}\t{','.join(p.targets)}\t{p.single}"
+        f"\t{p.element_type}"
+        for p in search_params(resource_type).values()
+    ]
+    text = "\n".join([f"layout {LAYOUT}", *sorted(described)])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _sole_per_type(references: list[str]) -> dict[str, str]:
