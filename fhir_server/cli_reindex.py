@@ -74,7 +74,7 @@ def reindex(
         list[str] | None,
         typer.Option("--type", help="Only this resource type (repeatable); default: all."),
     ] = None,
-    batch: Annotated[int, typer.Option(min=1, help="Rows read and written at a time.")] = 500,
+    batch: Annotated[int, typer.Option(min=1, help="Rows read and written at a time.")] = 1000,
 ) -> None:
     """Recompute the search index of stored resources (after an upgrade changed search
     parameters); safe while the server runs."""

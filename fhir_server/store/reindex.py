@@ -18,8 +18,9 @@ with the running code's at start-up, in one read.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -28,7 +29,7 @@ from pymongo import UpdateOne
 from fhir_server.fhir.indexing import fingerprint
 from fhir_server.fhir.resource_types import ADMIN_TYPES, SERVED_TYPES
 from fhir_server.store import markers
-from fhir_server.store.resources import ResourceStore, body_of
+from fhir_server.store.resources import Indexer, ResourceStore, body_of
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ async def reindex_type(
     store: ResourceStore,
     resource_type: str,
     *,
-    batch: int = 500,
+    batch: int = 1000,
     report: Callable[[TypeProgress], None] | None = None,
     before_write: BeforeWrite | None = None,
 ) -> TypeProgress:
@@ -72,20 +73,9 @@ async def reindex_type(
     collection = store.collection(resource_type)
     live: dict[str, Any] = {"deleted": {"$eq": False}}
     progress = TypeProgress(resource_type, await collection.count_documents(live))
-    last: str | None = None
-    while True:
-        query = live if last is None else {**live, "_id": {"$gt": last}}
-        rows = [row async for row in collection.find(query).sort("_id", 1).limit(batch)]
-        if not rows:
-            return progress
-        last = rows[-1]["_id"]
-        stale = {}
-        for row in rows:
-            idx = store.indexer(body_of(row) or {})
-            if idx != row.get("idx"):
-                stale[row["_id"]] = UpdateOne(
-                    {"_id": row["_id"], "version": row["version"]}, {"$set": {"idx": idx}}
-                )
+    async for rows in _batches(collection, live, batch):
+        # Indexing is pure CPU (FHIRPath): in a thread, so the next batch is read meanwhile.
+        stale = await asyncio.to_thread(_stale, store.indexer, rows)
         if before_write is not None and stale:
             await before_write(list(stale))
         matched = 0
@@ -100,6 +90,39 @@ async def reindex_type(
         )
         if report is not None:
             report(progress)
+    return progress
+
+
+async def _batches(
+    collection: Any, live: dict[str, Any], batch: int
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """The live rows in `_id` order, `batch` at a time; each next batch is asked for before
+    this one is handed over, so the store reads it while the caller indexes."""
+
+    async def after(last: str | None) -> list[dict[str, Any]]:
+        query = live if last is None else {**live, "_id": {"$gt": last}}
+        return [row async for row in collection.find(query).sort("_id", 1).limit(batch)]
+
+    pending = asyncio.ensure_future(after(None))
+    try:
+        while rows := await pending:
+            pending = asyncio.ensure_future(after(rows[-1]["_id"]))
+            yield rows
+    finally:
+        pending.cancel()  # the caller stopped early (an error): no read left running
+
+
+def _stale(indexer: Indexer, rows: list[dict[str, Any]]) -> dict[str, UpdateOne]:
+    """Per row whose `idx` differs from what `indexer` makes of its body: the write that sets
+    it, only while the row is still at the version read."""
+    stale = {}
+    for row in rows:
+        idx = indexer(body_of(row) or {})
+        if idx != row.get("idx"):
+            stale[row["_id"]] = UpdateOne(
+                {"_id": row["_id"], "version": row["version"]}, {"$set": {"idx": idx}}
+            )
+    return stale
 
 
 async def record(store: ResourceStore, types: Iterable[str]) -> None:
