@@ -144,19 +144,26 @@ def test_an_unknown_type_is_a_usage_error_naming_the_valid_ones(env: dict[str, s
     assert _with_store(env, _marker) is None  # nor recorded
 
 
-def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if STALE in r.getMessage()]
+@pytest.fixture
+def start_up(
+    server: Callable[[], Iterator[TestClient]], caplog: pytest.LogCaptureFixture
+) -> Callable[[], list[str]]:
+    """Start the server once; the stale-index warnings it logged."""
+
+    def start() -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            for _client in server():
+                pass
+        return [r.getMessage() for r in caplog.records if STALE in r.getMessage()]
+
+    return start
 
 
 def test_start_up_warns_once_when_the_definitions_differ(
-    env: dict[str, str],
-    server: Callable[[], Iterator[TestClient]],
-    caplog: pytest.LogCaptureFixture,
+    env: dict[str, str], start_up: Callable[[], list[str]]
 ) -> None:
-    caplog.set_level(logging.WARNING)
-    for _client in server():  # a fresh database: recorded, no warning
-        pass
-    assert _warnings(caplog) == []
+    assert start_up() == []  # a fresh database: recorded, no warning
     recorded = _with_store(env, _marker)
     assert recorded is not None
     assert set(recorded["types"]) == set(reindex.INDEXED_TYPES)
@@ -165,27 +172,17 @@ def test_start_up_warns_once_when_the_definitions_differ(
         await markers.write(store, reindex.MARKER, {"types": {**recorded["types"], "Patient": "0"}})
 
     _with_store(env, older_release)
-    for _client in server():
-        pass
-    warned = _warnings(caplog)
+    warned = start_up()
     assert len(warned) == 1 and "(Patient)" in warned[0] and "fhir-server reindex" in warned[0]
 
-    caplog.clear()
     assert runner.invoke(cli, ["reindex", "--type", "Patient"], env=env).exit_code == 0
-    for _client in server():
-        pass
-    assert _warnings(caplog) == []
+    assert start_up() == []
 
 
 def test_data_indexed_before_fingerprints_were_kept_warns(
-    env: dict[str, str],
-    server: Callable[[], Iterator[TestClient]],
-    caplog: pytest.LogCaptureFixture,
+    env: dict[str, str], start_up: Callable[[], list[str]]
 ) -> None:
-    caplog.set_level(logging.WARNING)
     _with_store(env, _store_stale)
-    for _client in server():
-        pass
-    warned = _warnings(caplog)
+    warned = start_up()
     assert len(warned) == 1 and "(Patient)" in warned[0]
     assert _with_store(env, _marker) is None  # it keeps warning until reindexed
