@@ -34,6 +34,7 @@ COMMANDS = [
     ["beat"],
     ["serve"],
     ["demo"],
+    ["reindex"],
 ]
 
 
@@ -96,7 +97,7 @@ def test_an_unreachable_store_is_worded_the_same_by_every_command(tmp_path: Path
         "FHIR_DATA_DIR": str(tmp_path),
     }
     audit = ["audit", "who-accessed", "Patient/x", "--since", "2026-01-01"]
-    for command in (["users", "list"], ["slots", "generate"], audit):
+    for command in (["users", "list"], ["slots", "generate"], audit, ["reindex"]):
         assert _one_line_error(runner.invoke(app, command, env=env)) == (
             f"Error: {STORE_UNREACHABLE}"
         )
