@@ -19,8 +19,9 @@ with the running code's at start-up, in one read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -73,29 +74,30 @@ async def reindex_type(
     collection = store.collection(resource_type)
     live: dict[str, Any] = {"deleted": {"$eq": False}}
     progress = TypeProgress(resource_type, await collection.count_documents(live))
-    async for rows in _batches(collection, live, batch):
-        # Indexing is pure CPU (FHIRPath): in a thread, so the next batch is read meanwhile.
-        stale = await asyncio.to_thread(_stale, store.indexer, rows)
-        if before_write is not None and stale:
-            await before_write(list(stale))
-        matched = 0
-        if stale:
-            result = await collection.bulk_write(list(stale.values()), ordered=False)
-            matched = result.matched_count
-        progress = replace(
-            progress,
-            done=progress.done + len(rows),
-            changed=progress.changed + matched,
-            skipped=progress.skipped + len(stale) - matched,
-        )
-        if report is not None:
-            report(progress)
+    async with contextlib.aclosing(_batches(collection, live, batch)) as batches:
+        async for rows in batches:
+            # Indexing is pure CPU (FHIRPath): in a thread, so the next batch is read meanwhile.
+            stale = await asyncio.to_thread(_stale, store.indexer, rows)
+            if before_write is not None and stale:
+                await before_write(list(stale))
+            matched = 0
+            if stale:
+                result = await collection.bulk_write(list(stale.values()), ordered=False)
+                matched = result.matched_count
+            progress = replace(
+                progress,
+                done=progress.done + len(rows),
+                changed=progress.changed + matched,
+                skipped=progress.skipped + len(stale) - matched,
+            )
+            if report is not None:
+                report(progress)
     return progress
 
 
 async def _batches(
     collection: Any, live: dict[str, Any], batch: int
-) -> AsyncIterator[list[dict[str, Any]]]:
+) -> AsyncGenerator[list[dict[str, Any]]]:
     """The live rows in `_id` order, `batch` at a time; each next batch is asked for before
     this one is handed over, so the store reads it while the caller indexes."""
 
