@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from fhir_server.audit.events import SOURCE, Actor, agents, audited, rest_event
 from fhir_server.audit.exports import ExportAccess, export_event, job_entity
 from fhir_server.audit.journal import Journal
-from fhir_server.audit.trail import Seen, Withheld, access_of, actor_of
+from fhir_server.audit.trail import Seen, Withholding, access_of, actor_of
 from fhir_server.auth.policy import TokenContext
 from fhir_server.fhir.errors import FhirError
 from fhir_server.fhir.messages import FhirRequest
@@ -129,7 +129,7 @@ class AuditRecorder:
         try:
             seen = await interaction
         except FhirError as error:
-            withheld = error.withheld if isinstance(error, Withheld) else ()
+            withheld = error.withheld if isinstance(error, Withholding) else ()
             await self._keep_access(ctx, req, error.status, None, error.diagnostics, withheld)
             raise
         except Exception:

@@ -6,8 +6,8 @@ names, every stored resource the answer carries once filtered (the gate's
 `Passage.returned`: search matches and includes, history entries, operation
 outputs, a write's result or its `Location`), the patients those belong to,
 the query as sent, and the operation's name. A refusal names what the gate
-withheld (`Withheld`: the stored resource the URL or an operation's input
-named, which the token may not reach) and its patients the same way, so
+withheld (`Withholding`: the stored resource the URL or an operation's
+input named, which the token may not reach or act on) and its patients the same way, so
 "who tried to see this patient's data" is the same search as "who saw it". A
 `$export` kick-off names the job it started. Nothing is looked up in the
 store: the facts are at hand, so recording costs microseconds.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -27,7 +27,7 @@ from fhir_server.audit.context import client_address
 from fhir_server.audit.events import Access, Actor
 from fhir_server.auth.compartment import reference_key
 from fhir_server.auth.policy import TokenContext
-from fhir_server.fhir.errors import NotFound
+from fhir_server.fhir.errors import Forbidden, NotFound
 from fhir_server.fhir.messages import FhirRequest, FhirResponse
 
 # A literal reference to a Patient, relative or absolute, with or without a version.
@@ -49,12 +49,23 @@ class Seen(Protocol):
 
 
 @dataclass
-class Withheld(NotFound):
-    """The gate's 404 for a stored resource the token may not reach (another patient's, or
-    outside the role's own records): it carries what the gate had read, so the refusal's
-    AuditEvent names the resource and its patients. Only the 404's diagnostics leave."""
+class Withholding:
+    """What a refusal of the gate withheld: the stored resource(s) the request named, as the
+    gate read them, so the refusal's AuditEvent names them and their patients. Only the
+    error's diagnostics leave the server."""
 
-    withheld: tuple[dict[str, Any], ...] = ()
+    withheld: tuple[dict[str, Any], ...] = field(default=(), kw_only=True)
+
+
+@dataclass
+class Withheld(NotFound, Withholding):
+    """404 for a stored resource the token may not reach (another patient's, or outside the
+    role's own records)."""
+
+
+@dataclass
+class WithheldForbidden(Forbidden, Withholding):
+    """403 for an interaction the token's scopes or role do not allow, on a stored resource."""
 
 
 def actor_of(ctx: TokenContext) -> Actor:

@@ -12,10 +12,11 @@ through only what `policy.visible` allows: a search or history drops the rest
 a new operation passes through it without a check of its own.
 
 The decisions live in `auth.policy`; this module only gathers the facts the
-policy needs from the store and applies its answers. A 404 for a stored
-resource the token may not reach is `Withheld`, carrying the resource the
-gate already read (or, where only a query was asked, read once on the
-refusal path), so the audit trail names the patients of an attempt.
+policy needs from the store and applies its answers. A refusal of a request
+that names a stored resource carries it (`audit.trail.Withholding`): the row
+the gate already read, or, where it read none (a refusal up front, a check
+that was a query), the row read once on the refusal path; so the audit trail
+names the patients of an attempt.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fhir_server.audit.recorder import AuditRecorder
-from fhir_server.audit.trail import Withheld
+from fhir_server.audit.trail import Withheld, WithheldForbidden
 from fhir_server.auth.compartment import compartment_params, operation_mentions, reference_key
 from fhir_server.auth.policy import Decision, TokenContext, decide, may_change, visible
 from fhir_server.auth.role_checks import with_actors
 from fhir_server.auth.tokens import Tokens, unauthorized
-from fhir_server.fhir.errors import Forbidden, NotFound
+from fhir_server.fhir.errors import FhirError, NotFound
 from fhir_server.fhir.messages import FhirRequest, FhirResponse
 from fhir_server.fhir.read_limits import ReadLimits
 from fhir_server.fhir.resource_types import SERVED_TYPES
@@ -84,9 +85,8 @@ class Access:
         decision = decide(ctx, req)
         if not decision.allowed:
             await self._denied(ctx, decision.reason)
-            if decision.status == 404:
-                raise NotFound(decision.reason)
-            raise Forbidden(decision.reason)
+            named = await _named_instance(services, req.interaction)
+            raise _withheld(decision.reason, named, forbidden=decision.status != 404)
         await self._check_named(services, ctx, decision, req)
         return await release(services, ctx, req.interaction, await run(req))
 
@@ -145,15 +145,29 @@ async def _stored(services: _Services, rtype: str, rid: str) -> dict[str, Any] |
     return None if current is None else current.resource
 
 
-def _withheld(diagnostics: str, resource: dict[str, Any] | None) -> NotFound:
-    """The 404 of a refusal, carrying the stored resource refused (if any) for the trail."""
-    if (
-        resource is None
-        or resource.get("resourceType") not in SERVED_TYPES
-        or not isinstance(resource.get("id"), str)
-    ):
-        return Withheld(diagnostics)
-    return Withheld(diagnostics, withheld=(resource,))
+async def _named_instance(services: _Services, interaction: Interaction) -> dict[str, Any] | None:
+    """The stored resource an instance-level request refused up front names (one read, on
+    the refusal path only): an attempt on a patient's record is named as such."""
+    rtype, rid = interaction.resource_type, interaction.rid
+    if rtype not in SERVED_TYPES or not rid:
+        return None
+    return await _stored(services, rtype, rid)
+
+
+def _withheld(
+    diagnostics: str, resource: dict[str, Any] | None, *, forbidden: bool = False
+) -> FhirError:
+    """The 404 (or 403) of a refusal, carrying the stored resource refused, if any, for the
+    audit trail."""
+    stored = (
+        resource is not None
+        and resource.get("resourceType") in SERVED_TYPES
+        and isinstance(resource.get("id"), str)
+    )
+    withheld = (resource,) if stored and resource is not None else ()
+    if forbidden:
+        return WithheldForbidden(diagnostics, withheld=withheld)
+    return Withheld(diagnostics, withheld=withheld)
 
 
 async def release(

@@ -290,6 +290,23 @@ def test_who_tried_to_see_a_patient_s_data_is_one_search(
     ), "nothing was changed"
 
 
+def test_an_attempt_refused_up_front_names_the_patient_too(
+    client: TestClient, world: dict[str, str]
+) -> None:
+    """A read-only patient token deleting another patient's Appointment is refused by its
+    scopes (403) before any compartment check; the attempt still names that patient."""
+    appt = f"Appointment/{world['bob_appt']}"
+    refused = client.delete(f"{BASE}/{appt}", headers=bearer(world["ann_token"]))
+    assert refused.status_code == 403
+    [event] = [
+        e
+        for e in attempts_on(client, world, world["bob"])
+        if e["action"] == "D" and e["agent"][0]["who"] == {"reference": f"Patient/{world['ann']}"}
+    ]
+    assert entities(event, "4") == {appt} and entities(event, "1") == {f"Patient/{world['bob']}"}
+    assert client.get(f"{BASE}/{appt}", headers=bearer(world["dr_token"])).status_code == 200
+
+
 def test_a_practitioner_s_refused_attempts_name_the_patient_and_unknown_ids_nobody(
     client: TestClient, world: dict[str, str]
 ) -> None:
