@@ -18,7 +18,7 @@ IHE Basic Audit Log Patterns:
   to (role 1 patient), so "who saw this patient's data" is one indexed
   search on `entity`, and a search's query (role 24, base64 as R4 wants).
   A refused request names the stored resources the gate withheld and their
-  patients too (`audit.trail.Withheld`): an attempt is found the same way.
+  patients too (`audit.trail.Withholding`): an attempt is found the same way.
 """
 
 from __future__ import annotations

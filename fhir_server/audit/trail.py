@@ -6,11 +6,11 @@ names, every stored resource the answer carries once filtered (the gate's
 `Passage.returned`: search matches and includes, history entries, operation
 outputs, a write's result or its `Location`), the patients those belong to,
 the query as sent, and the operation's name. A refusal names what the gate
-withheld (`Withholding`: the stored resource the URL or an operation's
-input named, which the token may not reach or act on) and its patients the same way, so
-"who tried to see this patient's data" is the same search as "who saw it". A
-`$export` kick-off names the job it started. Nothing is looked up in the
-store: the facts are at hand, so recording costs microseconds.
+withheld (`Withholding`: the stored resource the URL or an operation's input
+named, which the token may not reach or act on) and its patients the same
+way, so "who tried to see this patient's data" is the same search as "who
+saw it". A `$export` kick-off names the job it started. Nothing is looked up
+in the store: the facts are at hand, so recording costs microseconds.
 """
 
 from __future__ import annotations
