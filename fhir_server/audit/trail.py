@@ -54,7 +54,8 @@ class Withholding:
     gate read them, so the refusal's AuditEvent names them and their patients. Only the
     error's diagnostics leave the server."""
 
-    withheld: tuple[dict[str, Any], ...] = field(default=(), kw_only=True)
+    # Not in the error's repr: what was withheld must not reach a log by way of a traceback.
+    withheld: tuple[dict[str, Any], ...] = field(default=(), kw_only=True, repr=False)
 
 
 @dataclass
