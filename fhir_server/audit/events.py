@@ -17,6 +17,8 @@ IHE Basic Audit Log Patterns:
   (`Type/id`, role 4 domain resource), each patient those resources belong
   to (role 1 patient), so "who saw this patient's data" is one indexed
   search on `entity`, and a search's query (role 24, base64 as R4 wants).
+  A refused request names the stored resources the gate withheld and their
+  patients too (`audit.trail.Withholding`): an attempt is found the same way.
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class Access:
     query: str | None = None  # the query string as the client sent it
     operation: str | None = None  # `$name` for operations; `transaction` for Bundles
     detail: str | None = None  # why it was refused or failed
+    job: str | None = None  # the bulk export job a `$export` kick-off started
 
 
 def audited(kind: str) -> bool:

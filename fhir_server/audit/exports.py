@@ -21,7 +21,8 @@ interaction (`audit.events.rest_event`):
   caller gets the same 404 whatever the reason).
 - `agent`: the token's user and client, as for every REST event.
 - `entity`: the job, as an identifier (`urn:fhir-server:bulk-export|<job id>`,
-  type System Object, role 20 "Job"); for a download also the file
+  type System Object, role 20 "Job"; the kick-off's event names it too, see
+  `job_entity`); for a download also the file
   (`urn:fhir-server:bulk-export|<job id>/<Type>.ndjson`) with its resource type
   as `entity.type` (`http://hl7.org/fhir/resource-types`, which R4's
   audit-entity-type value set includes). Neither the token nor anything of the
@@ -66,6 +67,12 @@ class ExportAccess:
     detail: str | None = None  # why it was refused or failed
 
 
+def job_entity(job_id: str) -> dict[str, Any]:
+    """An export job as an AuditEvent entity: named by its id, as its kick-off (recorded by
+    `AuditRecorder.watch`) and every later access name it, so one identifier joins them."""
+    return {"what": {"identifier": {"system": JOB, "value": job_id}}, **_JOB_ENTITY}
+
+
 def export_event(
     actor: Actor, access: ExportAccess, *, event_id: str, recorded: str
 ) -> dict[str, Any]:
@@ -73,9 +80,7 @@ def export_event(
     rest = Access(kind=access.kind, status=access.status, operation="$export", detail=access.detail)
     event = rest_event(actor, rest, event_id=event_id, recorded=recorded)
     job = access.job_id[:_MAX_JOB_ID]
-    entities: list[dict[str, Any]] = [
-        {"what": {"identifier": {"system": JOB, "value": job}}, **_JOB_ENTITY}
-    ]
+    entities = [job_entity(job)]
     file_type = access.file_type
     if file_type is not None and _TYPE_NAME.fullmatch(file_type):
         entities.append(

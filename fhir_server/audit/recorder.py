@@ -24,9 +24,9 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from fhir_server.audit.events import SOURCE, Actor, agents, audited, rest_event
-from fhir_server.audit.exports import ExportAccess, export_event
+from fhir_server.audit.exports import ExportAccess, export_event, job_entity
 from fhir_server.audit.journal import Journal
-from fhir_server.audit.trail import Seen, access_of, actor_of
+from fhir_server.audit.trail import Seen, Withholding, access_of, actor_of
 from fhir_server.auth.policy import TokenContext
 from fhir_server.fhir.errors import FhirError
 from fhir_server.fhir.messages import FhirRequest
@@ -129,7 +129,8 @@ class AuditRecorder:
         try:
             seen = await interaction
         except FhirError as error:
-            await self._keep_access(ctx, req, error.status, None, error.diagnostics)
+            withheld = error.withheld if isinstance(error, Withholding) else ()
+            await self._keep_access(ctx, req, error.status, None, error.diagnostics, withheld)
             raise
         except Exception:
             await self._keep_access(ctx, req, 500, None, "Internal Server Error")
@@ -149,10 +150,14 @@ class AuditRecorder:
         status: int,
         seen: Seen | None,
         detail: str | None,
+        withheld: tuple[dict[str, Any], ...] = (),
     ) -> None:
-        access = access_of(req, status, seen, detail)
+        access = access_of(req, status, seen, detail, withheld)
         event_id, recorded = str(uuid.uuid4()), now_instant()
-        await self._keep(rest_event(actor_of(ctx), access, event_id=event_id, recorded=recorded))
+        event = rest_event(actor_of(ctx), access, event_id=event_id, recorded=recorded)
+        if access.job is not None:  # a `$export` kick-off: joined with the job's later accesses
+            event.setdefault("entity", []).append(job_entity(access.job))
+        await self._keep(event)
 
     async def _keep(self, event: dict[str, Any]) -> None:
         try:

@@ -5,13 +5,19 @@ which asks this module for the `Access` to record: the resource the URL
 names, every stored resource the answer carries once filtered (the gate's
 `Passage.returned`: search matches and includes, history entries, operation
 outputs, a write's result or its `Location`), the patients those belong to,
-the query as sent, and the operation's name. Nothing is looked up in the
-store: the facts are at hand, so recording costs microseconds.
+the query as sent, and the operation's name. A refusal names what the gate
+withheld (`Withholding`: the stored resource the URL or an operation's input
+named, which the token may not reach or act on) and its patients the same
+way, so "who tried to see this patient's data" is the same search as "who
+saw it". A `$export` kick-off names the job it started. Nothing is looked up
+in the store: the facts are at hand, so recording costs microseconds.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
@@ -21,6 +27,7 @@ from fhir_server.audit.context import client_address
 from fhir_server.audit.events import Access, Actor
 from fhir_server.auth.compartment import reference_key
 from fhir_server.auth.policy import TokenContext
+from fhir_server.fhir.errors import Forbidden, NotFound
 from fhir_server.fhir.messages import FhirRequest, FhirResponse
 
 # A literal reference to a Patient, relative or absolute, with or without a version.
@@ -41,6 +48,27 @@ class Seen(Protocol):
         ...
 
 
+@dataclass
+class Withholding:
+    """What a refusal of the gate withheld: the stored resource(s) the request named, as the
+    gate read them, so the refusal's AuditEvent names them and their patients. Only the
+    error's diagnostics leave the server."""
+
+    # Not in the error's repr: what was withheld must not reach a log by way of a traceback.
+    withheld: tuple[dict[str, Any], ...] = field(default=(), kw_only=True, repr=False)
+
+
+@dataclass
+class Withheld(NotFound, Withholding):
+    """404 for a stored resource the token may not reach (another patient's, or outside the
+    role's own records)."""
+
+
+@dataclass
+class WithheldForbidden(Forbidden, Withholding):
+    """403 for an interaction the token's scopes or role do not allow, on a stored resource."""
+
+
 def actor_of(ctx: TokenContext) -> Actor:
     return Actor(
         user=ctx.fhir_user,
@@ -57,6 +85,22 @@ def _patient_references(body: dict[str, Any]) -> list[str]:
     return sorted({m.decode() for m in _PATIENT_REFERENCE.findall(orjson.dumps(body))})
 
 
+def _patients_of(keys: Iterable[str], body: dict[str, Any] | None) -> list[str]:
+    """The patients an answer, or a withheld resource, belongs to: the Patients among the
+    stored resources it carries (`keys`) and every Patient its JSON references."""
+    found = [key for key in keys if key.startswith("Patient/")]
+    return found + (_patient_references(body) if body is not None else [])
+
+
+def _started_job(req: FhirRequest, seen: Seen | None) -> str | None:
+    """The id of the bulk export a `$export` kick-off started: the last segment of the
+    status URL it answered in `Content-Location`."""
+    if seen is None or req.interaction.operation != "export" or seen.response.status != 202:
+        return None
+    location = seen.response.headers.get("Content-Location")
+    return location.rstrip("/").rsplit("/", 1)[-1] if location else None
+
+
 def _removed(body: dict[str, Any]) -> list[str]:
     """`Type/id` of the history entries that are deletions (no resource, only a URL)."""
     if body.get("resourceType") != "Bundle":
@@ -68,7 +112,13 @@ def _removed(body: dict[str, Any]) -> list[str]:
     ]
 
 
-def access_of(req: FhirRequest, status: int, seen: Seen | None, detail: str | None) -> Access:
+def access_of(
+    req: FhirRequest,
+    status: int,
+    seen: Seen | None,
+    detail: str | None,
+    withheld: tuple[dict[str, Any], ...] = (),
+) -> Access:
     interaction = req.interaction
     named: dict[str, None] = {}  # an ordered set
     if interaction.resource_type and interaction.rid:
@@ -77,10 +127,13 @@ def access_of(req: FhirRequest, status: int, seen: Seen | None, detail: str | No
     body = seen.response.resource if seen is not None else None
     if seen is not None and interaction.kind != "batch":  # entries are recorded one by one
         named.update(dict.fromkeys(seen.returned))
-        patients.update(dict.fromkeys(r for r in seen.returned if r.startswith("Patient/")))
+        patients.update(dict.fromkeys(_patients_of(seen.returned, body)))
         if body is not None:
             named.update(dict.fromkeys(_removed(body)))
-            patients.update(dict.fromkeys(_patient_references(body)))
+    for resource in withheld:
+        key = f"{resource.get('resourceType')}/{resource.get('id')}"
+        named[key] = None
+        patients.update(dict.fromkeys(_patients_of([key], resource)))
     operation = f"${interaction.operation}" if interaction.operation else None
     if interaction.kind == "batch" and isinstance(req.body, dict):
         operation = str(req.body.get("type"))
@@ -92,4 +145,5 @@ def access_of(req: FhirRequest, status: int, seen: Seen | None, detail: str | No
         query=urlencode(req.params) if req.params else req.header("if-none-exist"),
         operation=operation,
         detail=detail,
+        job=_started_job(req, seen),
     )

@@ -12,21 +12,27 @@ through only what `policy.visible` allows: a search or history drops the rest
 a new operation passes through it without a check of its own.
 
 The decisions live in `auth.policy`; this module only gathers the facts the
-policy needs from the store and applies its answers.
+policy needs from the store and applies its answers. A refusal of a request
+that names a stored resource carries it (`audit.trail.Withholding`): the row
+the gate already read, or, where it read none (a refusal up front, a check
+that was a query), the row read once on the refusal path; so the audit trail
+names the patients of an attempt.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fhir_server.audit.recorder import AuditRecorder
+from fhir_server.audit.trail import Withheld, WithheldForbidden
 from fhir_server.auth.compartment import compartment_params, operation_mentions, reference_key
 from fhir_server.auth.policy import Decision, TokenContext, decide, may_change, visible
 from fhir_server.auth.role_checks import with_actors
 from fhir_server.auth.tokens import Tokens, unauthorized
-from fhir_server.fhir.errors import Forbidden, NotFound
+from fhir_server.fhir.errors import FhirError, NotFound
 from fhir_server.fhir.messages import FhirRequest, FhirResponse
 from fhir_server.fhir.read_limits import ReadLimits
 from fhir_server.fhir.resource_types import SERVED_TYPES
@@ -34,6 +40,8 @@ from fhir_server.fhir.routing import Interaction
 
 Run = Callable[[FhirRequest], Awaitable[FhirResponse]]
 _NAMING_HEADERS = ("Location", "Content-Location")
+_UNKNOWN = "The resource is not known."
+log = logging.getLogger("fhir_server.auth")
 
 
 class _Services(Protocol):
@@ -77,9 +85,8 @@ class Access:
         decision = decide(ctx, req)
         if not decision.allowed:
             await self._denied(ctx, decision.reason)
-            if decision.status == 404:
-                raise NotFound(decision.reason)
-            raise Forbidden(decision.reason)
+            named = await _named_instance(services, req.interaction)
+            raise _withheld(decision.reason, named, forbidden=decision.status != 404)
         await self._check_named(services, ctx, decision, req)
         return await release(services, ctx, req.interaction, await run(req))
 
@@ -95,12 +102,15 @@ class Access:
         name, must be readable by the token before anything runs."""
         interaction = req.interaction
         rtype, rid = interaction.resource_type, interaction.rid
+        read, current = False, None
         if rid and rtype and decision.patient:
-            await self._check_current(services, ctx, rtype, rid)
+            read, current = True, await self._check_current(services, ctx, rtype, rid)
         if rid and rtype and decision.scope_params:
             params = [("_id", rid), *decision.scope_params]
             if not await services.searcher.matching_ids(rtype, params):
-                raise NotFound(f"{rtype}/{rid} is not known.")
+                if not read:  # the one read of this refusal, for the audit trail
+                    current = await _stored(services, rtype, rid)
+                raise _withheld(f"{rtype}/{rid} is not known.", current)
         if decision.patient and interaction.kind.startswith("operation"):
             # A state-changing (POSTed) operation reads inputs from its query string too.
             query = req.params if req.method == "POST" else ()
@@ -112,13 +122,52 @@ class Access:
 
     async def _check_current(
         self, services: _Services, ctx: TokenContext, rtype: str, rid: str
-    ) -> None:
+    ) -> dict[str, Any] | None:
+        """The stored resource, when there is one the token may act on."""
         current = await services.store.current(rtype, rid)
         if current is None or current.resource is None:
-            return  # the interaction itself answers 404/410 (or creates, checked by policy)
+            return None  # the interaction itself answers 404/410 (or creates, checked by policy)
         if not may_change(ctx.limits, current.resource):
             await self._denied(ctx, f"{rtype} outside the token's patient compartment")
-            raise NotFound(f"{rtype}/{rid} is not known.")
+            raise _withheld(f"{rtype}/{rid} is not known.", current.resource)
+        resource: dict[str, Any] = current.resource
+        return resource
+
+
+async def _stored(services: _Services, rtype: str, rid: str) -> dict[str, Any] | None:
+    """The current version of a resource, for a refusal's audit event only: a failure to
+    read it leaves the event without its patients rather than failing the refusal."""
+    try:
+        current = await services.store.current(rtype, rid)
+    except Exception:  # the refusal is answered whatever the store says
+        log.warning("could not read a refused resource for the audit trail")
+        return None
+    return None if current is None else current.resource
+
+
+async def _named_instance(services: _Services, interaction: Interaction) -> dict[str, Any] | None:
+    """The stored resource an instance-level request refused up front names (one read, on
+    the refusal path only): an attempt on a patient's record is named as such."""
+    rtype, rid = interaction.resource_type, interaction.rid
+    if rtype not in SERVED_TYPES or not rid:
+        return None
+    return await _stored(services, rtype, rid)
+
+
+def _withheld(
+    diagnostics: str, resource: dict[str, Any] | None, *, forbidden: bool = False
+) -> FhirError:
+    """The 404 (or 403) of a refusal, carrying the stored resource refused, if any, for the
+    audit trail."""
+    stored = (
+        resource is not None
+        and resource.get("resourceType") in SERVED_TYPES
+        and isinstance(resource.get("id"), str)
+    )
+    withheld = (resource,) if stored and resource is not None else ()
+    if forbidden:
+        return WithheldForbidden(diagnostics, withheld=withheld)
+    return Withheld(diagnostics, withheld=withheld)
 
 
 async def release(
@@ -129,7 +178,7 @@ async def release(
     resource = response.resource
     returned: list[tuple[str, str]] = []
     if resource is not None and not _let_through(limits, interaction, resource, returned):
-        raise NotFound("The resource is not known.")
+        raise _withheld(_UNKNOWN, resource)
     judge = may_change if interaction.changes else visible
     # A search's criteria already carried the scope's; a fresh create echoes what it sent.
     fresh = interaction.kind == "create" and response.status == 201
@@ -138,14 +187,16 @@ async def release(
         if unmatched and resource is not None:
             returned = [key for key in returned if key not in unmatched]
             if not _drop_keys(resource, unmatched):
-                raise NotFound("The resource is not known.")
+                raise _withheld(_UNKNOWN, resource)
     named = _named_by_headers(response)
     if named and named not in returned:
         current = await services.store.current(*named)
-        if current is None or current.resource is None or not judge(limits, current.resource):
-            raise NotFound("The resource is not known.")
-        if not fresh and await _scope_misses(services, limits, [named]):
-            raise NotFound("The resource is not known.")
+        if current is None or current.resource is None:
+            raise NotFound(_UNKNOWN)
+        if not judge(limits, current.resource) or (
+            not fresh and await _scope_misses(services, limits, [named])
+        ):
+            raise _withheld(_UNKNOWN, current.resource)
         returned.append(named)
     keys = tuple(f"{rtype}/{rid}" for rtype, rid in returned)
     return Passage(interaction, ctx, response, keys)

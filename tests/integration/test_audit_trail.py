@@ -28,6 +28,7 @@ from tests.integration.auth_helpers import (
     bearer,
     create,
     login_token,
+    mint,
     new_patient,
 )
 
@@ -112,7 +113,9 @@ def test_denied_read_records_a_failure(client: TestClient, world: dict[str, str]
     [event] = rest_events(client, other)
     assert event["outcome"] == "4" and event["outcomeDesc"]
     assert event["agent"][0]["who"]["reference"] == f"Patient/{world['ann']}"
-    assert entities(event, "1") == set(), "nothing of the other patient's record was seen"
+    # The attempt names the patient whose record it was (a reference only: nothing was seen).
+    assert entities(event, "1") == {f"Patient/{world['bob']}"}
+    assert "Bob" not in refused.text
     forbidden = client.delete(f"{BASE}/Practitioner/dr-1", headers=bearer(world["ann_token"]))
     assert forbidden.status_code == 403
     [deletion] = rest_events(client, "Practitioner/dr-1")
@@ -227,6 +230,121 @@ def test_admin_reads_and_searches_audit_events(client: TestClient, world: dict[s
     assert events and all(f"Patient/{world['ann']}" in entities(e, "1") for e in events)
     read = client.get(f"{BASE}/AuditEvent/{events[0]['id']}", headers=token)
     assert read.status_code == 200 and read.json()["id"] == events[0]["id"]
+
+
+def attempts_on(client: TestClient, world: dict[str, str], patient: str) -> list[dict[str, Any]]:
+    """The refused interactions an admin finds with `AuditEvent?patient=`, newest first."""
+    audit_events(client)  # relayed now
+    found = client.get(
+        f"{BASE}/AuditEvent",
+        params={"patient": f"Patient/{patient}", "outcome": "4", "_sort": "-date"},
+        headers=bearer(world["admin_token"]),
+    )
+    assert found.status_code == 200, found.text
+    return [e["resource"] for e in found.json().get("entry", [])]
+
+
+def test_who_tried_to_see_a_patient_s_data_is_one_search(
+    client: TestClient, world: dict[str, str]
+) -> None:
+    """A patient token's read, update and `$book` naming another patient's Appointment are
+    refused (404) and each found by `AuditEvent?patient=` for that patient."""
+    appt = f"Appointment/{world['bob_appt']}"
+    writer = mint(
+        client,
+        "launch/patient patient/*.rs patient/*.cud",
+        patient=world["ann"],
+        fhir_user=f"Patient/{world['ann']}",
+        role="patient",
+    )
+    ann = {**FHIR_JSON, **bearer(writer)}
+    answers = {
+        "read": client.get(f"{BASE}/{appt}", headers=ann),
+        "update": client.put(
+            f"{BASE}/{appt}",
+            content=orjson.dumps({**appointment(world["ann"]), "id": world["bob_appt"]}),
+            headers=ann,
+        ),
+        "operation": client.post(
+            f"{BASE}/Appointment/$book",
+            content=orjson.dumps(
+                {"resourceType": "Parameters", "parameter": [{"name": "appt-id", "valueUri": appt}]}
+            ),
+            headers=ann,
+        ),
+    }
+    assert {k: r.status_code for k, r in answers.items()} == dict.fromkeys(answers, 404)
+    attempts = [
+        e
+        for e in attempts_on(client, world, world["bob"])
+        if e["agent"][0]["who"] == {"reference": f"Patient/{world['ann']}"}
+    ]
+    assert sorted(e["subtype"][0]["code"] for e in attempts[:3]) == sorted(answers)
+    for event in attempts[:3]:
+        AuditEvent.model_validate(event)
+        assert event["outcome"] == "4" and appt in entities(event, "4")
+        assert entities(event, "1") == {f"Patient/{world['bob']}"}
+        assert "Bob" not in orjson.dumps(event).decode()  # references only, no record data
+    assert client.get(f"{BASE}/{appt}", headers=bearer(world["dr_token"])).json()["status"] == (
+        "booked"
+    ), "nothing was changed"
+
+
+def test_an_attempt_refused_up_front_names_the_patient_too(
+    client: TestClient, world: dict[str, str]
+) -> None:
+    """A read-only patient token deleting another patient's Appointment is refused by its
+    scopes (403) before any compartment check; the attempt still names that patient."""
+    appt = f"Appointment/{world['bob_appt']}"
+    refused = client.delete(f"{BASE}/{appt}", headers=bearer(world["ann_token"]))
+    assert refused.status_code == 403
+    [event] = [
+        e
+        for e in attempts_on(client, world, world["bob"])
+        if e["action"] == "D" and e["agent"][0]["who"] == {"reference": f"Patient/{world['ann']}"}
+    ]
+    assert entities(event, "4") == {appt} and entities(event, "1") == {f"Patient/{world['bob']}"}
+    assert client.get(f"{BASE}/{appt}", headers=bearer(world["dr_token"])).status_code == 200
+
+
+def test_a_practitioner_s_refused_attempts_name_the_patient_and_unknown_ids_nobody(
+    client: TestClient, world: dict[str, str]
+) -> None:
+    """Another practitioner's appointment is cut on the way out (read) or by the role's
+    narrowing on the way in (update): both 404, both name its patient. An id that is
+    stored nowhere names no patient."""
+    theirs = {
+        **appointment(world["bob"]),
+        "participant": [
+            {"actor": {"reference": f"Patient/{world['bob']}"}, "status": "accepted"},
+            {"actor": {"reference": "Practitioner/dr-2"}, "status": "accepted"},
+        ],
+    }
+    appt = f"Appointment/{create(client, theirs)}"
+    dr = {**FHIR_JSON, **bearer(world["dr_token"])}
+    read = client.get(f"{BASE}/{appt}", headers=dr)
+    changed = client.put(
+        f"{BASE}/{appt}",
+        content=orjson.dumps({**theirs, "id": appt.split("/")[1], "status": "cancelled"}),
+        headers=dr,
+    )
+    unknown = f"Appointment/{uuid.uuid4()}"
+    missing = client.put(
+        f"{BASE}/{unknown}",
+        content=orjson.dumps({**appointment(world["bob"]), "id": unknown.split("/")[1]}),
+        headers=dr,
+    )
+    assert (read.status_code, changed.status_code, missing.status_code) == (404, 404, 404)
+    by_dr = [
+        e
+        for e in attempts_on(client, world, world["bob"])
+        if e["agent"][0]["who"] == {"reference": "Practitioner/dr-1"}
+    ]
+    assert [e["subtype"][0]["code"] for e in by_dr[:2]] == ["update", "read"]
+    assert all(appt in entities(e, "4") for e in by_dr[:2])
+    [attempt] = rest_events(client, unknown)
+    assert attempt["outcome"] == "4" and entities(attempt, "1") == set()
+    assert entities(attempt, "4") == {unknown}
 
 
 def test_cli_answers_who_accessed_a_patient(

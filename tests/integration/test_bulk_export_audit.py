@@ -42,7 +42,7 @@ def bulk(rig: Rig) -> BulkClient:
 
 
 def job_events(rig: Rig, job_id: str) -> list[dict[str, Any]]:
-    """The export's AuditEvents after its kick-off, oldest first, as an admin searches them."""
+    """The export's AuditEvents, its kick-off first, as an admin searches them."""
     audit_events(rig.client)  # relayed now
     admin = bearer(mint(rig.client, "user/*.rs", role="admin"))
     found = rig.client.get(
@@ -96,14 +96,23 @@ def test_poll_manifest_download_and_cancel_each_leave_one_event(bulk: BulkClient
     assert rig.client.delete(status_url, headers=bulk.headers).status_code == 202
 
     events = job_events(rig, job_id)
-    assert len(events) == len(polls) + 3, [interaction(e) for e in events]
+    assert len(events) == len(polls) + 4, [interaction(e) for e in events]
     for event in events:
         AuditEvent.model_validate(event)
         assert event["type"]["code"] == "rest" and client_of(event) == "ehr"
         assert event["agent"][0]["network"]["address"] == "testclient"
         assert named(event)[0] == job_id
         assert not any("Fam" in str(e) or "Bearer" in str(e) for e in event["entity"])
-    *reads, download, cancel = events
+    kick_off, *reads, download, cancel = events
+    # The kick-off names the job as every later access does: one identifier joins them.
+    assert (interaction(kick_off), kick_off["action"], kick_off["outcome"]) == (
+        "operation",
+        "E",
+        "0",
+    )
+    assert named(kick_off) == [job_id] and status_url.endswith(f"/bulk-export/{job_id}")
+    [started] = [e for e in kick_off["entity"] if "what" in e and "identifier" in e["what"]]
+    assert started == download["entity"][0]
     assert [(interaction(e), e["action"], e["outcome"]) for e in reads] == [("read", "R", "0")] * (
         len(polls) + 1
     )
