@@ -60,6 +60,7 @@ _EVENTS: dict[str, tuple[tuple[str, str], tuple[str, str, str]]] = {
         code: (("110136", "Security Roles Changed"), (OURS, code, display))
         for code, display in (
             ("user-invited", "User invited"),
+            ("user-added", "User added"),
             ("user-changed", "User changed"),
             ("app-registered", "SMART app registered"),
             ("app-credentials-rotated", "SMART app credentials replaced"),

@@ -3,6 +3,9 @@
 Each command opens the configured store (or reuses the running embedded one,
 see `store.connection`), does one thing and prints JSON. Secrets are read from
 standard input, never from the command line (which other users can see).
+Every change is a security event, as the admin console's are (`_record`): the
+same codes and target, with `cli` as who did it (the operator's shell account
+is not one of ours to name).
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from typing import Annotated, Any, TypeVar
 import orjson
 import typer
 
+from fhir_server.audit.recorder import AuditRecorder
 from fhir_server.auth.clients import ClientRegistry, new_secret
 from fhir_server.auth.keys import rotate
 from fhir_server.auth.operator_tokens import issue_for_user
 from fhir_server.auth.users import AccountError, Accounts, check_fhir_user
 from fhir_server.cli_support import fail, load_settings, read_file, store_errors
 from fhir_server.fhir.errors import FhirError
+from fhir_server.fhir.indexing import ResourceIndexer
 from fhir_server.settings import Settings
 from fhir_server.store.auth_store import AuthStore
 from fhir_server.store.connection import open_database
@@ -51,6 +56,25 @@ def _with_store(work: Callable[[AuthStore, Settings], Awaitable[T]]) -> T:
             return asyncio.run(run())
     except (AccountError, FhirError) as error:
         fail(str(error))
+
+
+def _resources(store: AuthStore, settings: Settings) -> ResourceStore:
+    """The resource store, indexing as the server does (an AuditEvent written here must be
+    found by `AuditEvent?...` searches like the server's own)."""
+    return ResourceStore(store.database, indexer=ResourceIndexer(settings.base_url))
+
+
+async def _record(
+    store: AuthStore,
+    settings: Settings,
+    event: str,
+    target: tuple[str, str],
+    detail: str | None = None,
+) -> None:
+    """An operator's change; `target` is what it acted on, as (a `TARGETS` key, its name)."""
+    await AuditRecorder(_resources(store, settings)).record(
+        event, success=True, who="cli", detail=detail, target=target
+    )
 
 
 def _stdin_secret(what: str) -> str:
@@ -83,6 +107,7 @@ def users_add(
         if fhir_user:
             await check_fhir_user(ResourceStore(store.database), fhir_user, "--fhir-user")
         user = await Accounts(store, settings).add(username, password, role, fhir_user, email)
+        await _record(store, settings, "user-added", ("account", user.username), f"role {role}")
         return {"username": user.username, "role": user.role, "fhir_user": user.fhir_user}
 
     _print(_with_store(work))
@@ -97,7 +122,14 @@ def users_list() -> None:
 @users_app.command("disable")
 def users_disable(username: Annotated[str, typer.Argument(help="Login name.")]) -> None:
     """Stop an account from logging in, revoke its refresh tokens, close its calendar feed."""
-    if not _with_store(lambda store, settings: Accounts(store, settings).disable(username)):
+
+    async def work(store: AuthStore, settings: Settings) -> bool:
+        if not await Accounts(store, settings).disable(username):
+            return False
+        await _record(store, settings, "user-changed", ("account", username.lower()), "disabled")
+        return True
+
+    if not _with_store(work):
         typer.secho(f"Error: no user {username!r}.", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     _print({"username": username.lower(), "disabled": True})
@@ -106,7 +138,13 @@ def users_disable(username: Annotated[str, typer.Argument(help="Login name.")]) 
 @users_app.command("totp")
 def users_totp(username: Annotated[str, typer.Argument(help="Login name.")]) -> None:
     """Turn on the TOTP second factor; prints the secret for an authenticator app."""
-    secret = _with_store(lambda store, settings: Accounts(store, settings).enable_totp(username))
+
+    async def work(store: AuthStore, settings: Settings) -> str:
+        secret = await Accounts(store, settings).enable_totp(username)
+        await _record(store, settings, "second-factor-on", ("account", username.lower()))
+        return secret
+
+    secret = _with_store(work)
     _print({"username": username.lower(), "totp_secret": secret})
 
 
@@ -158,6 +196,7 @@ def clients_add(
             require_pkce=not no_pkce,
             resource_server=resource_server,
         )
+        await _record(store, settings, "app-registered", ("app", client_id))
         return client.public_view()
 
     view = _with_store(work)
@@ -186,8 +225,7 @@ def users_token(
     """Mint an access token for an account (for scripts and curl), printed as a token response."""
 
     async def work(store: AuthStore, settings: Settings) -> dict[str, Any]:
-        resources = ResourceStore(store.database)
-        return await issue_for_user(store, resources, settings, username, scope)
+        return await issue_for_user(store, _resources(store, settings), settings, username, scope)
 
     _print(_with_store(work))
 
@@ -205,7 +243,14 @@ def clients_list() -> None:
 @clients_app.command("remove")
 def clients_remove(client_id: Annotated[str, typer.Argument(help="The client_id.")]) -> None:
     """Unregister a client (its tokens stop being refreshable)."""
-    if not _with_store(lambda store, settings: ClientRegistry(store, settings).remove(client_id)):
+
+    async def work(store: AuthStore, settings: Settings) -> bool:
+        if not await ClientRegistry(store, settings).remove(client_id):
+            return False
+        await _record(store, settings, "app-removed", ("app", client_id))
+        return True
+
+    if not _with_store(work):
         typer.secho(f"Error: no client {client_id!r}.", fg=typer.colors.RED, err=True)
         raise typer.Exit(1)
     _print({"client_id": client_id, "removed": True})
@@ -215,4 +260,9 @@ def clients_remove(client_id: Annotated[str, typer.Argument(help="The client_id.
 def keys_rotate() -> None:
     """Start signing with a new key; old public keys stay published until their tokens expire."""
 
-    _print({"signing_kid": _with_store(rotate)})
+    async def work(store: AuthStore, settings: Settings) -> str:
+        kid = await rotate(store, settings)
+        await _record(store, settings, "signing-key-rotated", ("key", kid))
+        return kid
+
+    _print({"signing_kid": _with_store(work)})

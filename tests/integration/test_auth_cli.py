@@ -294,3 +294,43 @@ def test_users_add_takes_the_four_role_words(env: dict[str, str]) -> None:
         input=PASSWORD + "\n",
     )
     assert staff.exit_code == 1 and "patient, practitioner, frontdesk, admin" in staff.output
+
+
+def test_operator_changes_are_audited_and_searchable_like_the_admin_consoles(
+    env: dict[str, str], settings_factory: Callable[..., Settings]
+) -> None:
+    """Each change the CLI makes to accounts, apps and keys, and each token it mints, is an
+    AuditEvent found by `AuditEvent?subtype=` (indexed as the server indexes its own)."""
+    run(env, "users", "add", "--username", "Op", "--role", "admin", "--password-stdin",
+        stdin=PASSWORD + "\n")  # fmt: skip
+    run(env, "users", "totp", "op")
+    run(env, "users", "token", "op")
+    run(env, "users", "disable", "op")
+    run(env, "clients", "add", "--client-id", "cli-app", "--name", "App", "--type", "public",
+        "--scope", "patient/*.rs", "--redirect-uri", "https://app.example/cb")  # fmt: skip
+    run(env, "clients", "remove", "cli-app")
+    kid = run(env, "keys", "rotate")["signing_kid"]
+    settings = settings_factory(auth_enabled=True, database=env["FHIR_DATABASE"])
+    with TestClient(create_app(settings)) as server:
+        admin = bearer(mint(server, "user/*.rs", role="admin"))
+
+        def found(subtype: str) -> list[tuple[str | None, str | None, str | None]]:
+            answer = server.get(f"{BASE}/AuditEvent?subtype={subtype}", headers=admin)
+            assert answer.status_code == 200, answer.text
+            events = [e["resource"] for e in answer.json().get("entry", [])]
+            return [
+                (
+                    e["agent"][0].get("altId"),
+                    (e.get("entity") or [{}])[0].get("what", {}).get("identifier", {}).get("value"),
+                    e.get("outcomeDesc"),
+                )
+                for e in events
+            ]
+
+        assert found("user-added") == [("cli", "op", "role admin")]
+        assert [(t, d) for _, t, d in found("user-changed")] == [("op", "disabled")]
+        assert [t for _, t, _ in found("second-factor-on")] == ["op"]
+        assert [t for _, t, _ in found("app-registered")] == ["cli-app"]
+        assert [t for _, t, _ in found("app-removed")] == ["cli-app"]
+        assert [t for _, t, _ in found("signing-key-rotated")] == [kid]
+        assert len(found("token-issued")) == 1  # the minted token, found by its index
